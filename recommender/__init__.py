@@ -1,0 +1,1 @@
+"""DLRM recommender engine: pure torch + torchrec, no Django, no database."""

@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+
+class Visitor(models.Model):
+    """A browser (cookie ``vid``) or an imported customer; attached to a user on log in."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="visitors"
+    )
+    external_id = models.CharField(max_length=64, null=True, blank=True, unique=True)
+    attributes = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    def __str__(self) -> str:
+        return str(self.id)
+
+
+class EventType(models.TextChoices):
+    IMPRESSION = "impression", "Impression"
+    VIEW = "view", "Product view"
+    CLICK = "click", "Click"
+    ADD_TO_CART = "add_to_cart", "Add to cart"
+    REMOVE_FROM_CART = "remove_from_cart", "Remove from cart"
+    PURCHASE = "purchase", "Purchase"
+
+
+class EventSource(models.TextChoices):
+    WEB = "web", "Storefront (server)"
+    BEACON = "beacon", "Browser beacon"
+    API = "api", "API"
+    IMPORT = "import", "Imported log"
+
+
+class Event(models.Model):
+    """One interaction. ``idempotency_key`` is unique: a replayed post is stored once."""
+
+    idempotency_key = models.CharField(max_length=100, unique=True)
+    visitor = models.ForeignKey(Visitor, on_delete=models.CASCADE, related_name="events")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="events"
+    )
+    product = models.ForeignKey("catalog.Product", on_delete=models.CASCADE, related_name="events")
+    type = models.CharField(max_length=20, choices=EventType.choices)
+    placement = models.CharField(max_length=64, blank=True, default="")
+    position = models.PositiveSmallIntegerField(null=True, blank=True)
+    page_view_id = models.UUIDField(null=True, blank=True)
+    quantity = models.PositiveIntegerField(default=1)
+    order = models.ForeignKey("orders.Order", null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
+    # Filled once the A/B experiment and the model registry exist.
+    arm = models.CharField(max_length=32, null=True, blank=True)
+    model_version = models.CharField(max_length=64, null=True, blank=True)
+    source = models.CharField(max_length=10, choices=EventSource.choices, default=EventSource.WEB)
+    device = models.CharField(max_length=16, blank=True, default="")
+    occurred_at = models.DateTimeField()
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["occurred_at"], name="event_time_idx"),
+            models.Index(fields=["visitor", "occurred_at"], name="event_visitor_time_idx"),
+            models.Index(fields=["user", "occurred_at"], name="event_user_time_idx"),
+            models.Index(fields=["product", "type"], name="event_product_type_idx"),
+            models.Index(fields=["type", "occurred_at"], name="event_type_time_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(type__in=[c.value for c in EventType]), name="event_type_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.product_id} by {self.visitor_id}"

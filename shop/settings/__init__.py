@@ -1,0 +1,3 @@
+"""Development/demo settings; ``shop.settings.production`` hardens them for deployment."""
+
+from .base import *  # noqa: F403

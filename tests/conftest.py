@@ -1,0 +1,52 @@
+"""Test servers: a throwaway PostgreSQL (pytest-postgresql) and Redis (pytest-redis) on free
+loopback ports, started from the installed binaries and torn down after the session."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from pytest_postgresql import factories as pg_factories
+from pytest_redis import factories as redis_factories
+
+TESTS = Path(__file__).resolve().parent
+
+postgresql_proc = pg_factories.postgresql_proc(
+    executable=str(TESTS / "bin" / "pg_ctl"), host="127.0.0.1", port=None, dbname="shop"
+)
+redis_proc = redis_factories.redis_proc(
+    executable=shutil.which("redis-server") or "/usr/bin/redis-server", host="127.0.0.1", port=None
+)
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(postgresql_proc):
+    """Point Django at the throwaway PostgreSQL before pytest-django creates the test database."""
+    from django.conf import settings
+    from django.db import connections
+
+    db = settings.DATABASES["default"]
+    # mutate in place: Django's connection handler already holds this very dict
+    db.clear()
+    db.update(
+        {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": "shop",
+            "USER": postgresql_proc.user,
+            "PASSWORD": postgresql_proc.password or "",
+            "HOST": postgresql_proc.host,
+            "PORT": postgresql_proc.port,
+            "CONN_MAX_AGE": 0,
+            "ATOMIC_REQUESTS": False,
+            "AUTOCOMMIT": True,
+            "CONN_HEALTH_CHECKS": False,
+            "OPTIONS": {},
+            "TIME_ZONE": None,
+            "TEST": {"NAME": "test_shop", "MIRROR": None, "CHARSET": None, "COLLATION": None, "MIGRATE": True},
+        }
+    )
+    # drop the connection object built for the default (SQLite) engine so the next use builds one for PostgreSQL
+    for conn in connections.all(initialized_only=True):
+        conn.close()
+    del connections["default"]
