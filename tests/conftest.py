@@ -13,7 +13,7 @@ from pytest_redis import factories as redis_factories
 TESTS = Path(__file__).resolve().parent
 
 postgresql_proc = pg_factories.postgresql_proc(
-    executable=str(TESTS / "bin" / "pg_ctl"), host="127.0.0.1", port=None, dbname="shop"
+    executable=str(TESTS.parent / "scripts" / "pg_ctl"), host="127.0.0.1", port=None, dbname="shop"
 )
 redis_proc = redis_factories.redis_proc(
     executable=shutil.which("redis-server") or "/usr/bin/redis-server", host="127.0.0.1", port=None

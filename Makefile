@@ -1,0 +1,65 @@
+# The two commands a newcomer needs:  `make demo`  and  `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+MANAGE := $(BIN)/python manage.py
+STAMP := $(VENV)/.installed
+PORT ?= 8000
+DEMO_PRODUCTS ?= 5000
+
+.PHONY: setup demo test test-fast lint system-deps migrate seed serve bench-ingest bench-pages clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"Python 3.11 is required, found {sys.version.split()[0]}"'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.txt
+	# torchrec's metadata asks for the CUDA fbgemm-gpu; the CPU build (fbgemm-gpu-cpu) is in requirements.txt
+	$(BIN)/pip install -q --no-deps torchrec==1.8.0
+	touch $(STAMP)
+
+migrate: setup
+	@mkdir -p var
+	$(MANAGE) migrate --noinput
+
+seed: migrate
+	$(MANAGE) seed_catalog --products $(DEMO_PRODUCTS) --seed 42
+
+demo: seed
+	$(MANAGE) collectstatic --noinput -v 0
+	@echo ""
+	@echo "  Storefront:  http://localhost:$(PORT)/     API docs: http://localhost:$(PORT)/api/docs/"
+	@echo "  Merchant admin: http://localhost:$(PORT)/admin/  (create a login: $(MANAGE) createsuperuser)"
+	@echo ""
+	PORT=$(PORT) $(BIN)/honcho start -f Procfile
+
+system-deps:
+	./scripts/system-deps.sh
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(MANAGE) makemigrations --check --dry-run
+	DJANGO_SETTINGS_MODULE=shop.settings.production SECRET_KEY=check-deploy-$$RANDOM-0123456789abcdefghijklmnopqrstuvwxyz ALLOWED_HOSTS=shop.example.com \
+		$(MANAGE) check --deploy --fail-level WARNING
+
+# Everything: lint, then the whole suite (slow and browser tests included) on a throwaway
+# PostgreSQL and Redis that pytest starts on loopback.
+test: setup system-deps lint
+	$(BIN)/pytest
+
+# Quicker loop while developing: no slow tests.
+test-fast: setup system-deps
+	$(BIN)/pytest -m "not slow" -x -q
+
+bench-ingest: setup system-deps
+	$(BIN)/python -m benchmarks.ingest
+
+bench-pages: setup system-deps
+	$(BIN)/python -m benchmarks.pages
+
+clean:
+	rm -rf var/shop.sqlite3* var/static var/broker
