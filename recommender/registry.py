@@ -252,7 +252,9 @@ class Registry:
             _write_bytes(tmp / VOCAB_NPZ, buf.getvalue())
             _write_bytes(tmp / CONFIG, _json_bytes(dict(config)))
             _write_bytes(tmp / METRICS, _json_bytes(dict(metrics)))
-            files = {name: {"sha256": _sha256(tmp / name), "size": (tmp / name).stat().st_size} for name in REQUIRED_FILES}
+            files = {
+                name: {"sha256": _sha256(tmp / name), "size": (tmp / name).stat().st_size} for name in REQUIRED_FILES
+            }
             with self._locked():
                 version = self._next_version()
                 manifest = {"version": version, "created_at": created_at, "files": files, "format": 1}
@@ -381,20 +383,28 @@ class Registry:
         try:
             weights = torch.load(path / WEIGHTS, map_location="cpu", weights_only=True)
         except Exception as e:
-            raise ArtifactError(f"model {version}: {WEIGHTS} cannot be loaded ({e})", version=version, file=WEIGHTS) from e
+            raise ArtifactError(
+                f"model {version}: {WEIGHTS} cannot be loaded ({e})", version=version, file=WEIGHTS
+            ) from e
         if not isinstance(weights, dict):
-            raise ArtifactError(f"model {version}: {WEIGHTS} does not hold a dict of state dicts", version=version, file=WEIGHTS)
+            raise ArtifactError(
+                f"model {version}: {WEIGHTS} does not hold a dict of state dicts", version=version, file=WEIGHTS
+            )
         try:
             with np.load(path / VOCAB_NPZ, allow_pickle=False) as npz:
                 arrays = {k: npz[k] for k in npz.files}
         except Exception as e:
-            raise ArtifactError(f"model {version}: {VOCAB_NPZ} cannot be loaded ({e})", version=version, file=VOCAB_NPZ) from e
+            raise ArtifactError(
+                f"model {version}: {VOCAB_NPZ} cannot be loaded ({e})", version=version, file=VOCAB_NPZ
+            ) from e
         parsed = {}
         for name in (VOCAB_JSON, CONFIG, METRICS):
             try:
                 parsed[name] = json.loads((path / name).read_text())
             except ValueError as e:
-                raise ArtifactError(f"model {version}: {name} is not valid JSON ({e})", version=version, file=name) from e
+                raise ArtifactError(
+                    f"model {version}: {name} is not valid JSON ({e})", version=version, file=name
+                ) from e
         try:
             vocabularies = _join_arrays(parsed[VOCAB_JSON], arrays)
         except KeyError as e:

@@ -1,1 +1,22 @@
-urlpatterns: list = []
+"""The REST API under ``/api/`` (schema at ``/api/schema/``, docs at ``/api/docs/``)."""
+
+from django.urls import include, path
+
+from shop.catalog.api import CategoryDetailApi, CategoryListApi, ProductDetailApi, ProductListApi
+from shop.events.api import EventBatchApi
+from shop.orders.api import CartApi, CartItemDetailApi, CartItemListApi, CheckoutApi
+
+app_name = "api"
+
+urlpatterns = [
+    path("products", ProductListApi.as_view(), name="product-list"),
+    path("products/<int:pk>", ProductDetailApi.as_view(), name="product-detail"),
+    path("categories", CategoryListApi.as_view(), name="category-list"),
+    path("categories/<slug:slug>", CategoryDetailApi.as_view(), name="category-detail"),
+    path("events", EventBatchApi.as_view(), name="events"),
+    path("cart", CartApi.as_view(), name="cart"),
+    path("cart/items", CartItemListApi.as_view(), name="cart-items"),
+    path("cart/items/<int:product_id>", CartItemDetailApi.as_view(), name="cart-item"),
+    path("checkout", CheckoutApi.as_view(), name="checkout"),
+    path("recs/", include("shop.recs.urls")),
+]

@@ -49,4 +49,7 @@ def django_db_modify_db_settings(postgresql_proc):
     # drop the connection object built for the default (SQLite) engine so the next use builds one for PostgreSQL
     for conn in connections.all(initialized_only=True):
         conn.close()
-    del connections["default"]
+    try:
+        del connections["default"]
+    except AttributeError:  # never opened yet: nothing to drop
+        pass

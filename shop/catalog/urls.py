@@ -1,4 +1,13 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from . import views
 
 app_name = "catalog"
-urlpatterns: list = []
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("search/", views.search, name="search"),
+    path("c/<slug:slug>/", views.category_detail, name="category"),
+    path("products/<int:pk>/", views.product_by_id, name="product_by_id"),
+    path("products/<int:pk>/image.svg", views.product_image, name="product_image"),
+    path("products/<int:pk>/<slug:slug>/", views.product_detail, name="product"),
+]

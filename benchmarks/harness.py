@@ -1,0 +1,798 @@
+"""What both benchmarks share: a throwaway PostgreSQL, a migrated and seeded database, gunicorn on a
+loopback port, CPU accounting per process tree, machine facts, console charts and the JSON file.
+
+Everything started here is stopped by :class:`Stack` on the way out (``finally``, ``atexit`` and
+SIGTERM/SIGHUP), killing whole process groups, so an interrupted benchmark leaves nothing running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import contextlib
+import json
+import math
+import os
+import platform
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_CTL = ROOT / "scripts" / "pg_ctl"
+BENCH_DIR = ROOT / "var" / "bench"
+LOOPBACK = "127.0.0.1"
+DEFAULT_PRODUCTS = 5000
+DEFAULT_WORKERS = 2  # what the Procfile deploys on the 2-core target
+DEFAULT_THREADS = 4
+# Far above anything a benchmark can post, so ingest is measured, not the throttle. DRF keeps one
+# timestamp per request in the window, so a per-second window also keeps that history short.
+BENCH_THROTTLE_RATE = "1000000/s"
+
+# Wide enough for the tables when the output goes to a file or a CI log (rich assumes 80 there).
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+
+
+# --------------------------------------------------------------------------- small helpers
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface (bound to 127.0.0.1 only)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((LOOPBACK, 0))
+        return s.getsockname()[1]
+
+
+def parse_cpus(text: str | None) -> set[int] | None:
+    """``"0,1"`` or ``"0-3"`` -> {0, 1} / {0, 1, 2, 3}; None when not given."""
+    if not text:
+        return None
+    cpus: set[int] = set()
+    for part in text.split(","):
+        lo, _, hi = part.strip().partition("-")
+        cpus.update(range(int(lo), int(hi or lo) + 1))
+    return cpus
+
+
+def pinned(cpus: set[int] | None):
+    """A ``preexec_fn`` that pins a child (and everything it starts) to ``cpus``; None: no pinning."""
+    if not cpus:
+        return None
+
+    def pin() -> None:
+        os.sched_setaffinity(0, cpus)
+
+    return pin
+
+
+def percentile(sorted_values: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile of already sorted values (0 for an empty list)."""
+    if not sorted_values:
+        return 0.0
+    rank = max(1, math.ceil(p / 100 * len(sorted_values)))
+    return float(sorted_values[min(rank, len(sorted_values)) - 1])
+
+
+def latency_summary_ms(latencies_s: Iterable[float]) -> dict[str, float]:
+    values = sorted(v * 1000 for v in latencies_s)
+    if not values:
+        return {"p50_ms": 0.0, "p90_ms": 0.0, "p99_ms": 0.0, "max_ms": 0.0, "mean_ms": 0.0, "min_ms": 0.0}
+    return {
+        "min_ms": round(values[0], 3),
+        "p50_ms": round(percentile(values, 50), 3),
+        "p90_ms": round(percentile(values, 90), 3),
+        "p99_ms": round(percentile(values, 99), 3),
+        "max_ms": round(values[-1], 3),
+        "mean_ms": round(sum(values) / len(values), 3),
+    }
+
+
+def ratio(ours: float, baseline: float) -> float | None:
+    return round(ours / baseline, 3) if baseline else None
+
+
+def add_common_arguments(parser: argparse.ArgumentParser, *, default_json: Path) -> None:
+    parser.add_argument(
+        "--database-url",
+        help="use this PostgreSQL (postgres://...) instead of starting a throwaway one; it is migrated and, "
+        "when it has no products, seeded. Must be on loopback.",
+    )
+    parser.add_argument("--products", type=int, default=DEFAULT_PRODUCTS, help="catalog size to seed (default 5000)")
+    parser.add_argument("--seed", type=int, default=42, help="catalog and load generator seed")
+    parser.add_argument(
+        "--workers", type=int, default=DEFAULT_WORKERS, help="gunicorn worker processes (default 2, as the Procfile)"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=DEFAULT_THREADS, help="gunicorn threads per worker (default 4, as the Procfile)"
+    )
+    parser.add_argument(
+        "--server-cpus",
+        type=parse_cpus,
+        help="pin PostgreSQL and gunicorn to these CPUs (e.g. 0,1 to model a 2-core server on a bigger machine)",
+    )
+    parser.add_argument(
+        "--client-cpus", type=parse_cpus, help="pin the load generator to these CPUs (e.g. 2,3); default: unpinned"
+    )
+    parser.add_argument("--json", type=Path, default=default_json, help=f"where to write the results ({default_json})")
+
+
+# --------------------------------------------------------------------------- machine facts
+
+
+def cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def tool_version(argv: list[str]) -> str | None:
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    text = (out.stdout or out.stderr).strip().splitlines()
+    return text[0].strip() if text else None
+
+
+def machine_info() -> dict[str, Any]:
+    import django
+    import gunicorn
+
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        usable = os.cpu_count()
+    return {
+        "cpu_model": cpu_model(),
+        "logical_cores": os.cpu_count(),
+        "usable_cores": usable,
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "django": django.get_version(),
+        "gunicorn": gunicorn.__version__,
+        "wrk": tool_version(["wrk", "-v"]) if shutil.which("wrk") else None,
+    }
+
+
+# --------------------------------------------------------------------------- CPU accounting
+
+
+def tree_cpu_seconds(pid: int | None, *, children: bool = True) -> float:
+    """User + system CPU seconds used so far by a process and (``children``) its live descendants."""
+    if pid is None:
+        return 0.0
+    try:
+        root = psutil.Process(pid)
+        procs = [root] + (root.children(recursive=True) if children else [])
+    except psutil.Error:
+        return 0.0
+    total = 0.0
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            t = proc.cpu_times()
+            total += t.user + t.system
+    return total
+
+
+def _busy_seconds() -> float:
+    """CPU seconds the whole machine spent busy so far (all cores, every process)."""
+    t = psutil.cpu_times()
+    return sum(t) - t.idle - getattr(t, "iowait", 0.0)
+
+
+def _children_rusage_seconds() -> float:
+    """CPU seconds of this process's finished (waited-for) children, e.g. a wrk run."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+@dataclass
+class CpuMeter:
+    """CPU seconds used by named process trees between :meth:`start` and :meth:`stop`, and by
+    everything else on the machine (``other``: other people's work competing for the cores).
+
+    Processes that exit in between are not counted (the servers keep theirs alive: gunicorn
+    workers and persistent database connections), so those figures are a lower bound; a child
+    that runs for the measured span only (wrk) is counted through its rusage once it is waited for.
+    """
+
+    pids: dict[str, int | None]
+    # trees counted without their children (this process: gunicorn is its child)
+    exclude_children: set[str] = field(default_factory=set)
+    # name under which the CPU of children finished (and waited for) during the span is counted
+    finished_children_as: str | None = None
+    wall_s: float = 0.0
+    _t0: float = 0.0
+    _start: dict[str, float] = field(default_factory=dict)
+    _busy0: float = 0.0
+    _rusage0: float = 0.0
+    used_s: dict[str, float] = field(default_factory=dict)
+
+    def _cpu(self, name: str, pid: int | None) -> float:
+        return tree_cpu_seconds(pid, children=name not in self.exclude_children)
+
+    def start(self) -> CpuMeter:
+        self._start = {name: self._cpu(name, pid) for name, pid in self.pids.items()}
+        self._busy0 = _busy_seconds()
+        self._rusage0 = _children_rusage_seconds()
+        self._t0 = time.perf_counter()
+        return self
+
+    def stop(self) -> dict[str, Any]:
+        self.wall_s = time.perf_counter() - self._t0
+        self.used_s = {name: self._cpu(name, pid) - self._start.get(name, 0.0) for name, pid in self.pids.items()}
+        if self.finished_children_as:
+            self.used_s[self.finished_children_as] = self.used_s.get(self.finished_children_as, 0.0) + (
+                _children_rusage_seconds() - self._rusage0
+            )
+        busy = _busy_seconds() - self._busy0
+        self.used_s["other"] = max(0.0, busy - sum(self.used_s.values()))
+        return self.report()
+
+    def report(self) -> dict[str, Any]:
+        cores = os.cpu_count() or 1
+        capacity = max(self.wall_s * cores, 1e-9)
+        return {
+            "wall_s": round(self.wall_s, 3),
+            "cores": cores,
+            "cpu_seconds": {k: round(v, 3) for k, v in self.used_s.items()},
+            # share of the whole machine (all cores x wall time) each used; "other" = everything else
+            "share_of_machine": {k: round(v / capacity, 4) for k, v in self.used_s.items()},
+            "load_average_1m": round(os.getloadavg()[0], 2),
+        }
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+
+class Postgres:
+    """A throwaway PostgreSQL cluster on a free loopback port (durable defaults: fsync on).
+
+    Runs through ``scripts/pg_ctl``, which as root hands the data directory to the ``postgres``
+    user (PostgreSQL refuses to run as root), as the tests do.
+    """
+
+    def __init__(self, *, dbname: str = "shop", cpus: set[int] | None = None) -> None:
+        self.dbname = dbname
+        self.cpus = cpus
+        self.port = free_port()
+        self.tmp = Path(tempfile.mkdtemp(prefix="shop-bench-pg-"))
+        self.datadir = self.tmp / "data"
+        self.logfile = self.tmp / "postgres.log"
+        self.started = False
+
+    @property
+    def url(self) -> str:
+        return f"postgres://postgres@{LOOPBACK}:{self.port}/{self.dbname}"
+
+    def _pg_ctl(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        env = {**os.environ, "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
+        env.pop("PGDATA", None)
+        return subprocess.run(
+            [str(PG_CTL), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            check=False,
+            preexec_fn=pinned(self.cpus),  # the postmaster and its backends inherit the pinning
+        )
+
+    def start(self) -> Postgres:
+        out = self._pg_ctl("initdb", "-D", str(self.datadir), "-o", "-U postgres -A trust -E UTF8 --locale=C.UTF-8")
+        if out.returncode != 0:
+            raise RuntimeError(f"initdb failed:\n{out.stdout}\n{out.stderr}")
+        opts = (
+            f"-p {self.port} -c listen_addresses={LOOPBACK} -c unix_socket_directories={self.tmp} "
+            "-c max_connections=200 -c logging_collector=off"
+        )
+        out = self._pg_ctl("start", "-D", str(self.datadir), "-w", "-t", "60", "-l", str(self.logfile), "-o", opts)
+        self.started = out.returncode == 0
+        if not self.started:
+            log = self.logfile.read_text(errors="replace")[-3000:] if self.logfile.exists() else ""
+            raise RuntimeError(f"PostgreSQL did not start:\n{out.stdout}\n{out.stderr}\n{log}")
+        import psycopg
+
+        with psycopg.connect(host=LOOPBACK, port=self.port, user="postgres", dbname="postgres", autocommit=True) as c:
+            c.execute(f'CREATE DATABASE "{self.dbname}"')
+        return self
+
+    @property
+    def postmaster_pid(self) -> int | None:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            return int((self.datadir / "postmaster.pid").read_text().splitlines()[0])
+        return None
+
+    def stop(self) -> None:
+        if self.started:
+            self.started = False
+            out = self._pg_ctl("stop", "-D", str(self.datadir), "-m", "fast", "-w", "-t", "30", timeout=60)
+            if out.returncode != 0:
+                pid = self.postmaster_pid
+                if pid:
+                    with contextlib.suppress(OSError):
+                        os.kill(pid, signal.SIGQUIT)  # immediate shutdown
+                    time.sleep(1)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def check_loopback_url(url: str) -> None:
+    from urllib.parse import urlparse
+
+    host = urlparse(url).hostname or ""
+    if host not in {"127.0.0.1", "localhost", "::1"}:
+        raise SystemExit(f"--database-url must point at a loopback host, not {host!r}")
+
+
+def postgres_facts(database_url: str) -> dict[str, Any]:
+    import psycopg
+
+    facts: dict[str, Any] = {}
+    with psycopg.connect(_psycopg_dsn(database_url), autocommit=True) as c:
+        facts["version"] = c.execute("SHOW server_version").fetchone()[0]
+        for name in ("fsync", "synchronous_commit", "shared_buffers", "max_connections", "wal_level"):
+            facts[name] = c.execute(f"SHOW {name}").fetchone()[0]
+    return facts
+
+
+def _psycopg_dsn(database_url: str) -> str:
+    return database_url.replace("postgres://", "postgresql://", 1)
+
+
+# --------------------------------------------------------------------------- gunicorn
+
+
+class Gunicorn:
+    """gunicorn serving ``shop.wsgi`` on a free loopback port, in its own process group."""
+
+    def __init__(
+        self, *, env: dict[str, str], workers: int, threads: int, log_dir: Path, cpus: set[int] | None = None
+    ) -> None:
+        self.port = free_port()
+        self.cpus = cpus
+        self.env = env
+        self.workers = workers
+        self.threads = threads
+        self.log = log_dir / "gunicorn.log"
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    @property
+    def argv(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "shop.wsgi:application",
+            "--bind",
+            f"{LOOPBACK}:{self.port}",
+            "--workers",
+            str(self.workers),
+            "--threads",
+            str(self.threads),
+            "--worker-class",
+            "gthread",
+            "--backlog",
+            "2048",
+            "--timeout",
+            "60",
+            "--graceful-timeout",
+            "5",
+            "--keep-alive",
+            "5",
+            "--no-control-socket",
+            "--error-logfile",
+            str(self.log),
+        ]
+
+    def start(self, *, ready_path: str = "/", timeout: float = 60) -> Gunicorn:
+        self.proc = subprocess.Popen(
+            self.argv,
+            cwd=ROOT,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group: one killpg stops master and workers
+            preexec_fn=pinned(self.cpus),
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gunicorn exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(self.base_url + ready_path, timeout=5) as r:
+                    r.read()
+                if self._all_workers_up():
+                    return self
+            except urllib.error.HTTPError as exc:
+                if exc.code < 500 and self._all_workers_up():
+                    return self
+            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"gunicorn did not answer {ready_path} within {timeout:.0f} s:\n{self.log_tail()}")
+
+    def _all_workers_up(self) -> bool:
+        try:
+            return len(psutil.Process(self.proc.pid).children()) >= self.workers
+        except psutil.Error:
+            return False
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        kill_group(self.proc, grace=10)
+
+
+def kill_group(proc: subprocess.Popen, *, grace: float = 5) -> None:
+    """SIGTERM the process group, then SIGKILL it if it is still there after ``grace`` seconds."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)
+
+
+# --------------------------------------------------------------------------- the whole stack
+
+
+class Stack:
+    """PostgreSQL (throwaway or given), migrated and seeded, Django set up in this process for
+    reads (row counts, product URLs), and gunicorn in front. Use as a context manager."""
+
+    def __init__(
+        self,
+        *,
+        database_url: str | None,
+        products: int,
+        seed: int,
+        workers: int,
+        threads: int,
+        extra_env: dict[str, str] | None = None,
+        server_cpus: set[int] | None = None,
+        client_cpus: set[int] | None = None,
+    ) -> None:
+        self.given_url = database_url
+        self.server_cpus = server_cpus
+        self.client_cpus = client_cpus
+        self.products = products
+        self.seed = seed
+        self.workers = workers
+        self.threads = threads
+        self.extra_env = extra_env or {}
+        self.postgres: Postgres | None = None
+        self.gunicorn: Gunicorn | None = None
+        self.tmp = Path(tempfile.mkdtemp(prefix="shop-bench-"))
+        self.env: dict[str, str] = {}
+        self.database_url = ""
+        self.seconds: dict[str, float] = {}
+        self._closed = False
+        self._old_handlers: dict[int, Any] = {}
+
+    # -- lifecycle
+    def __enter__(self) -> Stack:
+        atexit.register(self.close)
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            self._old_handlers[sig] = signal.signal(sig, self._on_signal)
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)  # unwinds through the finally blocks, which tear down
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self.gunicorn is not None:
+            with contextlib.suppress(Exception):
+                self.gunicorn.stop()
+        with contextlib.suppress(Exception):
+            from django.db import connections
+
+            connections.close_all()
+        if self.postgres is not None:
+            with contextlib.suppress(Exception):
+                self.postgres.stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        for sig, handler in self._old_handlers.items():
+            with contextlib.suppress(Exception):
+                signal.signal(sig, handler)
+
+    # -- steps
+    def _start(self) -> None:
+        t = time.perf_counter()
+        if self.given_url:
+            check_loopback_url(self.given_url)
+            self.database_url = self.given_url
+            console.print(f"[bold]PostgreSQL[/]: using {self.database_url}")
+        else:
+            with console.status("Starting a throwaway PostgreSQL on loopback..."):
+                self.postgres = Postgres(cpus=self.server_cpus).start()
+            self.database_url = self.postgres.url
+            console.print(f"[bold]PostgreSQL[/]: throwaway cluster at {self.database_url} (fsync on, defaults)")
+        self.seconds["postgres_start"] = time.perf_counter() - t
+
+        self.env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "shop.settings",
+            "DATABASE_URL": self.database_url,
+            "DEBUG": "false",
+            "SECRET_KEY": secrets.token_urlsafe(50),
+            "ALLOWED_HOSTS": f"{LOOPBACK},testserver",
+            "LOG_LEVEL": "WARNING",
+            "PYTHONUNBUFFERED": "1",
+            **self.extra_env,
+        }
+        # Django in this process reads the very same settings as the server.
+        for key in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "LOG_LEVEL"):
+            os.environ[key] = self.env[key]
+        os.environ.update(self.extra_env)
+
+        t = time.perf_counter()
+        with console.status("Migrating..."):
+            self._manage("migrate", "--noinput", "-v", "0")
+        self.seconds["migrate"] = time.perf_counter() - t
+
+        import django
+
+        django.setup()
+
+        t = time.perf_counter()
+        have = self.product_count()
+        if have == 0:
+            console.print(f"Seeding {self.products:,} products (seed_catalog --seed {self.seed})...")
+            self._manage("seed_catalog", "--products", str(self.products), "--seed", str(self.seed), quiet=False)
+        elif self.given_url:
+            console.print(f"Database already holds {have:,} products: not seeding.")
+        self.seconds["seed"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        with console.status("Collecting static files (whitenoise serves them with DEBUG=false)..."):
+            self._manage("collectstatic", "--noinput", "-v", "0")
+        self.seconds["collectstatic"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        self.gunicorn = Gunicorn(
+            env=self.env, workers=self.workers, threads=self.threads, log_dir=self.tmp, cpus=self.server_cpus
+        )
+        with console.status(f"Starting gunicorn ({self.workers} workers x {self.threads} threads)..."):
+            self.gunicorn.start()
+        self.seconds["gunicorn_start"] = time.perf_counter() - t
+        console.print(
+            f"[bold]gunicorn[/]: {self.gunicorn.base_url}  workers={self.workers} threads={self.threads} "
+            "(gthread), DEBUG=false, fresh SECRET_KEY, ALLOWED_HOSTS=127.0.0.1"
+        )
+        if self.server_cpus or self.client_cpus:
+            console.print(
+                f"CPU pinning: server (PostgreSQL, gunicorn) on {sorted(self.server_cpus or [])}, "
+                f"load generator on {sorted(self.client_cpus or []) or 'any'}"
+            )
+        if self.client_cpus:
+            os.sched_setaffinity(0, self.client_cpus)  # this process generates load (or starts wrk)
+
+    def _manage(self, *args: str, quiet: bool = True) -> None:
+        out = subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=self.env,
+            stdout=subprocess.PIPE if quiet else None,
+            stderr=subprocess.PIPE if quiet else None,
+            text=True,
+            check=False,
+        )
+        if out.returncode != 0:
+            raise RuntimeError(f"manage.py {' '.join(args)} failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
+
+    # -- reads through Django (this process)
+    def product_count(self) -> int:
+        from shop.catalog.models import Product
+
+        return Product.objects.filter(is_active=True).count()
+
+    def settings_used(self) -> dict[str, Any]:
+        from django.conf import settings
+
+        db = settings.DATABASES["default"]
+        return {
+            "settings_module": os.environ.get("DJANGO_SETTINGS_MODULE"),
+            "debug": settings.DEBUG,
+            "database_engine": db["ENGINE"],
+            "conn_max_age": db.get("CONN_MAX_AGE"),
+            "gunicorn": {"workers": self.workers, "threads": self.threads, "worker_class": "gthread"},
+            "server_cpus": sorted(self.server_cpus) if self.server_cpus else None,
+            "client_cpus": sorted(self.client_cpus) if self.client_cpus else None,
+            "events_max_batch": getattr(settings, "EVENTS_MAX_BATCH", None),
+            "events_throttle_rate": settings.REST_FRAMEWORK.get("DEFAULT_THROTTLE_RATES", {}).get("events"),
+            "throwaway_postgres": self.postgres is not None,
+            "products": self.product_count(),
+            "setup_seconds": {k: round(v, 2) for k, v in self.seconds.items()},
+        }
+
+    def postgres_facts(self) -> dict[str, Any]:
+        try:
+            return postgres_facts(self.database_url)
+        except Exception as exc:  # facts are a courtesy; never fail the benchmark for them
+            return {"error": str(exc)}
+
+    @property
+    def postgres_pid(self) -> int | None:
+        return self.postgres.postmaster_pid if self.postgres else None
+
+
+# --------------------------------------------------------------------------- output
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"generated_at": datetime.now(UTC).isoformat(timespec="seconds"), **payload}
+    path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    return path
+
+
+def bar(value: float, maximum: float, width: int = 40, style: str = "cyan") -> Text:
+    filled = 0 if maximum <= 0 else value / maximum * width
+    full = int(filled)
+    eighths = int((filled - full) * 8)
+    glyphs = "█" * full + ("▏▎▍▌▋▊▉"[eighths - 1] if eighths else "")
+    return Text(glyphs or ("▏" if value > 0 else ""), style=style)
+
+
+def comparison_chart(title: str, rows: Sequence[tuple[str, float, str]], *, unit: str) -> Table:
+    """Horizontal bars for a few named figures (``(label, value, style)``)."""
+    table = Table(title=title, show_header=False, box=None, pad_edge=False)
+    table.add_column(justify="right", style="bold")
+    table.add_column()
+    table.add_column(justify="right")
+    top = max((v for _, v, _ in rows), default=0)
+    for label, value, style in rows:
+        table.add_row(label, bar(value, top, style=style), f"{value:,.1f} {unit}")
+    return table
+
+
+# Latency buckets in milliseconds for the console histogram (upper bounds; last is open-ended).
+HISTOGRAM_EDGES_MS = (1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 75, 100, 200, 500, 1000, 2000)
+
+
+def histogram_from_samples(latencies_ms: Iterable[float]) -> list[dict[str, float]]:
+    counts = [0] * (len(HISTOGRAM_EDGES_MS) + 1)
+    for v in latencies_ms:
+        for i, edge in enumerate(HISTOGRAM_EDGES_MS):
+            if v <= edge:
+                counts[i] += 1
+                break
+        else:
+            counts[-1] += 1
+    return _histogram_rows(counts)
+
+
+def histogram_from_buckets(buckets: dict[float, int]) -> list[dict[str, float]]:
+    """``buckets`` maps a latency in ms to a count (wrk's microsecond buckets, converted)."""
+    counts = [0] * (len(HISTOGRAM_EDGES_MS) + 1)
+    for value, n in buckets.items():
+        for i, edge in enumerate(HISTOGRAM_EDGES_MS):
+            if value <= edge:
+                counts[i] += n
+                break
+        else:
+            counts[-1] += n
+    return _histogram_rows(counts)
+
+
+def _histogram_rows(counts: list[int]) -> list[dict[str, float]]:
+    rows = []
+    lower = 0.0
+    for i, n in enumerate(counts):
+        upper = HISTOGRAM_EDGES_MS[i] if i < len(HISTOGRAM_EDGES_MS) else math.inf
+        rows.append({"from_ms": lower, "to_ms": upper, "count": n})
+        lower = upper
+    # trim empty buckets at both ends for display and JSON
+    while rows and rows[-1]["count"] == 0:
+        rows.pop()
+    while rows and rows[0]["count"] == 0:
+        rows.pop(0)
+    return rows
+
+
+def histogram_chart(title: str, rows: Sequence[dict[str, float]], *, target_ms: float | None = None) -> Table:
+    table = Table(title=title, box=None, pad_edge=False)
+    table.add_column("latency (ms)", justify="right")
+    table.add_column("")
+    table.add_column("requests", justify="right")
+    table.add_column("cum. %", justify="right")
+    total = sum(r["count"] for r in rows) or 1
+    top = max((r["count"] for r in rows), default=0)
+    cumulative = 0
+    for r in rows:
+        cumulative += r["count"]
+        upper = "inf" if math.isinf(r["to_ms"]) else f"{r['to_ms']:g}"
+        over = target_ms is not None and r["from_ms"] >= target_ms
+        table.add_row(
+            f"{r['from_ms']:g}-{upper}",
+            bar(r["count"], top, style="red" if over else "green"),
+            f"{r['count']:,}",
+            f"{100 * cumulative / total:.1f}",
+        )
+    return table
+
+
+CONTENDED_SHARE = 0.15  # other processes using more than this share of the machine make figures unrepresentative
+
+
+def efficiency(cpu: dict[str, Any], units: float, *, cores: int = 2) -> dict[str, Any]:
+    """Work per CPU-second of this run's own processes, and what ``cores`` uncontended cores would do.
+
+    The projection assumes the run is CPU-bound (true at saturation) and that the server and the
+    load generator share the ``cores``, as on the 2-core target; it does not depend on how much
+    other work happened to be running on the machine.
+    """
+    used = cpu["cpu_seconds"]
+    own = sum(used.get(k, 0.0) for k in ("gunicorn", "postgres", "load_generator"))
+    server = sum(used.get(k, 0.0) for k in ("gunicorn", "postgres"))
+    per_cpu_s = units / own if own else 0.0
+    return {
+        "own_cpu_seconds": round(own, 3),
+        "server_cpu_ms_per_unit": round(1000 * server / units, 3) if units else None,
+        "units_per_own_cpu_second": round(per_cpu_s, 1),
+        f"projected_per_s_on_{cores}_uncontended_cores": round(per_cpu_s * cores, 1),
+        "other_share_of_machine": cpu["share_of_machine"].get("other", 0.0),
+        "contended": cpu["share_of_machine"].get("other", 0.0) > CONTENDED_SHARE,
+    }
+
+
+def contention_warning(runs: Iterable[dict[str, Any]]) -> None:
+    worst = max((r["cpu"]["share_of_machine"].get("other", 0.0) for r in runs), default=0.0)
+    if worst > CONTENDED_SHARE:
+        console.print(
+            f"[bold yellow]Warning:[/] other processes used up to {100 * worst:.0f}% of this machine's CPU during "
+            "the runs; the measured rates and latencies are lower/higher than on a quiet machine. The CPU-normalised "
+            "figures (per CPU-second, projection) do not depend on that; rerun on a quiet machine for the rest."
+        )
+
+
+def verdict(ok: bool) -> str:
+    return "[bold green]meets target[/]" if ok else "[bold red]misses target[/]"

@@ -1,0 +1,504 @@
+"""Accelerator benchmark: how fast the serving paths score, next to a plain torchrec DLRM forward.
+
+    python -m recommender.bench --out var/bench/accelerator.json [--quick]
+
+Grid: devices (cpu, cuda when present) x precision (fp32, int8 on CPU) x batch sizes (candidates of one
+user: 1, 16, 64, 200, 512, 4096) x threads (1, 2). For each cell: p50 / p99 latency and scores/s of
+:class:`recommender.serving.Scorer` (user side once per user), split into the embedding stage and the
+MLP / interaction stage, and the same for the baseline (``model(dense, kjt)``, the user's side repeated
+in every row) on the same rows in the same run, with the ratio. Also, in the same run: the machine's
+floors (memory bandwidth from a large tensor copy, matmul GFLOP/s), the issue's targets (rank 500
+candidates for one user: p50 <= 2 ms, p99 <= 5 ms, model only; batch scoring >= 1,000,000 scores/s for
+a store-sized model of 5,000 items and 10,000 users), and int8-vs-fp32 ranking agreement.
+
+The model has random weights of the production shape (``ModelConfig()`` over the feature space of
+``recommender.features``): latency does not depend on what the weights learned.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from recommender.config import ModelConfig
+from recommender.features import DENSE_FEATURES, ITEM_DENSE, PAIR_DENSE, SPARSE_KEYS, TABLE_OF_KEY
+from recommender.model import build_model
+from recommender.serving import ItemFeatures, Scorer, ScoreTimings, UserFeatures
+
+BATCH_SIZES = (1, 16, 64, 200, 512, 4096)
+THREADS = (1, 2)
+
+
+# ------------------------------------------------------------------------------------------ fixtures
+
+
+@dataclass(frozen=True)
+class StoreShape:
+    items: int = 5_000
+    users: int = 10_000
+    categories: int = 200
+    brands: int = 300
+    bag: int = 20  # recent items per user
+
+
+def store_model(shape: StoreShape, *, seed: int = 0, arch: str = "dlrm") -> torch.nn.Module:
+    torch.manual_seed(seed)
+    sizes = {
+        "user": shape.users + 97,
+        "item": shape.items + 97,
+        "category": shape.categories + 12,
+        "brand": shape.brands + 12,
+        "price_bucket": 17,
+        "hour_of_day": 24,
+        "weekday": 7,
+        "device": 8,
+    }
+    feats: dict[str, list[str]] = {}
+    for k in SPARSE_KEYS:
+        feats.setdefault(TABLE_OF_KEY[k], []).append(k)
+    model = build_model(ModelConfig(arch=arch), table_sizes=sizes, table_features=feats, num_dense=len(DENSE_FEATURES))
+    for name, p in model.named_parameters():
+        if "embedding_bag" in name:
+            torch.nn.init.normal_(p, std=0.1)
+    return model.eval()
+
+
+def store_items(shape: StoreShape, seed: int = 1) -> ItemFeatures:
+    g = torch.Generator().manual_seed(seed)
+    M = shape.items
+    return ItemFeatures(
+        sparse={
+            "item_id": torch.arange(M),
+            "category": torch.randint(0, shape.categories, (M,), generator=g),
+            "brand": torch.randint(0, shape.brands, (M,), generator=g),
+            "price_bucket": torch.randint(0, 17, (M,), generator=g),
+        },
+        dense=torch.rand(M, len(ITEM_DENSE), generator=g),
+    )
+
+
+def store_user(shape: StoreShape, i: int) -> UserFeatures:
+    g = torch.Generator().manual_seed(10_000 + i)
+    return UserFeatures(
+        sparse={
+            "user_id": torch.tensor([i % shape.users]),
+            "recent_items": torch.randint(0, shape.items, (shape.bag,), generator=g),
+            "hour_of_day": torch.tensor([i % 24]),
+            "weekday": torch.tensor([i % 7]),
+            "device": torch.tensor([i % 3]),
+        },
+        dense=torch.rand(1, generator=g),
+    )
+
+
+# ------------------------------------------------------------------------------------------ timing
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _measure(
+    fn: Callable[[], object], *, min_iters: int, max_iters: int, budget_s: float, device: torch.device
+) -> list[int]:
+    """Nanosecond samples of ``fn()`` (after warm-up), at least ``min_iters``, at most ``max_iters`` or ``budget_s``."""
+    for _ in range(2):
+        fn()
+    _sync(device)
+    out: list[int] = []
+    start = time.perf_counter()
+    while len(out) < max_iters and (len(out) < min_iters or time.perf_counter() - start < budget_s):
+        t = time.perf_counter_ns()
+        fn()
+        _sync(device)
+        out.append(time.perf_counter_ns() - t)
+    return out
+
+
+def _p(ns: Sequence[int], q: float) -> float:
+    return float(np.percentile(np.asarray(ns, dtype=np.float64), q) / 1e6)
+
+
+@dataclass(frozen=True)
+class Cell:
+    device: str
+    precision: str
+    threads: int
+    batch: int
+    path: str  # "reuse" (Scorer) or "baseline" (plain DLRM forward)
+    p50_ms: float
+    p99_ms: float
+    scores_per_s: float
+    embedding_p50_ms: float
+    mlp_p50_ms: float
+    iters: int
+
+
+def _baseline_fn(scorer: Scorer, dense: torch.Tensor, kjt, stage: list[tuple[int, int]]) -> Callable[[], torch.Tensor]:
+    """The plain DLRM forward, timed per stage (sparse arch = embedding stage; dense/interaction/over = MLP)."""
+    dlrm = scorer.dlrm
+    device = scorer.device if scorer.precision == "fp32" else torch.device("cpu")
+    dense, kjt = dense.to(device), kjt.to(device)
+
+    def run() -> torch.Tensor:
+        with torch.inference_mode():
+            t0 = time.perf_counter_ns()
+            emb = dlrm.sparse_arch(kjt)
+            _sync(device)
+            t1 = time.perf_counter_ns()
+            d = dlrm.dense_arch(dense)
+            out = dlrm.over_arch(dlrm.inter_arch(dense_features=d, sparse_features=emb))
+            _sync(device)
+            stage.append((t1 - t0, time.perf_counter_ns() - t1))
+            return out
+
+    return run
+
+
+def bench_cell(scorer: Scorer, shape: StoreShape, batch: int, *, quick: bool) -> tuple[Cell, Cell]:
+    """(ours, baseline) for one user's ``batch`` candidates."""
+    g = torch.Generator().manual_seed(batch)
+    user = store_user(shape, 7)
+    items = torch.randint(0, shape.items, (batch,), generator=g)
+    pair = torch.rand(batch, len(PAIR_DENSE), generator=g)
+    budget = 0.15 if quick else 0.6
+    iters = (3, 30) if quick else (10, 2000)
+    ours_t: list[ScoreTimings] = []
+    ours = _measure(
+        lambda: scorer.score(user, items, pair, timings=ours_t),
+        min_iters=iters[0],
+        max_iters=iters[1],
+        budget_s=budget,
+        device=scorer.device,
+    )
+    dense, kjt = scorer.reference_batch(user, items, pair)
+    stage: list[tuple[int, int]] = []
+    base = _measure(
+        _baseline_fn(scorer, dense, kjt, stage),
+        min_iters=iters[0],
+        max_iters=iters[1],
+        budget_s=budget,
+        device=scorer.device,
+    )
+    th = torch.get_num_threads()
+    common = dict(device=scorer.device.type, precision=scorer.precision, threads=th, batch=batch)
+    a = Cell(
+        **common,
+        path="reuse",
+        p50_ms=_p(ours, 50),
+        p99_ms=_p(ours, 99),
+        scores_per_s=batch / (_p(ours, 50) / 1e3),
+        embedding_p50_ms=_p([t.embedding_ns for t in ours_t[-len(ours) :]], 50),
+        mlp_p50_ms=_p([t.mlp_ns for t in ours_t[-len(ours) :]], 50),
+        iters=len(ours),
+    )
+    b = Cell(
+        **common,
+        path="baseline",
+        p50_ms=_p(base, 50),
+        p99_ms=_p(base, 99),
+        scores_per_s=batch / (_p(base, 50) / 1e3),
+        embedding_p50_ms=_p([s[0] for s in stage[-len(base) :]], 50),
+        mlp_p50_ms=_p([s[1] for s in stage[-len(base) :]], 50),
+        iters=len(base),
+    )
+    return a, b
+
+
+def bench_batch_scoring(scorer: Scorer, shape: StoreShape, *, users: int, baseline_users: int) -> dict:
+    """Whole-catalogue scoring for ``users`` users (the worker's batch job), against the plain forward of
+    each of ``baseline_users`` users' catalogue rows (its inputs prebuilt, not timed)."""
+    us = [store_user(shape, i) for i in range(users)]
+    scorer.score_batch(us[:2])  # warm-up
+    timings: list[ScoreTimings] = []
+    t = time.perf_counter()
+    out = scorer.score_batch(us, timings=timings)
+    ours_s = time.perf_counter() - t
+    n = sum(len(o) for o in out)
+    all_items = torch.arange(shape.items)
+    pairs = torch.zeros(shape.items, len(PAIR_DENSE))
+    inputs = []
+    for i in range(baseline_users):
+        dense, kjt = scorer.reference_batch(us[i], all_items, pairs)
+        inputs.append((dense, kjt))
+    device = scorer.device if scorer.precision == "fp32" else torch.device("cpu")
+    model = scorer.model
+    inputs = [(dense.to(device), kjt.to(device)) for dense, kjt in inputs]
+    with torch.inference_mode():
+        model(*inputs[0])  # warm-up
+        t = time.perf_counter()
+        rows = 0
+        for dense, kjt in inputs:  # one forward per user over the whole catalogue (its rows prebuilt, untimed)
+            rows += dense.shape[0]
+            model(dense, kjt)
+        _sync(device)
+        base_s = time.perf_counter() - t
+    ours_rate = n / ours_s
+    base_rate = rows / base_s
+    return {
+        "items": shape.items,
+        "users_in_model": shape.users,
+        "users_scored": users,
+        "scores": n,
+        "seconds": round(ours_s, 4),
+        "scores_per_s": ours_rate,
+        "embedding_s": timings[0].embedding_ns / 1e9,
+        "mlp_s": timings[0].mlp_ns / 1e9,
+        "baseline_users_scored": baseline_users,
+        "baseline_scores": rows,
+        "baseline_seconds": round(base_s, 4),
+        "baseline_scores_per_s": base_rate,
+        "ratio": ours_rate / base_rate if base_rate else None,
+        "target_scores_per_s": 1_000_000,
+        "meets_target": ours_rate >= 1_000_000,
+    }
+
+
+# ------------------------------------------------------------------------------------------ floors
+
+
+def floors(device: torch.device, *, quick: bool) -> dict:
+    """Memory bandwidth (copy of a tensor much larger than the caches) and fp32 matmul throughput."""
+    n_bytes = (64 if quick else 256) * 2**20
+    src = torch.ones(n_bytes // 4, device=device)
+    dst = torch.empty_like(src)
+    copy = _measure(lambda: dst.copy_(src), min_iters=3, max_iters=10 if quick else 20, budget_s=0.5, device=device)
+    big = 1024 if quick else 2048
+    out = {"copy_bytes": n_bytes, "memory_bandwidth_gb_s": 2 * n_bytes / (min(copy) / 1e9) / 1e9, "matmul_big_n": big}
+    for name, (m, k, n) in {"matmul_big": (big, big, big), "matmul_mlp_4096x128x128": (4096, 128, 128)}.items():
+        a = torch.randn(m, k, device=device)
+        b = torch.randn(k, n, device=device)
+        ts = _measure(lambda a=a, b=b: a @ b, min_iters=3, max_iters=20 if quick else 50, budget_s=0.5, device=device)
+        out[f"{name}_gflop_s"] = 2 * m * k * n / (float(np.median(ts)) / 1e9) / 1e9
+    return out
+
+
+def int8_agreement(
+    fp32: Scorer, int8: Scorer, shape: StoreShape, *, users: int = 20, n: int = 500, k: int = 10
+) -> dict:
+    overlaps, corrs = [], []
+    for i in range(users):
+        g = torch.Generator().manual_seed(500 + i)
+        items = torch.randperm(shape.items, generator=g)[:n]
+        pair = torch.rand(n, len(PAIR_DENSE), generator=g)
+        u = store_user(shape, i)
+        a, b = fp32.score(u, items, pair).numpy(), int8.score(u, items, pair).numpy()
+        overlaps.append(len(set(np.argsort(-a)[:k]) & set(np.argsort(-b)[:k])) / k)
+        corrs.append(float(np.corrcoef(a, b)[0, 1]))
+    return {
+        "users": users,
+        "candidates": n,
+        "top10_overlap_mean": float(np.mean(overlaps)),
+        "top10_overlap_min": float(np.min(overlaps)),
+        "score_corr_min": float(np.min(corrs)),
+    }
+
+
+# ------------------------------------------------------------------------------------------ main
+
+
+def _machine() -> dict:
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "torch": torch.__version__,
+        "loadavg_start": os.getloadavg(),
+    }
+
+
+def run(
+    *,
+    quick: bool = False,
+    batch_sizes: Sequence[int] | None = None,
+    threads: Sequence[int] | None = None,
+    devices: Sequence[str] | None = None,
+) -> dict:
+    shape = StoreShape(items=1_000, users=2_000) if quick else StoreShape()
+    batch_sizes = list(batch_sizes or ((1, 200) if quick else BATCH_SIZES))
+    threads = list(threads or ((1,) if quick else THREADS))
+    devices = list(devices or (["cpu"] + (["cuda"] if torch.cuda.is_available() else [])))
+    report: dict = {
+        "machine": _machine(),
+        "quick": quick,
+        "shape": asdict(shape),
+        "floors": {},
+        "cells": [],
+        "targets": {},
+    }
+    model = store_model(shape)
+    items = store_items(shape)
+    scorers: dict[tuple[str, str], Scorer] = {}
+    for dev in devices:
+        scorers[(dev, "fp32")] = Scorer(model, items, precision="fp32", device=dev)
+        if dev == "cpu":
+            scorers[(dev, "int8")] = Scorer(model, items, precision="int8", device="cpu")
+    saved_threads = torch.get_num_threads()
+    try:
+        for th in threads:
+            torch.set_num_threads(th)
+            for dev in devices:
+                report["floors"][f"{dev}/threads={th}"] = floors(torch.device(dev), quick=quick)
+            for scorer in scorers.values():
+                for b in batch_sizes:
+                    ours, base = bench_cell(scorer, shape, b, quick=quick)
+                    report["cells"] += [asdict(ours), asdict(base)]
+        # the issue's targets, on the full store shape, at the machine's 2 threads (cpu fp32)
+        target_threads = min(2, os.cpu_count() or 1)
+        torch.set_num_threads(target_threads)
+        cpu = scorers[("cpu", "fp32")]
+        ours, base = bench_cell(cpu, shape, 500, quick=quick)
+        report["targets"]["rank_500_one_user"] = {
+            "threads": target_threads,
+            "p50_ms": ours.p50_ms,
+            "p99_ms": ours.p99_ms,
+            "baseline_p50_ms": base.p50_ms,
+            "baseline_p99_ms": base.p99_ms,
+            "ratio_p50": base.p50_ms / ours.p50_ms,
+            "target_p50_ms": 2.0,
+            "target_p99_ms": 5.0,
+            "meets_target": ours.p50_ms <= 2.0 and ours.p99_ms <= 5.0,
+        }
+        report["targets"]["batch_scoring"] = {
+            "threads": target_threads,
+            **bench_batch_scoring(cpu, shape, users=20 if quick else 200, baseline_users=2 if quick else 20),
+        }
+        report["int8_agreement"] = int8_agreement(
+            scorers[("cpu", "fp32")], scorers[("cpu", "int8")], shape, users=5 if quick else 20
+        )
+    finally:
+        torch.set_num_threads(saved_threads)
+    report["machine"]["loadavg_end"] = os.getloadavg()
+    return report
+
+
+def print_report(report: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=max(Console().width, 180))
+    m = report["machine"]
+    console.print(
+        f"[bold]{m['cpu']}[/], {m['cores']} cores, torch {m['torch']}, cuda: {m['cuda']}, load average {m['loadavg_start'][0]:.2f} -> {m['loadavg_end'][0]:.2f}"
+    )
+    ft = Table(title="machine floors (same run)")
+    for c in ("device / threads", "memory GB/s", "matmul n^3 GFLOP/s", "matmul 4096x128x128 GFLOP/s"):
+        ft.add_column(c, justify="right")
+    for key, f in report["floors"].items():
+        ft.add_row(
+            key,
+            f"{f['memory_bandwidth_gb_s']:.1f}",
+            f"{f['matmul_big_gflop_s']:.1f} (n={f['matmul_big_n']})",
+            f"{f['matmul_mlp_4096x128x128_gflop_s']:.1f}",
+        )
+    console.print(ft)
+    t = Table(title="scoring one user's candidates: reuse (Scorer) vs baseline (plain DLRM forward)")
+    for c in (
+        "device",
+        "prec",
+        "thr",
+        "batch",
+        "p50 ms",
+        "p99 ms",
+        "emb ms",
+        "mlp ms",
+        "scores/s",
+        "base p50",
+        "base p99",
+        "base emb",
+        "base mlp",
+        "base scores/s",
+        "ratio",
+    ):
+        t.add_column(c, justify="right")
+    cells = report["cells"]
+    for ours, base in zip(cells[::2], cells[1::2], strict=True):
+        t.add_row(
+            ours["device"], ours["precision"], str(ours["threads"]), str(ours["batch"]),
+            f"{ours['p50_ms']:.3f}", f"{ours['p99_ms']:.3f}", f"{ours['embedding_p50_ms']:.3f}", f"{ours['mlp_p50_ms']:.3f}",
+            f"{ours['scores_per_s']:,.0f}",
+            f"{base['p50_ms']:.3f}", f"{base['p99_ms']:.3f}", f"{base['embedding_p50_ms']:.3f}", f"{base['mlp_p50_ms']:.3f}",
+            f"{base['scores_per_s']:,.0f}", f"{base['p50_ms'] / ours['p50_ms']:.2f}x",
+        )  # fmt: skip
+    console.print(t)
+    r = report["targets"]["rank_500_one_user"]
+    b = report["targets"]["batch_scoring"]
+    a = report["int8_agreement"]
+    tt = Table(title="targets (cpu fp32)")
+    for c in ("figure", "ours", "baseline (plain DLRM)", "ratio", "target", "met"):
+        tt.add_column(c, justify="right")
+    tt.add_row(
+        f"rank 500 for one user, p50 ({r['threads']} thr)",
+        f"{r['p50_ms']:.3f} ms",
+        f"{r['baseline_p50_ms']:.3f} ms",
+        f"{r['ratio_p50']:.2f}x",
+        "<= 2 ms",
+        "",
+    )
+    tt.add_row(
+        f"rank 500 for one user, p99 ({r['threads']} thr)",
+        f"{r['p99_ms']:.3f} ms",
+        f"{r['baseline_p99_ms']:.3f} ms",
+        f"{r['baseline_p99_ms'] / r['p99_ms']:.2f}x",
+        "<= 5 ms",
+        "yes" if r["meets_target"] else "no",
+    )
+    tt.add_row(
+        f"batch scoring, {b['items']} items x {b['users_scored']} users ({b['threads']} thr)",
+        f"{b['scores_per_s']:,.0f} /s", f"{b['baseline_scores_per_s']:,.0f} /s", f"{b['ratio']:.2f}x", ">= 1,000,000 /s", "yes" if b["meets_target"] else "no",
+    )  # fmt: skip
+    console.print(tt)
+    console.print(
+        f"int8 vs fp32 ({a['users']} users x {a['candidates']} candidates): top-10 overlap mean {a['top10_overlap_mean']:.3f} "
+        f"(min {a['top10_overlap_min']:.2f}), score correlation min {a['score_corr_min']:.5f}"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m recommender.bench", description="serving latency per device x precision x batch x threads"
+    )
+    p.add_argument("--out", type=Path, default=Path("var/bench/accelerator.json"))
+    p.add_argument("--quick", action="store_true", help="small model, two batch sizes, one thread: seconds")
+    p.add_argument("--batch-sizes", default=None, help="comma-separated, default 1,16,64,200,512,4096")
+    p.add_argument("--threads", default=None, help="comma-separated, default 1,2")
+    p.add_argument("--devices", default=None, help="comma-separated, default cpu (+ cuda when present)")
+    args = p.parse_args(argv)
+
+    def ints(s: str | None) -> list[int] | None:
+        return [int(x) for x in s.split(",") if x] if s else None
+
+    report = run(
+        quick=args.quick,
+        batch_sizes=ints(args.batch_sizes),
+        threads=ints(args.threads),
+        devices=args.devices.split(",") if args.devices else None,
+    )
+    print_report(report)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

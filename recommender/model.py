@@ -1,0 +1,145 @@
+"""The ranking network: torchrec's `DLRM` / `DLRM_DCN` over an `EmbeddingBagCollection`.
+
+Notation: B batch, F sparse features (keys of the KJT), D embedding dim, F_dense dense features.
+
+* :func:`build_model` -> :class:`Ranker` (returns logits, (B,)).
+* :class:`RankerTrain` owns the loss (weighted BCE) — the model never sees labels.
+* :meth:`Ranker.embed` / :meth:`Ranker.score_embedded` split the forward at the embedding lookups so a
+  server can look up a user's side once and reuse it across candidates.
+
+``fused=True`` builds the embeddings as torchrec's ``FusedEmbeddingBagCollection`` (FBGEMM table-batched
+kernel with row-wise Adagrad applied inside backward, the torchrec way on one process). Its state dict has
+the same keys and shapes as the plain ``EmbeddingBagCollection``, so weights trained fused load into an
+unfused model for serving / quantisation.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torchrec.models.dlrm import DLRM, DLRM_DCN
+from torchrec.modules.embedding_configs import EmbeddingBagConfig, PoolingType
+from torchrec.modules.embedding_modules import EmbeddingBagCollection
+from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
+
+from recommender.config import ModelConfig, TrainConfig
+from recommender.features import Batch
+
+
+def table_configs(
+    table_sizes: dict[str, int], table_features: dict[str, list[str]], embedding_dim: int
+) -> list[EmbeddingBagConfig]:
+    """One table per entry of ``table_sizes``; a table shared by several keys (item_id + recent_items) pools
+    by MEAN so a long bag does not outweigh a single id.
+
+    SUM tables come first, MEAN tables last: torchrec 1.8's ``FusedEmbeddingBagCollection`` concatenates its
+    outputs grouped by pooling type but labels them in table order, so with mixed pooling the tables must
+    already be grouped or the embeddings come back under the wrong keys (seen here: inverted AUC)."""
+    configs = [
+        EmbeddingBagConfig(
+            name=f"t_{name}",
+            embedding_dim=embedding_dim,
+            num_embeddings=int(rows),
+            feature_names=list(table_features[name]),
+            pooling=PoolingType.MEAN if len(table_features[name]) > 1 else PoolingType.SUM,
+        )
+        for name, rows in table_sizes.items()
+    ]
+    return sorted(configs, key=lambda c: c.pooling != PoolingType.SUM)  # stable: SUM first
+
+
+class Ranker(nn.Module):
+    """DLRM (or DLRM-DCN) scoring (user, item, context) rows.
+
+    forward(dense (B, F_dense) float32, sparse KJT stride B) -> logits (B,)
+    """
+
+    def __init__(self, dlrm: DLRM, feature_names: list[str]):
+        super().__init__()
+        self.dlrm = dlrm
+        self.feature_names = feature_names  # SparseArch order (tables in order, then their keys)
+
+    def forward(self, dense_features: torch.Tensor, sparse_features: KeyedJaggedTensor) -> torch.Tensor:
+        return self.dlrm(dense_features, sparse_features).squeeze(-1)
+
+    def embed(self, sparse_features: KeyedJaggedTensor) -> dict[str, torch.Tensor]:
+        """Pooled embeddings of whatever keys the KJT carries: key -> (B, D). A subset of keys is fine (e.g.
+        only the user side), as long as each key's table is in the model."""
+        ebc = self.dlrm.sparse_arch.embedding_bag_collection
+        return ebc(sparse_features).to_dict()
+
+    def score_embedded(self, dense_features: torch.Tensor, embedded: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Logits from dense features (B, F_dense) and pooled embeddings key -> (B, D) (or (1, D), broadcast
+        to B: that is how one user's side is reused across B candidates). Same result as ``forward``."""
+        B = dense_features.shape[0]
+        sparse = torch.stack([embedded[k].expand(B, -1) for k in self.feature_names], dim=1)  # B x F x D
+        d = self.dlrm.dense_arch(dense_features)  # B x D
+        x = self.dlrm.inter_arch(dense_features=d, sparse_features=sparse)
+        return self.dlrm.over_arch(x).squeeze(-1)
+
+
+def build_model(
+    config: ModelConfig,
+    *,
+    table_sizes: dict[str, int],
+    table_features: dict[str, list[str]],
+    num_dense: int,
+    device: torch.device | str = "cpu",
+    fused: TrainConfig | None = None,
+) -> Ranker:
+    """DLRM or DLRM_DCN per ``config.arch``. With ``fused`` (a TrainConfig) the tables are a
+    FusedEmbeddingBagCollection updated by row-wise Adagrad at ``fused.embedding_lr`` inside backward."""
+    device = torch.device(device)
+    tables = table_configs(table_sizes, table_features, config.embedding_dim)
+    if fused is not None:
+        from torchrec.modules.fused_embedding_modules import FusedEmbeddingBagCollection
+        from torchrec.optim.rowwise_adagrad import RowWiseAdagrad
+
+        ebc = FusedEmbeddingBagCollection(
+            tables=tables,
+            optimizer_type=RowWiseAdagrad,
+            optimizer_kwargs={"lr": fused.embedding_lr, "eps": 1e-8},
+            device=device,
+        )
+    else:
+        ebc = EmbeddingBagCollection(tables=tables, device=device)
+    common = dict(
+        embedding_bag_collection=ebc,
+        dense_in_features=num_dense,
+        dense_arch_layer_sizes=list(config.dense_arch),
+        over_arch_layer_sizes=list(config.over_arch),
+        dense_device=device,
+    )
+    if config.arch == "dlrm_dcn":
+        dlrm: DLRM = DLRM_DCN(**common, dcn_num_layers=config.dcn_num_layers, dcn_low_rank_dim=config.dcn_low_rank_dim)
+    else:
+        dlrm = DLRM(**common)
+    names = [k for t in tables for k in t.feature_names]
+    return Ranker(dlrm, names).to(device)
+
+
+def dense_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """Parameters outside the embedding tables (the MLPs / cross net), for Adam."""
+    return [p for n, p in model.named_parameters() if "embedding_bag" not in n]
+
+
+def embedding_parameters(model: nn.Module) -> list[nn.Parameter]:
+    return [p for n, p in model.named_parameters() if "embedding_bag" in n]
+
+
+class RankerTrain(nn.Module):
+    """Training wrapper that owns the loss: weighted binary cross-entropy on logits.
+
+    forward(batch) -> (loss scalar, logits (B,) detached)
+    """
+
+    def __init__(self, model: Ranker):
+        super().__init__()
+        self.model = model
+        self.loss_fn = nn.BCEWithLogitsLoss(reduction="none")
+
+    def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.model(batch.dense_features, batch.sparse_features)
+        per_row = self.loss_fn(logits, batch.labels)
+        loss = (per_row * batch.weights).sum() / batch.weights.sum().clamp_min(1e-12)
+        return loss, logits.detach()

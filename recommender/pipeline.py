@@ -1,0 +1,644 @@
+"""The multi-stage recommendation pipeline (the RecPipe idea): retrieve -> rank -> rules -> top-k.
+
+1. candidates: :class:`recommender.retrieval.CandidateRetriever` (own history, co-occurrence of recent
+   items, popular in the user's categories, trending), ``n_candidates`` in total;
+2. features + ranking: the training feature code (``HistoryIndex`` + ``FeatureSpace``) builds the rows,
+   :class:`recommender.serving.Scorer` scores them (user side once per user);
+3. rules: in stock, not excluded (e.g. in the cart), at most ``max_per_category`` per category;
+4. the top ``k``.
+
+Every stage is timed with ``perf_counter_ns`` and the timings come back with the results.
+``n_candidates`` is the knob that trades quality for latency; ``sweep`` measures it:
+
+    python -m recommender.pipeline sweep [--synthetic-users 800 | --ta-feng PATH --limit N]
+        [--settings 25,50,100,200,400] [--eval-users 300] [--out var/bench/pipeline_sweep.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, astuple, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from recommender.config import Config
+from recommender.data import HistoryIndex, Interactions, ItemTable, ShopData, examples_for
+from recommender.features import DENSE_FEATURES, ITEM_DENSE, PAIR_DENSE, USER_DENSE, USER_SPARSE_KEYS, FeatureSpace
+from recommender.retrieval import SOURCES, CandidateRetriever, RetrievalConfig
+from recommender.serving import ItemFeatures, Precision, Scorer, UserFeatures
+
+NOBODY = "\x00nobody"  # a user id no log contains: item-side features without any user's history
+
+
+# ---------------------------------------------------------------------------------------- features
+
+
+class ServingFeatures:
+    """The training feature code, used at serving time (no train/serve skew).
+
+    ``items`` is the catalogue; candidates are its row numbers. Features are as of ``now`` (seconds).
+    """
+
+    def __init__(self, space: FeatureSpace, index: HistoryIndex, items: ItemTable):
+        self.space, self.index, self.items = space, index, items
+        col = {c: i for i, c in enumerate(DENSE_FEATURES)}
+        self._ucols = [col[c] for c in USER_DENSE]
+        self._icols = [col[c] for c in ITEM_DENSE]
+        self._pcols = [col[c] for c in PAIR_DENSE]
+
+    def item_features(self, now: int) -> ItemFeatures:
+        M = len(self.items)
+        ex = examples_for(self.index, np.full(M, NOBODY), self.items.item_id, np.full(M, now, np.int64))
+        enc = self.space.encode(ex)
+        return ItemFeatures(
+            sparse={k: torch.from_numpy(enc.sparse[k]) for k in ("item_id", "category", "brand", "price_bucket")},
+            dense=torch.from_numpy(np.ascontiguousarray(enc.dense[:, self._icols])),
+        )
+
+    def default_pair_dense(self) -> np.ndarray:
+        """PAIR_DENSE of a pair with no history (what an unknown user gets for every item)."""
+        ex = examples_for(self.index, np.array([NOBODY]), self.items.item_id[:1], np.array([0], np.int64))
+        return self.space.encode(ex).dense[0, self._pcols]
+
+    def user_request(
+        self, user_id: str, rows: np.ndarray, now: int, device: str = ""
+    ) -> tuple[UserFeatures, torch.Tensor]:
+        """(the user's side, pair dense (N, len(PAIR_DENSE))) for candidate catalogue rows."""
+        return self.users_requests([user_id], [rows], now, device)[0]
+
+    def users_requests(
+        self, user_ids: Sequence[str], rows: Sequence[np.ndarray], now: int, device: str = ""
+    ) -> list[tuple[UserFeatures, torch.Tensor]]:
+        """:meth:`user_request` for many users in one vectorised pass of the feature code."""
+        qs = [np.asarray(r, dtype=np.int64) if len(r) else np.zeros(1, np.int64) for r in rows]
+        lens = np.array([len(q) for q in qs])
+        q = np.concatenate(qs)
+        n = len(q)
+        ex = examples_for(
+            self.index,
+            np.repeat(np.asarray(user_ids, dtype=str), lens),
+            self.items.item_id[q],
+            np.full(n, now, np.int64),
+            device=device,
+        )
+        enc = self.space.encode(ex)
+        starts = np.concatenate([[0], np.cumsum(lens)[:-1]])
+        out = []
+        for s, r in zip(starts, rows, strict=True):
+            sparse = {}
+            for k in USER_SPARSE_KEYS:
+                if k == "recent_items":
+                    bag = enc.history[enc.hist_start[s] : enc.hist_end[s]]
+                    sparse[k] = torch.from_numpy(bag.astype(np.int64))
+                else:
+                    sparse[k] = torch.from_numpy(enc.sparse[k][s : s + 1].copy())
+            user = UserFeatures(sparse=sparse, dense=torch.from_numpy(enc.dense[s, self._ucols].copy()))
+            out.append((user, torch.from_numpy(np.ascontiguousarray(enc.dense[s : s + len(r), self._pcols]))))
+        return out
+
+
+# ---------------------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    n_candidates: int = 200  # the knob: stage-1 candidates handed to the ranker
+    k: int = 10
+    max_per_category: int | None = 3
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+
+
+@dataclass(frozen=True)
+class StageTimings:
+    """Nanoseconds per stage (perf_counter_ns); ``rank`` is the model alone, ``features`` builds its rows."""
+
+    retrieve_ns: int
+    features_ns: int
+    rank_ns: int
+    rules_ns: int
+    total_ns: int
+
+
+@dataclass(frozen=True)
+class Recommendations:
+    """One user's result: catalogue rows / ids best first, their logits (NaN when unranked), the retrieval
+    source of each, how many candidates were ranked, and the stage timings."""
+
+    user_id: str
+    rows: np.ndarray
+    item_ids: np.ndarray
+    scores: np.ndarray
+    sources: list[str]
+    n_candidates: int
+    timings: StageTimings
+
+
+@dataclass(frozen=True)
+class BatchRecommendations:
+    """Many users' results; ``timings`` is the whole batch, each result carries an even (amortised) share."""
+
+    results: list[Recommendations]
+    timings: StageTimings
+
+
+# ---------------------------------------------------------------------------------------- pipeline
+
+
+def apply_rules(
+    rows: np.ndarray,
+    *,
+    k: int,
+    in_stock: np.ndarray | None = None,
+    exclude: Iterable[int] = (),
+    category: np.ndarray | None = None,
+    max_per_category: int | None = None,
+) -> np.ndarray:
+    """Positions (into ``rows``, already best first) of the top-k that pass the rules, in order."""
+    rows = np.asarray(rows, dtype=np.int64)
+    ok = np.ones(len(rows), dtype=bool)
+    if in_stock is not None:
+        ok &= in_stock[rows]
+    excl = np.fromiter(exclude, dtype=np.int64)
+    if len(excl):
+        ok &= ~np.isin(rows, excl)
+    pos = np.flatnonzero(ok)
+    if max_per_category is None or category is None:
+        return pos[:k]
+    out, per_cat = [], {}
+    for p in pos:
+        c = int(category[rows[p]])
+        if per_cat.get(c, 0) < max_per_category:
+            per_cat[c] = per_cat.get(c, 0) + 1
+            out.append(p)
+            if len(out) == k:
+                break
+    return np.array(out, dtype=np.int64)
+
+
+class RecPipeline:
+    """Retrieve -> rank -> rules -> top-k for one catalogue and one model version.
+
+    ``scorer`` None ranks candidates in retrieval order (the model-free baseline).
+    """
+
+    def __init__(
+        self,
+        *,
+        retriever: CandidateRetriever,
+        features: ServingFeatures,
+        scorer: Scorer | None,
+        user_index: pd.Index,
+        config: PipelineConfig | None = None,
+    ):
+        self.retriever, self.features, self.scorer = retriever, features, scorer
+        self.user_index = user_index
+        self.config = config or PipelineConfig()
+        items = features.items
+        self.item_ids = items.item_id
+        self.in_stock = np.asarray(items.in_stock, dtype=bool)
+        self.category = pd.factorize(items.category)[0].astype(np.int64)
+        self.items_time: int | None = None  # time of the scorer's item features when set through at_time
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        history: Interactions,
+        items: ItemTable,
+        model: torch.nn.Module | None,
+        space: FeatureSpace,
+        now: int | None = None,
+        config: Config | None = None,
+        pipeline_config: PipelineConfig | None = None,
+        precision: Precision = "fp32",
+        device: str = "auto",
+    ) -> RecPipeline:
+        """Fit retrieval and the history index on ``history``, compute item features as of ``now``
+        (default: just after the last event) and load the model into a :class:`Scorer`."""
+        config = config or Config()
+        pcfg = pipeline_config or PipelineConfig()
+        index = HistoryIndex(
+            history,
+            items,
+            history_types=config.data.history_types,
+            recent_items=config.features.recent_items,
+            trend_window_s=config.features.trend_window_s,
+        )
+        now = int(history.timestamp.max()) + 1 if now is None and len(history) else int(now or 0)
+        feats = ServingFeatures(space, index, items)
+        retriever, user_index = fit_retriever(history, items, config=config, retrieval=pcfg.retrieval)
+        scorer = None
+        if model is not None:
+            scorer = Scorer(
+                model,
+                feats.item_features(now),
+                precision=precision,
+                device=device,
+                default_pair_dense=feats.default_pair_dense(),
+            )
+        pipe = cls(retriever=retriever, features=feats, scorer=scorer, user_index=user_index, config=pcfg)
+        pipe.items_time = now
+        return pipe
+
+    @classmethod
+    def from_artifact(
+        cls,
+        artifact,
+        *,
+        history: Interactions,
+        items: ItemTable,
+        now: int | None = None,
+        pipeline_config: PipelineConfig | None = None,
+        precision: Precision = "fp32",
+        device: str = "auto",
+    ) -> RecPipeline:
+        """:meth:`build` from a registry :class:`~recommender.registry.Artifact` (e.g. ``Registry(MODEL_DIR).load()``)."""
+        from recommender.serving import model_from_artifact
+
+        model, space, config = model_from_artifact(artifact)
+        return cls.build(
+            history=history,
+            items=items,
+            model=model,
+            space=space,
+            now=now,
+            config=config,
+            pipeline_config=pipeline_config,
+            precision=precision,
+            device=device,
+        )
+
+    def recommend(
+        self,
+        user_id: str,
+        *,
+        now: int,
+        k: int | None = None,
+        n_candidates: int | None = None,
+        exclude_item_ids: Sequence[str] = (),
+        session_item_ids: Sequence[str] = (),
+        device_name: str = "",
+    ) -> Recommendations:
+        """Top-k for one user as of ``now``. ``exclude_item_ids``: e.g. the cart; ``session_item_ids``:
+        items viewed in this session, newest first (seeds co-occurrence for cold visitors)."""
+        cfg = self.config
+        k = k or cfg.k
+        n_cand = n_candidates or cfg.n_candidates
+        t0 = time.perf_counter_ns()
+        u = self.user_index.get_indexer([user_id])[0]
+        session = self._rows(session_item_ids)
+        cands = self.retriever.candidates(int(u), k_total=n_cand, session_items=session if len(session) else None)
+        t1 = time.perf_counter_ns()
+        rows, sources = cands.items, cands.sources
+        if self.scorer is not None and len(rows):
+            user, pair = self.features.user_request(user_id, rows, now, device_name)
+            t2 = time.perf_counter_ns()
+            scores = self.scorer.score(user, rows, pair).numpy()
+            order = np.argsort(-scores, kind="stable")
+            rows, sources, scores = rows[order], sources[order], scores[order]
+            t3 = time.perf_counter_ns()
+        else:
+            scores = np.full(len(rows), np.nan, dtype=np.float32)
+            t2 = t3 = time.perf_counter_ns()
+        keep = apply_rules(
+            rows,
+            k=k,
+            in_stock=self.in_stock,
+            exclude=self._rows(exclude_item_ids),
+            category=self.category,
+            max_per_category=cfg.max_per_category,
+        )
+        t4 = time.perf_counter_ns()
+        return Recommendations(
+            user_id=user_id,
+            rows=rows[keep],
+            item_ids=self.item_ids[rows[keep]],
+            scores=scores[keep],
+            sources=[SOURCES[s] for s in sources[keep]],
+            n_candidates=len(rows),
+            timings=StageTimings(t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t0),
+        )
+
+    def recommend_batch(
+        self,
+        user_ids: Sequence[str],
+        *,
+        now: int,
+        k: int | None = None,
+        n_candidates: int | None = None,
+        exclude_item_ids: Sequence[Sequence[str]] | None = None,
+    ) -> BatchRecommendations:
+        """Top-k for many users at one time ``now`` (the worker's batch job): retrieval per user, one
+        vectorised feature pass, one :meth:`Scorer.score_batch` (each user's side looked up once), rules."""
+        cfg = self.config
+        k = k or cfg.k
+        n_cand = n_candidates or cfg.n_candidates
+        U = len(user_ids)
+        t0 = time.perf_counter_ns()
+        uidx = self.user_index.get_indexer(list(user_ids))
+        cands = [self.retriever.candidates(int(u), k_total=n_cand) for u in uidx]
+        t1 = time.perf_counter_ns()
+        scores: list[np.ndarray]
+        if self.scorer is not None and U:
+            reqs = self.features.users_requests(user_ids, [c.items for c in cands], now)
+            t2 = time.perf_counter_ns()
+            out = self.scorer.score_batch(
+                [r[0] for r in reqs], [torch.from_numpy(c.items) for c in cands], [r[1] for r in reqs]
+            )
+            scores = [o.numpy() for o in out]
+        else:
+            t2 = time.perf_counter_ns()
+            scores = [np.full(len(c), np.nan, dtype=np.float32) for c in cands]
+        t3 = time.perf_counter_ns()
+        results = []
+        for i, (uid, c, sc) in enumerate(zip(user_ids, cands, scores, strict=True)):
+            order = np.argsort(-sc, kind="stable") if self.scorer is not None else np.arange(len(sc))
+            rows, src, sc = c.items[order], c.sources[order], sc[order]
+            keep = apply_rules(
+                rows,
+                k=k,
+                in_stock=self.in_stock,
+                exclude=self._rows(exclude_item_ids[i]) if exclude_item_ids else (),
+                category=self.category,
+                max_per_category=cfg.max_per_category,
+            )
+            results.append((uid, rows[keep], sc[keep], [SOURCES[x] for x in src[keep]], len(rows)))
+        t4 = time.perf_counter_ns()
+        batch = StageTimings(t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t0)
+        share = StageTimings(*(v // max(U, 1) for v in astuple(batch)))
+        recs = [
+            Recommendations(uid, rows, self.item_ids[rows], sc, srcs, n, share) for uid, rows, sc, srcs, n in results
+        ]
+        return BatchRecommendations(recs, batch)
+
+    def at_time(self, now: int) -> None:
+        """Item-side features (popularity, recency, trend) as of ``now``; a no-op when already there."""
+        if self.scorer is not None and self.items_time != now:
+            self.scorer.refresh_items(self.features.item_features(now))
+            self.items_time = now
+
+    def _rows(self, item_ids: Sequence[str]) -> np.ndarray:
+        if not len(item_ids):
+            return np.zeros(0, np.int64)
+        r = self.features.items.lookup(np.asarray(item_ids, dtype=str))
+        return r[r >= 0].astype(np.int64)
+
+
+def fit_retriever(
+    history: Interactions, items: ItemTable, *, config: Config | None = None, retrieval: RetrievalConfig | None = None
+) -> tuple[CandidateRetriever, pd.Index]:
+    """Fit stage 1 on the history's engagement events; returns the retriever and its user index."""
+    config = config or Config()
+    weights = {t: 0.5 for t in config.data.history_types} | dict(config.data.positive_weights)
+    keep = np.isin(history.event_type, list(weights))
+    ev = history.take(np.flatnonzero(keep))
+    rows = items.lookup(ev.item_id)
+    ok = rows >= 0
+    user_index = pd.Index(pd.unique(ev.user_id[ok]))
+    w = pd.Series(ev.event_type[ok]).map(weights).to_numpy(np.float64)
+    retriever = CandidateRetriever.fit(
+        users=user_index.get_indexer(ev.user_id[ok]),
+        items=rows[ok],
+        timestamps=ev.timestamp[ok],
+        item_category=pd.factorize(items.category)[0],
+        n_users=len(user_index),
+        weights=w,
+        config=retrieval,
+    )
+    return retriever, user_index
+
+
+# ---------------------------------------------------------------------------------------- sweep
+
+
+@dataclass(frozen=True)
+class SweepRow:
+    setting: str  # "retrieval-only@N", "N" candidates, or "catalogue" (rank everything: single stage)
+    n_candidates: float  # mean ranked per user
+    recall_at_10: float
+    ndcg_at_10: float
+    p50_ms: float
+    p99_ms: float
+    model_p50_ms: float
+    model_p99_ms: float
+
+
+def _pct(ns: list[int], q: float) -> float:
+    return float(np.percentile(np.asarray(ns) / 1e6, q)) if ns else float("nan")
+
+
+def sweep(
+    pipeline: RecPipeline,
+    users: Sequence[str],
+    times: Sequence[int],
+    truth: Sequence[Sequence[str]],
+    *,
+    settings: Sequence[int] = (25, 50, 100, 200, 400),
+    k: int = 10,
+    include_catalogue: bool = True,
+) -> list[SweepRow]:
+    """Recall@k / NDCG@k and latency per ``n_candidates`` setting, on the same users in the same run;
+    plus the model-free retrieval order at the largest setting and (``include_catalogue``) the
+    single-stage baseline that ranks the whole catalogue."""
+    from recommender.evaluate import ranking_metrics
+
+    order = np.argsort(np.asarray(times), kind="stable")
+    users = [users[i] for i in order]
+    times = [int(times[i]) for i in order]
+    truth = [truth[i] for i in order]
+
+    def run(n: int, scorer_on: bool, label: str) -> SweepRow:
+        saved = pipeline.scorer
+        if not scorer_on:
+            pipeline.scorer = None
+        recs = []
+        try:
+            for u, t in zip(users, times, strict=True):
+                if scorer_on:
+                    pipeline.at_time(t)  # item features as of the user's time (untimed: a serving refresh)
+                recs.append(pipeline.recommend(u, now=t, k=k, n_candidates=n))
+        finally:
+            pipeline.scorer = saved
+        m = ranking_metrics([r.item_ids.tolist() for r in recs], truth, k)
+        total = [r.timings.total_ns for r in recs]
+        model = [r.timings.rank_ns for r in recs]
+        return SweepRow(
+            setting=label,
+            n_candidates=float(np.mean([r.n_candidates for r in recs])),
+            recall_at_10=m[f"recall@{k}"],
+            ndcg_at_10=m[f"ndcg@{k}"],
+            p50_ms=_pct(total, 50),
+            p99_ms=_pct(total, 99),
+            model_p50_ms=_pct(model, 50),
+            model_p99_ms=_pct(model, 99),
+        )
+
+    rows = [run(max(settings), False, f"retrieval-only@{max(settings)}")]
+    rows += [run(n, True, str(n)) for n in settings]
+    if include_catalogue and pipeline.scorer is not None:
+        rows.append(_catalogue_row(pipeline, users, times, truth, k))
+    return rows
+
+
+def _catalogue_row(pipeline: RecPipeline, users, times, truth, k: int) -> SweepRow:
+    """Single stage: score every catalogue item with the model, then the same rules."""
+    from recommender.evaluate import ranking_metrics
+
+    M = len(pipeline.item_ids)
+    all_rows = np.arange(M)
+    ranked, total, model = [], [], []
+    for u, t in zip(users, times, strict=True):
+        pipeline.at_time(int(t))
+        t0 = time.perf_counter_ns()
+        user, pair = pipeline.features.user_request(u, all_rows, int(t))
+        t1 = time.perf_counter_ns()
+        s = pipeline.scorer.score(user, all_rows, pair).numpy()
+        order = np.argsort(-s, kind="stable")
+        t2 = time.perf_counter_ns()
+        keep = apply_rules(
+            order,
+            k=k,
+            in_stock=pipeline.in_stock,
+            category=pipeline.category,
+            max_per_category=pipeline.config.max_per_category,
+        )
+        ranked.append(pipeline.item_ids[order[keep]].tolist())
+        total.append(time.perf_counter_ns() - t0)
+        model.append(t2 - t1)
+    m = ranking_metrics(ranked, truth, k)
+    return SweepRow(
+        "catalogue",
+        float(M),
+        m[f"recall@{k}"],
+        m[f"ndcg@{k}"],
+        _pct(total, 50),
+        _pct(total, 99),
+        _pct(model, 50),
+        _pct(model, 99),
+    )
+
+
+def _print_sweep(rows: list[SweepRow], title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=title)
+    for c in ("setting", "ranked/user", "recall@10", "ndcg@10", "p50 ms", "p99 ms", "model p50 ms", "model p99 ms"):
+        t.add_column(c, justify="right")
+    for r in rows:
+        t.add_row(
+            r.setting,
+            f"{r.n_candidates:.0f}",
+            f"{r.recall_at_10:.4f}",
+            f"{r.ndcg_at_10:.4f}",
+            f"{r.p50_ms:.2f}",
+            f"{r.p99_ms:.2f}",
+            f"{r.model_p50_ms:.3f}",
+            f"{r.model_p99_ms:.3f}",
+        )
+    Console().print(t)
+
+
+def run_sweep(
+    data: ShopData,
+    *,
+    config: Config | None = None,
+    settings: Sequence[int] = (25, 50, 100, 200, 400),
+    eval_users: int = 300,
+    seed: int = 0,
+    precision: Precision = "fp32",
+) -> dict:
+    """Next-basket split (each user's last shopping day held out), train on the history, sweep the knob."""
+    from recommender.data import build_examples, next_basket_split, split_by_time
+    from recommender.train import train
+
+    config = config or Config()
+    split = next_basket_split(data.interactions)
+    examples = build_examples(split.history, data.items, config.data, features=config.features, seed=seed)
+    tr, va, _ = split_by_time(examples, config.data.valid_fraction)
+    t0 = time.perf_counter()
+    result = train(tr, config, valid=va)
+    train_s = time.perf_counter() - t0
+    pipe = RecPipeline.build(
+        history=split.history,
+        items=data.items,
+        model=result.model,
+        space=result.features,
+        config=config,
+        precision=precision,
+        device="cpu",
+    )
+    rng = np.random.default_rng(seed)
+    n = len(split.users)
+    pick = (
+        np.sort(rng.choice(n, size=min(eval_users, n), replace=False))
+        if eval_users and eval_users < n
+        else np.arange(n)
+    )
+    rows = sweep(pipe, split.users[pick], split.times[pick], [split.baskets[i] for i in pick], settings=settings)
+    return {
+        "users": int(len(pick)),
+        "catalogue": int(len(data.items)),
+        "valid_auc": result.metrics.get("valid_auc"),
+        "train_seconds": round(train_s, 1),
+        "precision": precision,
+        "threads": torch.get_num_threads(),
+        "rows": [asdict(r) for r in rows],
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m recommender.pipeline", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("sweep", help="recall@10 and p50/p99 latency per number of candidates")
+    src = s.add_mutually_exclusive_group()
+    src.add_argument("--synthetic-users", type=int, default=800)
+    src.add_argument("--ta-feng", type=Path, help="Ta Feng-format log (.csv or .zip)")
+    s.add_argument("--limit", type=int, default=None, help="read at most this many log lines")
+    s.add_argument("--settings", default="25,50,100,200,400")
+    s.add_argument("--eval-users", type=int, default=300)
+    s.add_argument("--epochs", type=int, default=None)
+    s.add_argument("--precision", choices=("fp32", "int8"), default="fp32")
+    s.add_argument("--threads", type=int, default=None)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", type=Path, default=None, help="write the JSON report here")
+    args = p.parse_args(argv)
+
+    from recommender.data import interactions_from_retail_log, synthetic_shop
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config = Config()
+    config.train.progress = False
+    config.train.seed = args.seed
+    if args.epochs:
+        config.train.epochs = args.epochs
+    if args.ta_feng:
+        data, title = interactions_from_retail_log(args.ta_feng, limit=args.limit), f"Ta Feng ({args.ta_feng.name})"
+    else:
+        data = synthetic_shop(n_users=args.synthetic_users, n_items=max(200, args.synthetic_users // 2), seed=args.seed)
+        title = f"synthetic shop ({args.synthetic_users} users)"
+    settings = [int(x) for x in args.settings.split(",") if x]
+    report = run_sweep(
+        data, config=config, settings=settings, eval_users=args.eval_users, seed=args.seed, precision=args.precision
+    )
+    report["data"] = title
+    _print_sweep(
+        [SweepRow(**r) for r in report["rows"]], f"pipeline sweep: {title}, {report['users']} users, {args.precision}"
+    )
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2))
+        print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

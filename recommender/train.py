@@ -1,0 +1,485 @@
+"""Training: `train(examples, config) -> TrainResult`, and the CLI.
+
+Embeddings are optimised the torchrec way, fused: on one process the tables are a
+``FusedEmbeddingBagCollection`` (FBGEMM table-batched kernel, row-wise Adagrad applied inside backward);
+under ``torchrun`` (``--distributed``) the plain ``EmbeddingBagCollection`` gets RowWiseAdagrad through
+``_apply_optimizer_in_backward`` and ``DistributedModelParallel`` shards it table-wise and fuses the
+optimizer into the sharded kernel. The MLPs use Adam in both cases.
+
+CLI::
+
+    python -m recommender.train [--synthetic-users N | --ta-feng PATH [--limit N] |
+                                 --interactions P --items P] [--compare-baseline] [--out JSON]
+    torchrun --nproc_per_node 2 -m recommender.train --distributed --synthetic-users 300 --out-dir DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import random
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from recommender.config import Config, resolve_device
+from recommender.data import Examples, ShopData, build_examples, split_by_time
+from recommender.evaluate import auc_score, log_loss, predict
+from recommender.features import EncodedExamples, FeatureSpace
+from recommender.model import Ranker, RankerTrain, build_model, dense_parameters
+
+
+@dataclass
+class TrainResult:
+    """model: the trained `Ranker` (plain EmbeddingBagCollection, eval mode, on ``device``);
+    features: the fitted `FeatureSpace` (vocabularies) that must travel with it; metrics: train_loss per
+    epoch, valid_auc / valid_logloss when validation rows were given; examples_per_s: training throughput
+    (batch building + forward + backward + optimiser); wall_time_s: the whole call."""
+
+    model: Ranker
+    features: FeatureSpace
+    config: Config
+    metrics: dict = field(default_factory=dict)
+    examples_per_s: float = 0.0
+    wall_time_s: float = 0.0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class _RunningAUC:
+    def __init__(self, window: int):
+        self.logits: collections.deque = collections.deque(maxlen=window)
+        self.labels: collections.deque = collections.deque(maxlen=window)
+
+    def add(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        self.logits.append(logits.float().cpu().numpy())
+        self.labels.append(labels.cpu().numpy())
+
+    def value(self) -> float:
+        if not self.labels:
+            return float("nan")
+        return auc_score(np.concatenate(self.labels), np.concatenate(self.logits))
+
+
+def _run_epochs(
+    step_model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    encoded: EncodedExamples,
+    config: Config,
+    device: torch.device,
+    *,
+    rank: int = 0,
+    world_size: int = 1,
+    desc: str = "train",
+) -> tuple[list[float], int, float]:
+    """Shared loop. Returns (mean loss per epoch, examples seen, seconds in the loop)."""
+    tc = config.train
+    epoch_losses: list[float] = []
+    seen = 0
+    running = _RunningAUC(tc.auc_window)
+    show = tc.progress and rank == 0
+    n_batches = -(-len(encoded) // tc.batch_size) // world_size
+    bar = None
+    if show:
+        from tqdm import tqdm
+
+        bar = tqdm(total=n_batches * tc.epochs, desc=desc, unit="batch", dynamic_ncols=True, leave=False)
+    step_model.train()
+    start = time.perf_counter()
+    for epoch in range(tc.epochs):
+        total, count = 0.0, 0
+        for step, batch in enumerate(
+            encoded.batches(
+                tc.batch_size,
+                shuffle=True,
+                seed=tc.seed + epoch,
+                rank=rank,
+                world_size=world_size,
+                drop_last=world_size > 1,
+            )
+        ):
+            batch = batch.to(device, non_blocking=True)
+            loss, logits = step_model(batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach())
+            count += 1
+            seen += len(batch)
+            if bar is not None:
+                running.add(logits, batch.labels)
+                bar.update(1)
+                if step % 20 == 0:
+                    bar.set_postfix(epoch=epoch, loss=f"{total / count:.4f}", auc=f"{running.value():.3f}")
+        epoch_losses.append(total / max(count, 1))
+    seconds = time.perf_counter() - start
+    if bar is not None:
+        bar.close()
+    return epoch_losses, seen, seconds
+
+
+def train(
+    examples: Examples,
+    config: Config | None = None,
+    *,
+    valid: Examples | None = None,
+    space: FeatureSpace | None = None,
+) -> TrainResult:
+    """Fit vocabularies on ``examples`` (unless ``space`` is given), train, score ``valid`` if given."""
+    config = config or Config()
+    previous_threads = torch.get_num_threads()
+    if config.train.threads:
+        torch.set_num_threads(config.train.threads)
+    try:
+        return _train(examples, config, valid=valid, space=space)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _train(examples: Examples, config: Config, *, valid: Examples | None, space: FeatureSpace | None) -> TrainResult:
+    t0 = time.perf_counter()
+    tc = config.train
+    seed_everything(tc.seed)
+    device = resolve_device(tc.device)
+    space = space or FeatureSpace.fit(examples, config.features)
+    encoded = space.encode(examples)
+    model = build_model(
+        config.model,
+        table_sizes=space.table_sizes(),
+        table_features=space.table_features(),
+        num_dense=space.num_dense,
+        device=device,
+        fused=tc,
+    )
+    optimizer = torch.optim.Adam(dense_parameters(model), lr=tc.lr, weight_decay=tc.weight_decay)
+    losses, seen, seconds = _run_epochs(RankerTrain(model), optimizer, encoded, config, device)
+
+    # Serve from a plain EmbeddingBagCollection (same state dict keys): quantisation and the registry want it.
+    plain = build_model(
+        config.model,
+        table_sizes=space.table_sizes(),
+        table_features=space.table_features(),
+        num_dense=space.num_dense,
+        device=device,
+    )
+    plain.load_state_dict(model.state_dict())
+    plain.eval()
+    metrics: dict = {"train_loss": losses, "train_examples": len(examples)}
+    if valid is not None and len(valid):
+        probs = predict(plain, space.encode(valid), device=device)
+        metrics["valid_auc"] = auc_score(valid.label, probs)
+        metrics["valid_logloss"] = log_loss(valid.label, probs)
+        metrics["valid_examples"] = len(valid)
+    return TrainResult(
+        model=plain,
+        features=space,
+        config=config,
+        metrics=metrics,
+        examples_per_s=seen / seconds if seconds > 0 else 0.0,
+        wall_time_s=time.perf_counter() - t0,
+        device=device,
+    )
+
+
+def train_on_interactions(data: ShopData, config: Config | None = None) -> TrainResult:
+    """Interactions + items -> examples -> time split -> train with validation metrics (the worker's entry)."""
+    config = config or Config()
+    examples = build_examples(data.interactions, data.items, config.data, features=config.features, seed=config.train.seed)
+    tr, va, cutoff = split_by_time(examples, config.data.valid_fraction)
+    result = train(tr, config, valid=va)
+    result.metrics["split_cutoff"] = cutoff
+    return result
+
+
+# ------------------------------------------------------------------------------------ plain baseline
+
+
+def compare_throughput(
+    examples: Examples, config: Config, space: FeatureSpace | None = None, *, batches: int = 200, block: int = 10
+) -> dict:
+    """Training examples/s of our step (fused row-wise Adagrad tables + Adam, weighted BCE) next to a plain
+    torchrec ``DLRMTrain`` step (unfused EmbeddingBagCollection, torch Adagrad on the tables, Adam on the MLPs)
+    on the same batches and architecture. The two alternate in blocks of ``block`` batches so that load from
+    other processes on a shared machine hits both alike; each step includes building its batch."""
+    from torchrec.datasets.utils import Batch as TorchrecBatch
+    from torchrec.models.dlrm import DLRM, DLRMTrain
+    from torchrec.modules.embedding_modules import EmbeddingBagCollection
+
+    from recommender.model import table_configs
+
+    tc = config.train
+    if tc.threads:
+        torch.set_num_threads(tc.threads)
+    seed_everything(tc.seed)
+    device = resolve_device(tc.device)
+    space = space or FeatureSpace.fit(examples, config.features)
+    encoded = space.encode(examples)
+    kw = dict(table_sizes=space.table_sizes(), table_features=space.table_features(), num_dense=space.num_dense)
+    ours = RankerTrain(build_model(config.model, **kw, device=device, fused=tc)).train()
+    ours_opt = torch.optim.Adam(dense_parameters(ours.model), lr=tc.lr)
+    ebc = EmbeddingBagCollection(
+        tables=table_configs(space.table_sizes(), space.table_features(), config.model.embedding_dim), device=device
+    )
+    dlrm = DLRM(
+        embedding_bag_collection=ebc,
+        dense_in_features=space.num_dense,
+        dense_arch_layer_sizes=list(config.model.dense_arch),
+        over_arch_layer_sizes=list(config.model.over_arch),
+        dense_device=device,
+    )
+    base = DLRMTrain(dlrm).to(device).train()
+    base_emb = torch.optim.Adagrad([p for n, p in base.named_parameters() if "embedding_bag" in n], lr=tc.embedding_lr)
+    base_dense = torch.optim.Adam([p for n, p in base.named_parameters() if "embedding_bag" not in n], lr=tc.lr)
+
+    def step_ours(rows):
+        b = encoded.batch(rows).to(device)
+        loss, _ = ours(b)
+        ours_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        ours_opt.step()
+        return len(b)
+
+    def step_base(rows):
+        b = encoded.batch(rows)
+        tb = TorchrecBatch(dense_features=b.dense_features, sparse_features=b.sparse_features, labels=b.labels).to(device)
+        loss, _ = base(tb)
+        base_emb.zero_grad(set_to_none=True)
+        base_dense.zero_grad(set_to_none=True)
+        loss.backward()
+        base_emb.step()
+        base_dense.step()
+        return len(b)
+
+    rng = np.random.default_rng(tc.seed)
+    n, bs = len(encoded), tc.batch_size
+    order = np.concatenate([rng.permutation(n) for _ in range(-(-batches * bs // max(n, 1)) + 1)])
+    rows = [order[i * bs : (i + 1) * bs] for i in range(batches)]
+    for r in rows[:3]:  # warm-up, not timed
+        step_ours(r)
+        step_base(r)
+    t = {"ours": 0.0, "baseline": 0.0}
+    seen = {"ours": 0, "baseline": 0}
+    for i in range(0, batches, block):
+        for name, fn in (("ours", step_ours), ("baseline", step_base)):
+            s = time.perf_counter()
+            for r in rows[i : i + block]:
+                seen[name] += fn(r)
+            t[name] += time.perf_counter() - s
+    ours_eps, base_eps = seen["ours"] / t["ours"], seen["baseline"] / t["baseline"]
+    return {
+        "batch_size": bs,
+        "batches": batches,
+        "ours_examples_per_s": ours_eps,
+        "baseline_examples_per_s": base_eps,
+        "ratio": ours_eps / base_eps,
+        "baseline": "torchrec DLRMTrain, plain EmbeddingBagCollection, Adagrad + Adam",
+    }
+
+
+# -------------------------------------------------------------------------------------- distributed
+
+
+def train_distributed(examples: Examples, config: Config, *, valid: Examples | None = None) -> dict:
+    """One rank of a torchrun job: DistributedModelParallel with table-wise sharding (gloo on CPU, nccl on
+    GPU). Every rank builds the same examples and vocabularies (deterministic) and trains on every
+    ``world_size``-th batch. Returns this rank's summary (losses averaged across ranks)."""
+    import torch.distributed as dist
+    from torch.distributed.optim import _apply_optimizer_in_backward
+    from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
+    from torchrec.distributed.model_parallel import DistributedModelParallel
+    from torchrec.distributed.planner import EmbeddingShardingPlanner, Topology
+    from torchrec.distributed.planner.types import ParameterConstraints
+    from torchrec.distributed.types import ShardingEnv, ShardingType
+    from torchrec.optim.keyed import CombinedOptimizer, KeyedOptimizerWrapper
+    from torchrec.optim.optimizers import in_backward_optimizer_filter
+    from torchrec.optim.rowwise_adagrad import RowWiseAdagrad
+
+    tc = config.train
+    use_cuda = resolve_device(tc.device).type == "cuda"
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    if use_cuda:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    seed_everything(tc.seed)
+    space = FeatureSpace.fit(examples, config.features)
+    encoded = space.encode(examples)
+    model = build_model(
+        config.model,
+        table_sizes=space.table_sizes(),
+        table_features=space.table_features(),
+        num_dense=space.num_dense,
+        device=torch.device("cpu"),
+    )
+    _apply_optimizer_in_backward(RowWiseAdagrad, model.dlrm.sparse_arch.parameters(), {"lr": tc.embedding_lr})
+    sharders = [EmbeddingBagCollectionSharder()]
+    constraints = {
+        f"t_{name}": ParameterConstraints(sharding_types=[ShardingType.TABLE_WISE.value]) for name in space.table_sizes()
+    }
+    planner = EmbeddingShardingPlanner(
+        topology=Topology(world_size=world, compute_device=device.type), constraints=constraints
+    )
+    wrapped = RankerTrain(model)
+    plan = planner.collective_plan(wrapped, sharders, dist.GroupMember.WORLD)
+    dmp = DistributedModelParallel(
+        module=wrapped,
+        device=device,
+        plan=plan,
+        sharders=sharders,
+        env=ShardingEnv.from_process_group(dist.GroupMember.WORLD),
+    )
+    dense_opt = KeyedOptimizerWrapper(
+        dict(in_backward_optimizer_filter(dmp.named_parameters())),
+        lambda params: torch.optim.Adam(params, lr=tc.lr),
+    )
+    optimizer = CombinedOptimizer([dmp.fused_optimizer, dense_opt])
+    losses, seen, seconds = _run_epochs(
+        dmp, optimizer, encoded, config, device, rank=rank, world_size=world, desc=f"rank {rank}"
+    )
+    mean = torch.tensor(losses, dtype=torch.float64)
+    dist.all_reduce(mean)
+    mean /= world
+    tables = {name: str(p.sharding_type) + f" ranks={[s.placement.rank() for s in (p.sharding_spec.shards if p.sharding_spec else [])]}"
+              for mod in plan.plan.values() for name, p in mod.items()}  # fmt: skip
+    summary = {
+        "rank": rank,
+        "world_size": world,
+        "backend": dist.get_backend(),
+        "local_train_loss": losses,
+        "train_loss": mean.tolist(),
+        "local_examples": seen,
+        "examples_per_s_local": seen / seconds if seconds else 0.0,
+        "plan": tables,
+    }
+    dist.barrier()
+    return summary
+
+
+# ----------------------------------------------------------------------------------------------- CLI
+
+
+def load_data(args: argparse.Namespace) -> ShopData:
+    from recommender.data import Interactions, ItemTable, interactions_from_retail_log, synthetic_shop
+
+    if args.ta_feng:
+        return interactions_from_retail_log(args.ta_feng, limit=args.limit)
+    if args.interactions:
+        if not args.items:
+            raise SystemExit("--interactions needs --items")
+        return ShopData(Interactions.from_parquet(args.interactions), ItemTable.from_parquet(args.items))
+    return synthetic_shop(n_users=args.synthetic_users, n_items=max(200, args.synthetic_users // 5), seed=args.seed)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m recommender.train", description="Train the DLRM ranker.")
+    src = p.add_argument_group("data (default: synthetic shop with a planted signal)")
+    src.add_argument("--synthetic-users", type=int, default=5000)
+    src.add_argument("--ta-feng", type=Path, default=None, help="Ta Feng-format purchase log (.csv/.zip)")
+    src.add_argument("--limit", type=int, default=None, help="first N lines of --ta-feng")
+    src.add_argument("--interactions", type=Path, default=None, help="Parquet export of interactions")
+    src.add_argument("--items", type=Path, default=None, help="Parquet export of items")
+    p.add_argument("--arch", choices=["dlrm", "dlrm_dcn"], default="dlrm")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=2048)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--embedding-lr", type=float, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--compare-baseline", action="store_true",
+                   help="also train a plain torchrec DLRMTrain loop on the same data; print both examples/s")
+    p.add_argument("--distributed", action="store_true", help="run as one rank under torchrun (DMP, table-wise)")
+    p.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
+    p.add_argument("--out-dir", type=Path, default=None, help="--distributed: each rank writes rank<N>.json here")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    config = Config()
+    config.model.arch = args.arch
+    config.train.epochs = args.epochs
+    config.train.batch_size = args.batch_size
+    config.train.seed = args.seed
+    config.train.device = args.device
+    config.train.threads = args.threads
+    config.train.progress = not args.no_progress
+    if args.lr is not None:
+        config.train.lr = args.lr
+    if args.embedding_lr is not None:
+        config.train.embedding_lr = args.embedding_lr
+    if args.ta_feng:
+        config.data.positive_weights = {"purchase": 1.0}
+    return config
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    config = config_from_args(args)
+    t = time.perf_counter()
+    data = load_data(args)
+    examples = build_examples(data.interactions, data.items, config.data, features=config.features, seed=args.seed)
+    tr, va, cutoff = split_by_time(examples, config.data.valid_fraction)
+    prep = time.perf_counter() - t
+
+    if args.distributed:
+        summary = train_distributed(tr, config, valid=va)
+        if args.out_dir:
+            args.out_dir.mkdir(parents=True, exist_ok=True)
+            (args.out_dir / f"rank{summary['rank']}.json").write_text(json.dumps(summary, indent=2))
+        if summary["rank"] == 0:
+            print(json.dumps({k: summary[k] for k in ("world_size", "backend", "train_loss", "plan")}, indent=2))
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
+        return 0
+
+    print(f"{len(data.interactions):,} interactions -> {len(tr):,} train / {len(va):,} validation examples "
+          f"(positives {tr.positive_rate:.1%}) in {prep:.1f}s; torch threads {torch.get_num_threads()}")
+    result = train(tr, config, valid=va)
+    report = {
+        "arch": config.model.arch,
+        "device": str(result.device),
+        "threads": torch.get_num_threads(),
+        "train_examples": len(tr),
+        "valid_examples": len(va),
+        "epochs": config.train.epochs,
+        "batch_size": config.train.batch_size,
+        "train_loss": result.metrics["train_loss"],
+        "valid_auc": result.metrics.get("valid_auc"),
+        "valid_logloss": result.metrics.get("valid_logloss"),
+        "examples_per_s": result.examples_per_s,
+    }
+    print(f"ours (fused row-wise Adagrad + Adam): {result.examples_per_s:,.0f} examples/s, "
+          f"loss {result.metrics['train_loss'][0]:.4f} -> {result.metrics['train_loss'][-1]:.4f}, "
+          f"validation AUC {report['valid_auc']:.4f}, log loss {report['valid_logloss']:.4f}")
+    if args.compare_baseline:
+        cmp = compare_throughput(tr, config, result.features)
+        report["compare"] = cmp
+        print(f"throughput, alternating blocks, batch {cmp['batch_size']}: ours {cmp['ours_examples_per_s']:,.0f} "
+              f"examples/s, plain torchrec DLRMTrain {cmp['baseline_examples_per_s']:,.0f} examples/s, "
+              f"ratio {cmp['ratio']:.2f}x")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2))
+        print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""Sign up, log in, log out (Django's auth views) and the account page.
+
+Logging in fires ``user_logged_in``; shop.events.signals attaches this browser's visitor (and its
+history) to the user.
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth import login
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_http_methods
+
+from shop.catalog.rails import RailContext, rails_fill
+from shop.orders.selectors import order_list_for_user
+
+from .forms import LoginForm, SignUpForm
+
+
+class LoginView(auth_views.LoginView):
+    form_class = LoginForm
+    template_name = "registration/login.html"
+    redirect_authenticated_user = True
+
+
+class LogoutView(auth_views.LogoutView):
+    """POST only (Django 5): a link or prefetch cannot log anyone out."""
+
+
+def _safe_next(request: HttpRequest) -> str | None:
+    nxt = request.POST.get("next") or request.GET.get("next")
+    if nxt and url_has_allowed_host_and_scheme(
+        nxt, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return nxt
+    return None
+
+
+@require_http_methods(["GET", "POST"])
+def signup(request: HttpRequest) -> HttpResponse:
+    if request.user.is_authenticated:
+        return redirect("accounts:account")
+    form = SignUpForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = form.save()
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        messages.success(request, f"Welcome, {user.first_name or user.username}! Your account is ready.")
+        return redirect(_safe_next(request) or "accounts:account")
+    return render(request, "registration/signup.html", {"form": form, "next": _safe_next(request) or ""})
+
+
+@login_required
+def account(request: HttpRequest) -> HttpResponse:
+    orders = order_list_for_user(user=request.user)
+    rails = rails_fill(
+        requests=["account.new_arrivals"],
+        context=RailContext(visitor_id=request.visitor_id, user_id=request.user.pk),
+    )
+    return render(request, "accounts/account.html", {"orders": orders, "rails": rails})

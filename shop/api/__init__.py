@@ -1,0 +1,1 @@
+"""Shared bits of the REST API: parsers, throttles, pagination and errors."""

@@ -1,0 +1,219 @@
+"""Product rails: the slots ("placements") on every page where a row of products goes.
+
+A placement has a name (``"home.popular"``, ``"product.more_from_category"``), a title and a
+*source*: a function that returns ranked candidate product ids for a :class:`RailContext`.
+:func:`rails_fill` asks each placement's source for ids, removes what an earlier rail on the
+same page already shows, then loads every product of every rail in ONE query.
+
+Later work plugs recommendations in by replacing a placement's source (see
+:func:`placement_register`); pages and templates do not change. A source may return
+:class:`Candidates` to tag the rail with the experiment arm and model version that ranked it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+from django.core.cache import cache
+from django.db.models import Count
+
+from shop.events.models import Event
+
+from .models import Product
+from .selectors import POPULARITY_EVENT_TYPES, CategoryTree, products_by_ids
+
+DEFAULT_RAIL_SIZE = 8
+# A lone card does not read as a row; a rail with fewer candidates is left out (its products stay free).
+MIN_RAIL_SIZE = 2
+# Sources rank more than a rail shows, so exclusions (this product, earlier rails) still leave a full rail.
+CANDIDATE_POOL = 32
+POPULAR_TTL = 300
+NEW_ARRIVALS_TTL = 60
+
+
+@dataclass(frozen=True, slots=True)
+class Rail:
+    """A filled rail, ready for ``_rail.html``."""
+
+    placement: str
+    title: str
+    products: list[Product]
+    see_all_url: str = ""
+    arm: str | None = None
+    model_version: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RailContext:
+    """What a source may use to rank: who is looking, and at what."""
+
+    visitor_id: uuid.UUID | None = None
+    user_id: int | None = None
+    category_id: int | None = None
+    category_name: str = ""
+    category_url: str = ""
+    product_id: int | None = None
+    tree: CategoryTree | None = None
+    exclude_ids: frozenset[int] = frozenset()
+
+    def scope_ids(self) -> tuple[int, ...] | None:
+        """The category and its descendants, or None for the whole catalog."""
+        if self.category_id is None:
+            return None
+        if self.tree is None:
+            return (self.category_id,)
+        return self.tree.descendant_ids(self.category_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Candidates:
+    ids: Sequence[int]
+    arm: str | None = None
+    model_version: str | None = None
+
+
+Source = Callable[[RailContext], "Sequence[int] | Candidates"]
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    name: str
+    title: str  # may use {category}
+    source: Source
+    size: int = DEFAULT_RAIL_SIZE
+    min_size: int = MIN_RAIL_SIZE
+    see_all: bool = False  # link the title to the context's category
+
+
+def _scope_key(context: RailContext) -> str:
+    return "all" if context.category_id is None else str(context.category_id)
+
+
+def popular_ids(context: RailContext) -> list[int]:
+    """Most added-to-cart and purchased in the scope (cached), topped up with the newest."""
+    key = f"rails:popular:{_scope_key(context)}"
+    ids = cache.get(key)
+    if ids is None:
+        qs = Event.objects.filter(type__in=POPULARITY_EVENT_TYPES, product__is_active=True, product__stock__gt=0)
+        scope = context.scope_ids()
+        if scope is not None:
+            qs = qs.filter(product__category_id__in=scope)
+        ids = list(
+            qs.values("product_id")
+            .annotate(n=Count("id"))
+            .order_by("-n", "product_id")
+            .values_list("product_id", flat=True)[:CANDIDATE_POOL]
+        )
+        if len(ids) < CANDIDATE_POOL:
+            have = set(ids)
+            ids = (ids + [i for i in new_arrival_ids(context) if i not in have])[:CANDIDATE_POOL]
+        cache.set(key, ids, POPULAR_TTL)
+    return ids
+
+
+def new_arrival_ids(context: RailContext) -> list[int]:
+    """Newest in-stock products in the scope (cached briefly)."""
+    key = f"rails:new:{_scope_key(context)}"
+    ids = cache.get(key)
+    if ids is None:
+        qs = Product.objects.filter(is_active=True, stock__gt=0)
+        scope = context.scope_ids()
+        if scope is not None:
+            qs = qs.filter(category_id__in=scope)
+        ids = list(qs.order_by("-created_at", "-id").values_list("id", flat=True)[:CANDIDATE_POOL])
+        cache.set(key, ids, NEW_ARRIVALS_TTL)
+    return ids
+
+
+PLACEMENTS: dict[str, Placement] = {}
+
+
+def placement_register(placement: Placement) -> Placement:
+    """Add or replace a placement (later: a recommender-backed source for the same name)."""
+    PLACEMENTS[placement.name] = placement
+    return placement
+
+
+for _p in (
+    Placement("home.popular", "Popular right now", popular_ids),
+    Placement("home.new_arrivals", "New arrivals", new_arrival_ids),
+    Placement("category.popular", "Popular in {category}", popular_ids),
+    Placement("category.new_arrivals", "New in {category}", new_arrival_ids),
+    Placement("product.more_from_category", "More from {category}", new_arrival_ids, see_all=True),
+    Placement("product.popular", "Popular in {category}", popular_ids, see_all=True),
+    Placement("product.new_arrivals", "New arrivals", new_arrival_ids),
+    Placement("cart.popular", "You might also like", popular_ids),
+    Placement("search.popular", "Popular right now", popular_ids),
+    Placement("account.new_arrivals", "New arrivals", new_arrival_ids),
+):
+    placement_register(_p)
+
+
+@dataclass(slots=True)
+class RailRequest:
+    """One placement to fill on a page, optionally with its own context (e.g. a wider category)."""
+
+    placement: str
+    context: RailContext | None = None
+    _ids: list[int] = field(default_factory=list)
+
+
+def rails_fill(*, requests: Sequence[RailRequest | str], context: RailContext) -> list[Rail]:
+    """Fill placements in page order; a product appears in one rail of a page at most.
+
+    Queries: each cold source once (then cached), plus one for all products of all rails.
+    """
+    shown: set[int] = set(context.exclude_ids)
+    if context.product_id is not None:
+        shown.add(context.product_id)
+    planned: list[tuple[Placement, RailContext, list[int], Candidates]] = []
+    for req in requests:
+        req = RailRequest(req) if isinstance(req, str) else req
+        placement = PLACEMENTS[req.placement]
+        ctx = req.context or context
+        raw = placement.source(ctx)
+        cands = raw if isinstance(raw, Candidates) else Candidates(ids=raw)
+        picked: list[int] = []
+        for pid in cands.ids:
+            if pid not in shown:
+                picked.append(pid)
+                shown.add(pid)
+                if len(picked) >= placement.size:
+                    break
+        if len(picked) < placement.min_size:
+            shown.difference_update(picked)
+            continue
+        planned.append((placement, ctx, picked, cands))
+
+    products = products_by_ids(ids=[pid for _, _, picked, _ in planned for pid in picked])
+    rails: list[Rail] = []
+    for placement, ctx, picked, cands in planned:
+        items = [products[pid] for pid in picked if pid in products]
+        if len(items) < placement.min_size:
+            continue
+        rails.append(
+            Rail(
+                placement=placement.name,
+                title=placement.title.format(category=ctx.category_name or "the shop"),
+                products=items,
+                see_all_url=ctx.category_url if placement.see_all else "",
+                arm=cands.arm,
+                model_version=cands.model_version,
+            )
+        )
+    return rails
+
+
+def context_for_category(*, base: RailContext, tree: CategoryTree, category_id: int, **overrides) -> RailContext:
+    """``base`` narrowed to a category of ``tree`` (name and link filled in)."""
+    node = tree.get(category_id)
+    return replace(
+        base,
+        tree=tree,
+        category_id=category_id,
+        category_name=node.name if node else "",
+        category_url=node.url if node else "",
+        **overrides,
+    )

@@ -1,0 +1,258 @@
+"""Reading the catalog: the category tree, product lists, search and the product page."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from django.core.cache import cache
+from django.db.models import Case, Count, IntegerField, OuterRef, Q, QuerySet, Subquery, Value, When
+from django.db.models.functions import Coalesce
+from django.http import Http404
+from django.urls import reverse
+
+from shop.events.models import Event, EventType
+
+from .models import Category, Product
+
+CATEGORY_TREE_CACHE_KEY = "catalog:category_tree:version"
+CATEGORY_TREE_TTL = 120
+STALE_TREE_RETRY_SECONDS = 10
+
+# Events that count towards "popular": intent, not mere exposure.
+POPULARITY_EVENT_TYPES = (EventType.PURCHASE, EventType.ADD_TO_CART)
+
+SORTS: dict[str, str] = {
+    "popular": "Most popular",
+    "newest": "Newest",
+    "price_asc": "Price: low to high",
+    "price_desc": "Price: high to low",
+    "name": "Name: A to Z",
+}
+DEFAULT_SORT = "popular"
+SEARCH_SORTS: dict[str, str] = {"relevance": "Best match", **SORTS}
+MAX_SEARCH_TERMS = 6
+
+
+@dataclass(frozen=True, slots=True)
+class CategoryNode:
+    id: int
+    name: str
+    slug: str
+    parent_id: int | None
+    depth: int
+
+    @property
+    def url(self) -> str:
+        return reverse("catalog:category", kwargs={"slug": self.slug})
+
+
+@dataclass(slots=True)
+class CategoryTree:
+    """The whole category tree in memory: one query, then every walk is free.
+
+    Descendants are precomputed once per tree, so a category page never walks the tree with
+    one query per level.
+    """
+
+    nodes: dict[int, CategoryNode]
+    by_slug: dict[str, int]
+    children: dict[int | None, list[int]]
+    _descendants: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    built_at: float = field(default_factory=time.monotonic)
+
+    @classmethod
+    def from_rows(cls, rows: Iterable[tuple[int, str, str, int | None, int]]) -> CategoryTree:
+        nodes = {r[0]: CategoryNode(id=r[0], name=r[1], slug=r[2], parent_id=r[3], depth=r[4]) for r in rows}
+        children: dict[int | None, list[int]] = {}
+        for node in sorted(nodes.values(), key=lambda n: n.name.lower()):
+            children.setdefault(node.parent_id, []).append(node.id)
+        tree = cls(nodes=nodes, by_slug={n.slug: n.id for n in nodes.values()}, children=children)
+        tree._precompute_descendants()
+        return tree
+
+    def _precompute_descendants(self) -> None:
+        # Children before parents (deepest first), so each node unions finished child sets.
+        order: list[int] = []
+        stack = list(self.children.get(None, []))
+        seen: set[int] = set()
+        while stack:
+            node_id = stack.pop()
+            if node_id in seen:  # a corrupt parent cycle must not hang the page
+                continue
+            seen.add(node_id)
+            order.append(node_id)
+            stack.extend(self.children.get(node_id, []))
+        for node_id in reversed(order):
+            acc: list[int] = [node_id]
+            for child in self.children.get(node_id, []):
+                acc.extend(self._descendants.get(child, (child,)))
+            self._descendants[node_id] = tuple(acc)
+
+    def get(self, category_id: int) -> CategoryNode | None:
+        return self.nodes.get(category_id)
+
+    def by_slug_get(self, slug: str) -> CategoryNode | None:
+        node_id = self.by_slug.get(slug)
+        return self.nodes[node_id] if node_id is not None else None
+
+    def descendant_ids(self, category_id: int) -> tuple[int, ...]:
+        """The category itself and every category below it."""
+        return self._descendants.get(category_id, (category_id,))
+
+    def ancestors(self, category_id: int) -> list[CategoryNode]:
+        """Root first, ending with the category itself (for breadcrumbs)."""
+        path: list[CategoryNode] = []
+        node = self.nodes.get(category_id)
+        while node is not None and len(path) <= 64:
+            path.append(node)
+            node = self.nodes.get(node.parent_id) if node.parent_id is not None else None
+        return list(reversed(path))
+
+    def children_of(self, category_id: int | None) -> list[CategoryNode]:
+        return [self.nodes[i] for i in self.children.get(category_id, [])]
+
+    def roots(self) -> list[CategoryNode]:
+        return self.children_of(None)
+
+
+_tree_memo: dict[str, CategoryTree] = {}
+
+
+def category_tree_get(*, refresh: bool = False) -> CategoryTree:
+    """The category tree: one query when it is (re)built, none otherwise.
+
+    The shared cache holds only a version stamp; each process keeps the built tree for that
+    stamp, so a page does not unpickle thousands of nodes. ``refresh`` (or the stamp expiring)
+    rebuilds it and tells every process through a new stamp.
+    """
+    version = None if refresh else cache.get(CATEGORY_TREE_CACHE_KEY)
+    tree = _tree_memo.get(version) if version else None
+    if tree is None:
+        rows = Category.objects.values_list("id", "name", "slug", "parent_id", "depth")
+        tree = CategoryTree.from_rows(rows)
+        if version is None:  # expired or refreshed: a new stamp makes the other processes rebuild too
+            version = uuid.uuid4().hex
+            cache.set(CATEGORY_TREE_CACHE_KEY, version, CATEGORY_TREE_TTL)
+        _tree_memo.clear()
+        _tree_memo[version] = tree
+    return tree
+
+
+def category_node_get(*, slug: str) -> tuple[CategoryNode, CategoryTree]:
+    """The category for ``slug`` and the tree it lives in; reloads once if the cache is stale."""
+    tree = category_tree_get()
+    node = tree.by_slug_get(slug)
+    # a category added since the tree was built; rate-limited so unknown slugs cannot force rebuilds
+    if node is None and time.monotonic() - tree.built_at > STALE_TREE_RETRY_SECONDS:
+        tree = category_tree_get(refresh=True)
+        node = tree.by_slug_get(slug)
+    if node is None:
+        raise Http404("No such category")
+    return node, tree
+
+
+def _card_queryset() -> QuerySet[Product]:
+    """What a product card needs, in one query."""
+    return Product.objects.filter(is_active=True).select_related("brand", "category")
+
+
+def _popularity_annotation() -> Coalesce:
+    # A correlated subquery (index event_product_type_idx), not a JOIN + GROUP BY: the paginator's
+    # COUNT(*) can then drop it instead of counting a grouped subquery.
+    per_product = (
+        Event.objects.filter(product_id=OuterRef("pk"), type__in=POPULARITY_EVENT_TYPES)
+        .order_by()
+        .values("product_id")
+        .annotate(n=Count("id"))
+        .values("n")
+    )
+    return Coalesce(Subquery(per_product, output_field=IntegerField()), Value(0), output_field=IntegerField())
+
+
+def _apply_sort(qs: QuerySet[Product], *, sort: str) -> QuerySet[Product]:
+    if sort == "price_asc":
+        return qs.order_by("price", "name", "id")
+    if sort == "price_desc":
+        return qs.order_by("-price", "name", "id")
+    if sort == "newest":
+        return qs.order_by("-created_at", "-id")
+    if sort == "name":
+        return qs.order_by("name", "id")
+    # popular (default): purchases and adds to cart, newest first among equals
+    return qs.annotate(popularity=_popularity_annotation()).order_by("-popularity", "-created_at", "-id")
+
+
+def product_list(*, category_ids: Iterable[int] | None = None, sort: str = DEFAULT_SORT) -> QuerySet[Product]:
+    """Active products (optionally within ``category_ids``) ready for cards, sorted by ``sort``."""
+    qs = _card_queryset()
+    if category_ids is not None:
+        qs = qs.filter(category_id__in=list(category_ids))
+    return _apply_sort(qs, sort=sort if sort in SORTS else DEFAULT_SORT)
+
+
+def search_terms(query: str) -> list[str]:
+    """The words of a search box query (lower-cased, de-duplicated, at most a handful)."""
+    words = [w for w in re.split(r"[\s,;]+", query.strip().lower()) if w]
+    seen: list[str] = []
+    for w in words:
+        w = w.strip("\"'()[]{}")
+        if w and w not in seen:
+            seen.append(w[:50])
+    return seen[:MAX_SEARCH_TERMS]
+
+
+def product_search(*, query: str, sort: str = "relevance") -> QuerySet[Product]:
+    """Products matching every word of ``query`` in name, description, brand or category.
+
+    Plain ``icontains`` so it runs on PostgreSQL and SQLite alike. Relevance: a match in the
+    name weighs most, then brand, then category, then description; the whole phrase in the name
+    or a name that starts with the first word earns a bonus.
+    """
+    terms = search_terms(query)
+    if not terms:
+        return Product.objects.none()
+    qs = _card_queryset()
+    score = Value(0)
+    for term in terms:
+        qs = qs.filter(
+            Q(name__icontains=term)
+            | Q(brand__name__icontains=term)
+            | Q(category__name__icontains=term)
+            | Q(description__icontains=term)
+        )
+        score = score + Case(
+            When(name__icontains=term, then=Value(8)),
+            When(brand__name__icontains=term, then=Value(5)),
+            When(category__name__icontains=term, then=Value(4)),
+            default=Value(1),
+            output_field=IntegerField(),
+        )
+    phrase = " ".join(terms)
+    bonus = [When(name__iexact=phrase, then=Value(20))]
+    if len(terms) > 1:
+        bonus.append(When(name__icontains=phrase, then=Value(6)))
+    bonus.append(When(name__istartswith=terms[0], then=Value(3)))
+    score = score + Case(*bonus, default=Value(0), output_field=IntegerField())
+    if sort in SORTS:
+        return _apply_sort(qs, sort=sort)
+    return qs.annotate(relevance=score).order_by("-relevance", "name", "id")
+
+
+def product_get(*, pk: int) -> Product:
+    """One active product with its brand and category (one query), or 404."""
+    try:
+        return _card_queryset().get(pk=pk)
+    except Product.DoesNotExist as exc:
+        raise Http404("No such product") from exc
+
+
+def products_by_ids(*, ids: Iterable[int]) -> dict[int, Product]:
+    """Active products for cards, keyed by id (one query); missing or inactive ids are absent."""
+    ids = list(dict.fromkeys(ids))
+    if not ids:
+        return {}
+    return {p.pk: p for p in _card_queryset().filter(pk__in=ids)}

@@ -1,0 +1,202 @@
+"""Storefront pages: home, category, search, product detail, product image."""
+
+from __future__ import annotations
+
+import hashlib
+
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse, HttpResponseNotModified
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.cache import patch_cache_control
+from django.views.decorators.http import require_GET
+
+from shop.events.models import EventType
+from shop.events.services import event_record
+from shop.orders.forms import AddToCartForm
+
+from .images import product_svg
+from .models import Product
+from .rails import RailContext, RailRequest, context_for_category, rails_fill
+from .selectors import (
+    DEFAULT_SORT,
+    SEARCH_SORTS,
+    SORTS,
+    category_node_get,
+    category_tree_get,
+    product_get,
+    product_list,
+    product_search,
+)
+from .web import attribution_get, device_get, is_prefetch, page_view_id_get
+
+PER_PAGE = 24
+IMAGE_SIZES = (200, 400, 800)
+IMAGE_MAX_AGE = 60 * 60 * 24 * 7
+IMAGE_VERSION = "1"  # bump when images.py draws differently, so cached copies are refetched
+
+
+def _paging(page) -> dict:
+    return {
+        "page": page,
+        "page_range": list(page.paginator.get_elided_page_range(page.number, on_each_side=2, on_ends=1)),
+        "ellipsis": Paginator.ELLIPSIS,
+    }
+
+
+def _rail_base(request: HttpRequest) -> RailContext:
+    user = request.user
+    return RailContext(visitor_id=request.visitor_id, user_id=user.pk if user.is_authenticated else None)
+
+
+@require_GET
+def home(request: HttpRequest) -> HttpResponse:
+    rails = rails_fill(requests=["home.popular", "home.new_arrivals"], context=_rail_base(request))
+    return render(request, "catalog/home.html", {"rails": rails})
+
+
+@require_GET
+def category_detail(request: HttpRequest, slug: str) -> HttpResponse:
+    node, tree = category_node_get(slug=slug)
+    sort = request.GET.get("sort", DEFAULT_SORT)
+    sort = sort if sort in SORTS else DEFAULT_SORT
+    page = Paginator(product_list(category_ids=tree.descendant_ids(node.id), sort=sort), PER_PAGE).get_page(
+        request.GET.get("page")
+    )
+    context = context_for_category(base=_rail_base(request), tree=tree, category_id=node.id)
+    rails = rails_fill(requests=["category.popular", "category.new_arrivals"], context=context)
+    return render(
+        request,
+        "catalog/category.html",
+        {
+            "category": node,
+            "breadcrumbs": tree.ancestors(node.id)[:-1],
+            "subcategories": tree.children_of(node.id),
+            "siblings": tree.children_of(node.parent_id) if node.parent_id else [],
+            **_paging(page),
+            "sort": sort,
+            "sorts": SORTS,
+            "placement": "category.grid",
+            "rails": rails,
+        },
+    )
+
+
+@require_GET
+def search(request: HttpRequest) -> HttpResponse:
+    query = request.GET.get("q", "").strip()[:200]
+    sort = request.GET.get("sort", "relevance")
+    sort = sort if sort in SEARCH_SORTS else "relevance"
+    page = None
+    if query:
+        page = Paginator(product_search(query=query, sort=sort), PER_PAGE).get_page(request.GET.get("page"))
+    rails = []
+    if page is None or page.paginator.count == 0:
+        rails = rails_fill(requests=["search.popular"], context=_rail_base(request))
+    return render(
+        request,
+        "catalog/search.html",
+        {
+            "query": query,
+            **(_paging(page) if page is not None else {"page": None}),
+            "sort": sort,
+            "sorts": SEARCH_SORTS,
+            "placement": "search.results",
+            "rails": rails,
+        },
+    )
+
+
+@require_GET
+def product_by_id(request: HttpRequest, pk: int) -> HttpResponse:
+    product = get_object_or_404(Product.objects.only("pk", "slug"), pk=pk)
+    return _canonical_redirect(request, product)
+
+
+def _canonical_redirect(request: HttpRequest, product: Product) -> HttpResponse:
+    url = product.get_absolute_url()
+    if request.META.get("QUERY_STRING"):
+        url += "?" + request.META["QUERY_STRING"]
+    return redirect(url)
+
+
+@require_GET
+def product_detail(request: HttpRequest, pk: int, slug: str) -> HttpResponse:
+    product = product_get(pk=pk)
+    if slug != product.slug:
+        return _canonical_redirect(request, product)
+    tree = category_tree_get()
+    page_view_id = page_view_id_get(request)
+    placement, position = attribution_get(request.GET)
+    if request.method == "GET" and not is_prefetch(request):
+        event_record(
+            visitor_id=request.visitor_id,
+            user=request.user,
+            type=EventType.VIEW,
+            product_id=product.pk,
+            idempotency_key=f"view:{page_view_id}",
+            placement=placement,
+            position=position,
+            page_view_id=page_view_id,
+            device=device_get(request),
+        )
+
+    base = RailContext(
+        visitor_id=request.visitor_id,
+        user_id=request.user.pk if request.user.is_authenticated else None,
+        product_id=product.pk,
+    )
+    leaf = context_for_category(base=base, tree=tree, category_id=product.category_id)
+    node = tree.get(product.category_id)
+    wider_id = node.parent_id if node is not None and node.parent_id is not None else product.category_id
+    wider = context_for_category(base=base, tree=tree, category_id=wider_id)
+    rails = rails_fill(
+        requests=[
+            RailRequest("product.more_from_category", leaf),
+            RailRequest("product.popular", wider),
+            RailRequest("product.new_arrivals", base),
+        ],
+        context=base,
+    )
+    form = AddToCartForm(
+        initial={
+            "product_id": product.pk,
+            "quantity": 1,
+            "placement": "" if placement == "direct" else placement,
+            "position": position,
+            "page_view_id": page_view_id,
+        }
+    )
+    return render(
+        request,
+        "catalog/product_detail.html",
+        {
+            "product": product,
+            "breadcrumbs": tree.ancestors(product.category_id),
+            "form": form,
+            "rails": rails,
+            "max_quantity": max(1, min(product.stock, 99)),
+        },
+    )
+
+
+@require_GET
+def product_image(request: HttpRequest, pk: int) -> HttpResponse:
+    """A locally drawn SVG for the product; cacheable (ETag + max-age), it changes only with its inputs."""
+    row = get_object_or_404(Product.objects.values_list("name", "category__name", "image_seed"), pk=pk)
+    name, category, seed = row
+    try:
+        size = int(request.GET.get("s", 400))
+    except ValueError:
+        size = 400
+    size = size if size in IMAGE_SIZES else 400
+    digest = hashlib.sha256(f"{IMAGE_VERSION}|{name}|{category}|{seed}|{size}".encode()).hexdigest()[:32]
+    etag = f'"{digest}"'
+    if etag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:
+        response = HttpResponseNotModified()
+    else:
+        response = HttpResponse(
+            product_svg(name=name, category=category, seed=seed, size=size), content_type="image/svg+xml"
+        )
+    response["ETag"] = etag
+    patch_cache_control(response, public=True, max_age=IMAGE_MAX_AGE)
+    return response

@@ -1,0 +1,128 @@
+"""Validation of the beacon/event batch contract (``POST /api/events``)."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from .models import Event, EventType
+from .selectors import event_product_ids_known
+
+_POSITION_MAX = 32767  # PositiveSmallIntegerField
+_EVENT_TYPES = frozenset(EventType.values)
+_KEY_MAX = Event._meta.get_field("idempotency_key").max_length
+_PLACEMENT_MAX = Event._meta.get_field("placement").max_length
+_DEVICE_MAX = Event._meta.get_field("device").max_length
+
+
+def _plain_text(value, max_length: int) -> bool:
+    """A string DRF's CharField would return unchanged: ASCII, no NUL, no outer whitespace."""
+    return (
+        type(value) is str
+        and len(value) <= max_length
+        and value.isascii()
+        and "\x00" not in value
+        and value == value.strip()
+    )
+
+
+class EventItemSerializer(serializers.Serializer):
+    type = serializers.ChoiceField(choices=EventType.choices)
+    product_id = serializers.IntegerField(min_value=1)
+    idempotency_key = serializers.CharField(
+        max_length=_KEY_MAX,
+        help_text="Unique per interaction, e.g. imp:{page_view_id}:{placement}:{position}; a replay is stored once.",
+    )
+    placement = serializers.CharField(
+        max_length=_PLACEMENT_MAX,
+        allow_blank=True,
+        default="",
+        help_text='Where the product was shown, e.g. "home.new_arrivals".',
+    )
+    position = serializers.IntegerField(
+        min_value=0, max_value=_POSITION_MAX, allow_null=True, default=None, help_text="0-based slot in the placement."
+    )
+    page_view_id = serializers.UUIDField(allow_null=True, default=None)
+    occurred_at = serializers.DateTimeField(allow_null=True, default=None, help_text="ISO-8601; null: time received.")
+    device = serializers.CharField(max_length=_DEVICE_MAX, allow_blank=True, allow_null=True, default="")
+
+    def validate_device(self, value: str | None) -> str:
+        return value or ""
+
+    def to_internal_value(self, data):
+        # The ingest hot path: a well-formed event (what the beacon always sends) is converted
+        # here at a fraction of DRF's per-field cost; anything unusual takes DRF's own path,
+        # which produces the result or the error messages. Both paths return the same values
+        # (tests/shop/test_api_events.py::test_fast_path_matches_drf).
+        fast = self._fast_internal_value(data)
+        return fast if fast is not None else super().to_internal_value(data)
+
+    def _fast_internal_value(self, data) -> dict | None:
+        if not isinstance(data, dict):
+            return None
+        type_, product_id, key = data.get("type"), data.get("product_id"), data.get("idempotency_key")
+        if type(type_) is not str or type_ not in _EVENT_TYPES or type(product_id) is not int or product_id < 1:
+            return None
+        if not _plain_text(key, _KEY_MAX) or not key:
+            return None
+        placement, device = data.get("placement", ""), data.get("device", "")
+        if not _plain_text(placement, _PLACEMENT_MAX) or not (device is None or _plain_text(device, _DEVICE_MAX)):
+            return None
+        position = data.get("position")
+        if position is not None and (type(position) is not int or not 0 <= position <= _POSITION_MAX):
+            return None
+        page_view_id, occurred_at = data.get("page_view_id"), data.get("occurred_at")
+        fields = self.fields
+        try:
+            if page_view_id is not None:
+                page_view_id = fields["page_view_id"].to_internal_value(page_view_id)
+            if occurred_at is not None:
+                occurred_at = fields["occurred_at"].to_internal_value(occurred_at)
+        except serializers.ValidationError:
+            return None
+        return {
+            "type": type_,
+            "product_id": product_id,
+            "idempotency_key": key,
+            "placement": placement,
+            "position": position,
+            "page_view_id": page_view_id,
+            "occurred_at": occurred_at,
+            "device": device or "",
+        }
+
+
+class EventBatchSerializer(serializers.Serializer):
+    visitor_id = serializers.UUIDField(
+        required=False,
+        help_text="For clients without cookies; ignored when the request carries a valid `vid` cookie.",
+    )
+    events = EventItemSerializer(many=True, help_text="At most EVENTS_MAX_BATCH (500) events.")
+
+    def validate_events(self, events: list[dict]) -> list[dict]:
+        known = event_product_ids_known(product_ids=(e["product_id"] for e in events))
+        errors = {
+            index: {"product_id": [f"Unknown product {e['product_id']}."]}
+            for index, e in enumerate(events)
+            if e["product_id"] not in known
+        }
+        if errors:
+            raise serializers.ValidationError(errors)
+        return events
+
+
+class EventBatchResultSerializer(serializers.Serializer):
+    accepted = serializers.IntegerField(help_text="Events stored by this request.")
+    duplicates = serializers.IntegerField(help_text="Events whose idempotency key was already stored (or repeated).")
+
+
+class EventBatchErrorSerializer(serializers.Serializer):
+    """400 body: DRF validation errors, or ``detail`` for a body that is not JSON."""
+
+    events = serializers.DictField(
+        required=False,
+        child=serializers.JSONField(),
+        help_text='Event index (0-based, as a string) -> field -> messages; or {"non_field_errors": [...]}.',
+    )
+    visitor_id = serializers.ListField(child=serializers.CharField(), required=False)
+    non_field_errors = serializers.ListField(child=serializers.CharField(), required=False)
+    detail = serializers.CharField(required=False, help_text="Malformed JSON.")

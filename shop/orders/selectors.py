@@ -1,0 +1,99 @@
+"""Reading carts and orders."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import Prefetch, Q, Sum
+
+from shop.catalog.models import Product
+
+from .models import CartItem, Order, OrderLine
+
+
+@dataclass(frozen=True, slots=True)
+class CartLine:
+    product: Product
+    quantity: int
+
+    @property
+    def unit_price(self) -> Decimal:
+        return self.product.price
+
+    @property
+    def line_total(self) -> Decimal:
+        return self.product.price * self.quantity
+
+    @property
+    def problem(self) -> str:
+        """Why this line cannot be bought as it is ("" when it can)."""
+        if not self.product.is_active:
+            return "No longer available"
+        if self.product.stock <= 0:
+            return "Out of stock"
+        if self.quantity > self.product.stock:
+            return f"Only {self.product.stock} left in stock"
+        return ""
+
+
+@dataclass(frozen=True, slots=True)
+class CartSummary:
+    lines: list[CartLine] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return sum(line.quantity for line in self.lines)
+
+    @property
+    def subtotal(self) -> Decimal:
+        return sum((line.line_total for line in self.lines), Decimal("0"))
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.lines
+
+    @property
+    def has_problems(self) -> bool:
+        return any(line.problem for line in self.lines)
+
+    @property
+    def product_ids(self) -> frozenset[int]:
+        return frozenset(line.product.pk for line in self.lines)
+
+
+def cart_item_count(*, visitor_id: uuid.UUID) -> int:
+    """How many items (sum of quantities) the visitor's cart holds; one query."""
+    total = CartItem.objects.filter(cart__visitor_id=visitor_id).aggregate(n=Sum("quantity"))["n"]
+    return int(total or 0)
+
+
+def cart_summary_get(*, visitor_id: uuid.UUID) -> CartSummary:
+    """The visitor's cart lines with their products (one query); empty when there is no cart."""
+    items = (
+        CartItem.objects.filter(cart__visitor_id=visitor_id)
+        .select_related("product", "product__brand", "product__category")
+        .order_by("added_at", "id")
+    )
+    return CartSummary(lines=[CartLine(product=i.product, quantity=i.quantity) for i in items])
+
+
+def _orders_with_lines():
+    return Order.objects.prefetch_related(
+        Prefetch("lines", queryset=OrderLine.objects.select_related("product").order_by("id"))
+    )
+
+
+def order_get_for_viewer(*, number: str, visitor_id: uuid.UUID | None, user: AbstractBaseUser | None) -> Order | None:
+    """The order ``number`` if this visitor placed it or it belongs to this user; else None."""
+    who = Q(visitor_id=visitor_id) if visitor_id is not None else Q(pk__in=[])
+    if user is not None and user.is_authenticated:
+        who |= Q(user_id=user.pk) | Q(visitor__user_id=user.pk)
+    return _orders_with_lines().filter(who, number=number).first()
+
+
+def order_list_for_user(*, user: AbstractBaseUser) -> list[Order]:
+    """The user's orders, newest first, including those placed before they logged in on that browser."""
+    return list(_orders_with_lines().filter(Q(user_id=user.pk) | Q(visitor__user_id=user.pk)).order_by("-placed_at"))

@@ -1,0 +1,224 @@
+"""The one place the shop calls ``recommender/`` (plain data in, plain data out; no Django here).
+
+Imports of torch/torchrec happen inside the functions: the web process never loads them, and a Celery
+worker loads them in the process that runs the task (after the fork), never initialising CUDA in a parent.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+EVAL_USERS = 200  # users ranked over the whole catalogue for NDCG@10 / Recall@10 at training time
+
+
+@dataclass
+class Trained:
+    version: str
+    metrics: dict[str, Any]
+    seconds: float
+    examples: int
+    device: str = ""
+
+
+@dataclass
+class GateOutcome:
+    passed: bool
+    reasons: list[str] = field(default_factory=list)
+
+
+def _deep_merge(base: dict, override: Mapping) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in override.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def config_from_overrides(overrides: Mapping[str, Any] | None):
+    from recommender.config import Config
+
+    base = Config().to_dict()
+    base["train"]["progress"] = False  # a worker's log is no terminal
+    return Config.from_dict(_deep_merge(base, overrides or {}))
+
+
+def load_snapshot(snapshot: Path):
+    from recommender.data import load_parquet
+
+    return load_parquet(snapshot / "interactions.parquet", snapshot / "items.parquet")
+
+
+def _ranking_metrics_at(model, space, data, config, cutoff: int, *, k: int = 10, users: int = EVAL_USERS) -> dict:
+    """Rank the whole catalogue for up to ``users`` users as of ``cutoff`` against what they engaged with after."""
+    import numpy as np
+
+    from recommender.data import HistoryIndex
+    from recommender.evaluate import rank_all_items, ranking_metrics
+
+    inter = data.interactions
+    positive = np.isin(inter.event_type, list(config.data.positive_weights))
+    after = positive & (inter.timestamp >= cutoff)
+    if not after.any():
+        return {}
+    truth: dict[str, set[str]] = {}
+    for u, i in zip(inter.user_id[after], inter.item_id[after], strict=True):
+        truth.setdefault(str(u), set()).add(str(i))
+    names = sorted(truth)
+    if len(names) > users:
+        rng = np.random.default_rng(config.train.seed)
+        names = sorted(rng.choice(names, size=users, replace=False).tolist())
+    index = HistoryIndex(
+        inter,
+        data.items,
+        history_types=config.data.history_types,
+        recent_items=config.features.recent_items,
+        trend_window_s=config.features.trend_window_s,
+    )
+    device = next(model.parameters()).device
+    ranked = rank_all_items(model, space, names, index=index, times=cutoff, k=k, device=device)
+    out = ranking_metrics(ranked, [sorted(truth[u]) for u in names], k)
+    out["ranked_users"] = len(names)
+    return out
+
+
+def train_and_register(
+    *,
+    snapshot: Path,
+    model_dir: Path,
+    overrides: Mapping[str, Any] | None = None,
+    progress: Callable[[str, float], None] | None = None,
+) -> Trained:
+    """Train on a snapshot, measure AUC (validation rows) and NDCG@10 (ranking after the time split),
+    and register the version (not yet active). Returns its id, metrics and training time."""
+    from recommender.registry import Registry
+    from recommender.train import train_on_interactions
+
+    progress = progress or (lambda stage, fraction: None)
+    config = config_from_overrides(overrides)
+    data = load_snapshot(snapshot)
+    progress("training", 0.0)
+    t0 = time.perf_counter()
+    result = train_on_interactions(data, config)
+    seconds = time.perf_counter() - t0
+    progress("ranking metrics", 0.8)
+    ranking = _ranking_metrics_at(result.model, result.features, data, config, int(result.metrics["split_cutoff"]))
+    metrics = {
+        "auc": _finite(result.metrics.get("valid_auc")),
+        "logloss": _finite(result.metrics.get("valid_logloss")),
+        **{k: v for k, v in ranking.items()},
+        "train_examples": int(result.metrics.get("train_examples", 0)),
+        "valid_examples": int(result.metrics.get("valid_examples", 0)),
+        "examples_per_s": round(float(result.examples_per_s), 1),
+        "train_loss": [round(float(x), 5) for x in result.metrics.get("train_loss", [])],
+        "device": str(result.device),
+    }
+    progress("registering", 0.95)
+    version = Registry(model_dir).register(
+        weights=result.model,
+        vocabularies=result.features.to_state(),
+        config=config.to_dict(),
+        metrics=metrics,
+    )
+    return Trained(
+        version=version, metrics=metrics, seconds=seconds, examples=metrics["train_examples"], device=str(result.device)
+    )
+
+
+def _finite(x) -> float | None:
+    import math
+
+    return float(x) if x is not None and math.isfinite(float(x)) else None
+
+
+def promote_if_better(*, model_dir: Path, version: str, tolerance: float) -> GateOutcome:
+    from recommender.registry import Registry
+
+    decision = Registry(model_dir).promote_if_better(version, tolerance=tolerance)
+    return GateOutcome(passed=decision.passed, reasons=list(decision.reasons))
+
+
+# ------------------------------------------------------------------------------------------- serving
+
+
+class PipelineRanker:
+    """``recommender.pipeline.RecPipeline`` (retrieve -> rank -> rules) as of the snapshot's last event."""
+
+    def __init__(self, pipeline, *, now: int):
+        self.pipeline = pipeline
+        self.now = now
+
+    def recommend(self, user_keys: Sequence[str], *, k: int) -> list[list[tuple[str, float]]]:
+        batch = self.pipeline.recommend_batch(list(user_keys), now=self.now, k=k, n_candidates=max(200, 2 * k))
+        return [[(str(i), float(s)) for i, s in zip(r.item_ids, r.scores, strict=True)] for r in batch.results]
+
+
+def load_ranker(*, model_dir: Path, version: str, snapshot: Path | None = None, max_per_category: int | None = None):
+    """A ranker for ``version``: ``.recommend(user_keys, k=...) -> [[(item_id, score), ...], ...]``, best first.
+
+    History and catalogue come from the latest snapshot (the data the version was trained on, or newer).
+    """
+    from recommender.pipeline import PipelineConfig, RecPipeline
+    from recommender.registry import Registry
+
+    artifact = Registry(model_dir).load(version)
+    if snapshot is None:
+        from .services import snapshot_latest
+
+        snapshot = snapshot_latest()
+        if snapshot is None:
+            raise RuntimeError("no snapshot to take the shoppers' history from: export first")
+    data = load_snapshot(snapshot)
+    now = int(data.interactions.timestamp.max()) + 1 if len(data.interactions) else int(time.time())
+    pipeline = RecPipeline.from_artifact(
+        artifact,
+        history=data.interactions,
+        items=data.items,
+        now=now,
+        pipeline_config=PipelineConfig(max_per_category=max_per_category),
+    )
+    return PipelineRanker(pipeline, now=now)
+
+
+# -------------------------------------------------------------------------------------- evaluate/bench
+
+
+def evaluate(*, snapshot: Path, model_dir: Path, version: str) -> dict:
+    """AUC / log loss on the snapshot's validation part and NDCG@10 / Recall@10 after the time split."""
+    import numpy as np
+
+    from recommender.data import build_examples, split_by_time
+    from recommender.evaluate import auc_score, log_loss, predict
+    from recommender.registry import Registry
+    from recommender.serving import model_from_artifact
+
+    model, space, config = model_from_artifact(Registry(model_dir).load(version))
+    data = load_snapshot(snapshot)
+    examples = build_examples(
+        data.interactions, data.items, config.data, features=config.features, seed=config.train.seed
+    )
+    _, valid, cutoff = split_by_time(examples, config.data.valid_fraction)
+    probs = predict(model, space.encode(valid))
+    out = {
+        "auc": _finite(auc_score(valid.label, probs)),
+        "logloss": _finite(log_loss(valid.label, probs)),
+        "valid_examples": len(valid),
+        "positive_rate": float(np.mean(valid.label)) if len(valid) else 0.0,
+    }
+    out.update(_ranking_metrics_at(model, space, data, config, cutoff))
+    return out
+
+
+def benchmark(*, model_dir: Path, options: Mapping[str, Any]) -> dict:
+    """The recommender's accelerator benchmark (recommender.bench), on this node's devices."""
+    try:
+        from recommender import bench
+    except ImportError as e:  # the benchmark module has not landed
+        raise RuntimeError("recommender.bench is not available") from e
+    run = getattr(bench, "run_benchmark", None) or getattr(bench, "run", None)
+    if run is None:
+        raise RuntimeError("recommender.bench has no run_benchmark()")
+    return run(**dict(options))

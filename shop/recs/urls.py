@@ -1,0 +1,11 @@
+from django.urls import path
+
+from . import api
+
+app_name = "recs"
+
+urlpatterns = [
+    path("retrain", api.RetrainApi.as_view(), name="retrain"),
+    path("batch-score", api.BatchScoreApi.as_view(), name="batch-score"),
+    path("tasks/<uuid:run_id>", api.TaskRunDetailApi.as_view(), name="task"),
+]

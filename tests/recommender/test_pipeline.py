@@ -1,0 +1,185 @@
+"""The multi-stage pipeline: retrieve -> rank -> rules -> top-k, timed per stage; the knob sweep."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from recommender.config import Config
+from recommender.data import build_examples, next_basket_split, synthetic_shop
+from recommender.features import FeatureSpace
+from recommender.model import build_model
+from recommender.pipeline import PipelineConfig, Recommendations, RecPipeline, apply_rules, main, sweep
+from recommender.retrieval import SOURCES
+
+
+@pytest.fixture(scope="module")
+def shop():
+    data = synthetic_shop(n_users=120, n_items=150, seed=0)
+    split = next_basket_split(data.interactions)
+    cfg = Config()
+    examples = build_examples(split.history, data.items, cfg.data, features=cfg.features, seed=0)
+    space = FeatureSpace.fit(examples, cfg.features)
+    torch.manual_seed(0)
+    model = build_model(
+        cfg.model, table_sizes=space.table_sizes(), table_features=space.table_features(), num_dense=space.num_dense
+    )
+    for name, p in model.named_parameters():
+        if "embedding_bag" in name:
+            torch.nn.init.normal_(p, std=0.2)
+    pipe = RecPipeline.build(
+        history=split.history,
+        items=data.items,
+        model=model.eval(),
+        space=space,
+        config=cfg,
+        pipeline_config=PipelineConfig(n_candidates=60, k=10, max_per_category=2),
+        device="cpu",
+    )
+    return data, split, pipe
+
+
+def test_recommend_runs_every_stage_and_times_it(shop):
+    data, split, pipe = shop
+    user, now = str(split.users[0]), int(split.times[0])
+    rec = pipe.recommend(user, now=now)
+    assert isinstance(rec, Recommendations)
+    assert len(rec.item_ids) == 10 and len(set(rec.item_ids)) == 10
+    assert np.all(np.diff(rec.scores) <= 0)  # best first
+    assert set(rec.sources) <= set(SOURCES)
+    t = rec.timings
+    assert min(t.retrieve_ns, t.features_ns, t.rank_ns, t.rules_ns) > 0
+    assert t.total_ns >= t.retrieve_ns + t.features_ns + t.rank_ns + t.rules_ns
+    # the ranking is the model's: the scores are the scorer's logits for those items
+    cand_user, pair = pipe.features.user_request(user, rec.rows, now)
+    np.testing.assert_allclose(pipe.scorer.score(cand_user, rec.rows, pair).numpy(), rec.scores, rtol=1e-5, atol=1e-5)
+
+
+def test_rules_stock_cart_and_diversity(shop):
+    data, split, pipe = shop
+    user, now = str(split.users[1]), int(split.times[1])
+    first = pipe.recommend(user, now=now)
+    cart = list(first.item_ids[:3])
+    rec = pipe.recommend(user, now=now, exclude_item_ids=cart)
+    assert not set(cart) & set(rec.item_ids)
+    assert pipe.in_stock[rec.rows].all()
+    cats = pd.Series(pipe.category[rec.rows]).value_counts()
+    assert cats.max() <= 2
+    out_of_stock = np.flatnonzero(~pipe.in_stock)
+    assert len(out_of_stock) and not set(out_of_stock) & set(rec.rows)
+
+
+def test_apply_rules_unit():
+    rows = np.array([5, 4, 3, 2, 1, 0])
+    category = np.array([0, 0, 1, 1, 1, 2])
+    in_stock = np.array([True, True, True, True, False, True])
+    keep = apply_rules(rows, k=4, in_stock=in_stock, exclude=[3], category=category, max_per_category=1)
+    # 5 (cat 2) ok; 4 (cat 1) out of stock; 3 excluded; 2 (cat 1) ok; 1 (cat 0) ok; 0 (cat 0) capped
+    assert rows[keep].tolist() == [5, 2, 1]
+    assert apply_rules(rows, k=2).tolist() == [0, 1]
+
+
+def test_knob_sets_how_many_candidates_are_ranked(shop):
+    data, split, pipe = shop
+    user, now = str(split.users[2]), int(split.times[2])
+    small = pipe.recommend(user, now=now, n_candidates=15)
+    large = pipe.recommend(user, now=now, n_candidates=100)
+    assert small.n_candidates == 15
+    assert 15 < large.n_candidates <= 100
+
+
+def test_cold_visitor_gets_trending_and_session_neighbours(shop):
+    data, split, pipe = shop
+    now = int(split.times.max())
+    rec = pipe.recommend("someone-new", now=now)
+    assert len(rec.item_ids) == 10 and set(rec.sources) <= {"trending", "category"}
+    viewed = [str(data.interactions.item_id[0])]
+    rec2 = pipe.recommend("someone-new", now=now, session_item_ids=viewed, n_candidates=200, k=20)
+    assert len(rec2.item_ids) > 0
+
+
+def test_retrieval_only_pipeline_has_no_rank_stage(shop):
+    data, split, pipe = shop
+    saved, pipe.scorer = pipe.scorer, None
+    try:
+        rec = pipe.recommend(str(split.users[0]), now=int(split.times[0]))
+    finally:
+        pipe.scorer = saved
+    assert len(rec.item_ids) == 10 and np.isnan(rec.scores).all() and rec.timings.rank_ns == 0
+
+
+def test_sweep_reports_quality_and_latency_per_setting(shop):
+    data, split, pipe = shop
+    users, times, truth = split.users[:8], split.times[:8], split.baskets[:8]
+    rows = sweep(pipe, users, times, truth, settings=(10, 40))
+    assert [r.setting for r in rows] == ["retrieval-only@40", "10", "40", "catalogue"]
+    for r in rows:
+        assert 0.0 <= r.recall_at_10 <= 1.0 and r.p50_ms > 0 and r.p99_ms >= r.p50_ms
+    assert rows[1].n_candidates == 10 and rows[-1].n_candidates == len(data.items)
+
+
+@pytest.mark.slow
+def test_sweep_cli_trains_and_writes_json(tmp_path):
+    out = tmp_path / "sweep.json"
+    assert (
+        main(
+            [
+                "sweep",
+                "--synthetic-users",
+                "150",
+                "--eval-users",
+                "20",
+                "--settings",
+                "10,30",
+                "--epochs",
+                "1",
+                "--threads",
+                "1",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    report = json.loads(out.read_text())
+    assert [r["setting"] for r in report["rows"]] == ["retrieval-only@30", "10", "30", "catalogue"]
+    assert report["valid_auc"] > 0.5
+
+
+def test_pipeline_from_registry_artifact_scores_like_the_registered_model(shop, tmp_path):
+    from recommender.registry import Registry
+
+    data, split, pipe = shop
+    reg = Registry(tmp_path)
+    cfg = Config()
+    version = reg.register(
+        weights={"model": pipe.scorer.model.state_dict()},
+        vocabularies=pipe.features.space.to_state(),
+        config=cfg.to_dict(),
+        metrics={"auc": 0.7, "ndcg@10": 0.1},
+    )
+    reg.promote(version)
+    loaded = RecPipeline.from_artifact(
+        reg.load(), history=split.history, items=data.items, pipeline_config=pipe.config, device="cpu"
+    )
+    user, now = str(split.users[3]), int(split.times[3])
+    a, b = pipe.recommend(user, now=now), loaded.recommend(user, now=now)
+    assert a.item_ids.tolist() == b.item_ids.tolist()
+    np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5, atol=1e-5)
+
+
+def test_batch_recommendations_match_one_by_one(shop):
+    data, split, pipe = shop
+    users = [str(u) for u in split.users[:6]] + ["someone-new"]
+    now = int(split.times.max())
+    pipe.at_time(now)
+    batch = pipe.recommend_batch(users, now=now, exclude_item_ids=[[]] * 6 + [[]])
+    assert len(batch.results) == len(users) and batch.timings.rank_ns > 0
+    for uid, rec in zip(users, batch.results, strict=True):
+        single = pipe.recommend(uid, now=now)
+        assert rec.user_id == uid and rec.item_ids.tolist() == single.item_ids.tolist()
+        np.testing.assert_allclose(rec.scores, single.scores, rtol=1e-4, atol=1e-4)

@@ -1,0 +1,56 @@
+"""The real Ta Feng purchase log: adapter + training smoke on a slice; the whole file under `slow`."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from recommender.config import Config
+from recommender.data import interactions_from_retail_log, next_basket_split
+from recommender.evaluate import evaluate_next_basket
+from recommender.train import train_on_interactions
+from tests.shared_data import ta_feng_zip
+
+
+def _cfg(epochs: int) -> Config:
+    cfg = Config()
+    cfg.data.positive_weights = {"purchase": 1.0}
+    cfg.train.epochs = epochs
+    cfg.train.progress = False
+    cfg.train.threads = 1
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def slice_50k():
+    return interactions_from_retail_log(ta_feng_zip(), limit=50_000)
+
+
+def test_adapter_maps_lines_to_purchases(slice_50k):
+    inter, items = slice_50k.interactions, slice_50k.items
+    assert len(inter) == 50_000
+    assert set(np.unique(inter.event_type)) == {"purchase"}
+    assert (np.diff(inter.timestamp) >= 0).all() and (inter.timestamp % 86_400 == 0).all()
+    assert set(np.unique(inter.item_id)) == set(items.item_id)
+    assert np.isfinite(items.price).all() and (items.price >= 0).all()
+    assert (items.category != "").all()
+    split = next_basket_split(inter)
+    assert len(split.users) > 100 and all(len(b) for b in split.baskets)
+
+
+def test_slice_trains(slice_50k):
+    cfg = _cfg(epochs=1)
+    cfg.train.batch_size = 4096
+    result = train_on_interactions(slice_50k, cfg)
+    assert result.metrics["valid_auc"] > 0.6
+    assert result.metrics["train_loss"][-1] < 0.7
+
+
+@pytest.mark.slow
+def test_whole_file_dlrm_beats_popularity():
+    data = interactions_from_retail_log(ta_feng_zip())
+    report = evaluate_next_basket(data, config=_cfg(epochs=2), eval_users=1000, progress=False)
+    m = report["methods"]
+    assert report["valid_auc"] > 0.75
+    assert m["dlrm"]["recall@10"] > m["popularity"]["recall@10"]
+    assert m["dlrm"]["ndcg@10"] > m["popularity"]["ndcg@10"]

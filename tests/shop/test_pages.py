@@ -1,0 +1,361 @@
+"""Storefront pages as a shopper sees them: content, paging, sorting, search, rails, view events."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.core.cache import cache
+from django.urls import reverse
+from django.utils import timezone
+
+from shop.catalog.rails import RailContext, RailRequest, rails_fill
+from shop.events.models import Event, EventType
+from tests.factories import BrandFactory, CategoryFactory, EventFactory, ProductFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    # The category tree and rail candidates are cached; each test builds its own catalog.
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def tree():
+    pantry = CategoryFactory(name="Pantry", slug="pantry")
+    coffee = CategoryFactory(name="Coffee & Tea", slug="coffee-tea", parent=pantry)
+    ground = CategoryFactory(name="Ground Coffee", slug="ground-coffee", parent=coffee)
+    home = CategoryFactory(name="Home", slug="home-goods")
+    return {"pantry": pantry, "coffee": coffee, "ground": ground, "home": home}
+
+
+def card_ids(html: str, placement: str) -> list[int]:
+    """Product ids of the cards of one placement, in page order."""
+    pattern = rf'data-product-id="(\d+)" data-placement="{re.escape(placement)}"'
+    return [int(m) for m in re.findall(pattern, html)]
+
+
+def card_positions(html: str, placement: str) -> list[int]:
+    pattern = rf'data-placement="{re.escape(placement)}" data-position="(\d+)"'
+    return [int(m) for m in re.findall(pattern, html)]
+
+
+def page_view_id(html: str) -> str:
+    return re.search(r'<body data-page-view-id="([0-9a-f-]{36})"', html).group(1)
+
+
+# ---------- home ----------
+
+
+def test_home_shows_popular_and_new_arrival_rails(client):
+    now = timezone.now()
+    old_hit = ProductFactory(name="Stoneground Oat Flour", created_at=now - timedelta(days=30))
+    newest = ProductFactory(name="Cold Brew Concentrate", created_at=now)
+    ProductFactory.create_batch(20, created_at=now - timedelta(days=60))
+    EventFactory.create_batch(3, product=old_hit, type=EventType.PURCHASE)
+
+    response = client.get("/")
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "Popular right now" in html and "New arrivals" in html
+    assert card_ids(html, "home.popular")[0] == old_hit.pk
+    # popular tops up with the newest; a product appears in one rail per page
+    assert newest.pk in card_ids(html, "home.popular")
+    assert newest.pk not in card_ids(html, "home.new_arrivals")
+    assert len(card_ids(html, "home.new_arrivals")) == 8
+    assert card_positions(html, "home.popular")[:2] == [0, 1]
+    assert f"/products/{old_hit.pk}/{old_hit.slug}/?from=home.popular&amp;pos=0" in html
+    uuid.UUID(page_view_id(html))
+    assert 'src="/static/js/beacon.js" defer' in html
+
+
+def test_each_render_gets_a_new_page_view_id(client):
+    a = page_view_id(client.get("/").content.decode())
+    b = page_view_id(client.get("/").content.decode())
+    assert a != b
+
+
+def test_home_query_count_is_bounded(client, django_assert_max_num_queries):
+    ProductFactory.create_batch(12)
+    EventFactory.create_batch(4, type=EventType.ADD_TO_CART)
+    with django_assert_max_num_queries(6):  # cold caches: popular, new arrivals, products, nav, cart count
+        client.get("/")
+    with django_assert_max_num_queries(3):  # warm: products of the rails, cart count
+        client.get("/")
+
+
+# ---------- category ----------
+
+
+def test_category_lists_products_of_all_descendants(client, tree):
+    deep = ProductFactory(name="Dark Roast Ground Coffee", category=tree["ground"])
+    mid = ProductFactory(name="Earl Grey Tea Bags", category=tree["coffee"])
+    elsewhere = ProductFactory(name="Linen Tea Towel", category=tree["home"])
+
+    html = client.get(reverse("catalog:category", kwargs={"slug": "pantry"})).content.decode()
+
+    grid = card_ids(html, "category.grid")
+    assert set(grid) == {deep.pk, mid.pk}
+    assert elsewhere.pk not in grid
+    assert "2 products" in html
+    assert 'href="/c/coffee-tea/"' in html  # sub-category link
+
+
+def test_category_breadcrumb_walks_up_the_tree(client, tree):
+    ProductFactory(category=tree["ground"])
+    html = client.get("/c/ground-coffee/").content.decode()
+    crumbs = html.split('class="breadcrumb"')[1].split("</nav>")[0]
+    assert crumbs.index("Pantry") < crumbs.index("Coffee &amp; Tea") < crumbs.index("Ground Coffee")
+
+
+def test_unknown_category_is_404(client):
+    assert client.get("/c/no-such-thing/").status_code == 404
+
+
+def test_category_pages_by_24(client, tree):
+    ProductFactory.create_batch(30, category=tree["ground"])
+
+    first = client.get("/c/pantry/").content.decode()
+    second = client.get("/c/pantry/?page=2").content.decode()
+
+    assert len(card_ids(first, "category.grid")) == 24
+    assert card_positions(second, "category.grid") == list(range(24, 30))
+    assert not set(card_ids(first, "category.grid")) & set(card_ids(second, "category.grid"))
+    assert "Showing 25–30 of 30" in second
+    assert 'rel="next"' in first and 'rel="prev"' in second
+
+
+@pytest.mark.parametrize(
+    ("sort", "expected"),
+    [
+        ("price_asc", ["Basil", "Cumin", "Anise"]),
+        ("price_desc", ["Anise", "Cumin", "Basil"]),
+        ("name", ["Anise", "Basil", "Cumin"]),
+        ("newest", ["Cumin", "Basil", "Anise"]),
+        ("popular", ["Basil", "Anise", "Cumin"]),
+    ],
+)
+def test_category_sorting(client, tree, sort, expected):
+    now = timezone.now()
+    spices = {
+        "Anise": ProductFactory(
+            name="Anise", price=Decimal("9.00"), category=tree["coffee"], created_at=now - timedelta(days=3)
+        ),
+        "Basil": ProductFactory(
+            name="Basil", price=Decimal("2.50"), category=tree["coffee"], created_at=now - timedelta(days=2)
+        ),
+        "Cumin": ProductFactory(
+            name="Cumin", price=Decimal("4.75"), category=tree["coffee"], created_at=now - timedelta(days=1)
+        ),
+    }
+    EventFactory.create_batch(2, product=spices["Basil"], type=EventType.PURCHASE)
+    EventFactory(product=spices["Anise"], type=EventType.ADD_TO_CART)
+    EventFactory.create_batch(5, product=spices["Cumin"], type=EventType.VIEW)  # views are not "popular"
+
+    html = client.get(f"/c/coffee-tea/?sort={sort}").content.decode()
+
+    by_id = {p.pk: name for name, p in spices.items()}
+    assert [by_id[i] for i in card_ids(html, "category.grid")] == expected
+    assert f'<option value="{sort}" selected>' in html
+
+
+def test_category_has_popular_rail_from_descendants(client, tree):
+    hit = ProductFactory(name="Single Origin Beans", category=tree["ground"])
+    ProductFactory.create_batch(3, category=tree["coffee"])
+    EventFactory.create_batch(2, product=hit, type=EventType.ADD_TO_CART)
+
+    html = client.get("/c/pantry/").content.decode()
+
+    assert "Popular in Pantry" in html
+    assert card_ids(html, "category.popular")[0] == hit.pk
+
+
+# ---------- search ----------
+
+
+def test_search_finds_by_name_brand_and_category(client, tree):
+    roaster = BrandFactory(name="Bramble Roasters")
+    espresso = ProductFactory(name="Espresso Blend", brand=roaster, category=tree["ground"])
+    towel = ProductFactory(name="Waffle Towel", category=tree["home"], description="Soft cotton.")
+
+    by_name = client.get("/search/?q=espresso").content.decode()
+    by_brand = client.get("/search/?q=bramble").content.decode()
+    by_category = client.get("/search/?q=ground coffee").content.decode()
+    by_two_words = client.get("/search/?q=bramble towel").content.decode()
+
+    assert card_ids(by_name, "search.results") == [espresso.pk]
+    assert card_ids(by_brand, "search.results") == [espresso.pk]
+    assert card_ids(by_category, "search.results") == [espresso.pk]
+    assert card_ids(by_two_words, "search.results") == []  # every word must match
+    assert towel.pk not in card_ids(by_name, "search.results")
+
+
+def test_search_ranks_name_matches_first_and_pages(client, tree):
+    in_description = ProductFactory(name="Travel Mug", description="Keeps your latte hot.", category=tree["home"])
+    in_name = ProductFactory(name="Latte Cups", category=tree["home"])
+    ProductFactory.create_batch(25, name="Oat Latte Mix", category=tree["coffee"])
+
+    html = client.get("/search/?q=latte").content.decode()
+    last = client.get("/search/?q=latte&page=2").content.decode()
+
+    assert "27 products found" in html
+    assert card_ids(html, "search.results")[0] == in_name.pk
+    assert card_ids(last, "search.results")[-1] == in_description.pk
+
+
+def test_search_without_results_says_so_and_offers_popular(client):
+    ProductFactory.create_batch(3)
+    html = client.get("/search/?q=zzzqqq").content.decode()
+    assert "No products match" in html
+    assert card_ids(html, "search.popular")
+
+
+# ---------- product page ----------
+
+
+def test_product_page_shows_everything_a_shopper_needs(client, tree):
+    brand = BrandFactory(name="Hollow Oak")
+    product = ProductFactory(
+        name="Kenyan AA Whole Bean",
+        brand=brand,
+        category=tree["ground"],
+        price=Decimal("14.50"),
+        stock=3,
+        description="Bright and juicy with blackcurrant notes.",
+    )
+    sibling, _ = ProductFactory.create_batch(2, category=tree["ground"])
+
+    html = client.get(product.get_absolute_url()).content.decode()
+
+    assert "Kenyan AA Whole Bean" in html and "Hollow Oak" in html
+    assert "$14.50" in html
+    assert "Only 3 left" in html
+    assert "blackcurrant" in html
+    assert 'action="/cart/add/"' in html and 'name="nonce"' in html and 'name="quantity"' in html
+    crumbs = html.split('class="breadcrumb"')[1].split("</nav>")[0]
+    assert "Pantry" in crumbs and "Ground Coffee" in crumbs
+    assert "More from Ground Coffee" in html
+    assert sibling.pk in card_ids(html, "product.more_from_category")
+    assert product.pk not in card_ids(html, "product.more_from_category")
+
+
+def test_out_of_stock_product_cannot_be_added(client):
+    product = ProductFactory(stock=0)
+    html = client.get(product.get_absolute_url()).content.decode()
+    assert "Out of stock" in html
+    assert 'action="/cart/add/"' not in html
+
+
+def test_product_page_redirects_to_canonical_slug_keeping_attribution(client):
+    product = ProductFactory(name="Fig Jam")
+    response = client.get(f"/products/{product.pk}/wrong-slug/?from=home.popular&pos=2")
+    assert response.status_code == 302
+    assert response["Location"] == f"/products/{product.pk}/fig-jam/?from=home.popular&pos=2"
+
+
+def test_inactive_product_is_404(client):
+    product = ProductFactory(is_active=False)
+    assert client.get(product.get_absolute_url()).status_code == 404
+
+
+def test_product_view_is_logged_with_page_view_id_and_placement(client):
+    product = ProductFactory()
+
+    response = client.get(product.get_absolute_url() + "?from=home.new_arrivals&pos=3")
+
+    view = Event.objects.get(type=EventType.VIEW)
+    html = response.content.decode()
+    assert view.product_id == product.pk
+    assert str(view.page_view_id) == page_view_id(html)
+    assert view.idempotency_key == f"view:{view.page_view_id}"
+    assert (view.placement, view.position) == ("home.new_arrivals", 3)
+    assert str(view.visitor_id) == client.cookies["vid"].value
+    # the add-to-cart form carries the attribution on
+    assert 'name="placement" value="home.new_arrivals"' in html
+
+
+def test_direct_product_view_has_placement_direct(client):
+    product = ProductFactory()
+    client.get(product.get_absolute_url())
+    client.get(product.get_absolute_url() + "?from=<script>&pos=x")
+    assert list(Event.objects.values_list("placement", "position")) == [("direct", None), ("direct", None)]
+
+
+def test_product_page_query_count_is_bounded(client, tree, django_assert_max_num_queries):
+    product = ProductFactory(category=tree["ground"])
+    ProductFactory.create_batch(10, category=tree["ground"])
+    ProductFactory.create_batch(5, category=tree["home"])
+    EventFactory.create_batch(3, type=EventType.PURCHASE, product__category=tree["coffee"])
+
+    # first page of a new visitor, cold caches: product, tree, view event (creates the visitor:
+    # 8 with savepoints), rail sources (4) + one query for all rail products, nav, cart count
+    with django_assert_max_num_queries(17):
+        client.get(product.get_absolute_url())
+    # warm: product, view event (5), rail products, cart count; independent of rail or catalog size
+    with django_assert_max_num_queries(8):
+        client.get(product.get_absolute_url())
+
+
+def test_rails_load_every_product_in_one_query(tree, django_assert_num_queries):
+    products = ProductFactory.create_batch(6, category=tree["ground"])
+    context = RailContext(product_id=products[0].pk)
+    rails_fill(requests=["home.popular", "home.new_arrivals"], context=context)  # warm the id caches
+
+    with django_assert_num_queries(1):
+        rails = rails_fill(requests=[RailRequest("home.popular"), RailRequest("home.new_arrivals")], context=context)
+        names = [p.category.name for rail in rails for p in rail.products] + [
+            p.brand.name for rail in rails for p in rail.products
+        ]
+
+    shown = [p.pk for rail in rails for p in rail.products]
+    assert len(shown) == len(set(shown)) == 5  # no duplicates across rails, current product excluded
+    assert names
+
+
+def test_popular_rail_falls_back_to_newest_without_events(tree):
+    now = timezone.now()
+    older = ProductFactory(category=tree["coffee"], created_at=now - timedelta(days=5))
+    newer = ProductFactory(category=tree["ground"], created_at=now)
+    ProductFactory(category=tree["home"], created_at=now)
+    sold_out = ProductFactory(category=tree["ground"], created_at=now, stock=0)
+
+    from shop.catalog.selectors import category_tree_get
+
+    t = category_tree_get()
+    ctx = RailContext(tree=t, category_id=tree["pantry"].pk, category_name="Pantry")
+    (rail,) = rails_fill(requests=["category.popular"], context=ctx)
+
+    assert [p.pk for p in rail.products] == [newer.pk, older.pk]
+    assert sold_out not in rail.products
+    assert rail.title == "Popular in Pantry"
+
+
+# ---------- product image ----------
+
+
+def test_product_image_is_a_cacheable_svg(client):
+    product = ProductFactory(name="Sea Salt Crackers")
+
+    response = client.get(f"/products/{product.pk}/image.svg")
+
+    assert response.status_code == 200
+    assert response["Content-Type"] == "image/svg+xml"
+    assert response.content.lstrip().startswith(b"<svg") or b"<svg" in response.content[:200]
+    assert "max-age=" in response["Cache-Control"]
+    etag = response["ETag"]
+    again = client.get(f"/products/{product.pk}/image.svg", HTTP_IF_NONE_MATCH=etag)
+    assert again.status_code == 304
+    bigger = client.get(f"/products/{product.pk}/image.svg?s=800")
+    assert bigger["ETag"] != etag
+
+
+def test_image_of_unknown_product_is_404(client):
+    assert client.get("/products/999999/image.svg").status_code == 404

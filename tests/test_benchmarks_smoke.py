@@ -1,0 +1,87 @@
+"""The benchmark commands run end to end (tiny durations) and write sane figures.
+
+They are benchmarks, not timed tests: nothing here asserts a speed target, only that a run
+produces positive figures, stores every event exactly once, and answers every request.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.slow
+
+
+def _run(module: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_ingest_benchmark_stores_every_event_once_and_reports_figures(tmp_path):
+    out = tmp_path / "ingest.json"
+    run = _run(
+        "benchmarks.ingest",
+        *("--duration", "2", "--warmup", "0", "--products", "200", "--concurrency", "2", "--json", str(out)),
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    result = json.loads(out.read_text())
+
+    ours, baseline = result["ours"], result["baseline"]
+    assert ours["batch_size"] == 500 and baseline["batch_size"] == 1
+    for r in (ours, baseline):
+        assert r["events_per_s"] > 0
+        assert r["errors"] == 0
+        assert r["events_stored"] == r["events_sent"] == r["events_accepted"] > 0
+        assert r["rows_after"] - r["rows_before"] == r["events_stored"]
+        assert 0 < r["post_latency"]["p50_ms"] <= r["post_latency"]["p99_ms"] <= r["post_latency"]["max_ms"]
+    assert result["ratio"]["events_per_s"] == pytest.approx(ours["events_per_s"] / baseline["events_per_s"], rel=0.01)
+    assert result["replay_check"]["ok"] is True
+    assert result["machine"]["logical_cores"] >= 1
+    assert result["postgres"]["version"]
+    # the figures are printed too, not only written
+    assert "events/s" in run.stdout and "ratio" in run.stdout
+
+
+def test_pages_benchmark_reports_latency_for_pages_and_baseline(tmp_path):
+    out = tmp_path / "pages.json"
+    run = _run(
+        "benchmarks.pages",
+        *("--duration", "2", "--warmup", "0", "--products", "200", "--clients", "5", "--rate", "5"),
+        *("--generator", "both", "--json", str(out)),
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    result = json.loads(out.read_text())
+
+    runs = result["runs"]
+    seen = {(r["generator"], r["target"], r["model"]) for r in runs}
+    for generator in {r["generator"] for r in runs}:
+        for target in ("product page", "baseline"):
+            for model in ("paced", "closed"):
+                assert (generator, target, model) in seen
+    assert "python" in {r["generator"] for r in runs}
+    for r in runs:
+        assert r["requests"] > 0, r
+        assert r["error_count"] == 0, r
+        assert r["requests_per_s"] > 0
+        lat = r["latency"]
+        assert 0 < lat["p50_ms"] <= lat["p90_ms"] <= lat["p99_ms"] <= lat["max_ms"]
+        # wrk adds samples for stalls it corrects (coordinated omission); the Python generator does not
+        assert sum(b["count"] for b in r["histogram"]) == r["latency_samples"] >= r["requests"]
+    summary = result["summary"]
+    assert summary["saturation_rps"] > 0 and summary["paced_p99_ms"] > 0
+    assert result["ratio"]["saturation_rps_vs_baseline"] > 0
+    assert result["product_page_queries"]["status"] == 200
+    assert result["product_page_queries"]["count"] > 0
+    assert "p99" in run.stdout

@@ -1,0 +1,55 @@
+"""The Celery app, configured from Django settings (every ``CELERY_*`` name).
+
+Queues: ``default`` for light work (export, schedule checks), ``gpu`` for training, batch scoring,
+evaluation and benchmarks. A CPU-only box consumes both; a GPU node runs
+``celery -A worker worker -Q gpu --pool solo`` so CUDA is initialised in the process that computes,
+never in a parent that forks (tasks import torch lazily, inside the service they call).
+
+Results are not stored by Celery: each task's state, stage and percent live in a ``TaskRun`` row
+(``shop.recs``), keyed by the task id, which the shop and the API read.
+"""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+from kombu import Queue
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "shop.settings")
+
+app = Celery("shop", task_cls="celery.contrib.django.task:DjangoTask")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+
+GPU_TASKS = (
+    "worker.tasks.retrain",
+    "worker.tasks.batch_score",
+    "worker.tasks.evaluate",
+    "worker.tasks.benchmark_accelerator",
+)
+
+app.conf.update(
+    include=["worker.tasks"],
+    task_queues=(Queue("default"), Queue("gpu")),
+    task_default_queue="default",
+    task_routes={name: {"queue": "gpu"} for name in GPU_TASKS},
+    # Long tasks: acknowledge after the work, so a worker killed mid-task gives the message back
+    # (redelivered, then resumed or refused by the delivery count); take one message at a time.
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    task_track_started=False,
+    worker_send_task_events=False,
+    broker_connection_retry_on_startup=True,
+    timezone="UTC",
+    enable_utc=True,
+)
+
+if str(app.conf.broker_url or "").startswith("filesystem://"):
+    # kombu's filesystem transport (the embedded demo's broker) expects its folders to exist
+    from pathlib import Path
+
+    for key in ("data_folder_in", "data_folder_out", "processed_folder"):
+        folder = (app.conf.broker_transport_options or {}).get(key)
+        if folder:
+            Path(folder).mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,84 @@
+"""Thin tasks: a run id in, one service call, a small dict out.
+
+Progress, device and outcome are written to the ``TaskRun`` row by ``shop.recs.services``; here are only
+Celery's concerns: queues (see ``worker.celery``), retries with backoff and jitter for transient database
+or broker errors, and the time limits.
+"""
+
+from __future__ import annotations
+
+from celery.exceptions import SoftTimeLimitExceeded
+from django.db import InterfaceError, OperationalError
+from kombu.exceptions import OperationalError as KombuOperationalError
+
+from shop.recs import services
+
+from .celery import app
+
+try:  # redis is the production broker; the embedded demo runs without the client installed
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    _REDIS_ERRORS: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError)
+except ImportError:  # pragma: no cover
+    _REDIS_ERRORS = ()
+
+TRANSIENT = (
+    OperationalError,
+    InterfaceError,
+    KombuOperationalError,
+    ConnectionError,
+    services.RunLocked,
+    *_REDIS_ERRORS,
+)
+RETRY = {
+    "autoretry_for": TRANSIENT,
+    "retry_backoff": 5,
+    "retry_backoff_max": 300,
+    "retry_jitter": True,
+    "max_retries": 5,
+}
+
+
+def _execute(task, run_id: str) -> dict:
+    req = task.request
+
+    def will_retry(exc: BaseException) -> bool:
+        return (
+            isinstance(exc, TRANSIENT) and not isinstance(exc, SoftTimeLimitExceeded) and req.retries < task.max_retries
+        )
+
+    return services.task_run_execute(
+        run_id=run_id, retries=req.retries, will_retry=will_retry, hostname=req.hostname or ""
+    )
+
+
+@app.task(bind=True, name="worker.tasks.export_training_data", **RETRY)
+def export_training_data(self, run_id: str) -> dict:
+    return _execute(self, run_id)
+
+
+@app.task(bind=True, name="worker.tasks.retrain", **RETRY)
+def retrain(self, run_id: str) -> dict:
+    return _execute(self, run_id)
+
+
+@app.task(bind=True, name="worker.tasks.batch_score", **RETRY)
+def batch_score(self, run_id: str) -> dict:
+    return _execute(self, run_id)
+
+
+@app.task(bind=True, name="worker.tasks.evaluate", **RETRY)
+def evaluate(self, run_id: str) -> dict:
+    return _execute(self, run_id)
+
+
+@app.task(bind=True, name="worker.tasks.benchmark_accelerator", **RETRY)
+def benchmark_accelerator(self, run_id: str) -> dict:
+    return _execute(self, run_id)
+
+
+@app.task(name="worker.tasks.retrain_if_due", **RETRY)
+def retrain_if_due() -> dict:
+    """Beat, every RECS_CHECK_EVERY_S: start a retrain when enough time passed or enough events arrived."""
+    return services.retrain_if_due()
