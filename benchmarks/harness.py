@@ -71,15 +71,22 @@ def parse_cpus(text: str | None) -> set[int] | None:
     return cpus
 
 
-def pinned(cpus: set[int] | None):
-    """A ``preexec_fn`` that pins a child (and everything it starts) to ``cpus``; None: no pinning."""
-    if not cpus:
+def pinned(cpus: set[int] | None, *, die_with_parent: bool = False):
+    """A ``preexec_fn`` that pins a child (and everything it starts) to ``cpus`` and, with
+    ``die_with_parent``, has the kernel SIGTERM it if this process dies without cleaning up."""
+    if not cpus and not die_with_parent:
         return None
 
-    def pin() -> None:
-        os.sched_setaffinity(0, cpus)
+    def setup() -> None:
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+        if die_with_parent and sys.platform.startswith("linux"):
+            import ctypes
 
-    return pin
+            with contextlib.suppress(OSError, AttributeError):
+                ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+    return setup
 
 
 def percentile(sorted_values: Sequence[float], p: float) -> float:
@@ -177,21 +184,21 @@ def machine_info() -> dict[str, Any]:
 # --------------------------------------------------------------------------- CPU accounting
 
 
-def tree_cpu_seconds(pid: int | None, *, children: bool = True) -> float:
+def tree_cpu_by_pid(pid: int | None, *, children: bool = True) -> dict[int, float]:
     """User + system CPU seconds used so far by a process and (``children``) its live descendants."""
     if pid is None:
-        return 0.0
+        return {}
     try:
         root = psutil.Process(pid)
         procs = [root] + (root.children(recursive=True) if children else [])
     except psutil.Error:
-        return 0.0
-    total = 0.0
+        return {}
+    out: dict[int, float] = {}
     for proc in procs:
         with contextlib.suppress(psutil.Error):
             t = proc.cpu_times()
-            total += t.user + t.system
-    return total
+            out[proc.pid] = t.user + t.system
+    return out
 
 
 def _busy_seconds() -> float:
@@ -225,13 +232,19 @@ class CpuMeter:
     finished_children_as: str | None = None
     wall_s: float = 0.0
     _t0: float = 0.0
-    _start: dict[str, float] = field(default_factory=dict)
+    _start: dict[str, dict[int, float]] = field(default_factory=dict)
     _busy0: float = 0.0
     _rusage0: float = 0.0
     used_s: dict[str, float] = field(default_factory=dict)
 
-    def _cpu(self, name: str, pid: int | None) -> float:
-        return tree_cpu_seconds(pid, children=name not in self.exclude_children)
+    def _cpu(self, name: str, pid: int | None) -> dict[int, float]:
+        return tree_cpu_by_pid(pid, children=name not in self.exclude_children)
+
+    def _used(self, name: str, pid: int | None) -> float:
+        # per process: one that started during the span counts from zero; one that ended is lost
+        # (a database backend closed by CONN_MAX_AGE), which never makes the figure negative
+        before = self._start.get(name, {})
+        return sum(max(0.0, cpu - before.get(p, 0.0)) for p, cpu in self._cpu(name, pid).items())
 
     def start(self) -> CpuMeter:
         self._start = {name: self._cpu(name, pid) for name, pid in self.pids.items()}
@@ -242,7 +255,7 @@ class CpuMeter:
 
     def stop(self) -> dict[str, Any]:
         self.wall_s = time.perf_counter() - self._t0
-        self.used_s = {name: self._cpu(name, pid) - self._start.get(name, 0.0) for name, pid in self.pids.items()}
+        self.used_s = {name: self._used(name, pid) for name, pid in self.pids.items()}
         if self.finished_children_as:
             self.used_s[self.finished_children_as] = self.used_s.get(self.finished_children_as, 0.0) + (
                 _children_rusage_seconds() - self._rusage0
@@ -419,7 +432,7 @@ class Gunicorn:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,  # its own process group: one killpg stops master and workers
-            preexec_fn=pinned(self.cpus),
+            preexec_fn=pinned(self.cpus, die_with_parent=True),
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -454,13 +467,13 @@ class Gunicorn:
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
-        kill_group(self.proc, grace=10)
+        kill_group(self.proc, first=signal.SIGINT, grace=10)  # SIGINT: gunicorn's quick shutdown
 
 
-def kill_group(proc: subprocess.Popen, *, grace: float = 5) -> None:
-    """SIGTERM the process group, then SIGKILL it if it is still there after ``grace`` seconds."""
+def kill_group(proc: subprocess.Popen, *, first: int = signal.SIGTERM, grace: float = 5) -> None:
+    """Signal the process group (``first``), then SIGKILL it if it is still there after ``grace`` s."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGTERM)
+        os.killpg(proc.pid, first)
     try:
         proc.wait(timeout=grace)
     except subprocess.TimeoutExpired:
@@ -550,8 +563,9 @@ class Stack:
             self.database_url = self.given_url
             console.print(f"[bold]PostgreSQL[/]: using {self.database_url}")
         else:
+            self.postgres = Postgres(cpus=self.server_cpus)  # assigned first: close() cleans up a failed start
             with console.status("Starting a throwaway PostgreSQL on loopback..."):
-                self.postgres = Postgres(cpus=self.server_cpus).start()
+                self.postgres.start()
             self.database_url = self.postgres.url
             console.print(f"[bold]PostgreSQL[/]: throwaway cluster at {self.database_url} (fsync on, defaults)")
         self.seconds["postgres_start"] = time.perf_counter() - t

@@ -73,9 +73,7 @@ class ModelConfig:
         if self.arch not in ("dlrm", "dlrm_dcn"):
             raise ValueError(f"arch must be 'dlrm' or 'dlrm_dcn', not {self.arch!r}")
         if self.dense_arch[-1] != self.embedding_dim:
-            raise ValueError(
-                f"dense_arch must end with embedding_dim ({self.embedding_dim}), got {self.dense_arch}"
-            )
+            raise ValueError(f"dense_arch must end with embedding_dim ({self.embedding_dim}), got {self.dense_arch}")
         if self.over_arch[-1] != 1:
             raise ValueError(f"over_arch must end with 1 (one logit), got {self.over_arch}")
 

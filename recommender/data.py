@@ -247,7 +247,9 @@ def interactions_from_retail_log(path: str | Path, limit: int | None = None) -> 
         device=np.full(n, "store"),
     ).sorted_by_time()
     frame = pd.DataFrame({"item_id": items, "category": subclasses, "price": prices, "ts": days})
-    agg = frame.groupby("item_id", sort=True).agg(category=("category", "first"), price=("price", "mean"), created=("ts", "min"))
+    agg = frame.groupby("item_id", sort=True).agg(
+        category=("category", "first"), price=("price", "mean"), created=("ts", "min")
+    )
     table = ItemTable(
         item_id=agg.index.to_numpy(),
         category=agg["category"].to_numpy(),
@@ -615,8 +617,12 @@ class NextBasketSplit:
 
 def next_basket_split(interactions: Interactions, *, positive_types: Sequence[str] = ("purchase",)) -> NextBasketSplit:
     frame = pd.DataFrame(
-        {"user": interactions.user_id, "item": interactions.item_id, "ts": interactions.timestamp,
-         "pos": np.isin(interactions.event_type, list(positive_types))}
+        {
+            "user": interactions.user_id,
+            "item": interactions.item_id,
+            "ts": interactions.timestamp,
+            "pos": np.isin(interactions.event_type, list(positive_types)),
+        }
     )
     day = frame["ts"] // DAY
     frame["day"] = day

@@ -89,9 +89,7 @@ def ranking_metrics(ranked: Sequence[Sequence[str]], truth: Sequence[Sequence[st
 
 def _purchases(history: Interactions, types: Sequence[str]) -> pd.DataFrame:
     mask = np.isin(history.event_type, list(types))
-    return pd.DataFrame(
-        {"user": history.user_id[mask], "item": history.item_id[mask], "ts": history.timestamp[mask]}
-    )
+    return pd.DataFrame({"user": history.user_id[mask], "item": history.item_id[mask], "ts": history.timestamp[mask]})
 
 
 def _fill(primary: list[str], fallback: np.ndarray, k: int) -> list[str]:
@@ -248,7 +246,11 @@ def rank_all_items(
 ) -> list[list[str]]:
     """Top-k item ids for each user out of the whole catalogue (``items``, default ``index.items``),
     scored by the model with features as of ``times`` (one per user, or one for all)."""
-    catalogue = index.items.item_id if items is None else (items.item_id if isinstance(items, ItemTable) else np.asarray(items, str))
+    catalogue = (
+        index.items.item_id
+        if items is None
+        else (items.item_id if isinstance(items, ItemTable) else np.asarray(items, str))
+    )
     scorer = CatalogScorer(model, space, index, catalogue, torch.device(device))
     ts = np.broadcast_to(np.asarray(times, dtype=np.int64), (len(users),))
     return [scorer.rank(u, int(t), k) for u, t in zip(users, ts, strict=True)]
@@ -291,7 +293,11 @@ def evaluate_next_basket(
 
     rng = np.random.default_rng(seed)
     n = len(split.users)
-    pick = np.sort(rng.choice(n, size=min(eval_users, n), replace=False)) if eval_users and eval_users < n else np.arange(n)
+    pick = (
+        np.sort(rng.choice(n, size=min(eval_users, n), replace=False))
+        if eval_users and eval_users < n
+        else np.arange(n)
+    )
     users, times = split.users[pick], split.times[pick]
     truth = [split.baskets[i] for i in pick]
     types = [t for t in config.data.positive_weights]
@@ -347,16 +353,22 @@ def print_table(report: dict) -> None:
     for col in ("method", f"Recall@{k}", f"NDCG@{k}", f"HR@{k}", "seconds"):
         table.add_column(col, justify="right" if col != "method" else "left")
     for name, r in report["methods"].items():
-        table.add_row(name, f"{r[f'recall@{k}']:.4f}", f"{r[f'ndcg@{k}']:.4f}", f"{r[f'hr@{k}']:.4f}", f"{r['seconds']}")
+        table.add_row(
+            name, f"{r[f'recall@{k}']:.4f}", f"{r[f'ndcg@{k}']:.4f}", f"{r[f'hr@{k}']:.4f}", f"{r['seconds']}"
+        )
     console = Console()
     console.print(table)
     for metric in (f"recall@{k}", f"ndcg@{k}"):
         cmp = report[f"dlrm_vs_best_{metric}"]
         lift = cmp["relative_lift"]
-        console.print(f"DLRM vs best baseline ({cmp['best_baseline']}) on {metric}: "
-                      + (f"{lift * 100:+.1f}%" if lift is not None else "n/a"))
-    console.print(f"validation AUC {report['valid_auc']:.4f}, log loss {report['valid_logloss']:.4f}, "
-                  f"training {report['train_examples_per_s']:,.0f} examples/s")
+        console.print(
+            f"DLRM vs best baseline ({cmp['best_baseline']}) on {metric}: "
+            + (f"{lift * 100:+.1f}%" if lift is not None else "n/a")
+        )
+    console.print(
+        f"validation AUC {report['valid_auc']:.4f}, log loss {report['valid_logloss']:.4f}, "
+        f"training {report['train_examples_per_s']:,.0f} examples/s"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -369,6 +381,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--arch", choices=["dlrm", "dlrm_dcn"], default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--out", type=Path, default=Path("var/bench/eval.json"))
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
@@ -383,11 +397,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         config.train.epochs = args.epochs
     if args.arch:
         config.model.arch = args.arch
+    if args.threads:
+        config.train.threads = args.threads
+        torch.set_num_threads(args.threads)
+    if args.batch_size:
+        config.train.batch_size = args.batch_size
     t = time.perf_counter()
     data = interactions_from_retail_log(args.ta_feng, limit=args.limit)
     print(f"read {len(data.interactions):,} lines, {len(data.items):,} items in {time.perf_counter() - t:.1f}s")
-    report = evaluate_next_basket(data, config=config, eval_users=args.eval_users, seed=args.seed,
-                                  progress=not args.no_progress)
+    report = evaluate_next_basket(
+        data, config=config, eval_users=args.eval_users, seed=args.seed, progress=not args.no_progress
+    )
     report["source"] = {"path": str(args.ta_feng), "limit": args.limit, "lines": len(data.interactions)}
     print_table(report)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -244,6 +244,43 @@ class _Folded(nn.Module):
         return self.over_rest(self._act_(self.act1, h1)).reshape(Uc, N)
 
 
+class _Table:
+    """One embedding table read row by row: fp32 weights, or int8 rows with a per-row fp32 scale and bias
+    (``row = q * scale + bias``, torchrec's row-wise int8 format). Pools by SUM or MEAN like an EmbeddingBag."""
+
+    def __init__(self, pooling: PoolingType, *, weight=None, q=None, scale=None, bias=None):
+        self.mean = pooling == PoolingType.MEAN
+        self.weight, self.q, self.scale, self.bias = weight, q, scale, bias
+        src = weight if weight is not None else q
+        self.num_rows, self.dim, self.device = src.shape[0], src.shape[1], src.device
+
+    def rows(self, v: torch.Tensor) -> torch.Tensor:
+        if self.weight is not None:
+            return self.weight.index_select(0, v)
+        return torch.addcmul(
+            self.bias.index_select(0, v), self.q.index_select(0, v).float(), self.scale.index_select(0, v)
+        )
+
+    def pooled(self, v: torch.Tensor, lengths: torch.Tensor | None, B: int) -> torch.Tensor:
+        """(B, dim) pooled rows of the bags ``v`` (lengths (B,); None means one bag). Empty bags give zeros."""
+        v = v.to(device=self.device, dtype=torch.int64)
+        if B == 1:
+            if len(v) == 1:
+                return self.rows(v)
+            if len(v) == 0:
+                return torch.zeros(1, self.dim, device=self.device)
+            r = self.rows(v)
+            return r.mean(0, keepdim=True) if self.mean else r.sum(0, keepdim=True)
+        lengths = lengths.to(device=self.device, dtype=torch.int64)
+        if self.weight is not None:
+            offsets = torch.zeros(B, dtype=torch.int64, device=self.device)
+            torch.cumsum(lengths[:-1], 0, out=offsets[1:])
+            return nn.functional.embedding_bag(v, self.weight, offsets, mode="mean" if self.mean else "sum")
+        seg = torch.repeat_interleave(torch.arange(B, device=self.device), lengths)
+        out = torch.zeros(B, self.dim, device=self.device).index_add_(0, seg, self.rows(v))
+        return out / lengths.clamp_min(1).unsqueeze(1) if self.mean else out
+
+
 class Scorer:
     """A loaded model ready to rank. Build once per model version (and item-feature refresh).
 
@@ -288,7 +325,7 @@ class Scorer:
         self._dense_perm = torch.tensor(
             [(USER_DENSE + ITEM_DENSE + PAIR_DENSE).index(c) for c in DENSE_FEATURES], device=self.device
         )
-        self._tables = self._plain_tables()
+        self._tables = self._readable_tables()
         if default_pair_dense is None:
             default_pair_dense = torch.zeros(len(PAIR_DENSE))
         self.default_pair = torch.as_tensor(default_pair_dense, dtype=torch.float32).to(self.device)
@@ -315,62 +352,83 @@ class Scorer:
 
     # -- embedding stage --------------------------------------------------------------------------
 
-    def _plain_tables(self) -> dict[str, tuple[torch.Tensor, str]] | None:
-        """key -> (fp32 table weight, "sum"/"mean") for direct lookups; None for a quantized collection."""
-        if not isinstance(self.ebc, EmbeddingBagCollection):
-            return None
-        out = {}
-        for cfg in self.ebc.embedding_bag_configs():
-            mode = "mean" if cfg.pooling == PoolingType.MEAN else "sum"
-            if cfg.pooling not in (PoolingType.MEAN, PoolingType.SUM):
+    def _readable_tables(self) -> dict[str, _Table] | None:
+        """key -> a table we can read rows from directly (fp32, or torchrec's int8 rows with their per-row
+        scale and bias); None when the collection is of a kind we do not know (then lookups go through it)."""
+        try:
+            configs = {c.name: c for c in self.ebc.embedding_bag_configs()}
+            if any(c.pooling not in (PoolingType.MEAN, PoolingType.SUM) for c in configs.values()):
                 return None
-            for k in cfg.feature_names:
-                out[k] = (self.ebc.embedding_bags[cfg.name].weight, mode)
-        return out
+            tables: dict[str, _Table] = {}
+            if isinstance(self.ebc, EmbeddingBagCollection):
+                for name, c in configs.items():
+                    t = _Table(c.pooling, weight=self.ebc.embedding_bags[name].weight.detach())
+                    tables.update({k: t for k in c.feature_names})
+                return tables
+            for module in self.ebc._emb_modules:  # torchrec.quant: fbgemm IntNBit table-batched modules
+                tbe = getattr(module, "_emb_module", module)
+                for spec, (q, ss) in zip(
+                    tbe.embedding_specs, tbe.split_embedding_weights(split_scale_shifts=True), strict=True
+                ):
+                    c = configs[spec[0]]
+                    if q.dtype != torch.uint8 or ss is None:
+                        return None
+                    sb = ss.contiguous().view(torch.float16).float()  # per row: fp16 scale, fp16 bias
+                    t = _Table(
+                        c.pooling,
+                        q=q[:, : c.embedding_dim],
+                        scale=sb[:, 0:1].contiguous(),
+                        bias=sb[:, 1:2].contiguous(),
+                    )
+                    tables.update({k: t for k in c.feature_names})
+        except (AttributeError, KeyError, TypeError, ValueError, RuntimeError):
+            return None
+        if set(tables) != set(self.keys) or not self._tables_agree(tables):
+            return None
+        return tables
+
+    def _tables_agree(self, tables: dict[str, _Table]) -> bool:
+        """Probe: our reads of the int8 rows pool to what the quantized collection itself returns."""
+        B = 3
+        vals = {k: torch.arange(2 * B, dtype=torch.int64) % max(1, int(tables[k].num_rows)) for k in self.keys}
+        lens = {k: torch.full((B,), 2, dtype=torch.int32) for k in self.keys}
+        kjt = KeyedJaggedTensor(
+            keys=self.keys,
+            values=torch.cat([vals[k] for k in self.keys]),
+            lengths=torch.cat([lens[k] for k in self.keys]),
+            stride=B,
+        )
+        with torch.inference_mode():
+            ref = self.ebc(kjt).to_dict()
+            return all(
+                torch.allclose(tables[k].pooled(vals[k], lens[k], B), ref[k].float(), atol=1e-4, rtol=1e-4)
+                for k in self.keys
+            )
 
     def _lookup(
         self, keys: list[str], values: dict[str, torch.Tensor], lengths: dict[str, torch.Tensor], B: int
     ) -> torch.Tensor:
         """Pooled embeddings of ``keys`` for B rows: (B, len(keys), D)."""
-        if self._tables is not None:  # fp32: straight to the tables, no KJT for five tiny lookups
-            cols = []
-            for k in keys:
-                w, mode = self._tables[k]
-                v = values[k].to(w.device)
-                if B == 1 and len(v) == 1:
-                    cols.append(w.index_select(0, v))
-                    continue
-                if B == 1:
-                    offsets = torch.zeros(1, dtype=torch.int64, device=w.device)
-                else:
-                    offsets = torch.zeros(B, dtype=torch.int64)
-                    torch.cumsum(lengths[k][:-1].to(torch.int64), 0, out=offsets[1:])
-                    offsets = offsets.to(w.device)
-                cols.append(nn.functional.embedding_bag(v, w, offsets, mode=mode))
+        if self._tables is not None:  # straight to the tables: no KJT for a handful of lookups
+            cols = [self._tables[k].pooled(values[k], lengths[k], B) for k in keys]
             return torch.stack(cols, dim=1).to(self.device)
-        # int8: the quantized collection wants a KJT with all its keys; absent keys are empty bags
+        # unknown collection: a KJT with all its keys; absent keys are empty bags
         vals, lens = [], []
         empty_v, empty_l = torch.zeros(0, dtype=torch.int64), torch.zeros(B, dtype=torch.int32)
         for k in self.keys:
             vals.append(values[k] if k in keys else empty_v)
             lens.append(lengths[k] if k in keys else empty_l)
         kjt = KeyedJaggedTensor(keys=self.keys, values=torch.cat(vals), lengths=torch.cat(lens), stride=B)
-        pooled = self.ebc(kjt).to_dict()
+        pooled = self.ebc(kjt.to(self._ebc_device)).to_dict()
         return torch.stack([pooled[k] for k in keys], dim=1).to(self.device, torch.float32)
 
+    @property
+    def _ebc_device(self) -> torch.device:
+        return torch.device("cpu") if self.precision == "int8" else self.device
+
     def _one_user(self, user: UserFeatures) -> torch.Tensor:
-        """(1, Fu, D) for one user, fp32: a handful of row reads, no KJT or offsets to build."""
-        cols = []
-        for k in self._user_keys:
-            w, mode = self._tables[k]
-            v = user.sparse[k].reshape(-1).to(device=w.device, dtype=torch.int64)
-            rows = w.index_select(0, v)
-            if len(v) == 1:
-                cols.append(rows)
-            elif len(v) == 0:
-                cols.append(w.new_zeros(1, w.shape[1]))
-            else:
-                cols.append(rows.mean(0, keepdim=True) if mode == "mean" else rows.sum(0, keepdim=True))
+        """(1, Fu, D) for one user: a handful of row reads, no KJT or offsets to build."""
+        cols = [self._tables[k].pooled(user.sparse[k].reshape(-1), None, 1) for k in self._user_keys]
         return torch.stack(cols, dim=1).to(self.device)
 
     def _item_embeddings(self, items: ItemFeatures, chunk: int = 65_536) -> torch.Tensor:

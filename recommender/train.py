@@ -196,7 +196,9 @@ def _train(examples: Examples, config: Config, *, valid: Examples | None, space:
 def train_on_interactions(data: ShopData, config: Config | None = None) -> TrainResult:
     """Interactions + items -> examples -> time split -> train with validation metrics (the worker's entry)."""
     config = config or Config()
-    examples = build_examples(data.interactions, data.items, config.data, features=config.features, seed=config.train.seed)
+    examples = build_examples(
+        data.interactions, data.items, config.data, features=config.features, seed=config.train.seed
+    )
     tr, va, cutoff = split_by_time(examples, config.data.valid_fraction)
     result = train(tr, config, valid=va)
     result.metrics["split_cutoff"] = cutoff
@@ -253,7 +255,9 @@ def compare_throughput(
 
     def step_base(rows):
         b = encoded.batch(rows)
-        tb = TorchrecBatch(dense_features=b.dense_features, sparse_features=b.sparse_features, labels=b.labels).to(device)
+        tb = TorchrecBatch(dense_features=b.dense_features, sparse_features=b.sparse_features, labels=b.labels).to(
+            device
+        )
         loss, _ = base(tb)
         base_emb.zero_grad(set_to_none=True)
         base_dense.zero_grad(set_to_none=True)
@@ -329,7 +333,8 @@ def train_distributed(examples: Examples, config: Config, *, valid: Examples | N
     _apply_optimizer_in_backward(RowWiseAdagrad, model.dlrm.sparse_arch.parameters(), {"lr": tc.embedding_lr})
     sharders = [EmbeddingBagCollectionSharder()]
     constraints = {
-        f"t_{name}": ParameterConstraints(sharding_types=[ShardingType.TABLE_WISE.value]) for name in space.table_sizes()
+        f"t_{name}": ParameterConstraints(sharding_types=[ShardingType.TABLE_WISE.value])
+        for name in space.table_sizes()
     }
     planner = EmbeddingShardingPlanner(
         topology=Topology(world_size=world, compute_device=device.type), constraints=constraints
@@ -402,8 +407,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--compare-baseline", action="store_true",
-                   help="also train a plain torchrec DLRMTrain loop on the same data; print both examples/s")
+    p.add_argument(
+        "--compare-baseline",
+        action="store_true",
+        help="also train a plain torchrec DLRMTrain loop on the same data; print both examples/s",
+    )
     p.add_argument("--distributed", action="store_true", help="run as one rank under torchrun (DMP, table-wise)")
     p.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
     p.add_argument("--out-dir", type=Path, default=None, help="--distributed: each rank writes rank<N>.json here")
@@ -449,8 +457,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         dist.destroy_process_group()
         return 0
 
-    print(f"{len(data.interactions):,} interactions -> {len(tr):,} train / {len(va):,} validation examples "
-          f"(positives {tr.positive_rate:.1%}) in {prep:.1f}s; torch threads {torch.get_num_threads()}")
+    print(
+        f"{len(data.interactions):,} interactions -> {len(tr):,} train / {len(va):,} validation examples "
+        f"(positives {tr.positive_rate:.1%}) in {prep:.1f}s; torch threads {torch.get_num_threads()}"
+    )
     result = train(tr, config, valid=va)
     report = {
         "arch": config.model.arch,
@@ -465,15 +475,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         "valid_logloss": result.metrics.get("valid_logloss"),
         "examples_per_s": result.examples_per_s,
     }
-    print(f"ours (fused row-wise Adagrad + Adam): {result.examples_per_s:,.0f} examples/s, "
-          f"loss {result.metrics['train_loss'][0]:.4f} -> {result.metrics['train_loss'][-1]:.4f}, "
-          f"validation AUC {report['valid_auc']:.4f}, log loss {report['valid_logloss']:.4f}")
+    print(
+        f"ours (fused row-wise Adagrad + Adam): {result.examples_per_s:,.0f} examples/s, "
+        f"loss {result.metrics['train_loss'][0]:.4f} -> {result.metrics['train_loss'][-1]:.4f}, "
+        f"validation AUC {report['valid_auc']:.4f}, log loss {report['valid_logloss']:.4f}"
+    )
     if args.compare_baseline:
         cmp = compare_throughput(tr, config, result.features)
         report["compare"] = cmp
-        print(f"throughput, alternating blocks, batch {cmp['batch_size']}: ours {cmp['ours_examples_per_s']:,.0f} "
-              f"examples/s, plain torchrec DLRMTrain {cmp['baseline_examples_per_s']:,.0f} examples/s, "
-              f"ratio {cmp['ratio']:.2f}x")
+        print(
+            f"throughput, alternating blocks, batch {cmp['batch_size']}: ours {cmp['ours_examples_per_s']:,.0f} "
+            f"examples/s, plain torchrec DLRMTrain {cmp['baseline_examples_per_s']:,.0f} examples/s, "
+            f"ratio {cmp['ratio']:.2f}x"
+        )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=2))

@@ -124,6 +124,7 @@ def export_child(database_url: str, mode: str) -> dict:
         result = services.training_data_export()
         n = result["events"]
     else:
+        result = {}
         import pandas as pd
 
         rows = list(
@@ -146,7 +147,8 @@ def export_child(database_url: str, mode: str) -> dict:
     cpu = _cpu_s() - c0
     _, py_peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    size = sum(p.stat().st_size for p in Path(snap).rglob("*.parquet"))
+    written = Path(result["path"]) if mode == "ours" else Path(snap)
+    size = sum(p.stat().st_size for p in written.rglob("*.parquet"))
     return {
         "mode": mode,
         "events": n,

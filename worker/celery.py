@@ -45,11 +45,18 @@ app.conf.update(
     enable_utc=True,
 )
 
-if str(app.conf.broker_url or "").startswith("filesystem://"):
-    # kombu's filesystem transport (the embedded demo's broker) expects its folders to exist
+
+@app.on_after_configure.connect
+def _filesystem_broker_folders(sender, **kwargs) -> None:
+    """kombu's filesystem transport (the embedded demo's broker) expects its folders to exist.
+
+    Run once the configuration is read (lazily), so importing this module never loads Django settings.
+    """
+    if not str(sender.conf.broker_url or "").startswith("filesystem://"):
+        return
     from pathlib import Path
 
     for key in ("data_folder_in", "data_folder_out", "processed_folder"):
-        folder = (app.conf.broker_transport_options or {}).get(key)
+        folder = (sender.conf.broker_transport_options or {}).get(key)
         if folder:
             Path(folder).mkdir(parents=True, exist_ok=True)

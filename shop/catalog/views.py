@@ -8,7 +8,7 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, HttpResponseNotModified
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.cache import patch_cache_control
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 
 from shop.events.models import EventType
 from shop.events.services import event_record
@@ -48,13 +48,13 @@ def _rail_base(request: HttpRequest) -> RailContext:
     return RailContext(visitor_id=request.visitor_id, user_id=user.pk if user.is_authenticated else None)
 
 
-@require_GET
+@require_safe
 def home(request: HttpRequest) -> HttpResponse:
     rails = rails_fill(requests=["home.popular", "home.new_arrivals"], context=_rail_base(request))
     return render(request, "catalog/home.html", {"rails": rails})
 
 
-@require_GET
+@require_safe
 def category_detail(request: HttpRequest, slug: str) -> HttpResponse:
     node, tree = category_node_get(slug=slug)
     sort = request.GET.get("sort", DEFAULT_SORT)
@@ -81,7 +81,7 @@ def category_detail(request: HttpRequest, slug: str) -> HttpResponse:
     )
 
 
-@require_GET
+@require_safe
 def search(request: HttpRequest) -> HttpResponse:
     query = request.GET.get("q", "").strip()[:200]
     sort = request.GET.get("sort", "relevance")
@@ -106,7 +106,7 @@ def search(request: HttpRequest) -> HttpResponse:
     )
 
 
-@require_GET
+@require_safe
 def product_by_id(request: HttpRequest, pk: int) -> HttpResponse:
     product = get_object_or_404(Product.objects.only("pk", "slug"), pk=pk)
     return _canonical_redirect(request, product)
@@ -119,7 +119,7 @@ def _canonical_redirect(request: HttpRequest, product: Product) -> HttpResponse:
     return redirect(url)
 
 
-@require_GET
+@require_safe
 def product_detail(request: HttpRequest, pk: int, slug: str) -> HttpResponse:
     product = product_get(pk=pk)
     if slug != product.slug:
@@ -179,7 +179,7 @@ def product_detail(request: HttpRequest, pk: int, slug: str) -> HttpResponse:
     )
 
 
-@require_GET
+@require_safe
 def product_image(request: HttpRequest, pk: int) -> HttpResponse:
     """A locally drawn SVG for the product; cacheable (ETag + max-age), it changes only with its inputs."""
     row = get_object_or_404(Product.objects.values_list("name", "category__name", "image_seed"), pk=pk)

@@ -24,9 +24,9 @@ def test_quick_bench_writes_every_figure(tmp_path, capsys):
         assert c["embedding_p50_ms"] > 0 and c["mlp_p50_ms"] > 0
     floors = report["floors"]["cpu/threads=1"]
     assert floors["memory_bandwidth_gb_s"] > 0 and floors["matmul_big_gflop_s"] > 0
-    rank = report["targets"]["rank_500_one_user"]
+    rank = report["targets"]["rank_500_one_user/threads=1"]
     assert rank["p50_ms"] > 0 and rank["baseline_p50_ms"] > 0 and rank["target_p50_ms"] == 2.0
-    batch = report["targets"]["batch_scoring"]
+    batch = report["targets"]["batch_scoring/threads=1"]
     assert batch["scores"] == batch["items"] * batch["users_scored"] and batch["ratio"] > 0
     assert report["int8_agreement"]["top10_overlap_mean"] >= 0.8
     printed = capsys.readouterr().out

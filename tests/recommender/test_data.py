@@ -61,7 +61,9 @@ def test_impression_negatives_skip_clicked_items_and_sampled_ratio():
     inter, items = _tiny()
     cfg = DataConfig(negatives_ratio=0)
     ex = build_examples(inter, items, cfg)
-    rows = {(u, i, int(t), float(lab)) for u, i, t, lab in zip(ex.user_id, ex.item_id, ex.timestamp, ex.label, strict=True)}
+    rows = {
+        (u, i, int(t), float(lab)) for u, i, t, lab in zip(ex.user_id, ex.item_id, ex.timestamp, ex.label, strict=True)
+    }
     # u1 clicked "a" 10 s after the impression: that impression is not a negative; "b" was not clicked in time
     assert ("u1", "a", 100, 0.0) not in rows
     assert ("u1", "b", 100, 0.0) in rows
@@ -72,7 +74,9 @@ def test_impression_negatives_skip_clicked_items_and_sampled_ratio():
     sampled = len(ex4) - n_pos
     assert n_pos == 3 and 0 < sampled <= 4 * n_pos
     # a sampled negative is never the item the user engaged with at that time
-    for u, i, t in zip(ex4.user_id[ex4.label == 0], ex4.item_id[ex4.label == 0], ex4.timestamp[ex4.label == 0], strict=True):
+    for u, i, t in zip(
+        ex4.user_id[ex4.label == 0], ex4.item_id[ex4.label == 0], ex4.timestamp[ex4.label == 0], strict=True
+    ):
         assert not ((inter.user_id == u) & (inter.item_id == i) & (inter.timestamp == t)).any()
 
 
@@ -94,7 +98,9 @@ def test_features_use_only_the_strict_past(shop):
         past_items = inter.item_id[before & (inter.user_id == u)]
         assert len(bag) == min(len(past_items), 20)
         if len(bag):
-            assert list(bag) == list(past_items[np.argsort(inter.timestamp[before & (inter.user_id == u)], kind="stable")][-len(bag):])
+            assert list(bag) == list(
+                past_items[np.argsort(inter.timestamp[before & (inter.user_id == u)], kind="stable")][-len(bag) :]
+            )
 
 
 def test_time_split_has_no_overlap_and_validation_is_later(shop):
@@ -125,4 +131,8 @@ def test_next_basket_split_holds_out_each_customers_last_day():
     assert [list(b) for b in split.baskets] == [["z"], ["y"]]
     assert list(split.times) == [3 * day, 5 * day]
     # history keeps everything before each customer's last day, and b's only day is dropped too
-    assert sorted(zip(split.history.user_id, split.history.timestamp, strict=True)) == [("a", day), ("a", day), ("c", 2 * day)]
+    assert sorted(zip(split.history.user_id, split.history.timestamp, strict=True)) == [
+        ("a", day),
+        ("a", day),
+        ("c", 2 * day),
+    ]

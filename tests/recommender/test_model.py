@@ -85,8 +85,9 @@ def test_fused_training_updates_embeddings_and_loads_into_plain_model(space_and_
     plain.load_state_dict(after)
     with torch.no_grad():
         # regression: with mixed pooling torchrec's fused EBC once labelled embeddings with the wrong keys
-        torch.testing.assert_close(plain(batch.dense_features, batch.sparse_features),
-                                   fused(batch.dense_features, batch.sparse_features))
+        torch.testing.assert_close(
+            plain(batch.dense_features, batch.sparse_features), fused(batch.dense_features, batch.sparse_features)
+        )
 
 
 def test_loss_is_weighted(space_and_batch):

@@ -167,6 +167,8 @@ def test_pipeline_from_registry_artifact_scores_like_the_registered_model(shop, 
         reg.load(), history=split.history, items=data.items, pipeline_config=pipe.config, device="cpu"
     )
     user, now = str(split.users[3]), int(split.times[3])
+    pipe.at_time(now)  # item features as of the same time in both
+    loaded.at_time(now)
     a, b = pipe.recommend(user, now=now), loaded.recommend(user, now=now)
     assert a.item_ids.tolist() == b.item_ids.tolist()
     np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5, atol=1e-5)

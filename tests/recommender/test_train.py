@@ -65,7 +65,24 @@ def test_unseen_users_and_items_still_score(shop, result):
 
 def test_cli_writes_figures(tmp_path, capsys):
     out = tmp_path / "train.json"
-    assert main(["--synthetic-users", "120", "--epochs", "1", "--batch-size", "512", "--no-progress", "--threads", "1", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "--synthetic-users",
+                "120",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "512",
+                "--no-progress",
+                "--threads",
+                "1",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     report = json.loads(out.read_text())
     assert report["examples_per_s"] > 0 and 0 <= report["valid_auc"] <= 1
     assert "examples/s" in capsys.readouterr().out

@@ -12,7 +12,7 @@ from django.core.cache import cache
 from django.urls import reverse
 from django.utils import timezone
 
-from shop.catalog.rails import RailContext, RailRequest, rails_fill
+from shop.catalog.rails import PLACEMENTS, Candidates, Placement, RailContext, RailRequest, rails_fill
 from shop.events.models import Event, EventType
 from tests.factories import BrandFactory, CategoryFactory, EventFactory, ProductFactory
 
@@ -336,6 +336,32 @@ def test_popular_rail_falls_back_to_newest_without_events(tree):
     assert [p.pk for p in rail.products] == [newer.pk, older.pk]
     assert sold_out not in rail.products
     assert rail.title == "Popular in Pantry"
+
+
+def test_a_placement_source_can_be_swapped_and_tags_its_arm(client, monkeypatch):
+    a, b, c = ProductFactory.create_batch(3)
+    ProductFactory.create_batch(10)
+
+    def picked(context):
+        return Candidates(ids=[c.pk, a.pk], arm="dlrm", model_version="v3")
+
+    monkeypatch.setitem(PLACEMENTS, "home.popular", Placement("home.popular", "Picked for you", picked))
+    html = client.get("/").content.decode()
+
+    assert "Picked for you" in html
+    assert card_ids(html, "home.popular") == [c.pk, a.pk]
+    assert (
+        f'data-product-id="{c.pk}" data-placement="home.popular" data-position="0" data-arm="dlrm" data-model-version="v3"'
+        in html
+    )
+
+
+def test_cards_escape_names_and_flag_sold_out_products(client, tree):
+    ProductFactory(name="<script>alert(1)</script> Tea", category=tree["coffee"], stock=0)
+    html = client.get("/c/coffee-tea/").content.decode()
+    assert "<script>alert(1)</script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; Tea" in html
+    assert "Sold out" in html
 
 
 # ---------- product image ----------

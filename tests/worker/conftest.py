@@ -45,8 +45,8 @@ def build_shop(*, visitors: int = 40, products: int = 80, categories: int = 4, s
 
     rng = random.Random(seed)
     now = dt.datetime.now(dt.UTC)
-    cats = [Category.objects.create(name=f"Cat {i}", slug=f"cat-{i}-{seed}") for i in range(categories)]
-    brand = Brand.objects.create(name=f"Brand {seed}", slug=f"brand-{seed}")
+    cats = [Category.objects.create(name=f"Worker cat {i}", slug=f"worker-cat-{i}-{seed}") for i in range(categories)]
+    brand = Brand.objects.create(name=f"Worker brand {seed}", slug=f"worker-brand-{seed}")
     prods = Product.objects.bulk_create(
         Product(
             sku=f"W-{seed}-{i:05d}",

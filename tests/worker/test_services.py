@@ -247,7 +247,6 @@ def test_beat_retrains_after_enough_new_events_or_enough_time(recs_dirs, setting
     TaskRun.objects.filter(pk=last.pk).update(finished_at=timezone.now() - dt.timedelta(minutes=61))
     assert services.retrain_due()[0] is True  # old enough
 
-
     first = services.retrain_if_due()  # (queued on commit; this test's transaction never commits)
     assert first["started"] is True
     second = services.retrain_if_due()

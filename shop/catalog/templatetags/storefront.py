@@ -95,6 +95,9 @@ _CARD = (
 )
 
 
+_SOLD_OUT = mark_safe('<span class="card-flag">Sold out</span>')
+
+
 @register.simple_tag
 def product_card(product, placement: str, position: int, arm: str | None = None, model_version: str | None = None):
     """One product card (rendered in Python: a page shows dozens of them, and a template include
@@ -115,7 +118,7 @@ def product_card(product, placement: str, position: int, arm: str | None = None,
         url=f"{prefix}{product.pk}/{product.slug}/",
         img=f"{prefix}{product.pk}/image.svg",
         name=product.name,
-        flag=format_html('<span class="card-flag">Sold out</span>') if product.stock <= 0 else "",
+        flag=_SOLD_OUT if product.stock <= 0 else "",
         brand=format_html('<p class="card-brand">{}</p>', product.brand.name) if product.brand_id else "",
         price=money(product.price),
         stock_class=stock_class(product),
