@@ -136,7 +136,7 @@ class _Folded(nn.Module):
         over_mlp, over_final = dlrm.over_arch.model[0], dlrm.over_arch.model[1]
         lin1, self.act1, rest = _first_and_rest(over_mlp)
         self.over_rest = nn.Sequential(*rest, over_final)
-        W1, b1 = lin1.weight.detach(), lin1.bias.detach()
+        W1, b1 = lin1.weight.detach().float().cpu(), lin1.bias.detach().float().cpu()  # built on CPU, moved with .to()
         H = W1.shape[0]
         W_du = torch.zeros(H, Fu)
         W_di = torch.zeros(H, Fi)
@@ -162,7 +162,6 @@ class _Folded(nn.Module):
                 W_ui[:, ui_item, ui_user] += col
         self.register_buffer("W_d", W1[:, :D].clone())
         self.register_buffer("b1", b1.clone())
-        self.register_buffer("W_du", W_du)
         self.register_buffer(
             "W_restT", torch.cat([W_ui.reshape(H, Fi * Fu), W_di], dim=1).T.contiguous()
         )  # (Fi*Fu + Fi, H)
@@ -176,12 +175,12 @@ class _Folded(nn.Module):
         # dense arch, first layer split by user / item / pair columns
         lin_d, self.dact1, drest = _first_and_rest(dlrm.dense_arch.model)
         self.dense_rest = nn.Sequential(*drest)
-        Wd = lin_d.weight.detach()
+        Wd = lin_d.weight.detach().float().cpu()
         cols = {c: i for i, c in enumerate(DENSE_FEATURES)}
         self.register_buffer("Wd_user", Wd[:, [cols[c] for c in USER_DENSE]].clone())
         self.register_buffer("Wd_item", Wd[:, [cols[c] for c in ITEM_DENSE]].clone())
         self.register_buffer("Wd_pair", Wd[:, [cols[c] for c in PAIR_DENSE]].clone())
-        self.register_buffer("bd", lin_d.bias.detach().clone())
+        self.register_buffer("bd", lin_d.bias.detach().float().cpu().clone())
         self.Fi, self.Fu, self.D, self.H = Fi, Fu, D, H
         self.Hd = Wd.shape[0]
 

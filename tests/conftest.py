@@ -3,6 +3,7 @@ loopback ports, started from the installed binaries and torn down after the sess
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
 
@@ -49,7 +50,5 @@ def django_db_modify_db_settings(postgresql_proc):
     # drop the connection object built for the default (SQLite) engine so the next use builds one for PostgreSQL
     for conn in connections.all(initialized_only=True):
         conn.close()
-    try:
+    with contextlib.suppress(AttributeError):  # never opened yet: nothing to drop
         del connections["default"]
-    except AttributeError:  # never opened yet: nothing to drop
-        pass

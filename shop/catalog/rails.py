@@ -127,6 +127,11 @@ def new_arrival_ids(context: RailContext) -> list[int]:
     return ids
 
 
+def no_ids(context: RailContext) -> list[int]:
+    """Default for personalised placements: empty (the rail is hidden) until a recommender plugs in."""
+    return []
+
+
 PLACEMENTS: dict[str, Placement] = {}
 
 
@@ -137,6 +142,7 @@ def placement_register(placement: Placement) -> Placement:
 
 
 for _p in (
+    Placement("home.recommended", "Recommended for you", no_ids),
     Placement("home.popular", "Popular right now", popular_ids),
     Placement("home.new_arrivals", "New arrivals", new_arrival_ids),
     Placement("category.popular", "Popular in {category}", popular_ids),
@@ -144,6 +150,7 @@ for _p in (
     Placement("product.more_from_category", "More from {category}", new_arrival_ids, see_all=True),
     Placement("product.popular", "Popular in {category}", popular_ids, see_all=True),
     Placement("product.new_arrivals", "New arrivals", new_arrival_ids),
+    Placement("cart.recommended", "Picked for you", no_ids),
     Placement("cart.popular", "You might also like", popular_ids),
     Placement("search.popular", "Popular right now", popular_ids),
     Placement("account.new_arrivals", "New arrivals", new_arrival_ids),

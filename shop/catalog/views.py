@@ -50,7 +50,7 @@ def _rail_base(request: HttpRequest) -> RailContext:
 
 @require_safe
 def home(request: HttpRequest) -> HttpResponse:
-    rails = rails_fill(requests=["home.popular", "home.new_arrivals"], context=_rail_base(request))
+    rails = rails_fill(requests=["home.recommended", "home.popular", "home.new_arrivals"], context=_rail_base(request))
     return render(request, "catalog/home.html", {"rails": rails})
 
 

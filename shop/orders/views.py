@@ -34,7 +34,7 @@ def cart_detail(request: HttpRequest) -> HttpResponse:
         for line in summary.lines
     ]
     rails = rails_fill(
-        requests=[RailRequest("cart.popular")],
+        requests=[RailRequest("cart.recommended"), RailRequest("cart.popular")],
         context=RailContext(visitor_id=request.visitor_id, exclude_ids=summary.product_ids),
     )
     return render(request, "orders/cart.html", {"summary": summary, "lines": lines, "rails": rails})

@@ -6,6 +6,7 @@ kill -9 in the middle of a batch score; two concurrent retrain requests.
 
 from __future__ import annotations
 
+import re
 import threading
 
 import pytest
@@ -29,7 +30,7 @@ def _wait_done(run_id, worker, timeout=120.0) -> TaskRun:
     return run
 
 
-def test_events_to_rail_through_a_real_worker(celery_worker, client, monkeypatch):
+def test_events_to_rail_through_a_real_worker(celery_worker, client):
     shop = build_shop(visitors=24, products=70)
 
     export = services.task_run_start(kind="export", trigger="test")
@@ -52,21 +53,17 @@ def test_events_to_rail_through_a_real_worker(celery_worker, client, monkeypatch
     for vid in shop.visitors:
         assert len(selectors.recommendations_for_visitor(visitor_id=vid, limit=50)) == 50
 
-    # the storefront: a rail whose source is the precomputed list shows this visitor's recommendations
-    from shop.catalog import rails as catalog_rails
-    from shop.recs.rails import recommended_ids
+    # the storefront: the "Recommended for you" rail on the home page shows this visitor's list, in order
+    from shop.catalog.rails import PLACEMENTS
 
-    placement = catalog_rails.PLACEMENTS["home.popular"]
-    monkeypatch.setitem(
-        catalog_rails.PLACEMENTS, "home.popular", catalog_rails.Placement(placement.name, "For you", recommended_ids)
-    )
     vid = shop.visitors[3]
     client.cookies["vid"] = str(vid)
     page = client.get("/")
     assert page.status_code == 200
     html = page.content.decode()
-    expected = selectors.recommendations_for_visitor(visitor_id=vid, limit=placement.size)
-    shown = [pid for pid in expected if f'data-product-id="{pid}"' in html]
+    assert "Recommended for you" in html
+    expected = selectors.recommendations_for_visitor(visitor_id=vid, limit=PLACEMENTS["home.recommended"].size)
+    shown = [int(m) for m in re.findall(r'data-product-id="(\d+)" data-placement="home.recommended"', html)]
     assert shown == expected, "the rail does not show the visitor's precomputed recommendations"
 
 
