@@ -543,7 +543,7 @@ def _print_sweep(rows: list[SweepRow], title: str) -> None:
             f"{r.model_p50_ms:.3f}",
             f"{r.model_p99_ms:.3f}",
         )
-    Console().print(t)
+    Console(width=max(Console().width, 120)).print(t)
 
 
 def run_sweep(

@@ -78,6 +78,8 @@ IMPORT_PLACEMENT = "import"
 VISITOR_NAMESPACE = uuid.UUID("6f1c2a8e-7c1e-4d0a-9a53-7d3f2f5b8a11")
 
 Progress = Callable[[int], None]
+MAX_CUSTOMER_ID = 20  # order number "TF<YYYYMMDD>-<customer>" is at most 32 characters
+MAX_CODE = 40  # "tafeng:subclass:<code>" fits the 64-character external ids
 
 
 @dataclass
@@ -128,7 +130,15 @@ def retail_log_validate(*, path: str | Path, limit: int | None = None, progress:
     """
     count = 0
     step = 0
-    for _ in iter_retail_log(path, limit=limit):
+    for row in iter_retail_log(path, limit=limit):
+        # codes end up in our unique external ids and order numbers: refuse what would not fit
+        if len(row.customer_id) > MAX_CUSTOMER_ID or len(row.product_id) > MAX_CODE or len(row.subclass) > MAX_CODE:
+            raise RetailLogError(
+                f"CUSTOMER_ID (max {MAX_CUSTOMER_ID} characters), PRODUCT_ID or PRODUCT_SUBCLASS "
+                f"(max {MAX_CODE}) is too long",
+                line=row.line,
+                path=str(path),
+            )
         count += 1
         step += 1
         if step == 10_000:

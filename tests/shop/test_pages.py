@@ -86,9 +86,10 @@ def test_each_render_gets_a_new_page_view_id(client):
 def test_home_query_count_is_bounded(client, django_assert_max_num_queries):
     ProductFactory.create_batch(12)
     EventFactory.create_batch(4, type=EventType.ADD_TO_CART)
-    with django_assert_max_num_queries(6):  # cold caches: popular, new arrivals, products, nav, cart count
+    # cold caches: the visitor's recommendations, popular, new arrivals, products, nav, cart count
+    with django_assert_max_num_queries(7):
         client.get("/")
-    with django_assert_max_num_queries(3):  # warm: products of the rails, cart count
+    with django_assert_max_num_queries(4):  # warm: recommendations, products of the rails, cart count
         client.get("/")
 
 
