@@ -52,6 +52,8 @@ REQUIRED_FILES = (WEIGHTS, VOCAB_JSON, VOCAB_NPZ, CONFIG, METRICS)
 ACTIVE = "active.json"
 
 GATE_METRICS = ("auc", "ndcg@10")
+# accepted spellings of each gate metric (the trainer reports ``valid_auc``)
+METRIC_ALIASES = {"auc": ("auc", "valid_auc"), "ndcg@10": ("ndcg@10", "valid_ndcg@10", "ndcg_at_10")}
 _VERSION_RE = re.compile(r"^v(\d{4,})$")
 _ARRAY_TAG = "__ndarray__"
 
@@ -110,8 +112,8 @@ def gate(
         return GateDecision(True, ["no champion: the first model passes"])
     passed, reasons = True, []
     for name in GATE_METRICS:
-        champ = champion_metrics.get(name)
-        cand = candidate_metrics.get(name)
+        champ = _metric(champion_metrics, name)
+        cand = _metric(candidate_metrics, name)
         if champ is None:
             reasons.append(f"{name}: champion has none, not compared")
             continue
@@ -125,6 +127,13 @@ def gate(
             f"{name}: candidate {cand:.4f} vs champion {champ:.4f} (tolerance {tolerance:g}) -> {'ok' if ok else 'worse'}"
         )
     return GateDecision(passed, reasons)
+
+
+def _metric(metrics: Mapping[str, Any], name: str) -> float | None:
+    for key in METRIC_ALIASES.get(name, (name,)):
+        if metrics.get(key) is not None:
+            return float(metrics[key])
+    return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -314,6 +323,8 @@ class Registry:
                 shutil.rmtree(p, ignore_errors=True)
                 removed.append(p.name)
         return removed
+
+    gate = staticmethod(gate)
 
     # -- reading ---------------------------------------------------------------------------------
 

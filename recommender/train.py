@@ -439,6 +439,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     config = config_from_args(args)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     t = time.perf_counter()
     data = load_data(args)
     examples = build_examples(data.interactions, data.items, config.data, features=config.features, seed=args.seed)

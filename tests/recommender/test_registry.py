@@ -145,6 +145,9 @@ def test_gate_rules():
     assert not gate({"auc": 0.85}, champ, 0.01).passed  # missing NDCG cannot prove it is not worse
     with pytest.raises(ValueError):
         gate(champ, champ, -0.1)
+    # the trainer's spelling is accepted
+    assert not gate({"valid_auc": 0.70, "ndcg@10": 0.40}, champ, 0.01).passed
+    assert Registry.gate({"valid_auc": 0.80, "ndcg@10": 0.30}, champ).passed
 
 
 def test_promote_if_better_champion_challenger(tmp_path):
