@@ -26,6 +26,12 @@ class DataConfig:
     ``click_window_s`` is a negative (exposure-aware). ``negatives_ratio`` sampled negatives are added per
     positive, drawn from the catalogue by a mix of uniform and popularity sampling (``popularity_mix`` is
     the share drawn by popularity).
+
+    Hard negatives, drawn like the serving pipeline's candidates (so the ranker learns to order what stage 1
+    hands it, not only to tell a bought item from a random one): ``history_negatives`` per positive are the
+    user's own earlier items (drawn by frequency from their past) that they did not engage with at that time;
+    ``category_negatives`` per positive are popular items of the category of one of the user's earlier items.
+    Both are 0 by default (backward compatible); the next-basket evaluation turns them on.
     """
 
     positive_weights: dict[str, float] = field(
@@ -37,6 +43,9 @@ class DataConfig:
     negatives_ratio: int = 4
     negative_weight: float = 1.0
     popularity_mix: float = 0.5
+    history_negatives: int = 0
+    category_negatives: int = 0
+    hard_negative_weight: float = 1.0
     # Event types that build a user's history (recent-items bag, counts). Impressions are exposure,
     # not interest, so they stay out.
     history_types: tuple[str, ...] = ("view", "click", "add_to_cart", "purchase")

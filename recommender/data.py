@@ -537,6 +537,7 @@ def build_examples(
             ).drop_duplicates(["user_id", "item_id", "timestamp"])
             parts.append(imp_df)
 
+    sampled_parts = []
     if config.negatives_ratio > 0 and len(pos) and len(items):
         r = config.negatives_ratio
         n = len(pos) * r
@@ -550,16 +551,11 @@ def build_examples(
             rng.integers(0, len(catalogue), size=n),
         )
         rep = np.repeat(np.arange(len(pos)), r)
-        neg = pd.DataFrame(
-            {
-                "user_id": pos["user_id"].to_numpy()[rep],
-                "item_id": catalogue[sampled],
-                "timestamp": pos["timestamp"].to_numpy()[rep],
-                "device": pos["device"].to_numpy()[rep],
-                "weight": np.float32(config.negative_weight),
-                "label": np.float32(0.0),
-            }
-        )
+        sampled_parts.append(_negatives_frame(pos, rep, catalogue[sampled], config.negative_weight))
+    if (config.history_negatives > 0 or config.category_negatives > 0) and len(pos):
+        sampled_parts += _hard_negatives(pos, index, items, config, rng)
+    if sampled_parts:
+        neg = pd.concat(sampled_parts, ignore_index=True)
         # never label as negative an item the user engaged with at that very time (e.g. the same basket)
         engaged = _pair_time_keys(interactions.user_id, interactions.item_id, interactions.timestamp)
         clash = _pair_time_keys(neg["user_id"].to_numpy(), neg["item_id"].to_numpy(), neg["timestamp"].to_numpy()).isin(
@@ -578,6 +574,57 @@ def build_examples(
         label=frame["label"].to_numpy(np.float32),
         weight=frame["weight"].to_numpy(np.float32),
     )
+
+
+def _negatives_frame(pos: pd.DataFrame, rep: np.ndarray, item_ids: np.ndarray, weight: float) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "user_id": pos["user_id"].to_numpy()[rep],
+            "item_id": item_ids,
+            "timestamp": pos["timestamp"].to_numpy()[rep],
+            "device": pos["device"].to_numpy()[rep],
+            "weight": np.float32(weight),
+            "label": np.float32(0.0),
+        }
+    )
+
+
+def _hard_negatives(
+    pos: pd.DataFrame, index: HistoryIndex, items: ItemTable, config: DataConfig, rng: np.random.Generator
+) -> list[pd.DataFrame]:
+    """Negatives shaped like the pipeline's candidates, from each positive's user's past only (no leakage):
+    earlier items of the user (by frequency) and popular items of an earlier item's category."""
+    u = index.user_index.get_indexer(pos["user_id"].to_numpy()).astype(np.int64)
+    start, end = index._users.bounds(u, pos["timestamp"].to_numpy(np.int64))
+    has = np.flatnonzero(end > start)  # users with a past at that time
+    out = []
+    if not len(has):
+        return out
+    r = config.history_negatives + config.category_negatives
+    rep = np.repeat(has, r)
+    span = (end - start)[rep]
+    past_item = index.history_items[start[rep] + (rng.random(len(rep)) * span).astype(np.int64)]
+    kind = np.tile(np.arange(r) < config.history_negatives, len(has))
+    if config.history_negatives:
+        out.append(_negatives_frame(pos, rep[kind], past_item[kind], config.hard_negative_weight))
+    if config.category_negatives and len(items):
+        # popular items of the past item's category: sample within the category by purchase popularity
+        cat_codes, cats = pd.factorize(items.category)
+        counts = pd.Series(pos["item_id"].to_numpy()).value_counts()
+        pop = counts.reindex(items.item_id, fill_value=0).to_numpy(np.float64) + 0.1
+        order = np.argsort(cat_codes, kind="stable")
+        cum = np.cumsum(pop[order])
+        seg = np.searchsorted(cat_codes[order], np.arange(len(cats) + 1))
+        lo_cum = np.concatenate([[0.0], cum])
+        c = cats.get_indexer(items.attributes(past_item[~kind])["category"])
+        ok = c >= 0
+        c = np.where(ok, c, 0)
+        lo, hi = lo_cum[seg[c]], lo_cum[seg[c + 1]]
+        pick = np.searchsorted(cum, lo + rng.random(len(c)) * (hi - lo), side="right")
+        pick = np.clip(pick, seg[c], seg[c + 1] - 1)
+        chosen = items.item_id[order[pick]]
+        out.append(_negatives_frame(pos, rep[~kind][ok], chosen[ok], config.hard_negative_weight))
+    return out
 
 
 def split_by_time(examples: Examples, valid_fraction: float = 0.2) -> tuple[Examples, Examples, int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 from recommender.bench import main
 
@@ -28,6 +29,9 @@ def test_quick_bench_writes_every_figure(tmp_path, capsys):
     assert rank["p50_ms"] > 0 and rank["baseline_p50_ms"] > 0 and rank["target_p50_ms"] == 2.0
     batch = report["targets"]["batch_scoring/threads=1"]
     assert batch["scores"] == batch["items"] * batch["users_scored"] and batch["ratio"] > 0
+    if (os.cpu_count() or 1) > 1:  # whole-catalogue scoring over forked single-thread workers, ours and baseline
+        procs = report["targets"]["batch_scoring/processes=2"]
+        assert procs["scores"] == batch["scores"] and procs["baseline_scores_per_s"] > 0 and procs["ratio"] > 0
     assert report["int8_agreement"]["top10_overlap_mean"] >= 0.8
     printed = capsys.readouterr().out
     assert "machine floors" in printed and "targets" in printed and "wrote" in printed
