@@ -304,8 +304,31 @@ class _GroupedTimes:
     def last_before(self, groups: np.ndarray, times: np.ndarray) -> np.ndarray:
         """Timestamp of the group's latest event strictly before ``times``; -1 when none."""
         start, end = self.bounds(groups, times)
+        return self.last_in(start, end)
+
+    def last_in(self, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+        """:meth:`last_before` from already computed :meth:`bounds`."""
         has = end > start
         return np.where(has, self.times[np.maximum(end - 1, 0)] if len(self.times) else -1, -1)
+
+
+def _indexer(index: pd.Index, values: np.ndarray) -> np.ndarray:
+    """``index.get_indexer(values)`` for long arrays with few distinct values: hash each distinct value once
+    (pandas 3 would otherwise convert every row to an Arrow string)."""
+    values = np.asarray(values)
+    if len(values) < 4096:
+        return index.get_indexer(values).astype(np.int64)
+    codes, uniq = pd.factorize(values)
+    return index.get_indexer(uniq).astype(np.int64)[codes]
+
+
+def _attributes(items: ItemTable, item_ids: np.ndarray) -> dict[str, np.ndarray]:
+    """``items.attributes`` computed once per distinct id."""
+    item_ids = np.asarray(item_ids)
+    if len(item_ids) < 4096:
+        return items.attributes(item_ids)
+    codes, uniq = pd.factorize(item_ids)
+    return {k: v[codes] for k, v in items.attributes(np.asarray(uniq, dtype=str)).items()}
 
 
 class HistoryIndex:
@@ -335,9 +358,9 @@ class HistoryIndex:
         self.user_index = pd.Index(pd.unique(ev.user_id))
         self.item_index = pd.Index(pd.unique(ev.item_id))
         self.category_index = pd.Index(pd.unique(items.category)) if len(items) else pd.Index([])
-        u = self.user_index.get_indexer(ev.user_id).astype(np.int64)
-        i = self.item_index.get_indexer(ev.item_id).astype(np.int64)
-        c = self.category_index.get_indexer(items.attributes(ev.item_id)["category"]).astype(np.int64)
+        u = _indexer(self.user_index, ev.user_id)
+        i = _indexer(self.item_index, ev.item_id)
+        c = self.category_index.get_indexer(_attributes(items, ev.item_id)["category"]).astype(np.int64)
         n_items, n_cat = max(len(self.item_index), 1), max(len(self.category_index), 1) + 1
         self._users = _GroupedTimes(u, ts, self.t0, self.span)
         self._items = _GroupedTimes(i, ts, self.t0, self.span)
@@ -359,19 +382,22 @@ class HistoryIndex:
         t = np.asarray(timestamp, dtype=np.int64)
         if t.ndim == 0:
             t = np.full(len(user_id), int(t))
-        u = self.user_index.get_indexer(user_id).astype(np.int64)
-        i = self.item_index.get_indexer(item_id).astype(np.int64)
-        c = self.category_index.get_indexer(self.items.attributes(item_id)["category"]).astype(np.int64)
+        u = _indexer(self.user_index, user_id)
+        i = _indexer(self.item_index, item_id)
+        c = self.category_index.get_indexer(_attributes(self.items, item_id)["category"]).astype(np.int64)
         pair = np.where((u >= 0) & (i >= 0), u * self._n_items + i, -1)
         ucat = np.where(u >= 0, u * self._n_cat + np.where(c >= 0, c, self._n_cat - 1), -1)
         ustart, uend = self._users.bounds(u, t)
+        istart, iend = self._items.bounds(i, t)
+        _, iend_w = self._items.bounds(i, t - self.trend_window_s)
+        pstart, pend = self._pairs.bounds(pair, t)
         return {
             "user_activity": uend - ustart,
-            "item_popularity": self._items.count_before(i, t),
-            "item_trend": self._items.count_before(i, t) - self._items.count_before(i, t - self.trend_window_s),
-            "item_last_ts": self._items.last_before(i, t),
-            "user_item_count": self._pairs.count_before(pair, t),
-            "user_item_last_ts": self._pairs.last_before(pair, t),
+            "item_popularity": iend - istart,
+            "item_trend": iend - iend_w,
+            "item_last_ts": self._items.last_in(istart, iend),
+            "user_item_count": pend - pstart,
+            "user_item_last_ts": self._pairs.last_in(pstart, pend),
             "user_category_count": self._user_cats.count_before(ucat, t),
             "hist_start": np.maximum(ustart, uend - self.recent_k),
             "hist_end": uend,
@@ -444,7 +470,7 @@ def examples_for(
     if t.ndim == 0:
         t = np.full(n, int(t), dtype=np.int64)
     stats = index.query(user_id, item_id, t)
-    attrs = index.items.attributes(item_id)
+    attrs = _attributes(index.items, item_id)
     dev = np.full(n, device) if isinstance(device, str) else _str_array(device)
     return Examples(
         user_id=user_id,
@@ -463,6 +489,18 @@ def examples_for(
 
 def _pair_time_keys(user_id: np.ndarray, item_id: np.ndarray, ts: np.ndarray) -> pd.MultiIndex:
     return pd.MultiIndex.from_arrays([user_id, item_id, ts])
+
+
+def _engaged_at(
+    user_id: np.ndarray, item_id: np.ndarray, ts: np.ndarray, q_user: np.ndarray, q_item: np.ndarray, q_ts: np.ndarray
+) -> np.ndarray:
+    """For each query row, whether (user, item, time) occurs among the given events (integer keys: fast)."""
+    n = len(user_id)
+    ucodes, _ = pd.factorize(np.concatenate([user_id, q_user]))
+    icodes, _ = pd.factorize(np.concatenate([item_id, q_item]))
+    tcodes, _ = pd.factorize(np.concatenate([np.asarray(ts, np.int64), np.asarray(q_ts, np.int64)]))
+    key = pd.MultiIndex.from_arrays([ucodes, icodes, tcodes])
+    return key[n:].isin(key[:n])
 
 
 def build_examples(
@@ -557,9 +595,13 @@ def build_examples(
     if sampled_parts:
         neg = pd.concat(sampled_parts, ignore_index=True)
         # never label as negative an item the user engaged with at that very time (e.g. the same basket)
-        engaged = _pair_time_keys(interactions.user_id, interactions.item_id, interactions.timestamp)
-        clash = _pair_time_keys(neg["user_id"].to_numpy(), neg["item_id"].to_numpy(), neg["timestamp"].to_numpy()).isin(
-            engaged
+        clash = _engaged_at(
+            interactions.user_id,
+            interactions.item_id,
+            interactions.timestamp,
+            neg["user_id"].to_numpy(),
+            neg["item_id"].to_numpy(),
+            neg["timestamp"].to_numpy(),
         )
         parts.append(neg[~clash])
 
@@ -592,38 +634,53 @@ def _negatives_frame(pos: pd.DataFrame, rep: np.ndarray, item_ids: np.ndarray, w
 def _hard_negatives(
     pos: pd.DataFrame, index: HistoryIndex, items: ItemTable, config: DataConfig, rng: np.random.Generator
 ) -> list[pd.DataFrame]:
-    """Negatives shaped like the pipeline's candidates, from each positive's user's past only (no leakage):
-    earlier items of the user (by frequency) and popular items of an earlier item's category."""
-    u = index.user_index.get_indexer(pos["user_id"].to_numpy()).astype(np.int64)
-    start, end = index._users.bounds(u, pos["timestamp"].to_numpy(np.int64))
-    has = np.flatnonzero(end > start)  # users with a past at that time
-    out = []
-    if not len(has):
-        return out
-    r = config.history_negatives + config.category_negatives
-    rep = np.repeat(has, r)
-    span = (end - start)[rep]
-    past_item = index.history_items[start[rep] + (rng.random(len(rep)) * span).astype(np.int64)]
-    kind = np.tile(np.arange(r) < config.history_negatives, len(has))
-    if config.history_negatives:
-        out.append(_negatives_frame(pos, rep[kind], past_item[kind], config.hard_negative_weight))
-    if config.category_negatives and len(items):
+    """Negatives shaped like the pipeline's candidates, from each basket's user's past only (no leakage).
+
+    * history: for every basket (user, time) of positives, the distinct items among the user's last
+      ``history_negatives`` earlier events (the clash filter later drops those bought in the basket, which are
+      positives already): the ranker sees the user's own past items labelled by whether they were re-bought;
+    * category: ``category_negatives`` per positive, popular items of the category of one of the user's
+      earlier items (drawn by frequency).
+    """
+    out: list[pd.DataFrame] = []
+    if config.history_negatives > 0:
+        baskets = pos.drop_duplicates(["user_id", "timestamp"])
+        u = _indexer(index.user_index, baskets["user_id"].to_numpy())
+        start, end = index._users.bounds(u, baskets["timestamp"].to_numpy(np.int64))
+        s0 = np.maximum(start, end - config.history_negatives)
+        lengths = end - s0
+        total = int(lengths.sum())
+        if total:
+            rep = np.repeat(np.arange(len(baskets)), lengths)
+            at = np.repeat(s0 - (np.cumsum(lengths) - lengths), lengths) + np.arange(total)
+            item = index.history_items[at]
+            codes, uniq = pd.factorize(item)
+            _, first = np.unique(rep * max(len(uniq), 1) + codes, return_index=True)
+            out.append(_negatives_frame(baskets, rep[first], item[first], config.hard_negative_weight))
+    if config.category_negatives > 0 and len(items):
+        u = _indexer(index.user_index, pos["user_id"].to_numpy())
+        start, end = index._users.bounds(u, pos["timestamp"].to_numpy(np.int64))
+        has = np.flatnonzero(end > start)
+        rep = np.repeat(has, config.category_negatives)
+        span = (end - start)[rep]
+        past_item = index.history_items[start[rep] + (rng.random(len(rep)) * span).astype(np.int64)]
         # popular items of the past item's category: sample within the category by purchase popularity
         cat_codes, cats = pd.factorize(items.category)
+        cats = pd.Index(cats)
         counts = pd.Series(pos["item_id"].to_numpy()).value_counts()
         pop = counts.reindex(items.item_id, fill_value=0).to_numpy(np.float64) + 0.1
         order = np.argsort(cat_codes, kind="stable")
         cum = np.cumsum(pop[order])
         seg = np.searchsorted(cat_codes[order], np.arange(len(cats) + 1))
         lo_cum = np.concatenate([[0.0], cum])
-        c = cats.get_indexer(items.attributes(past_item[~kind])["category"])
+        c = cats.get_indexer(_attributes(items, past_item)["category"])
         ok = c >= 0
         c = np.where(ok, c, 0)
         lo, hi = lo_cum[seg[c]], lo_cum[seg[c + 1]]
         pick = np.searchsorted(cum, lo + rng.random(len(c)) * (hi - lo), side="right")
         pick = np.clip(pick, seg[c], seg[c + 1] - 1)
         chosen = items.item_id[order[pick]]
-        out.append(_negatives_frame(pos, rep[~kind][ok], chosen[ok], config.hard_negative_weight))
+        out.append(_negatives_frame(pos, rep[ok], chosen[ok], config.hard_negative_weight))
     return out
 
 

@@ -78,6 +78,12 @@ class Vocab:
 
     def encode(self, values: np.ndarray) -> np.ndarray:
         values = np.asarray(values, dtype=str)
+        if len(values) >= 4096:  # hash each distinct id once (pandas 3 converts every row to Arrow otherwise)
+            codes, uniq = pd.factorize(values)
+            return self._encode(np.asarray(uniq, dtype=str))[codes]
+        return self._encode(values)
+
+    def _encode(self, values: np.ndarray) -> np.ndarray:
         rows = self._index.get_indexer(values).astype(np.int64)
         unseen = rows < 0
         if unseen.any():

@@ -25,6 +25,9 @@ class CartItem(models.Model):
         constraints = [models.UniqueConstraint(fields=["cart", "product"], name="cartitem_unique_product")]
         ordering = ["added_at", "id"]
 
+    def __str__(self) -> str:
+        return f"{self.quantity} x {self.product_id}"
+
 
 class OrderStatus(models.TextChoices):
     PLACED = "placed", "Placed"

@@ -169,7 +169,10 @@ if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     }
 CELERY_BEAT_SCHEDULE = {
     # Cheap check; retrains only when RECS_RETRAIN_EVERY_MINUTES passed or RECS_RETRAIN_AFTER_EVENTS arrived.
-    "recs-retrain-if-due": {"task": "worker.tasks.retrain_if_due", "schedule": env.float("RECS_CHECK_EVERY_S", default=60.0)},
+    "recs-retrain-if-due": {
+        "task": "worker.tasks.retrain_if_due",
+        "schedule": env.float("RECS_CHECK_EVERY_S", default=60.0),
+    },
 }
 
 # --- Recommendations: retraining, batch scoring, snapshots ---
