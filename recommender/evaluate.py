@@ -259,6 +259,46 @@ def rank_all_items(
 # ------------------------------------------------------------------------------------------- Ta Feng run
 
 
+BASELINES = ("popularity", "user_history", "cooccurrence")
+PIPELINE = "dlrm_pipeline"  # the method the issue's target is about: candidates -> DLRM -> rules
+
+
+def next_basket_config():
+    """The Ta Feng settings: purchases are the only positives; training negatives drawn like the pipeline's
+    candidates (the user's own earlier items, popular items of their categories) beside the random ones."""
+    from recommender.config import Config
+
+    config = Config()
+    config.data.positive_weights = {"purchase": 1.0}
+    config.data.negatives_ratio = 2
+    config.data.history_negatives = 50
+    config.data.category_negatives = 1
+    config.train.batch_size = 4096
+    config.train.epochs = 2
+    return config
+
+
+def _rank_with_pipeline(pipe, users, times, k: int, n_candidates: int, scored: bool) -> tuple[list, list]:
+    """Each user's ranked candidate rows (all of them, best first) through the pipeline, grouped by test day
+    (item features as of that day). ``scored`` False: retrieval order (no model)."""
+    ranked_rows: list = [None] * len(users)
+    saved = pipe.scorer
+    if not scored:
+        pipe.scorer = None
+    try:
+        for day in np.unique(times):
+            idx = np.flatnonzero(times == day)
+            if scored:
+                pipe.at_time(int(day))
+            out = pipe.recommend_batch([str(u) for u in users[idx]], now=int(day), k=n_candidates,
+                                       n_candidates=n_candidates)  # fmt: skip
+            for i, r in zip(idx, out.results, strict=True):
+                ranked_rows[i] = r.rows
+    finally:
+        pipe.scorer = saved
+    return ranked_rows, [pipe.item_ids[r[:k]].tolist() for r in ranked_rows]
+
+
 def evaluate_next_basket(
     data,
     *,
@@ -268,14 +308,23 @@ def evaluate_next_basket(
     seed: int = 0,
     progress: bool = True,
     extra_rankers: dict[str, Callable[[str, int, int], list[str]]] | None = None,
+    n_candidates: int = 200,
+    catalogue_users: int = 0,
 ) -> dict:
-    """Train on everyone's history (last shopping day held out), rank the whole catalogue for a sample of
-    ``eval_users`` tested customers (0 = all) and compare with the three baselines on the same users."""
-    from recommender.config import Config
+    """Train on everyone's history (last shopping day held out) and rank for a sample of ``eval_users`` tested
+    customers (0 = all), against the three baselines on the same users.
+
+    Methods: the baselines; ``dlrm_pipeline`` (stage 1 candidates from :mod:`recommender.retrieval`, stage 2 the
+    DLRM ranks ``n_candidates`` of them, stage 3 rules: in stock; no diversity cap, baskets repeat
+    categories); ``dlrm_pipeline_diverse`` (the same ranking with at most 3 items per category);
+    ``retrieval_only`` (stage 1 order, no model: what the DLRM adds); and, with ``catalogue_users`` > 0, ``dlrm``:
+    the DLRM over the whole catalogue (single stage, slow) for the first ``catalogue_users`` of those users.
+    """
     from recommender.data import build_examples, next_basket_split, split_by_time
+    from recommender.pipeline import PipelineConfig, RecPipeline, apply_rules
     from recommender.train import train
 
-    config = config or Config()
+    config = config or next_basket_config()
     t0 = time.perf_counter()
     split = next_basket_split(data.interactions)
     history = split.history
@@ -288,6 +337,7 @@ def evaluate_next_basket(
     )
     examples = build_examples(history, data.items, config.data, features=config.features, seed=seed, index=index)
     tr, va, _ = split_by_time(examples, config.data.valid_fraction)
+    t_examples = time.perf_counter() - t0
     result = train(tr, config, valid=va)
     t_train = time.perf_counter() - t0
 
@@ -301,14 +351,17 @@ def evaluate_next_basket(
     users, times = split.users[pick], split.times[pick]
     truth = [split.baskets[i] for i in pick]
     types = [t for t in config.data.positive_weights]
+    rows: dict[str, dict] = {}
+
+    def record(name: str, ranked: list, seconds: float, subset: slice = slice(None)) -> None:
+        rows[name] = ranking_metrics(ranked, truth[subset], k)
+        rows[name]["seconds"] = round(seconds, 2)
+
     rankers: dict[str, Callable[[str, int, int], list[str]]] = {}
     for cls in (PopularityBaseline, UserHistoryBaseline, CooccurrenceBaseline):
         b = cls(history, types)
         rankers[b.name] = b.rank
-    scorer = CatalogScorer(result.model, result.features, index, data.items.item_id, result.device)
-    rankers["dlrm"] = scorer.rank
     rankers.update(extra_rankers or {})
-    rows = {}
     for name, fn in rankers.items():
         t = time.perf_counter()
         it = zip(users, times, strict=True)
@@ -316,10 +369,49 @@ def evaluate_next_basket(
             from tqdm import tqdm
 
             it = tqdm(it, total=len(users), desc=f"rank {name}", leave=False)
-        ranked = [fn(str(u), int(ts), k) for u, ts in it]
-        rows[name] = ranking_metrics(ranked, truth, k)
-        rows[name]["seconds"] = round(time.perf_counter() - t, 2)
-    baselines = [r for r in rows if r in ("popularity", "user_history", "cooccurrence")]
+        record(name, [fn(str(u), int(ts), k) for u, ts in it], time.perf_counter() - t)
+
+    t = time.perf_counter()
+    pipe = RecPipeline.build(
+        history=history,
+        items=data.items,
+        model=result.model,
+        space=result.features,
+        config=config,
+        pipeline_config=PipelineConfig(n_candidates=n_candidates, k=k, max_per_category=None),
+        device=str(result.device),
+    )
+    build_s = time.perf_counter() - t
+    t = time.perf_counter()
+    _, ranked = _rank_with_pipeline(pipe, users, times, k, n_candidates, scored=False)
+    record("retrieval_only", ranked, time.perf_counter() - t)
+    t = time.perf_counter()
+    cand_rows, ranked = _rank_with_pipeline(pipe, users, times, k, n_candidates, scored=True)
+    record(PIPELINE, ranked, time.perf_counter() - t + build_s)
+    diverse = [
+        pipe.item_ids[r[apply_rules(r, k=k, in_stock=pipe.in_stock, category=pipe.category, max_per_category=3)]]
+        for r in cand_rows
+    ]
+    record(PIPELINE + "_diverse", [d.tolist() for d in diverse], 0.0)
+    rows[PIPELINE]["candidates_per_user"] = float(np.mean([len(r) for r in cand_rows]))
+    cand_sets = [set(pipe.item_ids[r].tolist()) for r in cand_rows]
+    rows[PIPELINE]["candidate_recall"] = float(
+        np.mean([len(set(b.tolist()) & c) / len(b) for b, c in zip(truth, cand_sets, strict=True) if len(b)])
+    )
+
+    if catalogue_users:
+        m = min(catalogue_users, len(users))
+        t = time.perf_counter()
+        all_rows = np.arange(len(pipe.item_ids))
+        ranked = []
+        for u, day in zip(users[:m], times[:m], strict=True):
+            pipe.at_time(int(day))
+            user, pair = pipe.features.user_request(str(u), all_rows, int(day))
+            s = pipe.scorer.score(user, all_rows, pair).numpy()
+            ranked.append(pipe.item_ids[np.argsort(-s, kind="stable")[:k]].tolist())
+        record("dlrm", ranked, time.perf_counter() - t, slice(0, m))
+
+    baselines = [r for r in rows if r in BASELINES]
     out = {
         "k": k,
         "train_examples": len(tr),
@@ -327,10 +419,12 @@ def evaluate_next_basket(
         "valid_auc": result.metrics.get("valid_auc"),
         "valid_logloss": result.metrics.get("valid_logloss"),
         "train_examples_per_s": result.examples_per_s,
+        "examples_seconds": round(t_examples, 1),
         "train_seconds": round(t_train, 1),
         "tested_users": int(len(users)),
         "all_tested_users": int(n),
         "catalogue": int(len(data.items)),
+        "n_candidates": n_candidates,
         "methods": rows,
         "config": config.to_dict(),
     }
@@ -338,8 +432,9 @@ def evaluate_next_basket(
         best = max(baselines, key=lambda r: rows[r][metric])
         base = rows[best][metric]
         out[f"dlrm_vs_best_{metric}"] = {
+            "method": PIPELINE,
             "best_baseline": best,
-            "relative_lift": (rows["dlrm"][metric] / base - 1.0) if base > 0 else None,
+            "relative_lift": (rows[PIPELINE][metric] / base - 1.0) if base > 0 else None,
         }
     return out
 
@@ -349,31 +444,43 @@ def print_table(report: dict) -> None:
     from rich.table import Table
 
     k = report["k"]
-    table = Table(title=f"Next basket, whole catalogue ({report['catalogue']} items), {report['tested_users']} users")
-    for col in ("method", f"Recall@{k}", f"NDCG@{k}", f"HR@{k}", "seconds"):
+    table = Table(
+        title=f"Next basket ({report['catalogue']} items in the catalogue), {report['tested_users']} users, "
+        f"pipeline ranks {report.get('n_candidates', '?')} candidates"
+    )
+    for col in ("method", f"Recall@{k}", f"NDCG@{k}", f"HR@{k}", "users", "seconds"):
         table.add_column(col, justify="right" if col != "method" else "left")
     for name, r in report["methods"].items():
         table.add_row(
-            name, f"{r[f'recall@{k}']:.4f}", f"{r[f'ndcg@{k}']:.4f}", f"{r[f'hr@{k}']:.4f}", f"{r['seconds']}"
+            name,
+            f"{r[f'recall@{k}']:.4f}",
+            f"{r[f'ndcg@{k}']:.4f}",
+            f"{r[f'hr@{k}']:.4f}",
+            str(r["users"]),
+            f"{r['seconds']}",
         )
-    console = Console()
+    console = Console(width=120)
     console.print(table)
     for metric in (f"recall@{k}", f"ndcg@{k}"):
         cmp = report[f"dlrm_vs_best_{metric}"]
         lift = cmp["relative_lift"]
         console.print(
-            f"DLRM vs best baseline ({cmp['best_baseline']}) on {metric}: "
+            f"{cmp.get('method', 'dlrm')} vs best baseline ({cmp['best_baseline']}) on {metric}: "
             + (f"{lift * 100:+.1f}%" if lift is not None else "n/a")
+        )
+    pipe = report["methods"].get(PIPELINE, {})
+    if "candidate_recall" in pipe:
+        console.print(
+            f"stage 1: {pipe['candidates_per_user']:.0f} candidates/user hold {pipe['candidate_recall']:.3f} "
+            "of the next basket (the pipeline's recall ceiling)"
         )
     console.print(
         f"validation AUC {report['valid_auc']:.4f}, log loss {report['valid_logloss']:.4f}, "
-        f"training {report['train_examples_per_s']:,.0f} examples/s"
+        f"training {report['train_examples_per_s']:,.0f} examples/s, {report['train_examples']:,} training rows"
     )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from recommender.config import Config
-
     parser = argparse.ArgumentParser(prog="python -m recommender.evaluate", description=__doc__.splitlines()[0])
     parser.add_argument("--ta-feng", type=Path, required=True, help="Ta Feng purchase log (.csv or .zip)")
     parser.add_argument("--limit", type=int, default=None, help="read only the first N lines")
@@ -383,14 +490,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--candidates", type=int, default=200, help="stage-1 candidates the DLRM ranks")
+    parser.add_argument(
+        "--catalogue-users", type=int, default=0, help="also rank the whole catalogue with the DLRM for N users (slow)"
+    )
     parser.add_argument("--out", type=Path, default=Path("var/bench/eval.json"))
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
 
     from recommender.data import interactions_from_retail_log
 
-    config = Config()
-    config.data.positive_weights = {"purchase": 1.0}
+    config = next_basket_config()
     config.train.seed = args.seed
     config.train.progress = not args.no_progress
     if args.epochs:
@@ -406,7 +516,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     data = interactions_from_retail_log(args.ta_feng, limit=args.limit)
     print(f"read {len(data.interactions):,} lines, {len(data.items):,} items in {time.perf_counter() - t:.1f}s")
     report = evaluate_next_basket(
-        data, config=config, eval_users=args.eval_users, seed=args.seed, progress=not args.no_progress
+        data,
+        config=config,
+        eval_users=args.eval_users,
+        seed=args.seed,
+        progress=not args.no_progress,
+        n_candidates=args.candidates,
+        catalogue_users=args.catalogue_users,
     )
     report["source"] = {"path": str(args.ta_feng), "limit": args.limit, "lines": len(data.interactions)}
     print_table(report)

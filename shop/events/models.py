@@ -41,9 +41,15 @@ class Event(models.Model):
     """One interaction. ``idempotency_key`` is unique: a replayed post is stored once."""
 
     idempotency_key = models.CharField(max_length=100, unique=True)
-    visitor = models.ForeignKey(Visitor, on_delete=models.CASCADE, related_name="events")
+    # no single-column indexes: (visitor, occurred_at) and (user, occurred_at) below serve those lookups
+    visitor = models.ForeignKey(Visitor, on_delete=models.CASCADE, related_name="events", db_index=False)
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="events"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="events",
+        db_index=False,
     )
     product = models.ForeignKey("catalog.Product", on_delete=models.CASCADE, related_name="events")
     type = models.CharField(max_length=20, choices=EventType.choices)
