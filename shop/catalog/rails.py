@@ -12,12 +12,15 @@ Later work plugs recommendations in by replacing a placement's source (see
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from django.core.cache import cache
 from django.db.models import Count
+from django.urls import get_script_prefix
+from django.utils.safestring import SafeString, mark_safe
 
 from shop.events.models import Event
 
@@ -31,6 +34,8 @@ MIN_RAIL_SIZE = 2
 CANDIDATE_POOL = 32
 POPULAR_TTL = 300
 NEW_ARRIVALS_TTL = 60
+RAIL_HTML_TTL = 60
+RAIL_HTML_VERSION = 1  # bump when a rail's or a card's markup changes
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,15 +172,28 @@ class RailRequest:
     _ids: list[int] = field(default_factory=list)
 
 
-def rails_fill(*, requests: Sequence[RailRequest | str], context: RailContext) -> list[Rail]:
-    """Fill placements in page order; a product appears in one rail of a page at most.
+@dataclass(frozen=True, slots=True)
+class RailPlan:
+    """A rail whose products are chosen (ids, in order) but not loaded yet."""
 
-    Queries: each cold source once (then cached), plus one for all products of all rails.
+    placement: str
+    title: str
+    product_ids: tuple[int, ...]
+    min_size: int
+    see_all_url: str = ""
+    arm: str | None = None
+    model_version: str | None = None
+
+
+def rails_plan(*, requests: Sequence[RailRequest | str], context: RailContext) -> list[RailPlan]:
+    """Choose each placement's products in page order; a product appears in one rail of a page at most.
+
+    Queries: each cold source once (then cached); no product is loaded.
     """
     shown: set[int] = set(context.exclude_ids)
     if context.product_id is not None:
         shown.add(context.product_id)
-    planned: list[tuple[Placement, RailContext, list[int], Candidates]] = []
+    plans: list[RailPlan] = []
     for req in requests:
         req = RailRequest(req) if isinstance(req, str) else req
         placement = PLACEMENTS[req.placement]
@@ -192,25 +210,77 @@ def rails_fill(*, requests: Sequence[RailRequest | str], context: RailContext) -
         if len(picked) < placement.min_size:
             shown.difference_update(picked)
             continue
-        planned.append((placement, ctx, picked, cands))
-
-    products = products_by_ids(ids=[pid for _, _, picked, _ in planned for pid in picked])
-    rails: list[Rail] = []
-    for placement, ctx, picked, cands in planned:
-        items = [products[pid] for pid in picked if pid in products]
-        if len(items) < placement.min_size:
-            continue
-        rails.append(
-            Rail(
+        plans.append(
+            RailPlan(
                 placement=placement.name,
                 title=placement.title.format(category=ctx.category_name or "the shop"),
-                products=items,
+                product_ids=tuple(picked),
+                min_size=placement.min_size,
                 see_all_url=ctx.category_url if placement.see_all else "",
                 arm=cands.arm,
                 model_version=cands.model_version,
             )
         )
-    return rails
+    return plans
+
+
+def rail_from_plan(plan: RailPlan, products: dict[int, Product]) -> Rail | None:
+    """The filled rail, or None when too few of its products are still active."""
+    items = [products[pid] for pid in plan.product_ids if pid in products]
+    if len(items) < plan.min_size:
+        return None
+    return Rail(
+        placement=plan.placement,
+        title=plan.title,
+        products=items,
+        see_all_url=plan.see_all_url,
+        arm=plan.arm,
+        model_version=plan.model_version,
+    )
+
+
+def rails_fill(*, requests: Sequence[RailRequest | str], context: RailContext) -> list[Rail]:
+    """Fill placements in page order; a product appears in one rail of a page at most.
+
+    Queries: each cold source once (then cached), plus one for all products of all rails.
+    """
+    plans = rails_plan(requests=requests, context=context)
+    products = products_by_ids(ids=[pid for plan in plans for pid in plan.product_ids])
+    return [rail for rail in (rail_from_plan(plan, products) for plan in plans) if rail is not None]
+
+
+def _fragment_key(plan: RailPlan) -> str:
+    # Everything the HTML depends on: a fragment is a pure function of its key, so visitors who
+    # get the same ids (and arm, model version) share it and nothing per-visitor can leak.
+    raw = repr(
+        (RAIL_HTML_VERSION, get_script_prefix(), plan.placement, plan.title, plan.see_all_url)
+        + (plan.product_ids, plan.arm, plan.model_version, plan.min_size)
+    )
+    return "rails:html:" + hashlib.blake2b(raw.encode(), digest_size=16).hexdigest()
+
+
+def rails_html(*, requests: Sequence[RailRequest | str], context: RailContext) -> list[SafeString]:
+    """The rails of a page as rendered HTML, each fragment cached by what it shows.
+
+    Queries: each cold source once, plus one for the products of the rails whose fragment is not
+    cached (none when all are). A cached fragment may show a price or stock level up to
+    ``RAIL_HTML_TTL`` seconds old, as the id lists behind it already may.
+    """
+    from .templatetags.storefront import rail_section  # rendering lives with the other card helpers
+
+    plans = rails_plan(requests=requests, context=context)
+    keys = [_fragment_key(plan) for plan in plans]
+    cached = cache.get_many(keys) if keys else {}
+    missing = [(key, plan) for key, plan in zip(keys, plans, strict=True) if key not in cached]
+    if missing:
+        products = products_by_ids(ids=[pid for _, plan in missing for pid in plan.product_ids])
+        fresh = {}
+        for key, plan in missing:
+            rail = rail_from_plan(plan, products)
+            fresh[key] = rail_section(rail) if rail is not None else ""  # "" remembers "too few left"
+        cache.set_many(fresh, RAIL_HTML_TTL)
+        cached.update(fresh)
+    return [mark_safe(cached[key]) for key in keys if cached[key]]  # rendered by rail_section, which escapes
 
 
 def context_for_category(*, base: RailContext, tree: CategoryTree, category_id: int, **overrides) -> RailContext:

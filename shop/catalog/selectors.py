@@ -7,12 +7,13 @@ import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from django.core.cache import cache
 from django.db.models import Case, Count, IntegerField, OuterRef, Q, QuerySet, Subquery, Value, When
 from django.db.models.functions import Coalesce
 from django.http import Http404
-from django.urls import reverse
+from django.urls import get_script_prefix, reverse
 
 from shop.events.models import Event, EventType
 
@@ -47,7 +48,13 @@ class CategoryNode:
 
     @property
     def url(self) -> str:
-        return reverse("catalog:category", kwargs={"slug": self.slug})
+        return _category_url(get_script_prefix(), self.slug)
+
+
+@lru_cache(maxsize=4096)
+def _category_url(script_prefix: str, slug: str) -> str:
+    # breadcrumbs and rail links ask for the same few hundred URLs on every page
+    return reverse("catalog:category", kwargs={"slug": slug})
 
 
 @dataclass(slots=True)
@@ -255,4 +262,5 @@ def products_by_ids(*, ids: Iterable[int]) -> dict[int, Product]:
     ids = list(dict.fromkeys(ids))
     if not ids:
         return {}
-    return {p.pk: p for p in _card_queryset().filter(pk__in=ids)}
+    # cards never show the description, the longest column
+    return {p.pk: p for p in _card_queryset().filter(pk__in=ids).defer("description")}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import uuid
 
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, HttpResponseNotModified
@@ -12,11 +13,10 @@ from django.views.decorators.http import require_safe
 
 from shop.events.models import EventType
 from shop.events.services import event_record
-from shop.orders.forms import AddToCartForm
 
 from .images import product_svg
 from .models import Product
-from .rails import RailContext, RailRequest, context_for_category, rails_fill
+from .rails import RailContext, RailRequest, context_for_category, rails_fill, rails_html
 from .selectors import (
     DEFAULT_SORT,
     SEARCH_SORTS,
@@ -63,7 +63,7 @@ def category_detail(request: HttpRequest, slug: str) -> HttpResponse:
         request.GET.get("page")
     )
     context = context_for_category(base=_rail_base(request), tree=tree, category_id=node.id)
-    rails = rails_fill(requests=["category.popular", "category.new_arrivals"], context=context)
+    rails = rails_html(requests=["category.popular", "category.new_arrivals"], context=context)
     return render(
         request,
         "catalog/category.html",
@@ -91,7 +91,7 @@ def search(request: HttpRequest) -> HttpResponse:
         page = Paginator(product_search(query=query, sort=sort), PER_PAGE).get_page(request.GET.get("page"))
     rails = []
     if page is None or page.paginator.count == 0:
-        rails = rails_fill(requests=["search.popular"], context=_rail_base(request))
+        rails = rails_html(requests=["search.popular"], context=_rail_base(request))
     return render(
         request,
         "catalog/search.html",
@@ -149,7 +149,7 @@ def product_detail(request: HttpRequest, pk: int, slug: str) -> HttpResponse:
     node = tree.get(product.category_id)
     wider_id = node.parent_id if node is not None and node.parent_id is not None else product.category_id
     wider = context_for_category(base=base, tree=tree, category_id=wider_id)
-    rails = rails_fill(
+    rails = rails_html(
         requests=[
             RailRequest("product.more_from_category", leaf),
             RailRequest("product.popular", wider),
@@ -157,22 +157,21 @@ def product_detail(request: HttpRequest, pk: int, slug: str) -> HttpResponse:
         ],
         context=base,
     )
-    form = AddToCartForm(
-        initial={
-            "product_id": product.pk,
-            "quantity": 1,
-            "placement": "" if placement == "direct" else placement,
-            "position": position,
-            "page_view_id": page_view_id,
-        }
-    )
+    # The initial values of orders.forms.AddToCartForm, written out as plain hidden inputs by the
+    # template (a bound form and its widget templates cost more than the rest of the buy box).
+    buy = {
+        "nonce": uuid.uuid4(),
+        "placement": "" if placement == "direct" else placement,
+        "position": position,
+        "page_view_id": page_view_id,
+    }
     return render(
         request,
         "catalog/product_detail.html",
         {
             "product": product,
             "breadcrumbs": tree.ancestors(product.category_id),
-            "form": form,
+            "buy": buy,
             "rails": rails,
             "max_quantity": max(1, min(product.stock, 99)),
         },

@@ -5,13 +5,15 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import lru_cache
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Prefetch, Q, Sum
+from django.db import connection
+from django.db.models import Prefetch, Q
 
 from shop.catalog.models import Product
 
-from .models import CartItem, Order, OrderLine
+from .models import Cart, CartItem, Order, OrderLine
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,10 +66,27 @@ class CartSummary:
         return frozenset(line.product.pk for line in self.lines)
 
 
+@lru_cache(maxsize=2)
+def _cart_item_count_sql(vendor: str) -> str:
+    q = connection.ops.quote_name
+    item, cart = CartItem._meta, Cart._meta
+    return (
+        f"SELECT COALESCE(SUM(i.{q(item.get_field('quantity').column)}), 0) FROM {q(item.db_table)} i "
+        f"JOIN {q(cart.db_table)} c ON c.{q(cart.pk.column)} = i.{q(item.get_field('cart').column)} "
+        f"WHERE c.{q(cart.get_field('visitor').column)} = %s"
+    )
+
+
 def cart_item_count(*, visitor_id: uuid.UUID) -> int:
-    """How many items (sum of quantities) the visitor's cart holds; one query."""
-    total = CartItem.objects.filter(cart__visitor_id=visitor_id).aggregate(n=Sum("quantity"))["n"]
-    return int(total or 0)
+    """How many items (sum of quantities) the visitor's cart holds; one query.
+
+    Every storefront page asks (the header's cart badge), so this is a fixed SQL string rather
+    than an ORM aggregate, whose compilation cost more than the query itself.
+    """
+    param = Cart._meta.get_field("visitor").get_db_prep_value(visitor_id, connection)
+    with connection.cursor() as cursor:
+        cursor.execute(_cart_item_count_sql(connection.vendor), [param])
+        return int(cursor.fetchone()[0] or 0)
 
 
 def cart_summary_get(*, visitor_id: uuid.UUID) -> CartSummary:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import uuid
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from urllib.parse import quote
 
 from django import template
+from django.conf import settings
 from django.urls import get_script_prefix, reverse
 from django.utils.html import format_html
 from django.utils.http import urlencode
 from django.utils.safestring import mark_safe
+from django.utils.text import slugify
 
 from shop.catalog.web import page_view_id_get
 
@@ -23,6 +26,13 @@ def page_view_id(context) -> str:
     return str(page_view_id_get(request)) if request is not None else ""
 
 
+def _has_visitor_cookie(request) -> bool:
+    try:
+        return uuid.UUID(request.COOKIES.get(settings.VISITOR_COOKIE, "")) == request.visitor_id
+    except ValueError:
+        return False
+
+
 @register.simple_tag(takes_context=True)
 def cart_count(context) -> int:
     """Items in the visitor's cart (one query; views that loaded the cart set it on the request)."""
@@ -30,6 +40,8 @@ def cart_count(context) -> int:
     if request is None or not hasattr(request, "visitor_id"):
         return 0
     known = getattr(request, "cart_count", None)
+    if known is None and not _has_visitor_cookie(request):
+        known = request.cart_count = 0  # a visitor id minted for this request has no cart yet
     if known is None:
         from shop.orders.selectors import cart_item_count
 
@@ -78,6 +90,17 @@ def stock_class(product) -> str:
     return "in"
 
 
+@lru_cache(maxsize=256)
+def _route(script_prefix: str, name: str, args: tuple) -> str:
+    return reverse(name, args=args)
+
+
+@register.simple_tag
+def route(name: str, *args) -> str:
+    """``{% url %}`` for the fixed links every page repeats (header, footer), resolved once per process."""
+    return _route(get_script_prefix(), name, args)
+
+
 @lru_cache(maxsize=8)
 def _products_prefix(script_prefix: str) -> str:
     # "/products/0/" -> "/products/": one reverse per process instead of two per card
@@ -123,4 +146,54 @@ def product_card(product, placement: str, position: int, arm: str | None = None,
         price=money(product.price),
         stock_class=stock_class(product),
         stock_label=stock_label(product),
+    )
+
+
+_RAIL_MORE = '<a class="rail-more" href="{}">See all <span aria-hidden="true">→</span></a>'
+
+
+@register.simple_tag
+def rail_section(rail) -> str:
+    """A whole rail (``<section>`` with its cards), rendered in Python like the cards it holds;
+    the storefront caches it per placement and product ids (``rails.rails_html``)."""
+    if rail is None or not rail.products:
+        return ""
+    slug = slugify(rail.placement)
+    cards = "\n".join(
+        product_card(p, rail.placement, i, rail.arm, rail.model_version) for i, p in enumerate(rail.products)
+    )
+    return format_html(
+        '<section class="rail" data-placement="{placement}" aria-labelledby="rail-{slug}">\n'
+        '<div class="rail-head"><h2 id="rail-{slug}">{title}</h2>{more}</div>\n'
+        '<div class="rail-track">\n{cards}\n</div>\n</section>\n',
+        placement=rail.placement,
+        slug=slug,
+        title=rail.title,
+        more=format_html(_RAIL_MORE, rail.see_all_url) if rail.see_all_url else "",
+        cards=mark_safe(cards),  # each card is escaped by format_html
+    )
+
+
+@lru_cache(maxsize=8)
+def _category_prefix(script_prefix: str) -> str:
+    # "/c/x/" -> "/c/": one reverse per process instead of one per link per page
+    return reverse("catalog:category", kwargs={"slug": "x"})[: -len("x/")]
+
+
+@register.simple_tag
+def category_links(categories, current_slug: str = "", limit: int | None = None) -> str:
+    """``<li>`` links to top-level categories (navigation bar and footer); marks the current one."""
+    prefix = _category_prefix(get_script_prefix())
+    items = categories if limit is None else categories[:limit]
+    return mark_safe(
+        "".join(
+            format_html(
+                '<li><a href="{}{}/"{}>{}</a></li>',
+                prefix,
+                quote(c["slug"], safe=""),
+                mark_safe(' aria-current="page"') if current_slug and c["slug"] == current_slug else "",
+                c["name"],
+            )
+            for c in items
+        )
     )
