@@ -27,11 +27,15 @@ class DataConfig:
     positive, drawn from the catalogue by a mix of uniform and popularity sampling (``popularity_mix`` is
     the share drawn by popularity).
 
-    Hard negatives, drawn like the serving pipeline's candidates (so the ranker learns to order what stage 1
-    hands it, not only to tell a bought item from a random one): ``history_negatives`` per positive are the
-    user's own earlier items (drawn by frequency from their past) that they did not engage with at that time;
-    ``category_negatives`` per positive are popular items of the category of one of the user's earlier items.
-    Both are 0 by default (backward compatible); the next-basket evaluation turns them on.
+    Hard negatives, from the user's past only: ``history_negatives`` > 0 adds, for every basket (user, time) of
+    positives, the distinct items among the user's last ``history_negatives`` earlier events that were not
+    engaged with then; ``category_negatives`` per positive are popular items of the category of one of the
+    user's earlier items.
+    Both are 0 by default: on Ta Feng they made the pipeline worse than training on stage 1's own output
+    (``recommender.evaluate.candidate_examples``), which the next-basket evaluation uses. History negatives
+    weigh ``hard_negative_weight``; random and category ones ``negative_weight``: at serving the non-past
+    candidates outnumber the sampled ones many times over, so weighting them up keeps the ranker's scores of
+    past and non-past candidates comparable (an importance weight, not a tuning knob for AUC).
     """
 
     positive_weights: dict[str, float] = field(

@@ -220,7 +220,8 @@ def interactions_from_retail_log(path: str | Path, limit: int | None = None) -> 
     """Ta Feng-format purchase log -> interactions (one purchase per line) and an item table.
 
     category = product sub-class, price = mean unit price over the item's lines, created = first day seen,
-    brand unknown (""), placement "store", device "store", timestamps at midnight UTC of the day.
+    brand unknown (""), placement "store", device "" (unknown, like a pipeline request that names none: a device
+    seen only in training would leave the serving value on an untrained OOV row), timestamps at midnight UTC.
     """
     from recommender.retail_log import iter_retail_log
 
@@ -244,7 +245,7 @@ def interactions_from_retail_log(path: str | Path, limit: int | None = None) -> 
         timestamp=np.array(days, dtype=np.int64),
         placement=np.full(n, "store"),
         position=np.full(n, -1, dtype=np.int32),
-        device=np.full(n, "store"),
+        device=np.full(n, ""),
     ).sorted_by_time()
     frame = pd.DataFrame({"item_id": items, "category": subclasses, "price": prices, "ts": days})
     agg = frame.groupby("item_id", sort=True).agg(
@@ -680,7 +681,7 @@ def _hard_negatives(
         pick = np.searchsorted(cum, lo + rng.random(len(c)) * (hi - lo), side="right")
         pick = np.clip(pick, seg[c], seg[c + 1] - 1)
         chosen = items.item_id[order[pick]]
-        out.append(_negatives_frame(pos, rep[ok], chosen[ok], config.hard_negative_weight))
+        out.append(_negatives_frame(pos, rep[ok], chosen[ok], config.negative_weight))
     return out
 
 

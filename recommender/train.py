@@ -400,7 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--items", type=Path, default=None, help="Parquet export of items")
     p.add_argument("--arch", choices=["dlrm", "dlrm_dcn"], default="dlrm")
     p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--batch-size", type=int, default=2048)
+    p.add_argument("--batch-size", type=int, default=4096)
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--embedding-lr", type=float, default=None)
     p.add_argument("--seed", type=int, default=0)

@@ -24,7 +24,7 @@ def test_two_process_torchrun_training(tmp_path):
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
         "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
         "-m", "recommender.train", "--distributed", "--device", "cpu",
-        "--synthetic-users", "150", "--epochs", "3", "--batch-size", "256", "--no-progress",
+        "--synthetic-users", "100", "--epochs", "2", "--batch-size", "256", "--no-progress",
         "--out-dir", str(out),
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}

@@ -99,3 +99,19 @@ def test_loss_is_weighted(space_and_batch):
     w = batch.weights
     torch.testing.assert_close(loss.detach(), (per_row * w).sum() / w.sum())
     assert logits.shape == (32,) and not logits.requires_grad
+
+
+def test_training_interaction_matches_torchrec():
+    from torchrec.models.dlrm import InteractionArch
+
+    from recommender.model import TrainingInteractionArch
+
+    torch.manual_seed(0)
+    d, s = torch.randn(64, 8, requires_grad=True), torch.randn(64, 5, 8, requires_grad=True)
+    d2, s2 = d.detach().clone().requires_grad_(), s.detach().clone().requires_grad_()
+    ref, ours = InteractionArch(5)(d, s), TrainingInteractionArch(5)(d2, s2)
+    torch.testing.assert_close(ours, ref)
+    ref.pow(2).sum().backward()
+    ours.pow(2).sum().backward()
+    torch.testing.assert_close(d2.grad, d.grad)
+    torch.testing.assert_close(s2.grad, s.grad)

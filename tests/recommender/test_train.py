@@ -45,7 +45,7 @@ def test_planted_signal_is_learned(result):
 def test_same_seed_same_model(shop):
     ex = build_examples(shop.interactions, shop.items, seed=0)
     tr, va, _ = split_by_time(ex)
-    tr = tr.take(np.arange(min(len(tr), 6000)))
+    tr = tr.take(np.arange(min(len(tr), 3000)))
     a = train(tr, tiny_config(epochs=1), valid=va)
     b = train(tr, tiny_config(epochs=1), valid=va)
     assert a.metrics["train_loss"] == b.metrics["train_loss"]
