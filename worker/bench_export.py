@@ -148,7 +148,8 @@ def export_child(database_url: str, mode: str) -> dict:
     _, py_peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     written = Path(result["path"]) if mode == "ours" else Path(snap)
-    size = sum(p.stat().st_size for p in written.rglob("*.parquet"))
+    files = [written] if written.is_file() else list(written.rglob("*.parquet"))
+    size = sum(p.stat().st_size for p in files)
     return {
         "mode": mode,
         "events": n,
