@@ -1,7 +1,17 @@
 import pytest
+from django.core.cache import cache
 
 
 @pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     # the production hasher costs ~1 s per user on a 2-core box; tests only need it to round-trip
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    # the category tree, rail candidates and fragments, and throttle buckets live in the cache;
+    # each test builds its own catalog and starts with empty buckets
+    cache.clear()
+    yield
+    cache.clear()

@@ -6,7 +6,6 @@ import uuid
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.core.cache import cache
 
 from shop.events.models import Event, EventType, Visitor
 from shop.orders.models import Order
@@ -22,15 +21,6 @@ CHECKOUT = {
     "city": "Washington",
     "country": "United States",
 }
-
-
-@pytest.fixture(autouse=True)
-def _fast_and_fresh(settings):
-    # the real hasher costs ~0.5 s per login on 2 cores; these tests are about behaviour, not hashing
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    cache.clear()
-    yield
-    cache.clear()
 
 
 def test_sign_up_logs_the_new_user_in(client):

@@ -5,19 +5,10 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from django.core.cache import cache
 
 from tests.factories import BrandFactory, CategoryFactory, ProductFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _fresh_cache():
-    # the category tree is cached; each test builds its own
-    cache.clear()
-    yield
-    cache.clear()
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import json
 import uuid
 
 import pytest
-from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
@@ -16,14 +15,6 @@ from tests.factories import EventFactory, ProductFactory, UserFactory, VisitorFa
 pytestmark = pytest.mark.django_db
 
 URL = "/api/events"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_cache():
-    # throttle buckets live in the cache; each test starts with empty ones
-    cache.clear()
-    yield
-    cache.clear()
 
 
 def impression(product_id: int, position: int, *, page_view_id: str | None = None, **extra) -> dict:

@@ -6,7 +6,6 @@ import uuid
 from decimal import Decimal
 
 import pytest
-from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.test import Client
 
@@ -25,13 +24,6 @@ CHECKOUT = {
     "city": "London",
     "country": "United Kingdom",
 }
-
-
-@pytest.fixture(autouse=True)
-def _fresh_cache():
-    cache.clear()
-    yield
-    cache.clear()
 
 
 def add(client: Client, product, quantity: int = 1, nonce: str | None = None, **extra):

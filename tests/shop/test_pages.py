@@ -8,7 +8,6 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.core.cache import cache
 from django.urls import reverse
 from django.utils import timezone
 
@@ -17,14 +16,6 @@ from shop.events.models import Event, EventType
 from tests.factories import BrandFactory, CategoryFactory, EventFactory, ProductFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _fresh_cache():
-    # The category tree and rail candidates are cached; each test builds its own catalog.
-    cache.clear()
-    yield
-    cache.clear()
 
 
 @pytest.fixture
