@@ -29,6 +29,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "rest_framework",
+    "rest_framework.authtoken",  # the merchant console's staff tokens (POST /api/auth/token)
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI served locally, no CDN
     "shop.catalog",
@@ -36,6 +37,7 @@ INSTALLED_APPS = [
     "shop.orders",
     "shop.accounts",
     "shop.recs",
+    "shop.experiments",
 ]
 
 MIDDLEWARE = [
@@ -124,9 +126,15 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 24,
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.BasicAuthentication",
+        "rest_framework.authentication.TokenAuthentication",  # the merchant console (staff only)
+    ],
     "DEFAULT_THROTTLE_RATES": {
         "events": env.str("EVENTS_THROTTLE_RATE", default="6000/min"),
         "cart": env.str("CART_THROTTLE_RATE", default="600/min"),
+        "auth_token": env.str("AUTH_TOKEN_THROTTLE_RATE", default="10/min"),  # password guesses per address
     },
 }
 SPECTACULAR_SETTINGS = {
@@ -175,6 +183,10 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+# --- Experiments ---
+# Seconds a process keeps its copy of the running experiment (no query per request; edits show up this late).
+EXPERIMENTS_CACHE_TTL_S = env.float("EXPERIMENTS_CACHE_TTL_S", default=10.0)
+
 # --- Recommendations: retraining, batch scoring, snapshots ---
 MODEL_DIR = env.path("MODEL_DIR", default=str(VAR_DIR / "models"))
 SNAPSHOT_DIR = env.path("SNAPSHOT_DIR", default=str(VAR_DIR / "snapshots"))
@@ -193,6 +205,11 @@ RECS_MAX_DELIVERIES = env.int("RECS_MAX_DELIVERIES", default=3)  # a task that k
 RECS_STALE_RUN_S = env.int("RECS_STALE_RUN_S", default=CELERY_TASK_TIME_LIMIT + 600)
 # Overrides of recommender.config.Config as JSON, e.g. '{"train": {"epochs": 1}}' (tests train tiny models).
 RECS_TRAIN_CONFIG = env.json("RECS_TRAIN_CONFIG", default={})
+
+# The merchant console (Streamlit, dashboard/app.py); the admin links to it.
+CONSOLE_URL = env.str("CONSOLE_URL", default="http://localhost:8501/")
+# Where `python -m recommender.pipeline sweep` writes the candidates sweep the console shows.
+BENCH_DIR = env.path("BENCH_DIR", default=str(VAR_DIR / "bench"))
 
 LOGGING = {
     "version": 1,
