@@ -15,3 +15,13 @@ def _fresh_cache():
     cache.clear()
     yield
     cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_running_experiment():
+    # each process caches the running experiment; a test's rolled-back experiment must not leak into the next
+    from shop.experiments.selectors import running_experiment_forget
+
+    running_experiment_forget()
+    yield
+    running_experiment_forget()
