@@ -5,7 +5,7 @@
 Starts a throwaway PostgreSQL (benchmarks.harness.Postgres), migrates it, loads N events with COPY,
 then exports them twice, each in a fresh process so peak memory is its own:
 
-- ours: ``shop.recs.services.training_data_export`` (server-side cursor, tuples, Parquet row groups);
+- ours: ``shop.recs.export.training_data_export`` (server-side cursor, tuples, Parquet row groups);
 - baseline: the obvious way, every row in a list, then a pandas DataFrame written in one go.
 
 Prints events/s and peak memory (ru_maxrss of the exporting process, its growth over the process after
@@ -113,7 +113,7 @@ def export_child(database_url: str, mode: str) -> dict:
     import pyarrow as pa
 
     from shop.events.models import Event
-    from shop.recs import keys, services
+    from shop.recs import export, keys
 
     Event.objects.exists()  # connect before measuring
     rss0, peak0 = _rss_mib(), _peak_mib()
@@ -121,7 +121,7 @@ def export_child(database_url: str, mode: str) -> dict:
     t0 = time.perf_counter()
     c0 = _cpu_s()
     if mode == "ours":
-        result = services.training_data_export()
+        result = export.training_data_export()
         n = result["events"]
     else:
         result = {}
@@ -138,7 +138,7 @@ def export_child(database_url: str, mode: str) -> dict:
                 "device",
             )
         )
-        frame = pd.DataFrame(rows, columns=list(services.INTERACTION_SCHEMA_COLUMNS))
+        frame = pd.DataFrame(rows, columns=list(export.INTERACTION_SCHEMA_COLUMNS))
         frame["item_id"] = frame["item_id"].astype(str)
         frame["position"] = frame["position"].fillna(-1).astype("int32")
         frame.to_parquet(Path(snap) / "interactions.parquet", index=False, compression="zstd")

@@ -1,6 +1,6 @@
 """Thin tasks: a run id in, one service call, a small dict out.
 
-Progress, device and outcome are written to the ``TaskRun`` row by ``shop.recs.services``; here are only
+Progress, device and outcome are written to the ``TaskRun`` row by ``shop.recs.execution``; here are only
 Celery's concerns: queues (see ``worker.celery``), retries with backoff and jitter for transient database
 or broker errors, and the time limits.
 """
@@ -11,7 +11,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.db import InterfaceError, OperationalError
 from kombu.exceptions import OperationalError as KombuOperationalError
 
-from shop.recs import services
+from shop.recs import execution, runs, training
 
 from .celery import app
 
@@ -28,7 +28,7 @@ TRANSIENT = (
     InterfaceError,
     KombuOperationalError,
     ConnectionError,
-    services.RunLocked,
+    runs.RunLocked,
     *_REDIS_ERRORS,
 )
 RETRY = {
@@ -48,7 +48,7 @@ def _execute(task, run_id: str) -> dict:
             isinstance(exc, TRANSIENT) and not isinstance(exc, SoftTimeLimitExceeded) and req.retries < task.max_retries
         )
 
-    return services.task_run_execute(
+    return execution.task_run_execute(
         run_id=run_id, retries=req.retries, will_retry=will_retry, hostname=req.hostname or ""
     )
 
@@ -81,4 +81,4 @@ def benchmark_accelerator(self, run_id: str) -> dict:
 @app.task(name="worker.tasks.retrain_if_due", **RETRY)
 def retrain_if_due() -> dict:
     """Beat, every RECS_CHECK_EVERY_S: start a retrain when enough time passed or enough events arrived."""
-    return services.retrain_if_due()
+    return training.retrain_if_due()

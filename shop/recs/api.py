@@ -8,7 +8,7 @@ from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from . import selectors, services
+from . import runs, selectors
 from .models import TaskRun
 
 
@@ -42,8 +42,8 @@ class _StartApi(APIView):
     @extend_schema(request=None, responses={202: _Started, 409: _Busy})
     def post(self, request):
         try:
-            run = services.task_run_start(kind=self.kind, trigger=f"api:{request.user.get_username()}")
-        except services.AlreadyRunning as e:
+            run = runs.task_run_start(kind=self.kind, trigger=f"api:{request.user.get_username()}")
+        except runs.AlreadyRunning as e:
             return Response(
                 {"detail": "already running", "task_id": str(e.run.id) if e.run else None},
                 status=status.HTTP_409_CONFLICT,

@@ -141,6 +141,30 @@ def promote_if_better(*, model_dir: Path, version: str, tolerance: float) -> Gat
     return GateOutcome(passed=decision.passed, reasons=list(decision.reasons))
 
 
+class RegistryRefused(RuntimeError):
+    """The registry would not switch: the artifact is missing or corrupt, or there is nothing to go back to."""
+
+
+def registry_promote(*, model_dir: Path, version: str) -> None:
+    """Point the registry at ``version`` (verified first)."""
+    from recommender.registry import ArtifactError, Registry
+
+    try:
+        Registry(model_dir).promote(version)
+    except (ArtifactError, FileNotFoundError) as e:
+        raise RegistryRefused(str(e)) from e
+
+
+def registry_rollback(*, model_dir: Path) -> str:
+    """Point the registry back at the previously active version that still verifies; return its id."""
+    from recommender.registry import ArtifactError, Registry
+
+    try:
+        return Registry(model_dir).rollback()
+    except (ArtifactError, FileNotFoundError) as e:
+        raise RegistryRefused(str(e)) from e
+
+
 # ------------------------------------------------------------------------------------------- serving
 
 
@@ -166,7 +190,7 @@ def load_ranker(*, model_dir: Path, version: str, snapshot: Path | None = None, 
 
     artifact = Registry(model_dir).load(version)
     if snapshot is None:
-        from .services import snapshot_latest
+        from .export import snapshot_latest
 
         snapshot = snapshot_latest()
         if snapshot is None:

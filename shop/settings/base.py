@@ -38,6 +38,8 @@ INSTALLED_APPS = [
     "shop.accounts",
     "shop.recs",
     "shop.experiments",
+    # the Celery app, loaded at start-up: the shop sends tasks by name through it, never importing them
+    "worker",
 ]
 
 MIDDLEWARE = [
@@ -157,6 +159,7 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "data_folder_in": str(_broker_dir / "out"),
         "data_folder_out": str(_broker_dir / "out"),
         "processed_folder": str(_broker_dir / "processed"),
+        "control_folder": str(_broker_dir / "control"),  # kombu's default is ./control in the working directory
         "store_processed": False,
     }
 

@@ -8,7 +8,7 @@ import uuid
 import pytest
 from django.urls import reverse
 
-from shop.recs import selectors, services
+from shop.recs import execution, export, runs, scoring, selectors, training
 from shop.recs.models import ModelVersion, Recommendation, ScoreSet, ServingPointer, TaskRun
 from tests.factories import UserFactory
 from tests.worker.conftest import build_shop
@@ -17,8 +17,8 @@ pytestmark = pytest.mark.django_db
 
 
 def _run_inline(kind: str, **params) -> TaskRun:
-    run = services.task_run_start(kind=kind, params=params, enqueue=False)
-    services.task_run_execute(run_id=run.id)
+    run = runs.task_run_start(kind=kind, params=params, enqueue=False)
+    execution.task_run_execute(run_id=run.id)
     run.refresh_from_db()
     return run
 
@@ -30,7 +30,7 @@ def test_export_writes_a_snapshot_the_recommender_reads(recs_dirs):
     run = _run_inline(TaskRun.Kind.EXPORT)
 
     assert run.state == "succeeded", run.error
-    snap = services.snapshot_latest()
+    snap = export.snapshot_latest()
     data = load_parquet(snap / "interactions.parquet", snap / "items.parquet")
     assert len(data.interactions) == shop.events == run.result["events"]
     assert len(data.items) == 20
@@ -46,7 +46,7 @@ def test_export_is_streamed_in_row_groups(recs_dirs):
     import pyarrow.parquet as pq
 
     shop = build_shop(visitors=10, products=20)
-    result = services.training_data_export(chunk_size=100)
+    result = export.training_data_export(chunk_size=100)
 
     meta = pq.ParquetFile(f"{result['path']}/interactions.parquet").metadata
     assert meta.num_rows == shop.events
@@ -64,7 +64,7 @@ def test_retrain_then_batch_score_serves_every_visitor(recs_dirs, django_capture
     # the promotion queued a batch score; run it here
     batch = TaskRun.objects.get(kind=TaskRun.Kind.BATCH_SCORE)
     assert retrain.result["batch_score_run"] == str(batch.id)
-    services.task_run_execute(run_id=batch.id)
+    execution.task_run_execute(run_id=batch.id)
     batch.refresh_from_db()
 
     assert batch.state == "succeeded", batch.error
@@ -99,14 +99,14 @@ def test_batch_score_rerun_after_a_crash_resumes_without_duplicates(recs_dirs, s
         return ranker
 
     monkeypatch.setattr(engine, "load_ranker", crashing_loader)
-    run = services.task_run_start(kind="batch_score", enqueue=False)
+    run = runs.task_run_start(kind="batch_score", enqueue=False)
     with pytest.raises(MemoryError):
-        services.recommendations_batch_score(run_id=run.id)
+        scoring.recommendations_batch_score(run_id=run.id)
     ss = ScoreSet.objects.get(run=run)
     assert ss.status == "building" and ss.visitors == 14  # two chunks committed
     assert ServingPointer.objects.filter(score_set=ss).count() == 0  # never served half-built
 
-    result = services.recommendations_batch_score(run_id=run.id)  # the redelivered task
+    result = scoring.recommendations_batch_score(run_id=run.id)  # the redelivered task
     ss.refresh_from_db()
     assert result["resumed"] is True
     assert ss.status == "complete" and ss.visitors == 30
@@ -115,15 +115,15 @@ def test_batch_score_rerun_after_a_crash_resumes_without_duplicates(recs_dirs, s
 
 
 def test_second_request_while_one_is_queued_is_already_running():
-    first = services.task_run_start(kind="retrain", enqueue=False)
-    with pytest.raises(services.AlreadyRunning) as e:
-        services.task_run_start(kind="retrain", enqueue=False)
+    first = runs.task_run_start(kind="retrain", enqueue=False)
+    with pytest.raises(runs.AlreadyRunning) as e:
+        runs.task_run_start(kind="retrain", enqueue=False)
     assert e.value.run == first
     # another kind is not blocked
-    services.task_run_start(kind="batch_score", enqueue=False)
+    runs.task_run_start(kind="batch_score", enqueue=False)
     # once finished, a new one may start
-    services.task_run_fail(run_id=first.id, error="x")
-    services.task_run_start(kind="retrain", enqueue=False)
+    runs.task_run_fail(run_id=first.id, error="x")
+    runs.task_run_start(kind="retrain", enqueue=False)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -133,12 +133,12 @@ def test_execution_lock_refuses_a_second_concurrent_execution(recs_dirs):
 
     from django.db import connection
 
-    run = services.task_run_start(kind="export", enqueue=False)
+    run = runs.task_run_start(kind="export", enqueue=False)
     held, release = threading.Event(), threading.Event()
 
     def other_process():
         try:
-            with services.run_lock("export") as got:
+            with runs.run_lock("export") as got:
                 assert got
                 held.set()
                 release.wait(30)
@@ -149,8 +149,8 @@ def test_execution_lock_refuses_a_second_concurrent_execution(recs_dirs):
     t.start()
     try:
         assert held.wait(30)
-        with pytest.raises(services.RunLocked):
-            services.task_run_execute(run_id=run.id)
+        with pytest.raises(runs.RunLocked):
+            execution.task_run_execute(run_id=run.id)
     finally:
         release.set()
         t.join()
@@ -160,22 +160,22 @@ def test_execution_lock_refuses_a_second_concurrent_execution(recs_dirs):
 
 def test_a_task_that_keeps_killing_its_worker_is_marked_failed(settings):
     settings.RECS_MAX_DELIVERIES = 3
-    run = services.task_run_start(kind="batch_score", enqueue=False)
+    run = runs.task_run_start(kind="batch_score", enqueue=False)
     for _ in range(3):  # three deliveries whose worker died (no finish, no retry)
-        assert services.task_run_begin(run_id=run.id) is not None
-    assert services.task_run_begin(run_id=run.id) is None
+        assert runs.task_run_begin(run_id=run.id) is not None
+    assert runs.task_run_begin(run_id=run.id) is None
     run.refresh_from_db()
     assert run.state == "failed" and "died 3 times" in run.error
     # a retry on purpose is not a lost delivery
-    run2 = services.task_run_start(kind="batch_score", enqueue=False)
+    run2 = runs.task_run_start(kind="batch_score", enqueue=False)
     for retries in range(5):
-        assert services.task_run_begin(run_id=run2.id, retries=retries) is not None
+        assert runs.task_run_begin(run_id=run2.id, retries=retries) is not None
 
 
 def test_duplicate_delivery_of_a_finished_run_does_nothing():
-    run = services.task_run_start(kind="export", enqueue=False)
-    services.task_run_fail(run_id=run.id, error="boom")
-    assert services.task_run_execute(run_id=run.id) == {"run_id": str(run.id), "skipped": True}
+    run = runs.task_run_start(kind="export", enqueue=False)
+    runs.task_run_fail(run_id=run.id, error="boom")
+    assert execution.task_run_execute(run_id=run.id) == {"run_id": str(run.id), "skipped": True}
 
 
 def test_logged_in_visitor_on_a_new_device_gets_their_accounts_list(recs_dirs, django_capture_on_commit_callbacks):
@@ -184,7 +184,7 @@ def test_logged_in_visitor_on_a_new_device_gets_their_accounts_list(recs_dirs, d
     shop = build_shop(visitors=10, products=60)
     with django_capture_on_commit_callbacks(execute=False):
         _run_inline(TaskRun.Kind.RETRAIN)
-    services.task_run_execute(run_id=TaskRun.objects.get(kind="batch_score").id)
+    execution.task_run_execute(run_id=TaskRun.objects.get(kind="batch_score").id)
     scored = Visitor.objects.filter(pk__in=shop.visitors, user__isnull=False).first()
     new_device = Visitor.objects.create(id=uuid.uuid4(), user=scored.user)
 
@@ -229,25 +229,25 @@ def test_beat_retrains_after_enough_new_events_or_enough_time(recs_dirs, setting
 
     from tests.factories import EventFactory
 
-    assert services.retrain_due() == (False, "no events yet")
+    assert training.retrain_due() == (False, "no events yet")
     build_shop(visitors=4, products=10)
-    assert services.retrain_due()[0] is True  # never trained
-    services.training_data_export()
-    assert services.retrain_due() == (False, "no new events since the latest snapshot")
+    assert training.retrain_due()[0] is True  # never trained
+    export.training_data_export()
+    assert training.retrain_due() == (False, "no new events since the latest snapshot")
 
     settings.RECS_RETRAIN_AFTER_EVENTS = 3
     settings.RECS_RETRAIN_EVERY_MINUTES = 60
-    last = services.task_run_start(kind="retrain", enqueue=False)
+    last = runs.task_run_start(kind="retrain", enqueue=False)
     TaskRun.objects.filter(pk=last.pk).update(state="succeeded", active_kind=None, finished_at=timezone.now())
     EventFactory.create_batch(2)
-    assert services.retrain_due()[0] is False  # 2 new events, retrained a moment ago
+    assert training.retrain_due()[0] is False  # 2 new events, retrained a moment ago
     EventFactory()
-    assert services.retrain_due() == (True, "3 new events")
+    assert training.retrain_due() == (True, "3 new events")
     settings.RECS_RETRAIN_AFTER_EVENTS = 100
     TaskRun.objects.filter(pk=last.pk).update(finished_at=timezone.now() - dt.timedelta(minutes=61))
-    assert services.retrain_due()[0] is True  # old enough
+    assert training.retrain_due()[0] is True  # old enough
 
-    first = services.retrain_if_due()  # (queued on commit; this test's transaction never commits)
+    first = training.retrain_if_due()  # (queued on commit; this test's transaction never commits)
     assert first["started"] is True
-    second = services.retrain_if_due()
+    second = training.retrain_if_due()
     assert second["started"] is False and "already" in second["reason"]

@@ -13,7 +13,7 @@ import pytest
 from django.db import connection
 from django.urls import reverse
 
-from shop.recs import selectors, services
+from shop.recs import runs, selectors
 from shop.recs.models import ModelVersion, Recommendation, ScoreSet, ServingPointer, TaskRun
 from tests.factories import UserFactory
 from tests.worker.conftest import build_shop, run_finished, wait_for
@@ -33,11 +33,11 @@ def _wait_done(run_id, worker, timeout=120.0) -> TaskRun:
 def test_events_to_rail_through_a_real_worker(celery_worker, client):
     shop = build_shop(visitors=24, products=70)
 
-    export = services.task_run_start(kind="export", trigger="test")
+    export = runs.task_run_start(kind="export", trigger="test")
     export = _wait_done(export.id, celery_worker)
     assert export.result["events"] == shop.events
 
-    retrain = services.task_run_start(kind="retrain", trigger="test")
+    retrain = runs.task_run_start(kind="retrain", trigger="test")
     retrain = _wait_done(retrain.id, celery_worker)
     assert retrain.result["promoted"] is True
     assert retrain.device.startswith(("cpu", "cuda")) and retrain.hostname
@@ -71,13 +71,13 @@ def test_events_to_rail_through_a_real_worker(celery_worker, client):
 @pytest.mark.parametrize("worker_extra_env", [{"RECS_SCORE_CHUNK": "4", "RECS_BATCH_THROTTLE_S": "0.4"}])
 def test_kill_9_during_batch_score_keeps_serving_then_completes_once(celery_worker):
     shop = build_shop(visitors=40, products=60)
-    retrain = _wait_done(services.task_run_start(kind="retrain").id, celery_worker)
+    retrain = _wait_done(runs.task_run_start(kind="retrain").id, celery_worker)
     first = _wait_done(retrain.result["batch_score_run"], celery_worker)
     served = ServingPointer.objects.get().score_set
     assert served.pk == first.result["score_set"]
     before = {vid: selectors.recommendations_for_visitor(visitor_id=vid, limit=8) for vid in shop.visitors}
 
-    run = services.task_run_start(kind="batch_score", trigger="test")
+    run = runs.task_run_start(kind="batch_score", trigger="test")
     wait_for(
         lambda: TaskRun.objects.filter(pk=run.id, percent__gt=0, percent__lt=60).exists(),
         timeout=90,

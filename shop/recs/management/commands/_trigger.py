@@ -7,7 +7,7 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
-from shop.recs import selectors, services
+from shop.recs import execution, runs, selectors
 
 
 class TriggerCommand(BaseCommand):
@@ -24,8 +24,8 @@ class TriggerCommand(BaseCommand):
 
     def handle(self, *args, wait: bool, timeout: float, inline: bool, **options):
         try:
-            run = services.task_run_start(kind=self.kind, trigger="manage.py", enqueue=not inline)
-        except services.AlreadyRunning as e:
+            run = runs.task_run_start(kind=self.kind, trigger="manage.py", enqueue=not inline)
+        except runs.AlreadyRunning as e:
             self.stdout.write(self.style.WARNING(f"already running: {self.kind} {e.run.id if e.run else ''}".strip()))
             if not wait or e.run is None:
                 return
@@ -36,7 +36,7 @@ class TriggerCommand(BaseCommand):
             )
         if inline:
             try:
-                services.task_run_execute(run_id=run.id)
+                execution.task_run_execute(run_id=run.id)
             except Exception as exc:
                 raise CommandError(f"{self.kind} failed: {exc}") from exc
             wait = True

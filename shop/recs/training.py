@@ -1,0 +1,130 @@
+"""Retraining: export what is new, train, register the version, apply the champion/challenger gate, promote.
+
+Also beat's question "retrain now?" (:func:`retrain_due`) and its answer (:func:`retrain_if_due`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from shop.events.models import Event
+
+from .export import snapshot_latest, snapshot_manifest, training_data_export
+from .models import ModelVersion, TaskRun
+from .runs import AlreadyRunning, task_run_progress, task_run_start
+
+Kind = TaskRun.Kind
+State = TaskRun.State
+
+
+def model_retrain(*, run_id: uuid.UUID | str) -> dict:
+    """Export if events arrived since the latest snapshot, train on it, register the version, apply the
+    champion/challenger gate, and on promotion queue a batch score (sent once this commits)."""
+    from . import engine
+
+    run = TaskRun.objects.get(pk=run_id)
+    snap = snapshot_latest()
+    newest_event = Event.objects.order_by("-id").values_list("id", flat=True).first() or 0
+    if run.params.get("export", True) and (snap is None or snapshot_manifest(snap)["max_event_id"] < newest_event):
+        task_run_progress(run_id=run_id, stage="exporting events", percent=1)
+        exported = training_data_export(chunk_size=None)
+        snap = Path(exported["path"])
+    if snap is None:
+        raise RuntimeError("no events to train on: the snapshot would be empty")
+    manifest = snapshot_manifest(snap)
+    if manifest["events"] == 0:
+        raise RuntimeError("no events to train on: the latest snapshot is empty")
+
+    def on_progress(stage: str, fraction: float) -> None:
+        task_run_progress(run_id=run_id, stage=stage, percent=10 + 80 * fraction)
+
+    task_run_progress(run_id=run_id, stage="training", percent=10)
+    trained = engine.train_and_register(
+        snapshot=snap, model_dir=Path(settings.MODEL_DIR), overrides=settings.RECS_TRAIN_CONFIG, progress=on_progress
+    )
+    task_run_progress(run_id=run_id, stage="gate", percent=92)
+    decision = engine.promote_if_better(
+        model_dir=Path(settings.MODEL_DIR), version=trained.version, tolerance=settings.RECS_GATE_TOLERANCE
+    )
+    with transaction.atomic():
+        mv = ModelVersion.objects.create(
+            version=trained.version,
+            metrics=trained.metrics,
+            gate_reasons=decision.reasons,
+            training_seconds=trained.seconds,
+            examples=trained.examples,
+            snapshot=snap.name,
+            device=TaskRun.objects.values_list("device", flat=True).get(pk=run_id),
+            status=ModelVersion.Status.REJECTED if not decision.passed else ModelVersion.Status.CANDIDATE,
+            run_id=run_id,
+        )
+        batch_run = None
+        if decision.passed:
+            model_version_activate(version=mv)
+            try:
+                # queued when this transaction commits (apply_async_on_commit), so it sees the new version
+                batch_run = task_run_start(kind=Kind.BATCH_SCORE, trigger=f"promotion {mv.version}")
+            except AlreadyRunning:
+                # the running batch score notices at its end that the champion changed and starts another
+                batch_run = None
+    return {
+        "batch_score_run": str(batch_run.id) if batch_run else None,
+        "version": mv.version,
+        "promoted": decision.passed,
+        "reasons": decision.reasons,
+        "metrics": trained.metrics,
+        "training_seconds": round(trained.seconds, 3),
+        "examples": trained.examples,
+        "snapshot": snap.name,
+    }
+
+
+@transaction.atomic
+def model_version_activate(*, version: ModelVersion) -> ModelVersion:
+    """Make ``version`` the one active row (the partial unique constraint allows only one)."""
+    ModelVersion.objects.filter(is_active=True).exclude(pk=version.pk).update(
+        is_active=False, status=ModelVersion.Status.RETIRED
+    )
+    version.is_active = True
+    version.status = ModelVersion.Status.ACTIVE
+    version.save(update_fields=["is_active", "status"])
+    return version
+
+
+def retrain_due() -> tuple[bool, str]:
+    """Beat's question: retrain now? Yes after RECS_RETRAIN_EVERY_MINUTES since the last retrain or after
+    RECS_RETRAIN_AFTER_EVENTS new events since the latest snapshot, whichever comes first."""
+    newest = Event.objects.order_by("-id").values_list("id", flat=True).first()
+    if newest is None:
+        return False, "no events yet"
+    snap = snapshot_latest()
+    exported_to = snapshot_manifest(snap)["max_event_id"] if snap else 0
+    new_events = Event.objects.filter(id__gt=exported_to).count()
+    if new_events == 0:
+        return False, "no new events since the latest snapshot"
+    if new_events >= settings.RECS_RETRAIN_AFTER_EVENTS:
+        return True, f"{new_events} new events"
+    last = TaskRun.objects.filter(kind=Kind.RETRAIN, state=State.SUCCEEDED).order_by("-finished_at").first()
+    if last is None:
+        return True, "never trained"
+    age = timezone.now() - last.finished_at
+    if age >= dt.timedelta(minutes=settings.RECS_RETRAIN_EVERY_MINUTES):
+        return True, f"last retrain {age} ago"
+    return False, f"{new_events} new events, last retrain {age} ago"
+
+
+def retrain_if_due() -> dict:
+    due, why = retrain_due()
+    if not due:
+        return {"started": False, "reason": why}
+    try:
+        run = task_run_start(kind=Kind.RETRAIN, trigger="schedule")
+    except AlreadyRunning as e:
+        return {"started": False, "reason": str(e)}
+    return {"started": True, "reason": why, "run_id": str(run.id)}
