@@ -1,0 +1,274 @@
+"""Experiment statistics: pure functions over sufficient statistics (no database, no Django).
+
+Every metric is a mean over *visitors* (the unit of randomisation):
+- a mean metric (conversion: purchased 0/1; revenue per visitor; add-to-cart 0/1) is summarised by
+  ``MeanStat`` (n, sum, sum of squares);
+- a ratio metric (rail CTR = clicks / impressions, both summed per visitor) by ``RatioStat``; its
+  variance comes from the delta method, which accounts for clicks of one visitor being correlated.
+
+``compare`` gives the relative lift of an arm over the control, mu_arm / mu_control - 1, with a
+delta-method 95% CI (the ratio of two independent means), its two-sided p-value, an always-valid
+confidence sequence (asymptotic normal mixture, Waudby-Smith et al. 2023, parametrised like
+GrowthBook: tuning N, rho from alpha and N) and the visitors per arm a fixed-horizon test needs to
+detect the observed effect. ``srm`` checks the visitors per arm against the configured weights.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from scipy import stats as _scipy_stats
+
+ALPHA = 0.05
+POWER = 0.8
+SRM_ALPHA = 0.001  # GrowthBook, Eppo and Statsig warn below this p-value
+SEQUENTIAL_TUNING = 5000  # GrowthBook's default N: the confidence sequence is tightest near N total visitors
+
+
+@dataclass(frozen=True, slots=True)
+class MeanStat:
+    """Per-visitor values x_i summarised: n visitors, sum x_i, sum x_i^2."""
+
+    n: int
+    sum: float
+    sum_squares: float
+
+    @classmethod
+    def from_values(cls, values) -> MeanStat:
+        values = [float(v) for v in values]
+        return cls(n=len(values), sum=sum(values), sum_squares=sum(v * v for v in values))
+
+    @property
+    def value(self) -> float:
+        return self.sum / self.n if self.n else 0.0
+
+    @property
+    def unit_variance(self) -> float:
+        """Sample variance of one visitor's value (n - 1 denominator)."""
+        if self.n < 2:
+            return 0.0
+        return max(0.0, (self.sum_squares - self.sum * self.sum / self.n) / (self.n - 1))
+
+    @property
+    def variance(self) -> float:
+        """Variance of the estimate ``value``."""
+        return self.unit_variance / self.n if self.n else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class RatioStat:
+    """sum y_i / sum z_i over visitors (e.g. clicks / impressions), with the cross sum for the delta method."""
+
+    n: int
+    num: MeanStat
+    den: MeanStat
+    sum_products: float
+
+    @classmethod
+    def from_pairs(cls, pairs) -> RatioStat:
+        pairs = [(float(a), float(b)) for a, b in pairs]
+        return cls(
+            n=len(pairs),
+            num=MeanStat.from_values(a for a, _ in pairs),
+            den=MeanStat.from_values(b for _, b in pairs),
+            sum_products=sum(a * b for a, b in pairs),
+        )
+
+    @property
+    def value(self) -> float:
+        return self.num.sum / self.den.sum if self.den.sum else 0.0
+
+    @property
+    def variance(self) -> float:
+        """Delta method: Var(Ybar/Zbar) ~ (s_y^2 - 2 R s_yz + R^2 s_z^2) / (n Zbar^2)."""
+        if self.n < 2 or self.den.sum == 0:
+            return 0.0
+        mean_den = self.den.value
+        cov = (self.sum_products - self.num.sum * self.den.sum / self.n) / (self.n - 1)
+        r = self.value
+        var = self.num.unit_variance - 2 * r * cov + r * r * self.den.unit_variance
+        return max(0.0, var / (self.n * mean_den * mean_den))
+
+    @property
+    def unit_variance(self) -> float:
+        return self.variance * self.n
+
+
+Stat = MeanStat | RatioStat
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """An arm against the control on one metric. Fields are None where the data cannot say (no visitors,
+    a control value of zero, no variance yet)."""
+
+    control_value: float
+    arm_value: float
+    control_n: int
+    arm_n: int
+    lift: float | None  # relative: arm / control - 1
+    ci_low: float | None
+    ci_high: float | None
+    p_value: float | None
+    seq_ci_low: float | None
+    seq_ci_high: float | None
+    visitors_per_arm_needed: int | None  # fixed-horizon sample size per arm for the observed effect
+
+    @property
+    def significant(self) -> bool:
+        return self.ci_low is not None and (self.ci_low > 0 or self.ci_high < 0)
+
+    @property
+    def sequentially_significant(self) -> bool:
+        return self.seq_ci_low is not None and (self.seq_ci_low > 0 or self.seq_ci_high < 0)
+
+    @property
+    def more_visitors_per_arm(self) -> int | None:
+        """About this many more visitors per arm before a fixed-horizon test would detect this effect."""
+        if self.visitors_per_arm_needed is None:
+            return None
+        return max(0, self.visitors_per_arm_needed - min(self.control_n, self.arm_n))
+
+
+def z_critical(alpha: float = ALPHA) -> float:
+    return float(_scipy_stats.norm.ppf(1 - alpha / 2))
+
+
+def relative_lift(*, control: Stat, arm: Stat) -> tuple[float, float] | None:
+    """(lift, variance of lift) by the delta method for the ratio of two independent means."""
+    mu_c, mu_a = control.value, arm.value
+    if control.n == 0 or arm.n == 0 or mu_c == 0:
+        return None
+    lift = mu_a / mu_c - 1
+    variance = arm.variance / mu_c**2 + mu_a**2 * control.variance / mu_c**4
+    return lift, variance
+
+
+def sequential_rho(*, alpha: float = ALPHA, tuning: float = SEQUENTIAL_TUNING) -> float:
+    """Mixing parameter of the normal-mixture confidence sequence that is tightest near ``tuning`` samples."""
+    if not 0 < alpha < 1 or tuning <= 0:
+        raise ValueError("alpha must lie in (0, 1) and tuning be positive")
+    log_alpha = math.log(alpha)
+    return math.sqrt((-2 * log_alpha + math.log(-2 * log_alpha + 1)) / tuning)
+
+
+def sequential_halfwidth(
+    *, unit_variance: float, n: int, alpha: float = ALPHA, tuning: float = SEQUENTIAL_TUNING
+) -> float:
+    """Half-width of the two-sided asymptotic confidence sequence after n observations.
+
+    ``unit_variance`` is per observation: for a two-sample estimate with variance SE^2 over
+    n = n_arm + n_control visitors pass SE^2 * n.
+    """
+    if n < 1 or unit_variance <= 0:
+        raise ValueError("need n >= 1 and a positive variance")
+    rho = sequential_rho(alpha=alpha, tuning=tuning)
+    n_rho2_1 = n * rho * rho + 1
+    return math.sqrt(unit_variance) * math.sqrt(2 * n_rho2_1 * math.log(math.sqrt(n_rho2_1) / alpha) / (n * rho) ** 2)
+
+
+def sample_size_per_arm(
+    *, control_unit_variance: float, arm_unit_variance: float, delta: float, alpha: float = ALPHA, power: float = POWER
+) -> int | None:
+    """Visitors per arm for a two-sided z-test at ``alpha`` to detect an absolute difference ``delta``
+    with probability ``power``: (z_{1-a/2} + z_power)^2 (s_c^2 + s_a^2) / delta^2."""
+    if delta == 0 or control_unit_variance + arm_unit_variance <= 0:
+        return None
+    z = z_critical(alpha) + float(_scipy_stats.norm.ppf(power))
+    return math.ceil(z * z * (control_unit_variance + arm_unit_variance) / (delta * delta))
+
+
+def compare(
+    *, control: Stat, arm: Stat, alpha: float = ALPHA, tuning: float = SEQUENTIAL_TUNING, power: float = POWER
+) -> Comparison:
+    base = {"control_value": control.value, "arm_value": arm.value, "control_n": control.n, "arm_n": arm.n}
+    empty = dict.fromkeys(("lift", "ci_low", "ci_high", "p_value", "seq_ci_low", "seq_ci_high"))
+    needed = sample_size_per_arm(
+        control_unit_variance=control.unit_variance,
+        arm_unit_variance=arm.unit_variance,
+        delta=arm.value - control.value,
+        alpha=alpha,
+        power=power,
+    )
+    result = relative_lift(control=control, arm=arm)
+    if result is None:
+        return Comparison(**base, **empty, visitors_per_arm_needed=needed)
+    lift, variance = result
+    if variance <= 0:
+        return Comparison(**base, **{**empty, "lift": lift}, visitors_per_arm_needed=needed)
+    se = math.sqrt(variance)
+    z = z_critical(alpha)
+    n = control.n + arm.n
+    half_seq = sequential_halfwidth(unit_variance=variance * n, n=n, alpha=alpha, tuning=tuning)
+    return Comparison(
+        **base,
+        lift=lift,
+        ci_low=lift - z * se,
+        ci_high=lift + z * se,
+        p_value=float(2 * _scipy_stats.norm.sf(abs(lift) / se)),
+        seq_ci_low=lift - half_seq,
+        seq_ci_high=lift + half_seq,
+        visitors_per_arm_needed=needed,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SrmResult:
+    observed: dict[str, int]
+    expected: dict[str, float]
+    chi2: float
+    p_value: float
+    threshold: float = SRM_ALPHA
+
+    @property
+    def mismatch(self) -> bool:
+        return self.p_value < self.threshold
+
+
+def srm(*, visitors: Mapping[str, int], weights: Mapping[str, float], threshold: float = SRM_ALPHA) -> SrmResult:
+    """Pearson chi-square of visitors per arm against the configured weights (arms with weight > 0)."""
+    arms = [k for k, w in weights.items() if w > 0]
+    observed = {k: int(visitors.get(k, 0)) for k in arms}
+    total = sum(observed.values())
+    weight_sum = sum(weights[k] for k in arms)
+    expected = {k: total * weights[k] / weight_sum for k in arms}
+    if total == 0 or len(arms) < 2:
+        return SrmResult(observed=observed, expected=expected, chi2=0.0, p_value=1.0, threshold=threshold)
+    chi2 = sum((observed[k] - expected[k]) ** 2 / expected[k] for k in arms)
+    p = float(_scipy_stats.chi2.sf(chi2, df=len(arms) - 1))
+    return SrmResult(observed=observed, expected=expected, chi2=chi2, p_value=p, threshold=threshold)
+
+
+def _pct(x: float) -> str:
+    return f"{x * 100:+.1f}%"
+
+
+def verdict(*, arm: str, control: str, metric: str, comparison: Comparison, srm_result: SrmResult | None) -> str:
+    """One sentence a merchant can act on."""
+    if srm_result is not None and srm_result.mismatch:
+        return (
+            f"Do not trust these numbers: visitors per arm do not match the configured split "
+            f"(sample-ratio mismatch, p = {srm_result.p_value:.2g})."
+        )
+    c = comparison
+    if c.arm_n == 0 or c.control_n == 0:
+        return f"No visitors in {arm if c.arm_n == 0 else control} yet."
+    if c.lift is None:
+        return f"{metric}: the control {control} has no {metric} yet, so no lift can be computed."
+    if c.ci_low is None:
+        return f"{metric}: {arm} {_pct(c.lift)} against {control}; too little variation to judge yet."
+    span = f"{_pct(c.lift)} (95% CI {_pct(c.ci_low)} to {_pct(c.ci_high)})"
+    if c.sequentially_significant:
+        word = "beats" if c.lift > 0 else "loses to"
+        return f"{metric}: {arm} {word} {control} by {span}; this holds however often you look."
+    if c.significant:
+        word = "ahead of" if c.lift > 0 else "behind"
+        return (
+            f"{metric}: {arm} is {word} {control} by {span} at a single look (p = {c.p_value:.3f}); "
+            f"the always-valid interval ({_pct(c.seq_ci_low)} to {_pct(c.seq_ci_high)}) does not confirm it yet."
+        )
+    more = c.more_visitors_per_arm
+    tail = f"; about {more:,} more visitors per arm would detect an effect this size" if more else ""
+    return f"{metric}: no clear difference between {arm} and {control}, {span}{tail}."

@@ -1,0 +1,171 @@
+"""Experiment statistics against hand-computed values and scipy (no database)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from shop.experiments.stats import (
+    MeanStat,
+    RatioStat,
+    compare,
+    relative_lift,
+    sample_size_per_arm,
+    sequential_halfwidth,
+    sequential_rho,
+    srm,
+    verdict,
+)
+
+
+def _binary(successes: int, n: int) -> MeanStat:
+    return MeanStat(n=n, sum=successes, sum_squares=successes)
+
+
+def test_mean_stat_matches_numpy():
+    rng = np.random.default_rng(0)
+    x = rng.gamma(2.0, 10.0, size=500) * (rng.random(500) < 0.2)
+    s = MeanStat.from_values(x)
+    assert s.value == pytest.approx(x.mean())
+    assert s.unit_variance == pytest.approx(x.var(ddof=1))
+    assert s.variance == pytest.approx(x.var(ddof=1) / 500)
+
+
+def test_conversion_lift_ci_and_p_value_by_hand():
+    # control 100/1000 = 10%, arm 130/1000 = 13%: lift +30%
+    # Var(lift) = Var(p_a)/p_c^2 + p_a^2 Var(p_c)/p_c^4 with Var(p) = p(1-p)/(n-1) = 0.0265465 -> se 0.162931
+    c = compare(control=_binary(100, 1000), arm=_binary(130, 1000))
+    assert c.lift == pytest.approx(0.30)
+    assert c.ci_low == pytest.approx(-0.019339, abs=1e-5)
+    assert c.ci_high == pytest.approx(0.619339, abs=1e-5)
+    assert c.p_value == pytest.approx(0.065582, abs=1e-5)
+    assert not c.significant
+    # the always-valid interval is wider than the fixed one
+    assert c.seq_ci_low < c.ci_low and c.seq_ci_high > c.ci_high
+
+
+def test_large_effect_is_significant_and_p_value_agrees_with_the_ci():
+    c = compare(control=_binary(200, 4000), arm=_binary(300, 4000))
+    assert c.significant and c.p_value < 0.05 and c.ci_low > 0
+    assert c.sequentially_significant  # +50% on 8000 visitors survives any number of looks
+    # a CI that excludes 0 exactly when p < 0.05
+    for succ in range(180, 260, 5):
+        d = compare(control=_binary(200, 4000), arm=_binary(succ, 4000))
+        assert d.significant == (d.p_value < 0.05)
+
+
+def test_ratio_delta_method_reduces_to_a_mean_when_denominators_are_one():
+    rng = np.random.default_rng(1)
+    y = (rng.random(300) < 0.3).astype(float)
+    r = RatioStat.from_pairs(zip(y, np.ones(300), strict=True))
+    m = MeanStat.from_values(y)
+    assert r.value == pytest.approx(m.value)
+    assert r.variance == pytest.approx(m.variance)
+
+
+def test_ratio_delta_method_by_hand():
+    # clicks/impressions per visitor: (1,4) (0,2) (2,5) (1,3)
+    r = RatioStat.from_pairs([(1, 4), (0, 2), (2, 5), (1, 3)])
+    assert r.value == pytest.approx(4 / 14)
+    # s_y^2 = 2/3, s_z^2 = 5/3, s_yz = 1, ratio R = 2/7, zbar = 3.5
+    expected = (2 / 3 - 2 * (2 / 7) * 1 + (2 / 7) ** 2 * (5 / 3)) / (4 * 3.5**2)
+    assert r.variance == pytest.approx(expected)
+
+
+def test_ratio_delta_method_matches_the_spread_of_simulated_ctrs():
+    rng = np.random.default_rng(2)
+    ratios, variances = [], []
+    for _ in range(400):
+        imps = rng.poisson(6, size=400) + 1
+        visitor_ctr = rng.beta(2, 18, size=400)  # visitors differ: clicks are clustered within a visitor
+        clicks = rng.binomial(imps, visitor_ctr)
+        r = RatioStat.from_pairs(zip(clicks, imps, strict=True))
+        ratios.append(r.value)
+        variances.append(r.variance)
+    assert np.var(ratios, ddof=1) == pytest.approx(np.mean(variances), rel=0.2)
+
+
+def test_relative_lift_undefined_without_a_control_value():
+    assert relative_lift(control=_binary(0, 100), arm=_binary(5, 100)) is None
+    c = compare(control=_binary(0, 100), arm=_binary(5, 100))
+    assert c.lift is None and c.ci_low is None and c.p_value is None
+    assert compare(control=_binary(0, 0), arm=_binary(0, 0)).lift is None
+
+
+def test_sequential_rho_and_halfwidth_by_hand():
+    # rho = sqrt((-2 ln a + ln(-2 ln a + 1)) / N), a = 0.05, N = 5000
+    assert sequential_rho(alpha=0.05, tuning=5000) == pytest.approx(0.0398401, abs=1e-6)
+    hw = sequential_halfwidth(unit_variance=0.0265465 * 2000, n=2000, alpha=0.05, tuning=5000)
+    assert hw == pytest.approx(0.508961, abs=1e-4)
+    with pytest.raises(ValueError):
+        sequential_halfwidth(unit_variance=0.0, n=10)
+
+
+def test_sequential_interval_is_wider_than_fixed_at_every_n():
+    z = sps.norm.ppf(0.975)
+    for n in (10, 100, 1000, 5000, 50_000, 1_000_000):
+        assert sequential_halfwidth(unit_variance=1.0, n=n) > z / math.sqrt(n)
+
+
+def test_peeking_inflates_the_fixed_ci_but_not_the_confidence_sequence():
+    """A/A tests looked at 20 times each: how often does any look show a 'significant' lift?"""
+    rng = np.random.default_rng(3)
+    experiments, looks, per_look, p = 300, 20, 150, 0.1
+    fixed_hits = seq_hits = 0
+    for _ in range(experiments):
+        a = rng.random((looks, per_look)) < p
+        b = rng.random((looks, per_look)) < p
+        ca, cb = np.cumsum(a.sum(axis=1)), np.cumsum(b.sum(axis=1))
+        fixed_any = seq_any = False
+        for k in range(looks):
+            n = (k + 1) * per_look
+            comp = compare(control=_binary(int(ca[k]), n), arm=_binary(int(cb[k]), n), tuning=3000)
+            fixed_any |= comp.significant
+            seq_any |= comp.sequentially_significant
+        fixed_hits += fixed_any
+        seq_hits += seq_any
+    assert fixed_hits / experiments > 0.12  # peeking at a fixed 95% CI: far above 5%
+    assert seq_hits / experiments <= 0.06
+
+
+def test_sample_size_by_hand():
+    # p 10% -> 12%: (1.95996 + 0.84162)^2 (0.09 + 0.1056) / 0.02^2 = 3838.1 -> 3839
+    assert sample_size_per_arm(control_unit_variance=0.09, arm_unit_variance=0.1056, delta=0.02) == 3839
+    assert sample_size_per_arm(control_unit_variance=0.09, arm_unit_variance=0.09, delta=0.0) is None
+    c = compare(control=_binary(100, 1000), arm=_binary(120, 1000))
+    assert c.more_visitors_per_arm == c.visitors_per_arm_needed - 1000 > 2000
+
+
+def test_srm_matches_scipy_and_warns_only_below_the_threshold():
+    observed = {"popularity": 1000, "heuristic": 1030, "dlrm": 950}
+    result = srm(visitors=observed, weights={"popularity": 1, "heuristic": 1, "dlrm": 1})
+    ref = sps.chisquare([1000, 1030, 950])
+    assert result.chi2 == pytest.approx(ref.statistic)
+    assert result.p_value == pytest.approx(ref.pvalue)
+    assert not result.mismatch
+
+    skewed = srm(
+        visitors={"popularity": 1000, "heuristic": 1000, "dlrm": 800},
+        weights={"popularity": 1, "heuristic": 1, "dlrm": 1},
+    )
+    assert skewed.p_value < 0.001 and skewed.mismatch
+
+    weighted = srm(visitors={"a": 200, "b": 800}, weights={"a": 1, "b": 4, "paused": 0})
+    assert weighted.expected == {"a": 200.0, "b": 800.0} and weighted.p_value == pytest.approx(1.0)
+    assert srm(visitors={}, weights={"a": 1, "b": 1}).p_value == 1.0
+
+
+def test_verdicts_say_what_the_numbers_say():
+    srm_ok = srm(visitors={"popularity": 4000, "dlrm": 4000}, weights={"popularity": 1, "dlrm": 1})
+    win = compare(control=_binary(200, 4000), arm=_binary(300, 4000))
+    text = verdict(arm="dlrm", control="popularity", metric="conversion", comparison=win, srm_result=srm_ok)
+    assert "beats popularity" in text and "+50.0%" in text
+    unclear = compare(control=_binary(100, 1000), arm=_binary(104, 1000))
+    text = verdict(arm="dlrm", control="popularity", metric="conversion", comparison=unclear, srm_result=srm_ok)
+    assert "no clear difference" in text and "more visitors per arm" in text
+    bad = srm(visitors={"popularity": 1000, "dlrm": 700}, weights={"popularity": 1, "dlrm": 1})
+    text = verdict(arm="dlrm", control="popularity", metric="conversion", comparison=win, srm_result=bad)
+    assert text.startswith("Do not trust")
