@@ -12,6 +12,7 @@ timestamp, and the same index answers the serving-time queries, so training and 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -332,6 +333,29 @@ def _attributes(items: ItemTable, item_ids: np.ndarray) -> dict[str, np.ndarray]
     return {k: v[codes] for k, v in items.attributes(np.asarray(uniq, dtype=str)).items()}
 
 
+def _event_type_codes(event_type: np.ndarray) -> np.ndarray:
+    """Event type names -> int8 positions in :data:`EVENT_TYPES`."""
+    return _indexer(pd.Index(EVENT_TYPES), np.asarray(event_type, dtype=str)).astype(np.int8)
+
+
+@dataclass(frozen=True)
+class UserHistory:
+    """One user's history events before a time, oldest first (the snapshot's plus fresh ones).
+
+    item_id (h,) str, timestamp (h,) int64, category (h,) int32 (:meth:`HistoryIndex.category_codes`),
+    event_type (h,) int8 (position in :data:`EVENT_TYPES`), rows (h,) int64 (catalogue rows).
+    """
+
+    item_id: np.ndarray
+    timestamp: np.ndarray
+    category: np.ndarray
+    event_type: np.ndarray
+    rows: np.ndarray  # (h,) int64 catalogue row of each item, -1 when not in the catalogue
+
+    def __len__(self) -> int:
+        return len(self.item_id)
+
+
 class HistoryIndex:
     """Answers past-only questions about users and items at any time t (strictly before t).
 
@@ -350,6 +374,7 @@ class HistoryIndex:
     ):
         keep = np.isin(interactions.event_type, list(history_types))
         ev = interactions.take(np.flatnonzero(keep))
+        self.history_types = tuple(history_types)
         self.items = items
         self.recent_k = recent_items
         self.trend_window_s = trend_window_s
@@ -370,7 +395,67 @@ class HistoryIndex:
         self._n_items, self._n_cat = n_items, n_cat
         # the user's events in (user, time) order: the recent-items bag is a slice of this array
         self.history_items: np.ndarray = ev.item_id[self._users.order]
+        # ... and, in the same order, what a live request needs to rebuild one user's statistics from that
+        # user's slice alone (never touching arrays as long as the log): time, category code, event type code
+        self.history_times: np.ndarray = self._users.times
+        self.history_category: np.ndarray = np.where(c >= 0, c, n_cat - 1).astype(np.int32)[self._users.order]
+        self.history_type: np.ndarray = _event_type_codes(ev.event_type)[self._users.order]
         self.num_events = len(ev)
+
+    def category_codes(self, item_ids: np.ndarray) -> np.ndarray:
+        """The category code :meth:`query` counts ``user_category_count`` under, for each item id."""
+        c = self.category_index.get_indexer(_attributes(self.items, _str_array(item_ids))["category"])
+        return np.where(c >= 0, c, self._n_cat - 1).astype(np.int32)
+
+    def user_slice(self, user_id: str, timestamp: int) -> tuple[int, int]:
+        """[start, end) of ``user_id``'s events strictly before ``timestamp`` in the ``history_*`` arrays
+        (two binary searches: O(log N), no allocation proportional to the log)."""
+        u = self.user_index.get_indexer(np.array([user_id]))
+        start, end = self._users.bounds(u.astype(np.int64), np.array([timestamp], np.int64))
+        return int(start[0]), int(end[0])
+
+    def user_history(self, user_id: str, timestamp: int, fresh: Interactions | None = None) -> UserHistory:
+        """One user's history events strictly before ``timestamp``, oldest first, as a :class:`UserHistory`;
+        ``fresh``: that user's events since the snapshot (all rows are taken as this user's; types outside the
+        index's history types and rows at or after ``timestamp`` are ignored; a row identical to a snapshot
+        row (item, time, type) is counted once). Cost: this user's events, not the log."""
+        s, e = self.user_slice(user_id, timestamp)
+        items = self.history_items[s:e]
+        times = self.history_times[s:e]
+        cats = self.history_category[s:e]
+        types = self.history_type[s:e]
+        rows = self.history_rows[s:e]
+        if fresh is not None and len(fresh):
+            keep = np.isin(fresh.event_type, self.history_types) & (fresh.timestamp < timestamp)
+            if keep.any():
+                f_items = fresh.item_id[keep]
+                f_times = fresh.timestamp[keep]
+                f_types = _event_type_codes(fresh.event_type[keep])
+                if e > s:  # drop rows the snapshot already holds (a fresh window that overlaps it)
+                    seen = set(zip(items.tolist(), times.tolist(), types.tolist(), strict=True))
+                    new = np.array(
+                        [
+                            (i, t, y) not in seen
+                            for i, t, y in zip(f_items.tolist(), f_times.tolist(), f_types.tolist(), strict=True)
+                        ],
+                        dtype=bool,
+                    )
+                    f_items, f_times, f_types = f_items[new], f_times[new], f_types[new]
+                if len(f_items):
+                    items = np.concatenate([items, f_items])
+                    times = np.concatenate([times, f_times])
+                    cats = np.concatenate([cats, self.category_codes(f_items)])
+                    types = np.concatenate([types, f_types])
+                    rows = np.concatenate([rows, self.items.lookup(f_items).astype(np.int64)])
+                    order = np.argsort(times, kind="stable")  # snapshot rows first among equal times
+                    items, times, cats, types, rows = items[order], times[order], cats[order], types[order], rows[order]
+        return UserHistory(item_id=items, timestamp=times, category=cats, event_type=types, rows=rows)
+
+    @functools.cached_property
+    def history_rows(self) -> np.ndarray:
+        """Catalogue row of every ``history_items`` entry (-1 when not in the catalogue); computed on first use
+        (serving builds it once, training never needs it)."""
+        return _indexer(self.items._index, self.history_items)
 
     def query(self, user_id: np.ndarray, item_id: np.ndarray, timestamp: np.ndarray) -> dict[str, np.ndarray]:
         """Past-only statistics for each (user, item, t) row; all arrays have the query's length.
@@ -803,3 +888,57 @@ def _append(rows: dict[str, list], base: dict, kind: str, ts: int) -> None:
         rows[k].append(v)
     rows["event_type"].append(kind)
     rows["timestamp"].append(ts)
+
+
+def synthetic_event_log(
+    n_events: int,
+    *,
+    n_items: int = 5_000,
+    events_per_user: int = 50,
+    n_categories: int = 200,
+    days: int = 90,
+    seed: int = 0,
+) -> ShopData:
+    """A large shop-shaped log built without Python loops (millions of events in seconds), for
+    benchmarks whose cost must not depend on what is in the log, only on its size.
+
+    Users (``n_events // events_per_user`` of them, activity skewed: a few heavy, many light) mostly view
+    and click items of one favourite category; 70% views, 15% clicks, 9% add to cart, 6% purchases;
+    timestamps uniform over ``days`` days; devices desktop / mobile / tablet.
+    """
+    rng = np.random.default_rng(seed)
+    n_users = max(1, n_events // events_per_user)
+    item_cat = rng.integers(0, n_categories, n_items)
+    items = ItemTable(
+        item_id=np.array([f"p{j}" for j in range(n_items)]),
+        category=np.array([f"c{c}" for c in range(n_categories)])[item_cat],
+        brand=np.array([f"b{b}" for b in range(300)])[rng.integers(0, 300, n_items)],
+        price=np.round(rng.lognormal(3.0, 0.8, n_items), 2),
+        created=np.full(n_items, 1_700_000_000 - 120 * DAY, dtype=np.int64),
+        in_stock=rng.random(n_items) > 0.03,
+    )
+    activity = rng.pareto(1.5, n_users) + 1.0
+    user = rng.choice(n_users, size=n_events, p=activity / activity.sum())
+    fav = rng.integers(0, n_categories, n_users)
+    by_cat = np.argsort(item_cat, kind="stable")
+    cat_start = np.searchsorted(item_cat[by_cat], np.arange(n_categories + 1))
+    c = fav[user]
+    size = np.maximum(cat_start[c + 1] - cat_start[c], 1)
+    in_fav = by_cat[np.minimum(cat_start[c] + (rng.random(n_events) * size).astype(np.int64), n_items - 1)]
+    item = np.where(rng.random(n_events) < 0.7, in_fav, rng.integers(0, n_items, n_events))
+    kind = np.array(["view", "click", "add_to_cart", "purchase"])[
+        np.searchsorted([0.70, 0.85, 0.94], rng.random(n_events), side="right")
+    ]
+    ts = np.sort(1_700_000_000 + rng.integers(0, days * DAY, n_events))
+    user_names = np.array([f"u{i}" for i in range(n_users)])
+    devices = np.array(["desktop", "mobile", "tablet"])
+    inter = Interactions(
+        user_id=user_names[user],
+        item_id=items.item_id[item],
+        event_type=kind,
+        timestamp=ts,
+        placement=np.full(n_events, "home"),
+        position=np.full(n_events, -1, np.int32),
+        device=devices[user % 3],
+    )
+    return ShopData(inter, items)

@@ -328,20 +328,14 @@ def _rank_with_pipeline(pipe, users, times, k: int, n_candidates: int, scored: b
     """Each user's ranked candidate rows (all of them, best first) through the pipeline, grouped by test day
     (item features as of that day). ``scored`` False: retrieval order (no model)."""
     ranked_rows: list = [None] * len(users)
-    saved = pipe.scorer
-    if not scored:
-        pipe.scorer = None
-    try:
-        for day in np.unique(times):
-            idx = np.flatnonzero(times == day)
-            if scored:
-                pipe.at_time(int(day))
-            out = pipe.recommend_batch([str(u) for u in users[idx]], now=int(day), k=n_candidates,
-                                       n_candidates=n_candidates)  # fmt: skip
-            for i, r in zip(idx, out.results, strict=True):
-                ranked_rows[i] = r.rows
-    finally:
-        pipe.scorer = saved
+    for day in np.unique(times):
+        idx = np.flatnonzero(times == day)
+        if scored:
+            pipe.at_time(int(day))
+        out = pipe.recommend_batch([str(u) for u in users[idx]], now=int(day), k=n_candidates,
+                                   n_candidates=n_candidates, use_model=scored)  # fmt: skip
+        for i, r in zip(idx, out.results, strict=True):
+            ranked_rows[i] = r.rows
     return ranked_rows, [pipe.item_ids[r[:k]].tolist() for r in ranked_rows]
 
 

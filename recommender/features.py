@@ -47,6 +47,11 @@ PAIR_DENSE: tuple[str, ...] = ("user_item_count", "user_item_recency", "user_cat
 DENSE_FEATURES: tuple[str, ...] = USER_DENSE + ITEM_DENSE + PAIR_DENSE
 
 
+def context_codes(timestamp):
+    """(hour of day 0..23, weekday 0..6 with Monday = 0) of UTC seconds: the request context training saw."""
+    return (timestamp // 3600) % 24, (timestamp // DAY + 3) % 7  # 1970-01-01 was a Thursday
+
+
 def _stable_hash(value: str) -> int:
     return zlib.crc32(value.encode("utf-8"))
 
@@ -285,23 +290,51 @@ class FeatureSpace:
             d = (ex.timestamp - last) / DAY
             return np.log1p(np.where(last >= 0, np.clip(d, 0, cap), cap))
 
-        act = ex.user_activity.astype(np.float64)
         cols = {
-            "user_activity": np.log1p(act),
+            "user_activity": np.log1p(ex.user_activity.astype(np.float64)),
             "log_price": np.log1p(np.nan_to_num(ex.price, nan=0.0).clip(min=0)),
             "item_popularity": np.log1p(ex.item_popularity),
             "item_recency": days_since(ex.item_last_ts),
             "item_trend": np.log1p(ex.item_trend),
-            "user_item_count": np.log1p(ex.user_item_count),
-            "user_item_recency": days_since(ex.user_item_last_ts),
-            "user_category_count": np.log1p(ex.user_category_count),
-            "user_item_share": ex.user_item_count / np.maximum(act, 1.0),
+            **self._pair_columns(
+                ex.timestamp, ex.user_activity, ex.user_item_count, ex.user_item_last_ts, ex.user_category_count
+            ),
         }
         return np.stack([cols[c] for c in DENSE_FEATURES], axis=1).astype(np.float32)
 
+    def _pair_columns(self, timestamp, user_activity, user_item_count, user_item_last_ts, user_category_count) -> dict:
+        cap = self.config.recency_cap_days
+        d = (timestamp - user_item_last_ts) / DAY
+        act = np.asarray(user_activity, dtype=np.float64)
+        return {
+            "user_item_count": np.log1p(user_item_count),
+            "user_item_recency": np.log1p(np.where(user_item_last_ts >= 0, np.clip(d, 0, cap), cap)),
+            "user_category_count": np.log1p(user_category_count),
+            "user_item_share": user_item_count / np.maximum(act, 1.0),
+        }
+
+    def pair_dense(
+        self,
+        *,
+        timestamp: int,
+        user_activity: int,
+        user_item_count: np.ndarray,
+        user_item_last_ts: np.ndarray,
+        user_category_count: np.ndarray,
+    ) -> np.ndarray:
+        """(N, len(PAIR_DENSE)) float32 for one user's N candidates: the same transform as :meth:`dense`
+        (the live serving path computes the raw counts from that user's events alone)."""
+        cols = self._pair_columns(
+            np.int64(timestamp), user_activity, user_item_count, user_item_last_ts, user_category_count
+        )
+        return np.stack([cols[c] for c in PAIR_DENSE], axis=1).astype(np.float32)
+
+    def user_dense(self, user_activity: int) -> np.ndarray:
+        """(len(USER_DENSE),) float32, as :meth:`dense` computes it."""
+        return np.array([np.log1p(float(user_activity))], dtype=np.float32)
+
     def encode(self, ex: Examples) -> EncodedExamples:
-        hours = (ex.timestamp // 3600) % 24
-        weekday = (ex.timestamp // DAY + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
+        hours, weekday = context_codes(ex.timestamp)
         sparse = {
             "user_id": self.vocabs["user"].encode(ex.user_id),
             "item_id": self.vocabs["item"].encode(ex.item_id),

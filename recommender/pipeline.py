@@ -29,9 +29,17 @@ import pandas as pd
 import torch
 
 from recommender.config import Config
-from recommender.data import HistoryIndex, Interactions, ItemTable, ShopData, examples_for
-from recommender.features import DENSE_FEATURES, ITEM_DENSE, PAIR_DENSE, USER_DENSE, USER_SPARSE_KEYS, FeatureSpace
-from recommender.retrieval import SOURCES, CandidateRetriever, RetrievalConfig
+from recommender.data import EVENT_TYPES, HistoryIndex, Interactions, ItemTable, ShopData, UserHistory, examples_for
+from recommender.features import (
+    DENSE_FEATURES,
+    ITEM_DENSE,
+    PAIR_DENSE,
+    USER_DENSE,
+    USER_SPARSE_KEYS,
+    FeatureSpace,
+    context_codes,
+)
+from recommender.retrieval import SOURCES, CandidateRetriever, Candidates, RetrievalConfig
 from recommender.serving import ItemFeatures, Precision, Scorer, UserFeatures
 
 NOBODY = "\x00nobody"  # a user id no log contains: item-side features without any user's history
@@ -52,6 +60,64 @@ class ServingFeatures:
         self._ucols = [col[c] for c in USER_DENSE]
         self._icols = [col[c] for c in ITEM_DENSE]
         self._pcols = [col[c] for c in PAIR_DENSE]
+        # per catalogue row, computed once: the category code user_category_count counts under, the item
+        # table row of the recent-items bag; and the history's catalogue rows (the live path slices them)
+        self._row_category = index.category_codes(items.item_id)
+        self._n_category_codes = (
+            int(max(self._row_category.max(initial=-1), index.history_category.max(initial=-1))) + 1
+        )
+        self._row_vocab = space.vocabs["item"].encode(items.item_id)
+        _ = index.history_rows
+
+    def live_request(
+        self, user_id: str, history: UserHistory, rows: np.ndarray, now: int, device: str = ""
+    ) -> tuple[UserFeatures, torch.Tensor]:
+        """:meth:`user_request` computed from one user's events alone (``history``: the snapshot's slice
+        merged with fresh events, :meth:`HistoryIndex.user_history`): cost grows with this user's history
+        and the candidates, never with the log. Same values as the index-based path (tests check it)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        space = self.space
+        h = len(history)
+        # recent-items bag: the latest ``recent_items`` events, oldest first, in the item table's rows
+        tail = slice(max(0, h - self.index.recent_k), h)
+        bag_rows = history.rows[tail]
+        known = bag_rows >= 0
+        bag = np.empty(len(bag_rows), np.int64)
+        bag[known] = self._row_vocab[bag_rows[known]]
+        if not known.all():
+            bag[~known] = space.vocabs["item"].encode(history.item_id[tail][~known])
+        hour, weekday = context_codes(int(now))
+        user = UserFeatures(
+            sparse={
+                "user_id": torch.from_numpy(space.vocabs["user"].encode(np.array([user_id]))),
+                "recent_items": torch.from_numpy(bag),
+                "hour_of_day": torch.tensor([hour], dtype=torch.int64),
+                "weekday": torch.tensor([weekday], dtype=torch.int64),
+                "device": torch.from_numpy(space.vocabs["device"].encode(np.array([device]))),
+            },
+            dense=torch.from_numpy(space.user_dense(h)),
+        )
+        # user x candidate counts: the user's distinct items, then one binary search per candidate
+        count = np.zeros(len(rows), np.int64)
+        last = np.full(len(rows), -1, np.int64)
+        in_cat = history.rows >= 0
+        if in_cat.any():
+            uniq, inv = np.unique(history.rows[in_cat], return_inverse=True)
+            ucount = np.bincount(inv)
+            ulast = np.full(len(uniq), -1, np.int64)
+            np.maximum.at(ulast, inv, history.timestamp[in_cat])
+            pos = np.minimum(np.searchsorted(uniq, rows), len(uniq) - 1)
+            hit = uniq[pos] == rows
+            count[hit], last[hit] = ucount[pos[hit]], ulast[pos[hit]]
+        cat_counts = np.bincount(history.category, minlength=self._n_category_codes)
+        pair = space.pair_dense(
+            timestamp=int(now),
+            user_activity=h,
+            user_item_count=count,
+            user_item_last_ts=last,
+            user_category_count=cat_counts[self._row_category[rows]],
+        )
+        return user, torch.from_numpy(pair)
 
     def item_features(self, now: int) -> ItemFeatures:
         M = len(self.items)
@@ -182,10 +248,18 @@ def apply_rules(
     return np.array(out, dtype=np.int64)
 
 
+def retrieval_weights(config: Config | None = None) -> dict[str, float]:
+    """Event type -> weight of that event in stage 1 (history types 0.5, positives their loss weight)."""
+    config = config or Config()
+    return {t: 0.5 for t in config.data.history_types} | dict(config.data.positive_weights)
+
+
 class RecPipeline:
     """Retrieve -> rank -> rules -> top-k for one catalogue and one model version.
 
-    ``scorer`` None ranks candidates in retrieval order (the model-free baseline).
+    ``scorer`` None ranks candidates in retrieval order (the model-free baseline). Serving treats a built
+    pipeline as immutable (:meth:`recommend` changes nothing on it); a new model version or snapshot is a
+    new pipeline, swapped in whole.
     """
 
     def __init__(
@@ -196,10 +270,14 @@ class RecPipeline:
         scorer: Scorer | None,
         user_index: pd.Index,
         config: PipelineConfig | None = None,
+        event_weights: dict[str, float] | None = None,
     ):
         self.retriever, self.features, self.scorer = retriever, features, scorer
         self.user_index = user_index
         self.config = config or PipelineConfig()
+        weights = event_weights or retrieval_weights()
+        # stage-1 weight per event type code (EVENT_TYPES order); NaN: the type does not feed stage 1
+        self._type_weight = np.array([weights.get(t, np.nan) for t in EVENT_TYPES], dtype=np.float64)
         items = features.items
         self.item_ids = items.item_id
         self.in_stock = np.asarray(items.in_stock, dtype=bool)
@@ -243,7 +321,14 @@ class RecPipeline:
                 device=device,
                 default_pair_dense=feats.default_pair_dense(),
             )
-        pipe = cls(retriever=retriever, features=feats, scorer=scorer, user_index=user_index, config=pcfg)
+        pipe = cls(
+            retriever=retriever,
+            features=feats,
+            scorer=scorer,
+            user_index=user_index,
+            config=pcfg,
+            event_weights=retrieval_weights(config),
+        )
         pipe.items_time = now
         return pipe
 
@@ -285,9 +370,81 @@ class RecPipeline:
         exclude_item_ids: Sequence[str] = (),
         session_item_ids: Sequence[str] = (),
         device_name: str = "",
+        fresh_events: Interactions | None = None,
+        use_model: bool = True,
     ) -> Recommendations:
-        """Top-k for one user as of ``now``. ``exclude_item_ids``: e.g. the cart; ``session_item_ids``:
-        items viewed in this session, newest first (seeds co-occurrence for cold visitors)."""
+        """Top-k for one visitor as of ``now`` (seconds; one ``now`` per request: hour and weekday come from it).
+
+        The live path: the visitor's snapshot events (a slice of the history index) are merged with
+        ``fresh_events`` (this visitor's events since the snapshot, a few dozen rows: every row is taken as
+        this visitor's; types outside the history types and rows at or after ``now`` are ignored), and both
+        stage 1 (own items, co-occurrence seeds, favourite categories) and the ranker's features are
+        computed from that merged history alone, so a request costs what this visitor's history costs,
+        never what the log does. ``exclude_item_ids``: e.g. the cart; ``session_item_ids``: extra
+        co-occurrence seeds, newest first; ``device_name``: the request's device (a value the training
+        vocabulary knows, e.g. "desktop", "mobile"); ``use_model`` False: stage 1's own order through the
+        same rules (scores NaN). Nothing on the pipeline changes."""
+        cfg = self.config
+        k = k or cfg.k
+        n_cand = n_candidates or cfg.n_candidates
+        t0 = time.perf_counter_ns()
+        history = self.features.index.user_history(str(user_id), int(now), fresh_events)
+        t_hist = time.perf_counter_ns()
+        cands = self._live_candidates(history, n_cand, self._rows(session_item_ids))
+        t1 = time.perf_counter_ns()
+        rows, sources = cands.items, cands.sources
+        if use_model and self.scorer is not None and len(rows):
+            user, pair = self.features.live_request(str(user_id), history, rows, int(now), device_name)
+            t2 = time.perf_counter_ns()
+            scores = self.scorer.score(user, rows, pair).numpy()
+            order = np.argsort(-scores, kind="stable")
+            rows, sources, scores = rows[order], sources[order], scores[order]
+            t3 = time.perf_counter_ns()
+        else:
+            scores = np.full(len(rows), np.nan, dtype=np.float32)
+            t2 = t3 = time.perf_counter_ns()
+        keep = apply_rules(
+            rows,
+            k=k,
+            in_stock=self.in_stock,
+            exclude=self._rows(exclude_item_ids),
+            category=self.category,
+            max_per_category=cfg.max_per_category,
+        )
+        t4 = time.perf_counter_ns()
+        # the history slice serves both stages; it is counted in the feature step (the pessimistic side)
+        return Recommendations(
+            user_id=user_id,
+            rows=rows[keep],
+            item_ids=self.item_ids[rows[keep]],
+            scores=scores[keep],
+            sources=[SOURCES[s] for s in sources[keep]],
+            n_candidates=len(rows),
+            timings=StageTimings(t1 - t_hist, (t_hist - t0) + (t2 - t1), t3 - t2, t4 - t3, t4 - t0),
+        )
+
+    def _live_candidates(self, history: UserHistory, n_candidates: int, session: np.ndarray) -> Candidates:
+        w = self._type_weight[history.event_type]
+        ok = (history.rows >= 0) & np.isfinite(w)
+        sources = self.retriever.user_sources(history.rows[ok], history.timestamp[ok], w[ok])
+        return self.retriever.candidates_from(
+            sources, k_total=n_candidates, session_items=session if len(session) else None
+        )
+
+    def recommend_snapshot(
+        self,
+        user_id: str,
+        *,
+        now: int,
+        k: int | None = None,
+        n_candidates: int | None = None,
+        exclude_item_ids: Sequence[str] = (),
+        session_item_ids: Sequence[str] = (),
+        device_name: str = "",
+    ) -> Recommendations:
+        """The snapshot-only path: stage 1 from the fitted retriever, features from the history index
+        (arrays as long as the log per request). Kept as the reference the live path is measured and
+        tested against; serving uses :meth:`recommend`."""
         cfg = self.config
         k = k or cfg.k
         n_cand = n_candidates or cfg.n_candidates
@@ -334,6 +491,7 @@ class RecPipeline:
         k: int | None = None,
         n_candidates: int | None = None,
         exclude_item_ids: Sequence[Sequence[str]] | None = None,
+        use_model: bool = True,
     ) -> BatchRecommendations:
         """Top-k for many users at one time ``now`` (the worker's batch job): retrieval per user, one
         vectorised feature pass, one :meth:`Scorer.score_batch` (each user's side looked up once), rules."""
@@ -341,15 +499,16 @@ class RecPipeline:
         k = k or cfg.k
         n_cand = n_candidates or cfg.n_candidates
         U = len(user_ids)
+        scorer = self.scorer if use_model else None
         t0 = time.perf_counter_ns()
         uidx = self.user_index.get_indexer(list(user_ids))
         cands = [self.retriever.candidates(int(u), k_total=n_cand) for u in uidx]
         t1 = time.perf_counter_ns()
         scores: list[np.ndarray]
-        if self.scorer is not None and U:
+        if scorer is not None and U:
             reqs = self.features.users_requests(user_ids, [c.items for c in cands], now)
             t2 = time.perf_counter_ns()
-            out = self.scorer.score_batch(
+            out = scorer.score_batch(
                 [r[0] for r in reqs], [torch.from_numpy(c.items) for c in cands], [r[1] for r in reqs]
             )
             scores = [o.numpy() for o in out]
@@ -359,7 +518,7 @@ class RecPipeline:
         t3 = time.perf_counter_ns()
         results = []
         for i, (uid, c, sc) in enumerate(zip(user_ids, cands, scores, strict=True)):
-            order = np.argsort(-sc, kind="stable") if self.scorer is not None else np.arange(len(sc))
+            order = np.argsort(-sc, kind="stable") if scorer is not None else np.arange(len(sc))
             rows, src, sc = c.items[order], c.sources[order], sc[order]
             keep = apply_rules(
                 rows,
@@ -395,8 +554,7 @@ def fit_retriever(
     history: Interactions, items: ItemTable, *, config: Config | None = None, retrieval: RetrievalConfig | None = None
 ) -> tuple[CandidateRetriever, pd.Index]:
     """Fit stage 1 on the history's engagement events; returns the retriever and its user index."""
-    config = config or Config()
-    weights = {t: 0.5 for t in config.data.history_types} | dict(config.data.positive_weights)
+    weights = retrieval_weights(config)
     keep = np.isin(history.event_type, list(weights))
     ev = history.take(np.flatnonzero(keep))
     rows = items.lookup(ev.item_id)
@@ -455,17 +613,11 @@ def sweep(
     truth = [truth[i] for i in order]
 
     def run(n: int, scorer_on: bool, label: str) -> SweepRow:
-        saved = pipeline.scorer
-        if not scorer_on:
-            pipeline.scorer = None
         recs = []
-        try:
-            for u, t in zip(users, times, strict=True):
-                if scorer_on:
-                    pipeline.at_time(t)  # item features as of the user's time (untimed: a serving refresh)
-                recs.append(pipeline.recommend(u, now=t, k=k, n_candidates=n))
-        finally:
-            pipeline.scorer = saved
+        for u, t in zip(users, times, strict=True):
+            if scorer_on:
+                pipeline.at_time(t)  # item features as of the user's time (untimed: a serving refresh)
+            recs.append(pipeline.recommend(u, now=t, k=k, n_candidates=n, use_model=scorer_on))
         m = ranking_metrics([r.item_ids.tolist() for r in recs], truth, k)
         total = [r.timings.total_ns for r in recs]
         model = [r.timings.rank_ns for r in recs]

@@ -84,6 +84,17 @@ def _top_per_group(groups: np.ndarray, n_groups: int, keep: int) -> tuple[np.nda
     return mask, _csr(groups[mask], n_groups)
 
 
+@dataclass(frozen=True)
+class UserSources:
+    """One user's share of the fitted sources: own items (frequency then recency), latest distinct items
+    (newest first), favourite categories and their share of the user's weight."""
+
+    history: np.ndarray
+    recent: np.ndarray
+    categories: np.ndarray
+    category_share: np.ndarray
+
+
 class CandidateRetriever:
     """Fitted candidate sources; build with :meth:`fit`, query with :meth:`candidates`."""
 
@@ -264,7 +275,11 @@ class CandidateRetriever:
         if not self._known(user) or k <= 0:
             return np.zeros(0, np.int64)
         s, e = self.ucat_indptr[user], self.ucat_indptr[user + 1]
-        cats, share = self.ucat_cats[s:e], self.ucat_share[s:e]
+        return self._popular_in(self.ucat_cats[s:e], self.ucat_share[s:e], k)
+
+    def _popular_in(self, cats: np.ndarray, share: np.ndarray, k: int) -> np.ndarray:
+        if k <= 0:
+            return np.zeros(0, np.int64)
         parts, scores = [], []
         for c, sh in zip(cats, share, strict=True):
             cs, ce = self.cat_indptr[c], self.cat_indptr[c + 1]
@@ -296,15 +311,72 @@ class CandidateRetriever:
         cfg = config or self.config
         if k_total is not None and k_total != cfg.k_total:
             cfg = cfg.with_total(k_total)
-        seeds = self.recent(user)[: cfg.recent_items]
+        return self._interleave(
+            cfg,
+            history=self.history(user, cfg.k_history),
+            recent=self.recent(user),
+            session_items=session_items,
+            popular=self.popular_in_categories(user, cfg.k_category),
+        )
+
+    def user_sources(self, items: np.ndarray, timestamps: np.ndarray, weights: np.ndarray) -> UserSources:
+        """One user's fitted-source state (own history order, recent items, favourite categories) from that
+        user's events alone, computed exactly as :meth:`fit` computes it for every user: the live path
+        merges events newer than the fit and pays for this user's events only.
+
+        ``items``: catalogue rows (events on items outside the catalogue already dropped), ``timestamps``
+        seconds, ``weights`` per event (the fit's event-type weights)."""
+        items = np.asarray(items, dtype=np.int64)
+        if len(items) == 0:
+            z = np.zeros(0, np.int64)
+            return UserSources(z, z, z, np.zeros(0))
+        ts = np.asarray(timestamps, dtype=np.float64)
+        w = np.asarray(weights, dtype=np.float64)
+        uniq, inv = np.unique(items, return_inverse=True)
+        cnt = np.bincount(inv, weights=w)
+        last = np.full(len(uniq), -np.inf)
+        np.maximum.at(last, inv, ts)
+        history = uniq[np.lexsort((-last, -cnt))]
+        recent = uniq[np.argsort(-last, kind="stable")][: self.config.recent_items]
+        cats = self.item_category[items]
+        ck, cinv = np.unique(cats, return_inverse=True)
+        ccnt = np.bincount(cinv, weights=w)
+        top = np.lexsort((ck, -ccnt))[: self.config.top_categories]
+        return UserSources(history, recent, ck[top], ccnt[top] / w.sum())
+
+    def candidates_from(
+        self,
+        sources: UserSources,
+        *,
+        k_total: int | None = None,
+        session_items: np.ndarray | None = None,
+        config: RetrievalConfig | None = None,
+    ) -> Candidates:
+        """:meth:`candidates` for a user described by :meth:`user_sources` (fitted or not)."""
+        cfg = config or self.config
+        if k_total is not None and k_total != cfg.k_total:
+            cfg = cfg.with_total(k_total)
+        return self._interleave(
+            cfg,
+            history=sources.history[: cfg.k_history],
+            recent=sources.recent,
+            session_items=session_items,
+            popular=self._popular_in(sources.categories, sources.category_share, cfg.k_category),
+        )
+
+    def _interleave(
+        self,
+        cfg: RetrievalConfig,
+        *,
+        history: np.ndarray,
+        recent: np.ndarray,
+        session_items: np.ndarray | None,
+        popular: np.ndarray,
+    ) -> Candidates:
+        seeds = recent[: cfg.recent_items]
         if session_items is not None and len(session_items):
             seeds = np.concatenate([np.asarray(session_items, dtype=np.int64), seeds])[: cfg.recent_items]
-        lists = [
-            self.history(user, cfg.k_history),
-            self.covisit(seeds, cfg.k_covisit),
-            self.popular_in_categories(user, cfg.k_category),
-            self.trending(cfg.k_trending),
-        ]
+        lists = [history, self.covisit(seeds, cfg.k_covisit), popular, self.trending(cfg.k_trending)]
         lens = np.array([len(x) for x in lists])
         if lens.sum() == 0:
             return Candidates(np.zeros(0, np.int64), np.zeros(0, np.int8))

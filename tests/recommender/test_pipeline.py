@@ -104,11 +104,7 @@ def test_cold_visitor_gets_trending_and_session_neighbours(shop):
 
 def test_retrieval_only_pipeline_has_no_rank_stage(shop):
     data, split, pipe = shop
-    saved, pipe.scorer = pipe.scorer, None
-    try:
-        rec = pipe.recommend(str(split.users[0]), now=int(split.times[0]))
-    finally:
-        pipe.scorer = saved
+    rec = pipe.recommend(str(split.users[0]), now=int(split.times[0]), use_model=False)
     assert len(rec.item_ids) == 10 and np.isnan(rec.scores).all() and rec.timings.rank_ns == 0
 
 
