@@ -38,11 +38,13 @@ INSTALLED_APPS = [
     "shop.accounts",
     "shop.recs",
     "shop.experiments",
+    "shop.ops",  # /healthz, /readyz, /metrics; worker heartbeat and task timings
     # the Celery app, loaded at start-up: the shop sends tasks by name through it, never importing them
     "worker",
 ]
 
 MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",  # request latency per view (first and last)
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -52,6 +54,7 @@ MIDDLEWARE = [
     "shop.events.middleware.VisitorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "shop.urls"
@@ -213,6 +216,18 @@ RECS_TRAIN_CONFIG = env.json("RECS_TRAIN_CONFIG", default={})
 CONSOLE_URL = env.str("CONSOLE_URL", default="http://localhost:8501/")
 # Where `python -m recommender.pipeline sweep` writes the candidates sweep the console shows.
 BENCH_DIR = env.path("BENCH_DIR", default=str(VAR_DIR / "bench"))
+
+# --- Operations (shop.ops): probes and Prometheus metrics ---
+# /metrics is not public: a staff session, "Authorization: Bearer <METRICS_TOKEN>", or a TCP peer in
+# METRICS_ALLOWED_IPS (addresses or CIDR networks; X-Forwarded-For is never trusted).
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_ALLOWED_IPS = env.list("METRICS_ALLOWED_IPS", default=["127.0.0.1/32", "::1/128"])
+# /readyz: seconds to wait for the broker; whether "no model trained yet" counts as not ready
+# (by default the shop is ready without one: rails fall back to popular products).
+READYZ_TIMEOUT_S = env.float("READYZ_TIMEOUT_S", default=2.0)
+READYZ_REQUIRE_MODEL = env.bool("READYZ_REQUIRE_MODEL", default=False)
+# Orchestrators probe over plain HTTP inside their network: no HTTPS redirect for these paths.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 
 LOGGING = {
     "version": 1,

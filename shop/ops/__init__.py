@@ -1,0 +1,1 @@
+"""Operations: liveness and readiness probes, Prometheus metrics, worker health."""

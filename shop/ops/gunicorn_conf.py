@@ -1,0 +1,38 @@
+"""gunicorn settings for the shop (``gunicorn shop.wsgi:application --config python:shop.ops.gunicorn_conf``).
+
+Command-line flags override these. Prometheus multi-process mode: with ``PROMETHEUS_MULTIPROC_DIR`` set,
+the folder is emptied when the master starts (stale files would add old counts) and a worker's live
+files are dropped when it exits.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+threads = int(os.environ.get("WEB_THREADS", "4"))
+# Model loading and the first request of a process can take a while on a small CPU.
+timeout = int(os.environ.get("WEB_TIMEOUT_S", "60"))
+graceful_timeout = 30
+accesslog = "-"
+errorlog = "-"
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+# Web processes share 2 cores with torch; one torch thread each (see the design's live-serving rules).
+raw_env = [] if "OMP_NUM_THREADS" in os.environ else ["OMP_NUM_THREADS=1"]
+
+
+def on_starting(server) -> None:
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
+        Path(folder).mkdir(parents=True, exist_ok=True)
+
+
+def child_exit(server, worker) -> None:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
