@@ -19,4 +19,5 @@ urlpatterns = [
     path("cart/items/<int:product_id>", CartItemDetailApi.as_view(), name="cart-item"),
     path("checkout", CheckoutApi.as_view(), name="checkout"),
     path("recs/", include("shop.recs.urls")),
+    path("experiments/", include("shop.experiments.urls")),
 ]

@@ -5,13 +5,29 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from decimal import Decimal
 
 from django.conf import settings
+from django.db.models import Count, F, Max, Min, Q
 
+from shop.events.models import Event, EventType
+from shop.orders.models import Order, OrderStatus
+
+from .analysis import Results, VisitorRow, results_compute
 from .assignment import ArmSpec, Assignment, ExperimentSpec, assign
 from .models import Experiment
 
-__all__ = ["Assignment", "assignment_for", "experiment_spec_get", "running_experiment_get", "running_experiment_forget"]
+__all__ = [
+    "Assignment",
+    "assignment_for",
+    "experiment_current_get",
+    "experiment_get",
+    "experiment_results",
+    "experiment_spec_get",
+    "experiment_visitor_rows",
+    "running_experiment_forget",
+    "running_experiment_get",
+]
 
 _lock = threading.Lock()
 _cached: tuple[float, ExperimentSpec | None] | None = None  # (monotonic expiry, value)
@@ -60,3 +76,91 @@ def running_experiment_forget() -> None:
 def assignment_for(*, visitor_id: uuid.UUID) -> Assignment:
     """The visitor's experiment and arm; sticky for as long as the experiment's salt and weights hold."""
     return assign(experiment=running_experiment_get(), visitor_id=visitor_id)
+
+
+def experiment_get(*, key: str) -> Experiment | None:
+    return Experiment.objects.prefetch_related("arms").filter(key=key).first()
+
+
+def experiment_current_get() -> Experiment | None:
+    """The running experiment, else the one that stopped last."""
+    qs = Experiment.objects.prefetch_related("arms")
+    running = qs.filter(status=Experiment.Status.RUNNING).order_by("-started_at").first()
+    if running is not None:
+        return running
+    return qs.exclude(started_at=None).order_by(F("stopped_at").desc(nulls_last=True), "-started_at").first()
+
+
+def experiment_visitor_rows(*, experiment: Experiment) -> tuple[list[VisitorRow], int]:
+    """One row per visitor exposed to the experiment (two grouped queries: events, then orders).
+
+    Returns the rows and the number of visitors seen under more than one arm (left out).
+    """
+    if experiment.started_at is None:
+        return [], 0
+    arm_keys = [a.key for a in experiment.arms.all()]
+    window = Q(occurred_at__gte=experiment.started_at)
+    if experiment.stopped_at is not None:
+        window &= Q(occurred_at__lt=experiment.stopped_at)
+    armed = Q(arm__in=arm_keys)
+    per_visitor = (
+        Event.objects.filter(window)
+        .values("visitor_id")
+        .annotate(
+            arm_min=Min("arm", filter=armed),
+            arm_max=Max("arm", filter=armed),
+            first_seen=Min("occurred_at", filter=armed),
+            model_version=Max("model_version", filter=armed),
+            impressions=Count("id", filter=armed & Q(type=EventType.IMPRESSION)),
+            clicks=Count("id", filter=armed & Q(type=EventType.CLICK)),
+            carts=Count("id", filter=Q(type=EventType.ADD_TO_CART)),
+        )
+        .filter(first_seen__isnull=False)
+        .values_list(
+            "visitor_id", "arm_min", "arm_max", "first_seen", "model_version", "impressions", "clicks", "carts"
+        )
+    )
+    orders_window = Q(placed_at__gte=experiment.started_at)
+    if experiment.stopped_at is not None:
+        orders_window &= Q(placed_at__lt=experiment.stopped_at)
+    orders: dict[uuid.UUID, list[tuple]] = {}
+    for visitor_id, placed_at, total in (
+        Order.objects.filter(orders_window)
+        .exclude(status=OrderStatus.CANCELLED)
+        .values_list("visitor_id", "placed_at", "total")
+        .iterator(chunk_size=5000)
+    ):
+        orders.setdefault(visitor_id, []).append((placed_at, total))
+
+    rows: list[VisitorRow] = []
+    crossovers = 0
+    for visitor_id, arm_min, arm_max, first_seen, version, impressions, clicks, carts in per_visitor.iterator(
+        chunk_size=5000
+    ):
+        if arm_min != arm_max:
+            crossovers += 1
+            continue
+        mine = [total for placed_at, total in orders.get(visitor_id, ()) if placed_at >= first_seen]
+        rows.append(
+            VisitorRow(
+                arm=arm_min,
+                first_seen=first_seen,
+                model_version=version or "",
+                orders=len(mine),
+                revenue=float(sum(mine, Decimal(0))),
+                added_to_cart=carts > 0,
+                impressions=impressions,
+                clicks=clicks,
+            )
+        )
+    return rows, crossovers
+
+
+def experiment_results(*, experiment: Experiment) -> Results:
+    rows, crossovers = experiment_visitor_rows(experiment=experiment)
+    return results_compute(
+        experiment=experiment_spec_get(experiment=experiment),
+        rows=rows,
+        crossovers=crossovers,
+        tuning=settings.EXPERIMENTS_SEQUENTIAL_TUNING,
+    )

@@ -192,6 +192,8 @@ CELERY_BEAT_SCHEDULE = {
 # --- Experiments ---
 # Seconds a process keeps its copy of the running experiment (no query per request; edits show up this late).
 EXPERIMENTS_CACHE_TTL_S = env.float("EXPERIMENTS_CACHE_TTL_S", default=10.0)
+# Visitors (both arms together) near which the always-valid interval is tightest (GrowthBook's default N).
+EXPERIMENTS_SEQUENTIAL_TUNING = env.int("EXPERIMENTS_SEQUENTIAL_TUNING", default=5000)
 
 # --- Recommendations: retraining, batch scoring, snapshots ---
 MODEL_DIR = env.path("MODEL_DIR", default=str(VAR_DIR / "models"))

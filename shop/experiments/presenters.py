@@ -1,0 +1,70 @@
+"""Results as plain dicts (the API's JSON and the report command share this shape)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from django.utils import timezone
+
+from .analysis import Results
+from .models import Experiment
+
+
+def _srm_verdict(results: Results) -> str:
+    s = results.srm_result
+    if s.mismatch:
+        return f"Sample-ratio mismatch (p = {s.p_value:.2g} < {s.threshold}): check assignment and logging first."
+    return f"Visitors split as configured (p = {s.p_value:.2g})."
+
+
+def results_as_dict(*, experiment: Experiment, results: Results) -> dict:
+    s = results.srm_result
+    return {
+        "experiment": {
+            "key": experiment.key,
+            "name": experiment.name,
+            "status": experiment.status,
+            "started_at": experiment.started_at,
+            "stopped_at": experiment.stopped_at,
+            "control": results.control,
+            "arms": [
+                {"key": a.key, "weight": a.weight, "is_control": a.is_control, "visitors": results.visitors[a.key]}
+                for a in results.experiment.arms
+            ],
+            "crossovers": results.crossovers,
+        },
+        "srm": {
+            "p_value": s.p_value,
+            "chi2": s.chi2,
+            "threshold": s.threshold,
+            "mismatch": s.mismatch,
+            "observed": s.observed,
+            "expected": s.expected,
+            "verdict": _srm_verdict(results),
+        },
+        "metrics": [
+            {
+                "metric": m.metric.key,
+                "label": m.metric.label,
+                "kind": m.metric.kind,
+                "primary": m.metric.primary,
+                "arms": [dataclasses.asdict(v) for v in m.arms],
+                "comparisons": [
+                    {
+                        "arm": c.arm,
+                        **dataclasses.asdict(c.comparison),
+                        "significant": c.comparison.significant,
+                        "sequentially_significant": c.comparison.sequentially_significant,
+                        "more_visitors_per_arm": c.comparison.more_visitors_per_arm,
+                        "verdict": c.verdict,
+                    }
+                    for c in m.comparisons
+                ],
+            }
+            for m in results.metrics
+        ],
+        "verdict": results.verdict,
+        "by_day": [dataclasses.asdict(d) for d in results.by_day],
+        "by_model_version": [dataclasses.asdict(v) for v in results.by_model_version],
+        "generated_at": timezone.now(),
+    }

@@ -1,0 +1,80 @@
+"""The lift table as rich renderables (``manage.py experiment_report`` and the closed-loop demo print it)."""
+
+from __future__ import annotations
+
+from rich.console import Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+
+def _fmt(value: float, kind: str, metric: str) -> str:
+    if kind == "mean":
+        return f"{value:,.2f}"
+    return f"{value * 100:.2f}%"
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{x * 100:+.1f}%"
+
+
+def _interval(lo: float | None, hi: float | None) -> str:
+    return "n/a" if lo is None else f"[{lo * 100:+.1f}%, {hi * 100:+.1f}%]"
+
+
+def results_renderable(data: dict) -> Group:
+    """``data`` is ``presenters.results_as_dict`` output."""
+    exp = data["experiment"]
+    control = exp["control"]
+    arms = [a["key"] for a in exp["arms"]]
+    head = Text.assemble(
+        (f"{exp['key']}", "bold"),
+        f"  {exp['name']}  ({exp['status']}, since {exp['started_at']:%Y-%m-%d %H:%M} UTC)"
+        if exp["started_at"]
+        else f"  {exp['name']} ({exp['status']})",
+    )
+
+    table = Table(title="Per arm (control first); lift against " + str(control), show_lines=False)
+    table.add_column("metric")
+    for arm in arms:
+        table.add_column(arm + (" (control)" if arm == control else ""), justify="right")
+    table.add_row("visitors", *[f"{a['visitors']:,}" for a in exp["arms"]])
+    for m in data["metrics"]:
+        by_arm = {v["arm"]: v for v in m["arms"]}
+        comps = {c["arm"]: c for c in m["comparisons"]}
+        cells = []
+        for arm in arms:
+            v = by_arm[arm]
+            counts = (
+                f" ({v['numerator']:,.0f}/{v['denominator']:,.0f})"
+                if m["kind"] != "mean"
+                else f" (n={v['visitors']:,})"
+            )
+            cells.append(_fmt(v["value"], m["kind"], m["metric"]) + counts)
+        table.add_row(Text(m["label"] + (" *" if m["primary"] else ""), style="bold" if m["primary"] else ""), *cells)
+        lift_cells, ci_cells, seq_cells, p_cells = [], [], [], []
+        for arm in arms:
+            c = comps.get(arm)
+            if c is None:
+                lift_cells.append("-")
+                ci_cells.append("-")
+                seq_cells.append("-")
+                p_cells.append("-")
+                continue
+            style = "green" if c["significant"] and c["lift"] > 0 else "red" if c["significant"] else ""
+            lift_cells.append(Text(_pct(c["lift"]), style=style))
+            ci_cells.append(_interval(c["ci_low"], c["ci_high"]))
+            seq_cells.append(_interval(c["seq_ci_low"], c["seq_ci_high"]))
+            p_cells.append("n/a" if c["p_value"] is None else f"{c['p_value']:.3f}")
+        table.add_row("  lift", *lift_cells)
+        table.add_row("  95% CI", *ci_cells)
+        table.add_row("  always-valid CI", *seq_cells)
+        table.add_row("  p-value", *p_cells, end_section=True)
+
+    srm = data["srm"]
+    srm_text = Text(srm["verdict"], style="bold red" if srm["mismatch"] else "green")
+    conv = next(m for m in data["metrics"] if m["primary"])
+    lines = [Text("- " + c["verdict"]) for c in conv["comparisons"]]
+    if exp["crossovers"]:
+        lines.append(Text(f"- {exp['crossovers']} visitors were seen under more than one arm and are left out."))
+    return Group(head, table, Text.assemble(("SRM: ", "bold"), srm_text), Panel(Group(*lines), title="Verdict"))

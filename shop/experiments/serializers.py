@@ -1,0 +1,109 @@
+"""Response shapes of the results API (documented in the OpenAPI schema)."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+
+class ExperimentArmSerializer(serializers.Serializer):
+    key = serializers.CharField()
+    weight = serializers.IntegerField()
+    is_control = serializers.BooleanField()
+    visitors = serializers.IntegerField(help_text="Visitors exposed to this arm (first armed event in the window).")
+
+
+class ExperimentSummarySerializer(serializers.Serializer):
+    key = serializers.CharField()
+    name = serializers.CharField()
+    status = serializers.ChoiceField(choices=["draft", "running", "stopped"])
+    started_at = serializers.DateTimeField(allow_null=True)
+    stopped_at = serializers.DateTimeField(allow_null=True)
+    control = serializers.CharField(allow_null=True)
+    arms = ExperimentArmSerializer(many=True)
+    crossovers = serializers.IntegerField(help_text="Visitors seen under more than one arm; left out of every figure.")
+
+
+class ExperimentSrmSerializer(serializers.Serializer):
+    p_value = serializers.FloatField(help_text="Pearson chi-square of visitors per arm against the weights.")
+    chi2 = serializers.FloatField()
+    threshold = serializers.FloatField()
+    mismatch = serializers.BooleanField(help_text="True when p_value < threshold: do not trust the results.")
+    observed = serializers.DictField(child=serializers.IntegerField())
+    expected = serializers.DictField(child=serializers.FloatField())
+    verdict = serializers.CharField()
+
+
+class ExperimentArmValueSerializer(serializers.Serializer):
+    arm = serializers.CharField()
+    value = serializers.FloatField()
+    numerator = serializers.FloatField(help_text="Converters, revenue, visitors with a cart add, or rail clicks.")
+    denominator = serializers.FloatField(help_text="Visitors, or rail impressions for the CTR.")
+    visitors = serializers.IntegerField()
+
+
+class ExperimentComparisonSerializer(serializers.Serializer):
+    arm = serializers.CharField()
+    control_value = serializers.FloatField()
+    arm_value = serializers.FloatField()
+    control_n = serializers.IntegerField(help_text="Control visitors.")
+    arm_n = serializers.IntegerField(help_text="Arm visitors.")
+    lift = serializers.FloatField(allow_null=True, help_text="Relative lift: arm / control - 1 (0.1 is +10%).")
+    ci_low = serializers.FloatField(allow_null=True, help_text="95% CI of the lift (delta method), at one look.")
+    ci_high = serializers.FloatField(allow_null=True)
+    p_value = serializers.FloatField(allow_null=True, help_text="Two-sided, fixed horizon.")
+    seq_ci_low = serializers.FloatField(
+        allow_null=True, help_text="Always-valid 95% interval (confidence sequence): safe to look every day."
+    )
+    seq_ci_high = serializers.FloatField(allow_null=True)
+    significant = serializers.BooleanField()
+    sequentially_significant = serializers.BooleanField()
+    visitors_per_arm_needed = serializers.IntegerField(
+        allow_null=True,
+        help_text="Fixed-horizon visitors per arm to detect the observed effect (alpha 0.05, power 0.8).",
+    )
+    more_visitors_per_arm = serializers.IntegerField(allow_null=True)
+    verdict = serializers.CharField()
+
+
+class ExperimentMetricSerializer(serializers.Serializer):
+    metric = serializers.CharField()
+    label = serializers.CharField()
+    kind = serializers.ChoiceField(choices=["proportion", "mean", "ratio"])
+    primary = serializers.BooleanField()
+    arms = ExperimentArmValueSerializer(many=True)
+    comparisons = ExperimentComparisonSerializer(many=True)
+
+
+class ExperimentDaySerializer(serializers.Serializer):
+    date = serializers.DateField(help_text="Day of the visitors' first exposure (UTC).")
+    arm = serializers.CharField()
+    visitors = serializers.IntegerField()
+    conversion = serializers.FloatField()
+    revenue_per_visitor = serializers.FloatField()
+    cumulative_visitors = serializers.IntegerField()
+    cumulative_conversion = serializers.FloatField()
+    cumulative_lift = serializers.FloatField(allow_null=True, help_text="Conversion lift against control so far.")
+    cumulative_ci_low = serializers.FloatField(allow_null=True)
+    cumulative_ci_high = serializers.FloatField(allow_null=True)
+    cumulative_seq_ci_low = serializers.FloatField(allow_null=True)
+    cumulative_seq_ci_high = serializers.FloatField(allow_null=True)
+
+
+class ExperimentModelVersionSerializer(serializers.Serializer):
+    model_version = serializers.CharField(help_text='Newest model version that served the visitor ("" for none).')
+    arm = serializers.CharField()
+    visitors = serializers.IntegerField()
+    conversion = serializers.FloatField()
+    revenue_per_visitor = serializers.FloatField()
+    add_to_cart = serializers.FloatField()
+    rail_ctr = serializers.FloatField()
+
+
+class ExperimentResultsSerializer(serializers.Serializer):
+    experiment = ExperimentSummarySerializer()
+    srm = ExperimentSrmSerializer()
+    metrics = ExperimentMetricSerializer(many=True)
+    verdict = serializers.CharField(help_text="Plain words on the primary metric (conversion).")
+    by_day = ExperimentDaySerializer(many=True)
+    by_model_version = ExperimentModelVersionSerializer(many=True)
+    generated_at = serializers.DateTimeField()
