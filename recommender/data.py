@@ -27,6 +27,16 @@ INTERACTION_COLUMNS = ("user_id", "item_id", "event_type", "timestamp", "placeme
 ITEM_COLUMNS = ("item_id", "category", "brand", "price", "created", "in_stock")
 
 
+# At most this many ids are looked up through a dict instead of pandas: pandas 3 builds an Arrow array on
+# every get_indexer call (about 200 us), more than a whole live request's feature step may cost.
+SMALL_LOOKUP = 64
+
+
+def dict_lookup(positions: dict[str, int], values: np.ndarray) -> np.ndarray:
+    """Position of each value in ``positions`` (-1 when absent), as int64."""
+    return np.fromiter((positions.get(v, -1) for v in values.tolist()), np.int64, len(values))
+
+
 def _str_array(values, n: int | None = None, default: str = "") -> np.ndarray:
     if values is None:
         return np.full(n or 0, default, dtype=str if default else "<U1")
@@ -160,7 +170,14 @@ class ItemTable:
 
     def lookup(self, item_ids: np.ndarray) -> np.ndarray:
         """Row of each id in this table, -1 where absent."""
-        return self._index.get_indexer(_str_array(item_ids))
+        item_ids = _str_array(item_ids)
+        if len(item_ids) <= SMALL_LOOKUP:
+            return dict_lookup(self._positions, item_ids)
+        return self._index.get_indexer(item_ids)
+
+    @functools.cached_property
+    def _positions(self) -> dict[str, int]:
+        return dict(zip(self.item_id.tolist(), range(len(self.item_id)), strict=True))
 
     def attributes(self, item_ids: np.ndarray) -> dict[str, np.ndarray]:
         """category, brand, price, created for each id (""/NaN/0 where the item is not in the table)."""
@@ -333,9 +350,15 @@ def _attributes(items: ItemTable, item_ids: np.ndarray) -> dict[str, np.ndarray]
     return {k: v[codes] for k, v in items.attributes(np.asarray(uniq, dtype=str)).items()}
 
 
+_EVENT_TYPE_CODE = {t: i for i, t in enumerate(EVENT_TYPES)}
+
+
 def _event_type_codes(event_type: np.ndarray) -> np.ndarray:
     """Event type names -> int8 positions in :data:`EVENT_TYPES`."""
-    return _indexer(pd.Index(EVENT_TYPES), np.asarray(event_type, dtype=str)).astype(np.int8)
+    event_type = np.asarray(event_type, dtype=str)
+    if len(event_type) <= SMALL_LOOKUP:
+        return dict_lookup(_EVENT_TYPE_CODE, event_type).astype(np.int8)
+    return _indexer(pd.Index(EVENT_TYPES), event_type).astype(np.int8)
 
 
 @dataclass(frozen=True)
@@ -404,15 +427,36 @@ class HistoryIndex:
 
     def category_codes(self, item_ids: np.ndarray) -> np.ndarray:
         """The category code :meth:`query` counts ``user_category_count`` under, for each item id."""
-        c = self.category_index.get_indexer(_attributes(self.items, _str_array(item_ids))["category"])
+        rows = self.items.lookup(_str_array(item_ids))
+        return np.where(rows >= 0, self._row_category_code[np.maximum(rows, 0)], self._unknown_category_code)
+
+    @functools.cached_property
+    def _row_category_code(self) -> np.ndarray:
+        c = self.category_index.get_indexer(self.items.category) if len(self.items) else np.zeros(0, np.int64)
         return np.where(c >= 0, c, self._n_cat - 1).astype(np.int32)
+
+    @functools.cached_property
+    def _unknown_category_code(self) -> np.int32:  # an item outside the catalogue has category ""
+        c = int(self.category_index.get_indexer([""])[0]) if len(self.category_index) else -1
+        return np.int32(c if c >= 0 else self._n_cat - 1)
+
+    @functools.cached_property
+    def _user_positions(self) -> dict[str, int]:
+        return dict(zip(self.user_index.tolist(), range(len(self.user_index)), strict=True))
 
     def user_slice(self, user_id: str, timestamp: int) -> tuple[int, int]:
         """[start, end) of ``user_id``'s events strictly before ``timestamp`` in the ``history_*`` arrays
         (two binary searches: O(log N), no allocation proportional to the log)."""
-        u = self.user_index.get_indexer(np.array([user_id]))
-        start, end = self._users.bounds(u.astype(np.int64), np.array([timestamp], np.int64))
+        u = self._user_positions.get(str(user_id), -1)
+        if u < 0:
+            return 0, 0
+        start, end = self._users.bounds(np.array([u], np.int64), np.array([timestamp], np.int64))
         return int(start[0]), int(end[0])
+
+    def warm(self) -> None:
+        """Build the lookups the live path uses (so no request pays for them)."""
+        _ = self.history_rows, self._row_category_code, self._unknown_category_code, self._user_positions
+        _ = self.items._positions
 
     def user_history(self, user_id: str, timestamp: int, fresh: Interactions | None = None) -> UserHistory:
         """One user's history events strictly before ``timestamp``, oldest first, as a :class:`UserHistory`;

@@ -19,6 +19,7 @@ so no scaler state is needed. Everything a `FeatureSpace` holds round-trips thro
 
 from __future__ import annotations
 
+import functools
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ import torch
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
 from recommender.config import DAY, FeatureConfig
-from recommender.data import Examples
+from recommender.data import SMALL_LOOKUP, Examples, dict_lookup
 
 USER_SPARSE_KEYS: tuple[str, ...] = ("user_id", "recent_items", "hour_of_day", "weekday", "device")
 ITEM_SPARSE_KEYS: tuple[str, ...] = ("item_id", "category", "brand", "price_bucket")
@@ -88,8 +89,15 @@ class Vocab:
             return self._encode(np.asarray(uniq, dtype=str))[codes]
         return self._encode(values)
 
+    @functools.cached_property
+    def _positions(self) -> dict[str, int]:
+        return dict(zip(self.ids.tolist(), range(len(self.ids)), strict=True))
+
     def _encode(self, values: np.ndarray) -> np.ndarray:
-        rows = self._index.get_indexer(values).astype(np.int64)
+        if len(values) <= SMALL_LOOKUP:
+            rows = dict_lookup(self._positions, values)
+        else:
+            rows = self._index.get_indexer(values).astype(np.int64)
         unseen = rows < 0
         if unseen.any():
             uniq, inv = np.unique(values[unseen], return_inverse=True)

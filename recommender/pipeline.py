@@ -67,7 +67,8 @@ class ServingFeatures:
             int(max(self._row_category.max(initial=-1), index.history_category.max(initial=-1))) + 1
         )
         self._row_vocab = space.vocabs["item"].encode(items.item_id)
-        _ = index.history_rows
+        index.warm()
+        _ = space.vocabs["user"]._positions, space.vocabs["item"]._positions, space.vocabs["device"]._positions
 
     def live_request(
         self, user_id: str, history: UserHistory, rows: np.ndarray, now: int, device: str = ""

@@ -15,6 +15,7 @@ vocabularies; a user index outside ``0..n_users-1`` is a cold user (trending + s
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -41,6 +42,9 @@ class RetrievalConfig:
 
     def with_total(self, k_total: int) -> RetrievalConfig:
         """The same config with ``k_total`` candidates, scaling every per-source k to cover it."""
+        return _with_total(self, int(k_total))
+
+    def _scaled(self, k_total: int) -> RetrievalConfig:
         base = self.k_history + self.k_covisit + self.k_category + self.k_trending
         f = max(1.0, k_total / max(base, 1))
         return RetrievalConfig(
@@ -53,6 +57,11 @@ class RetrievalConfig:
                 "k_trending": int(np.ceil(self.k_trending * f)),
             }
         )
+
+
+@functools.lru_cache(maxsize=256)
+def _with_total(config: RetrievalConfig, k_total: int) -> RetrievalConfig:
+    return config._scaled(k_total)  # once per (config, k_total): a request asks for few distinct sizes
 
 
 @dataclass(frozen=True)
