@@ -2,6 +2,7 @@
 
 from django.urls import include, path
 
+from shop.api import console
 from shop.catalog.api import CategoryDetailApi, CategoryListApi, ProductDetailApi, ProductListApi
 from shop.events.api import EventBatchApi
 from shop.orders.api import CartApi, CartItemDetailApi, CartItemListApi, CheckoutApi
@@ -20,4 +21,6 @@ urlpatterns = [
     path("checkout", CheckoutApi.as_view(), name="checkout"),
     path("recs/", include("shop.recs.urls")),
     path("experiments/", include("shop.experiments.urls")),
+    path("auth/", include((console.auth_urlpatterns, "auth"))),
+    path("console/", include((console.console_urlpatterns, "console"))),
 ]

@@ -9,11 +9,12 @@ from functools import lru_cache
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection
-from django.db.models import Prefetch, Q
+from django.db.models import Count, Prefetch, Q, Sum
 
 from shop.catalog.models import Product
+from shop.events.selectors import TimeBuckets
 
-from .models import Cart, CartItem, Order, OrderLine
+from .models import Cart, CartItem, Order, OrderLine, OrderStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,3 +117,26 @@ def order_get_for_viewer(*, number: str, visitor_id: uuid.UUID | None, user: Abs
 def order_list_for_user(*, user: AbstractBaseUser) -> list[Order]:
     """The user's orders, newest first, including those placed before they logged in on that browser."""
     return list(_orders_with_lines().filter(Q(user_id=user.pk) | Q(visitor__user_id=user.pk)).order_by("-placed_at"))
+
+
+@dataclass(frozen=True, slots=True)
+class Revenue:
+    """Orders placed in a window (cancelled ones left out): totals and per bucket."""
+
+    orders: int
+    revenue: Decimal
+    buckets: list[tuple[int, Decimal]]  # (orders, revenue) per bucket of ``event_traffic``'s grid
+
+
+def order_revenue(*, start, end, buckets: int) -> Revenue:
+    grid = TimeBuckets(start=start, end=end, count=buckets)
+    placed = Order.objects.filter(placed_at__gte=start, placed_at__lt=end).exclude(status=OrderStatus.CANCELLED)
+    series = [(0, Decimal("0"))] * buckets
+    for r in (
+        placed.annotate(bucket=grid.index_expression("placed_at"))
+        .values("bucket")
+        .annotate(orders=Count("id"), revenue=Sum("total"))
+        .order_by("bucket")
+    ):
+        series[min(buckets - 1, max(0, int(r["bucket"])))] = (r["orders"], r["revenue"] or Decimal("0"))
+    return Revenue(orders=sum(o for o, _ in series), revenue=sum((v for _, v in series), Decimal("0")), buckets=series)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from pathlib import Path
 
+from django.conf import settings
 from django.db.models import Subquery
 
 from shop.events.models import Visitor
 
-from .models import ModelVersion, Recommendation, ServingPointer, TaskRun
+from .models import AcceleratorBenchmark, ModelVersion, Recommendation, ServingPointer, TaskRun
 
 
 def _serving_set():
@@ -94,3 +97,67 @@ def model_version_active() -> ModelVersion | None:
 
 def model_version_list(*, limit: int = 50) -> list[ModelVersion]:
     return list(ModelVersion.objects.all()[:limit])
+
+
+# ------------------------------------------------------------------------------------ console figures
+
+
+@dataclass(frozen=True)
+class BenchmarkOut:
+    """One stored accelerator benchmark (``recommender.bench`` on a worker): its grid as flat rows."""
+
+    id: int
+    created_at: datetime
+    device: str
+    hostname: str
+    machine: dict
+    quick: bool
+    cells: list[dict]  # device, precision, threads, batch, path ("reuse"|"baseline"), p50_ms, p99_ms, ...
+    floors: dict
+    targets: dict
+    int8_agreement: dict
+
+
+def accelerator_benchmarks_latest(*, limit: int = 10) -> list[BenchmarkOut]:
+    """The newest benchmark of each worker device (a CPU node and a GPU node report separately)."""
+    seen: set[str] = set()
+    out: list[BenchmarkOut] = []
+    for b in AcceleratorBenchmark.objects.order_by("-created_at", "-id")[: limit * 10]:
+        if b.device in seen or not isinstance(b.results, dict):
+            continue
+        seen.add(b.device)
+        r = b.results
+        out.append(
+            BenchmarkOut(
+                id=b.pk,
+                created_at=b.created_at,
+                device=b.device,
+                hostname=b.hostname,
+                machine=dict(r.get("machine") or {}),
+                quick=bool(r.get("quick", False)),
+                cells=[c for c in r.get("cells") or [] if isinstance(c, dict)],
+                floors=dict(r.get("floors") or {}),
+                targets=dict(r.get("targets") or {}),
+                int8_agreement=dict(r.get("int8_agreement") or {}),
+            )
+        )
+        if len(out) >= limit:
+            break
+    return out
+
+
+SWEEP_FILE = "pipeline_sweep.json"
+
+
+def candidates_sweep_latest() -> dict | None:
+    """The latest ``python -m recommender.pipeline sweep`` report (quality vs latency per number of
+    stage-1 candidates), with the time it was written; None when it was never run or is unreadable."""
+    path = Path(settings.BENCH_DIR) / SWEEP_FILE
+    try:
+        report = json.loads(path.read_text())
+        written = datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(report, dict) or not isinstance(report.get("rows"), list):
+        return None
+    return {**report, "written_at": written}

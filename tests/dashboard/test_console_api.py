@@ -1,0 +1,227 @@
+"""The console's endpoints: staff tokens, KPIs, model versions (promote / roll back), accelerator figures,
+visitors. Who may call each, what they see, and bad input answered with a 4xx naming the field."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from shop.recs.models import ModelVersion, TaskRun
+from tests.dashboard.conftest import PASSWORD
+
+pytestmark = pytest.mark.django_db
+
+STAFF_GETS = [
+    "/api/console/me",
+    "/api/console/overview",
+    "/api/console/models",
+    "/api/console/accelerator",
+    "/api/console/visitors",
+]
+
+
+def _token_client(user) -> APIClient:
+    c = APIClient()
+    resp = c.post("/api/auth/token", {"username": user.username, "password": PASSWORD}, format="json")
+    assert resp.status_code == 200, resp.content
+    c.credentials(HTTP_AUTHORIZATION=f"Token {resp.json()['token']}")
+    return c
+
+
+def test_token_is_issued_to_staff_only(accounts):
+    c = APIClient()
+    ok = c.post("/api/auth/token", {"username": "staffer", "password": PASSWORD}, format="json")
+    assert ok.status_code == 200
+    assert ok.json() == {
+        "token": Token.objects.get(user=accounts.staff).key,
+        "username": "staffer",
+        "can_change_models": False,
+    }
+    merchant = c.post("/api/auth/token", {"username": "merchant", "password": PASSWORD}, format="json")
+    assert merchant.json()["can_change_models"] is True
+
+    refused = c.post("/api/auth/token", {"username": "shopper", "password": PASSWORD}, format="json")
+    assert refused.status_code == 403
+    assert "staff" in refused.json()["detail"]
+    assert not Token.objects.filter(user=accounts.shopper).exists()
+
+
+def test_token_bad_input_names_the_field_and_wrong_password_is_400(accounts):
+    c = APIClient()
+    missing = c.post("/api/auth/token", {"username": "staffer"}, format="json")
+    assert missing.status_code == 400
+    assert "password" in missing.json()
+    wrong = c.post("/api/auth/token", {"username": "staffer", "password": "nope"}, format="json")
+    assert wrong.status_code == 400
+    assert not Token.objects.exists()
+
+
+def test_token_endpoint_is_throttled(accounts, settings):
+    rest = settings.REST_FRAMEWORK
+    settings.REST_FRAMEWORK = {
+        **rest,
+        "DEFAULT_THROTTLE_RATES": {**rest["DEFAULT_THROTTLE_RATES"], "auth_token": "3/min"},
+    }
+    c = APIClient()
+    codes = [
+        c.post("/api/auth/token", {"username": "staffer", "password": "guess"}, format="json").status_code
+        for _ in range(5)
+    ]
+    assert codes == [400, 400, 400, 429, 429]
+
+
+def test_logout_revokes_the_token(accounts):
+    c = _token_client(accounts.staff)
+    assert c.get("/api/console/me").status_code == 200
+    assert c.delete("/api/auth/token").status_code == 204
+    assert c.get("/api/console/me").status_code == 401
+    assert not Token.objects.filter(user=accounts.staff).exists()
+
+
+@pytest.mark.parametrize("path", STAFF_GETS)
+def test_console_reads_are_staff_only(accounts, path):
+    anonymous = APIClient().get(path)
+    assert anonymous.status_code in (401, 403)
+    shopper = APIClient()
+    shopper.force_authenticate(accounts.shopper)
+    assert shopper.get(path).status_code == 403
+    # a token made for a shopper some other way still opens nothing
+    token = Token.objects.create(user=accounts.shopper)
+    c = APIClient()
+    c.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    assert c.get(path).status_code == 403
+    assert _token_client(accounts.staff).get(path).status_code == 200
+
+
+def test_token_of_a_user_who_lost_staff_stops_working(accounts):
+    c = _token_client(accounts.staff)
+    accounts.staff.is_staff = False
+    accounts.staff.save()
+    assert c.get("/api/console/overview").status_code == 403
+
+
+def test_overview_counts_the_window(accounts, seeded):
+    body = _token_client(accounts.staff).get("/api/console/overview", {"minutes": 60, "buckets": 12}).json()
+    assert body["visitors"] == seeded.visitors
+    assert body["sessions"] == seeded.sessions
+    assert body["events"] == seeded.events
+    assert body["impressions"] == seeded.impressions
+    assert body["clicks"] == seeded.clicks
+    assert body["ctr"] == pytest.approx(seeded.clicks / seeded.impressions)
+    assert body["purchasers"] == seeded.purchasers
+    assert body["conversion_rate"] == pytest.approx(seeded.purchasers / seeded.visitors)
+    assert body["orders"] == seeded.orders
+    assert Decimal(str(body["revenue"])) == seeded.revenue
+    assert body["events_per_minute"] == pytest.approx(seeded.events / 60)
+    series = body["series"]
+    assert len(series) == 12
+    assert sum(b["events"] for b in series) == seeded.events
+    assert sum(b["sessions"] for b in series) == seeded.sessions
+    assert sum(b["impressions"] for b in series) == seeded.impressions
+    assert sum(Decimal(str(b["revenue"])) for b in series) == seeded.revenue
+    # the purchase 4 minutes ago lands in the last 5-minute bucket, with its order
+    assert series[-1]["purchasers"] == 1 and series[-1]["orders"] == 1
+    assert series[-1]["events"] == 1
+
+
+def test_overview_shorter_window_and_empty_window(accounts, seeded):
+    c = _token_client(accounts.staff)
+    ten = c.get("/api/console/overview", {"minutes": 10, "buckets": 2}).json()
+    assert (ten["visitors"], ten["events"], ten["orders"], ten["sessions"]) == (1, 1, 1, 1)
+    assert ten["ctr"] is None  # no impressions in the window: no rate, not zero
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [({"minutes": 0}, "minutes"), ({"minutes": "x"}, "minutes"), ({"buckets": 1000}, "buckets")],
+)
+def test_overview_bad_parameters_name_the_field(accounts, params, field):
+    resp = _token_client(accounts.staff).get("/api/console/overview", params)
+    assert resp.status_code == 400
+    assert field in resp.json()
+
+
+def test_models_list_marks_the_active_version(accounts, model_versions):
+    body = _token_client(accounts.staff).get("/api/console/models").json()
+    assert body["active"] == "v0002"
+    assert body["can_change_models"] is False
+    assert [v["version"] for v in body["versions"]] == ["v0002", "v0001"]
+    assert body["versions"][0]["metrics"]["auc"] == 0.74
+    assert body["versions"][0]["gate_reasons"][0].startswith("auc: candidate 0.7400")
+
+
+def test_promote_and_rollback_need_the_permission(accounts, model_versions):
+    staff = _token_client(accounts.staff)
+    assert staff.post("/api/console/models/v0001/promote").status_code == 403
+    assert staff.post("/api/console/models/rollback").status_code == 403
+    assert ModelVersion.objects.get(is_active=True).version == "v0002"
+
+
+def test_promote_unknown_version_is_404(accounts, model_versions):
+    resp = _token_client(accounts.merchant).post("/api/console/models/v9999/promote")
+    assert resp.status_code == 404
+    assert "v9999" in resp.json()["detail"]
+
+
+def test_promote_a_version_whose_artifact_is_missing_is_409_and_changes_nothing(
+    accounts, model_versions, settings, tmp_path
+):
+    settings.MODEL_DIR = tmp_path / "models"
+    resp = _token_client(accounts.merchant).post("/api/console/models/v0001/promote")
+    assert resp.status_code == 409
+    assert "v0001" in resp.json()["detail"]
+    assert ModelVersion.objects.get(is_active=True).version == "v0002"
+
+
+def test_rollback_with_nothing_to_go_back_to_is_409(accounts, model_versions, settings, tmp_path):
+    settings.MODEL_DIR = tmp_path / "models"
+    resp = _token_client(accounts.merchant).post("/api/console/models/rollback")
+    assert resp.status_code == 409
+
+
+def test_benchmark_start_queues_one_run(accounts, django_capture_on_commit_callbacks, monkeypatch):
+    sent = []
+    monkeypatch.setattr("shop.recs.runs.task_send", lambda **kw: sent.append(kw))
+    c = _token_client(accounts.staff)
+    first = c.post("/api/console/benchmark")
+    assert first.status_code == 202
+    second = c.post("/api/console/benchmark")
+    assert second.status_code == 409
+    assert second.json()["task_id"] == first.json()["task_id"]
+    run = TaskRun.objects.get(pk=first.json()["task_id"])
+    assert run.kind == TaskRun.Kind.BENCHMARK
+    assert sent == [{"kind": TaskRun.Kind.BENCHMARK, "run_id": run.id}]
+
+
+def test_accelerator_returns_the_latest_benchmark_per_device_and_the_sweep(accounts, bench_rows):
+    from shop.recs.models import AcceleratorBenchmark
+
+    AcceleratorBenchmark.objects.filter(pk=bench_rows.pk).update(device="cpu")
+    older = AcceleratorBenchmark.objects.create(device="cpu", hostname="old", results={"cells": []})
+    AcceleratorBenchmark.objects.filter(pk=older.pk).update(created_at=bench_rows.created_at.replace(year=2020))
+    body = _token_client(accounts.staff).get("/api/console/accelerator").json()
+    assert [b["hostname"] for b in body["benchmarks"]] == ["worker-1"]
+    assert len(body["benchmarks"][0]["cells"]) == 8
+    assert [r["setting"] for r in body["sweep"]["rows"]] == ["retrieval-only@400", "50", "400"]
+
+
+def test_accelerator_with_nothing_stored(accounts, settings, tmp_path):
+    settings.BENCH_DIR = tmp_path
+    body = _token_client(accounts.staff).get("/api/console/accelerator").json()
+    assert body == {"benchmarks": [], "sweep": None}
+
+
+def test_visitors_and_their_history(accounts, seeded):
+    c = _token_client(accounts.staff)
+    visitors = c.get("/api/console/visitors", {"minutes": 60}).json()
+    assert len(visitors) == 4
+    first = visitors[0]  # the purchase 4 minutes ago is the latest event
+    history = c.get(f"/api/console/visitors/{first['visitor_id']}/events").json()
+    assert len(history) == first["events"] == 6
+    assert history[0]["type"] == "purchase"
+    assert [h["arm"] for h in history if h["type"] == "impression"] == ["dlrm"] * 3
+    assert c.get("/api/console/visitors", {"limit": 0}).status_code == 400
+    assert c.get(f"/api/console/visitors/{first['visitor_id']}/events", {"limit": "many"}).status_code == 400
