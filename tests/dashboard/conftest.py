@@ -217,3 +217,65 @@ def api_get(base_url: str, path: str, token: str, **params) -> dict:
     resp = httpx.get(f"{base_url}{path}", params=params, headers={"Authorization": f"Token {token}"})
     resp.raise_for_status()
     return resp.json()
+
+
+@dataclass
+class ExperimentTraffic:
+    key: str
+    visitors_per_arm: int
+    buyers: dict[str, int]
+
+
+@pytest.fixture
+def experiment_traffic(db) -> ExperimentTraffic:
+    """The default three-arm experiment, started three days ago, with 40 visitors per arm over three days:
+    impressions and clicks on the rail, cart adds, and 4 / 6 / 10 buyers in popularity / heuristic / dlrm."""
+    from shop.experiments.models import Experiment
+    from shop.experiments.selectors import experiment_current_get, running_experiment_forget
+    from shop.experiments.services import experiment_ensure_default
+
+    experiment_ensure_default()
+    experiment = experiment_current_get()
+    now = timezone.now()
+    Experiment.objects.filter(pk=experiment.pk).update(started_at=now - dt.timedelta(days=3))
+    running_experiment_forget()
+    product = ProductFactory(name="Experiment product", price=Decimal("20.00"))
+    buyers = {"popularity": 4, "heuristic": 6, "dlrm": 10}
+    per_arm = 40
+    for arm, n_buy in buyers.items():
+        for i in range(per_arm):
+            visitor = VisitorFactory()
+            when = now - dt.timedelta(days=2 - (i % 3), minutes=i)
+            version = "v0002" if arm == "dlrm" else None
+            for pos in range(4):
+                EventFactory(
+                    visitor=visitor,
+                    product=product,
+                    type=EventType.IMPRESSION,
+                    placement="home",
+                    position=pos + 1,
+                    arm=arm,
+                    model_version=version,
+                    occurred_at=when,
+                )
+            if i % 4 == 0:
+                EventFactory(
+                    visitor=visitor,
+                    product=product,
+                    type=EventType.CLICK,
+                    arm=arm,
+                    model_version=version,
+                    occurred_at=when + dt.timedelta(seconds=5),
+                )
+            if i < n_buy + 4:
+                EventFactory(
+                    visitor=visitor,
+                    product=product,
+                    type=EventType.ADD_TO_CART,
+                    occurred_at=when + dt.timedelta(minutes=1),
+                )
+            if i < n_buy:
+                later = when + dt.timedelta(minutes=3)
+                EventFactory(visitor=visitor, product=product, type=EventType.PURCHASE, arm=arm, occurred_at=later)
+                OrderFactory(visitor=visitor, total=Decimal("20.00") * (1 + i % 2), placed_at=later)
+    return ExperimentTraffic(key=experiment.key, visitors_per_arm=per_arm, buyers=buyers)

@@ -1,0 +1,150 @@
+"""Accelerator latency: p50/p99 and scores/s by batch size per device and precision, where inference time
+goes (embeddings vs MLP), the machine's floors, live per-stage latency, and the candidates sweep."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import charts, client, session
+
+REFRESH_S = 15
+BENCH_CMD = "`.venv/bin/python manage.py benchmark_accelerator --wait` (or the button below; a worker must run)"
+SWEEP_CMD = "`.venv/bin/python -m recommender.pipeline sweep --synthetic-users 800 --eval-users 300`"
+
+st.title("Accelerator latency")
+
+try:
+    data = client.get(client.ACCELERATOR, token=session.token())
+except client.ApiError as e:
+    session.api_failed(e, what="Accelerator benchmarks")
+    st.stop()
+
+benchmarks = data["benchmarks"]
+cells = charts.cells_frame(benchmarks)
+
+st.subheader("Scoring one user's candidates, by batch size")
+if cells.empty:
+    st.info(f"No accelerator benchmark has been stored yet. Run {BENCH_CMD}.")
+else:
+    for b in benchmarks:
+        m = b.get("machine") or {}
+        st.caption(
+            f"{b['device']} on {b['hostname'] or 'a worker'}, {b['created_at'][:19]} UTC: {m.get('cpu', '')}, "
+            f"{m.get('cores', '?')} cores, torch {m.get('torch', '?')}, CUDA: {m.get('cuda') or 'none'}"
+            + (" (quick run: small model)" if b.get("quick") else "")
+        )
+    if not (cells["device"] == "cuda").any():
+        st.info(
+            "No GPU results: no GPU worker has reported a benchmark. On a machine with CUDA run "
+            "`celery -A worker worker -Q gpu --pool solo`, then start a benchmark."
+        )
+    threads = sorted(cells["threads"].unique())
+    th = st.segmented_control("Threads", threads, default=threads[0], key="acc_threads") or threads[0]
+    view = cells[cells["threads"] == th]
+    left, right = st.columns(2)
+    with left:
+        st.caption("p50 (solid) and p99 (dashed) latency")
+        st.altair_chart(charts.latency_chart(view), use_container_width=True)
+    with right:
+        st.caption("Scores per second")
+        st.altair_chart(charts.throughput_chart(view), use_container_width=True)
+    st.dataframe(
+        view[
+            [
+                "device",
+                "precision",
+                "batch",
+                "p50_ms",
+                "p99_ms",
+                "scores_per_s",
+                "baseline_p50_ms",
+                "baseline_p99_ms",
+                "speedup_p50",
+            ]
+        ],
+        hide_index=True,
+        column_config={
+            "p50_ms": st.column_config.NumberColumn("p50 ms", format="%.3f"),
+            "p99_ms": st.column_config.NumberColumn("p99 ms", format="%.3f"),
+            "scores_per_s": st.column_config.NumberColumn("scores/s", format="%,.0f"),
+            "baseline_p50_ms": st.column_config.NumberColumn("plain DLRM p50 ms", format="%.3f"),
+            "baseline_p99_ms": st.column_config.NumberColumn("plain DLRM p99 ms", format="%.3f"),
+            "speedup_p50": st.column_config.NumberColumn("speed-up (p50)", format="%.2fx"),
+        },
+    )
+    st.caption(
+        "Baseline: the plain torchrec DLRM forward on the same rows in the same run (the user's side repeated in "
+        "every row). The benchmark measures p50 and p99; it records no p95."
+    )
+
+    st.subheader("Where does inference time go?")
+    st.caption("Embedding lookups vs MLPs + feature interaction, share of the p50 time (the MicroRec question).")
+    st.altair_chart(charts.split_chart(view), use_container_width=False)
+
+    st.subheader("The machine's floors")
+    floors = [
+        {"worker": b["device"], "device / threads": key, **vals}
+        for b in benchmarks
+        for key, vals in (b.get("floors") or {}).items()
+    ]
+    if floors:
+        st.dataframe(
+            pd.DataFrame(floors)[
+                [
+                    "worker",
+                    "device / threads",
+                    "memory_bandwidth_gb_s",
+                    "matmul_big_gflop_s",
+                    "matmul_mlp_4096x128x128_gflop_s",
+                ]
+            ],
+            hide_index=True,
+            column_config={
+                "memory_bandwidth_gb_s": st.column_config.NumberColumn("memory GB/s", format="%.1f"),
+                "matmul_big_gflop_s": st.column_config.NumberColumn("matmul GFLOP/s", format="%.1f"),
+                "matmul_mlp_4096x128x128_gflop_s": st.column_config.NumberColumn(
+                    "MLP-shaped matmul GFLOP/s", format="%.1f"
+                ),
+            },
+        )
+
+if st.button("Run the accelerator benchmark", key="acc_run"):
+    try:
+        started = client.post(client.BENCHMARK, token=session.token())
+        st.success(f"Benchmark queued (task {started['task_id']}); a worker stores its figures here when done.")
+    except client.ApiError as e:
+        if e.status == 409:
+            st.info(f"A benchmark is already queued or running: {e}")
+        else:
+            session.api_failed(e, what="Starting a benchmark")
+
+
+@st.fragment(run_every=REFRESH_S)
+def live_stages() -> None:
+    st.subheader("Live serving latency per pipeline stage")
+    try:
+        stats = client.get(client.SERVING_STATS, token=session.token(), params={"minutes": 60})
+    except client.ApiError as e:
+        session.api_failed(e, what="Live serving latency", fill="It comes with the live recommendation service.")
+        return
+    frame = charts.stage_latency_frame(stats)
+    if frame.empty:
+        st.info("No recommendation requests in the last hour: open the storefront or run `manage.py simulate`.")
+        return
+    st.altair_chart(charts.stage_latency_chart(frame), use_container_width=True)
+
+
+live_stages()
+
+st.subheader("Stage-1 candidates: quality vs latency")
+sweep = data.get("sweep")
+if not sweep:
+    st.info(f"No candidates sweep yet. Run {SWEEP_CMD}; it writes var/bench/pipeline_sweep.json.")
+else:
+    st.caption(
+        f"{sweep.get('users')} users, catalogue of {sweep.get('catalogue')}, {sweep.get('precision')}, "
+        f"{sweep.get('threads')} thread(s); written {str(sweep.get('written_at'))[:19]} UTC"
+    )
+    st.altair_chart(charts.sweep_chart(sweep["rows"]), use_container_width=True)
+    st.dataframe(pd.DataFrame(sweep["rows"]), hide_index=True)

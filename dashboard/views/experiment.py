@@ -1,0 +1,141 @@
+"""Experiment: one row per arm and metric (control and arm values with counts, relative lift with its 95% CI
+drawn as a bar, p-value), lift over time inside the sequential band, the sample-ratio-mismatch banner, the
+verdict in plain words, the same split by model version, and guardrails per arm. Refreshes itself."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import charts, client, session
+
+REFRESH_S = 30
+FILL = (
+    "Run shoppers through the shop: `.venv/bin/python manage.py simulate --shoppers 300 --minutes 5 --seed 7` "
+    "(or `make demo`, which runs the closed loop)."
+)
+
+st.title("Experiment")
+
+
+@st.fragment(run_every=REFRESH_S)
+def results() -> None:
+    try:
+        data = client.get(client.EXPERIMENT_RESULTS, token=session.token())
+    except client.NotFound:
+        st.info(
+            "No experiment is running and none has run yet. Create one in the admin (Experiments) and start it; "
+            "`manage.py migrate` creates the default three-arm experiment on a fresh install."
+        )
+        return
+    except client.ApiError as e:
+        session.api_failed(e, what="Experiment results")
+        return
+    exp = data["experiment"]
+    arms = exp["arms"]
+    weight_total = sum(a["weight"] for a in arms) or 1
+    st.markdown(
+        f"**{exp['name']}** (`{exp['key']}`, {exp['status']}"
+        + (f" since {exp['started_at'][:16].replace('T', ' ')} UTC" if exp.get("started_at") else "")
+        + "). Arms: "
+        + ", ".join(
+            f"{a['key']}{' (control)' if a['is_control'] else ''} {a['weight'] / weight_total:.0%} · {a['visitors']:,} visitors"
+            for a in arms
+        )
+    )
+    srm = data["srm"]
+    total_visitors = sum(a["visitors"] for a in arms)
+    if total_visitors == 0:
+        st.info(f"No visitor has been assigned to an arm yet. {FILL}")
+        return
+    if srm["mismatch"]:
+        st.error(f"Sample-ratio mismatch. {srm['verdict']}", icon=":material/warning:")
+    else:
+        st.caption(f"Sample ratio: {srm['verdict']}")
+    if exp.get("crossovers"):
+        st.caption(f"{exp['crossovers']:,} visitors were seen under more than one arm and are left out.")
+    st.subheader("Verdict")
+    st.markdown(f"> {data['verdict']}")
+
+    table = charts.experiment_table(data)
+    st.subheader("Lift against control, 95% CI")
+    if table.empty:
+        st.info("The experiment has no control arm to compare with.")
+    else:
+        st.altair_chart(charts.lift_ci_chart(table), use_container_width=True)
+        st.dataframe(
+            table[
+                [
+                    "metric",
+                    "arm",
+                    "control",
+                    "control_n",
+                    "arm_value",
+                    "arm_n",
+                    "lift",
+                    "ci",
+                    "p_value",
+                    "seq_ci",
+                    "verdict",
+                ]
+            ],
+            hide_index=True,
+            column_config={
+                "control": st.column_config.NumberColumn("control value", format="%.4f"),
+                "control_n": st.column_config.NumberColumn("control n"),
+                "arm_value": st.column_config.NumberColumn("arm value", format="%.4f"),
+                "arm_n": st.column_config.NumberColumn("arm n"),
+                "lift": st.column_config.NumberColumn("lift", format="percent"),
+                "ci": st.column_config.TextColumn("95% CI"),
+                "p_value": st.column_config.NumberColumn("p-value", format="%.4f"),
+                "seq_ci": st.column_config.TextColumn("always-valid 95% CI"),
+            },
+        )
+
+    st.subheader("Conversion lift over time")
+    days = charts.lift_over_time_frame(data)
+    if days.empty:
+        st.info("Lift over time needs visitors in control and another arm.")
+    else:
+        st.caption("Cumulative lift by day of first exposure; the band is the always-valid (sequential) 95% interval.")
+        st.altair_chart(charts.lift_over_time_chart(days), use_container_width=True)
+
+    st.subheader("By model version")
+    versions = charts.by_model_version_frame(data)
+    if versions.empty:
+        st.info("No model version has served a visitor in this experiment yet.")
+    else:
+        st.dataframe(
+            versions,
+            hide_index=True,
+            column_config={
+                c: st.column_config.NumberColumn(c, format="%.4f")
+                for c in ("conversion", "revenue_per_visitor", "add_to_cart", "rail_ctr")
+            },
+        )
+
+
+@st.fragment(run_every=REFRESH_S)
+def guardrails() -> None:
+    st.subheader("Guardrails per arm (last 24 hours)")
+    try:
+        rows = client.get(client.GUARDRAILS, token=session.token(), params={"minutes": 1440})
+    except client.ApiError as e:
+        session.api_failed(e, what="Guardrails", fill="They come with the live recommendation service.")
+        return
+    frame = charts.guardrails_frame(rows)
+    if frame.empty:
+        st.info(f"No recommendation requests in the last 24 hours. {FILL}")
+        return
+    st.dataframe(
+        frame,
+        hide_index=True,
+        column_config={
+            "latency_ms_p99": st.column_config.NumberColumn("p99 latency (ms, bucket bound)", format="%.1f"),
+            "latency_ms_p50": st.column_config.NumberColumn("p50 latency (ms, bucket bound)", format="%.1f"),
+            "fallback_rate": st.column_config.NumberColumn("fallback rate", format="percent"),
+        },
+    )
+
+
+results()
+guardrails()
