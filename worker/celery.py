@@ -24,6 +24,7 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 GPU_TASKS = (
     "worker.tasks.retrain",
     "worker.tasks.batch_score",
+    "worker.tasks.batch_score_chunk",  # fan-out: every worker consuming gpu takes chunks
     "worker.tasks.evaluate",
     "worker.tasks.benchmark_accelerator",
 )

@@ -11,7 +11,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.db import InterfaceError, OperationalError
 from kombu.exceptions import OperationalError as KombuOperationalError
 
-from shop.recs import execution, runs, training
+from shop.recs import execution, runs, scoring, training
 
 from .celery import app
 
@@ -66,6 +66,28 @@ def retrain(self, run_id: str) -> dict:
 @app.task(bind=True, name="worker.tasks.batch_score", **RETRY)
 def batch_score(self, run_id: str) -> dict:
     return _execute(self, run_id)
+
+
+# Fan-out batch scoring (shop.recs.scoring, RECS_SCORE_FANOUT): chunks on the gpu queue, results kept for
+# the chord, then one finalize that flips the serving pointer.
+@app.task(bind=True, name=scoring.CHUNK_TASK, ignore_result=False, **RETRY)
+def batch_score_chunk(self, **kwargs) -> dict:
+    return {**scoring.batch_score_chunk(**kwargs), "hostname": self.request.hostname or ""}
+
+
+@app.task(bind=True, name=scoring.FINALIZE_TASK, **RETRY)
+def batch_score_finalize(self, results: list, *, run_id: str, score_set_id: int, chunks: int) -> dict:
+    # The chord fires once every header task reported success; check each chunk's stored outcome by id too,
+    # so a duplicate report (a chunk redelivered after it had finished) can never publish a partial set.
+    missing = [i for i in range(chunks) if not app.AsyncResult(scoring.chunk_task_id(run_id, i)).successful()]
+    if missing:
+        raise self.retry(countdown=2, max_retries=600, exc=RuntimeError(f"chunks not done yet: {missing[:10]}"))
+    return scoring.batch_score_finalize(run_id=run_id, score_set_id=score_set_id, chunks=chunks, results=results)
+
+
+@app.task(name=scoring.FAILED_TASK)
+def batch_score_failed(*, run_id: str, score_set_id: int) -> None:
+    scoring.batch_score_failed(run_id=run_id, score_set_id=score_set_id, error="see the worker log")
 
 
 @app.task(bind=True, name="worker.tasks.evaluate", **RETRY)

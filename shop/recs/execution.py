@@ -65,6 +65,9 @@ def task_run_execute(
         else:
             task_run_fail(run_id=run.id, error="".join(traceback.format_exception_only(exc)).strip()[:4000])
         raise
+    if result.pop("_pending", False):
+        # fanned out (batch scoring as a chord): the last step closes the run, not this one
+        return {"run_id": str(run.id), "pending": True}
     then = result.pop("_then", None)
     task_run_finish(run_id=run.id, state=State.SUCCEEDED, result=result)
     if then:

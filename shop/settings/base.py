@@ -167,8 +167,9 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     }
 
 # --- Celery (worker/celery.py reads every CELERY_* name; structural options live there) ---
-# No result backend: task state, stage and percent are TaskRun rows that the shop reads.
-CELERY_RESULT_BACKEND = None
+# No result backend by default: task state, stage and percent are TaskRun rows that the shop reads. The
+# fanned-out batch score (RECS_SCORE_FANOUT) is a Celery chord and needs one, e.g. redis://redis:6379/2.
+CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default="") or None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=60 * 60)
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=65 * 60)
@@ -207,6 +208,9 @@ RECS_TOP_K = env.int("RECS_TOP_K", default=50)
 RECS_MAX_PER_CATEGORY = env.int("RECS_MAX_PER_CATEGORY", default=0)
 RECS_ACTIVE_DAYS = env.int("RECS_ACTIVE_DAYS", default=90)  # visitors with an event this recent get scored
 RECS_SCORE_CHUNK = env.int("RECS_SCORE_CHUNK", default=500)  # visitors per committed chunk
+# Batch scoring as one chunk task per RECS_SCORE_CHUNK visitors across every worker consuming `gpu` (a chord;
+# needs CELERY_RESULT_BACKEND). Off: one task scores every chunk in turn (the embedded demo, one worker).
+RECS_SCORE_FANOUT = env.bool("RECS_SCORE_FANOUT", default=False)
 RECS_BATCH_THROTTLE_S = env.float("RECS_BATCH_THROTTLE_S", default=0.0)  # pause between chunks (spares the DB)
 RECS_EXPORT_ROW_GROUP = env.int("RECS_EXPORT_ROW_GROUP", default=100_000)
 RECS_MAX_DELIVERIES = env.int("RECS_MAX_DELIVERIES", default=3)  # a task that killed its worker this often fails
