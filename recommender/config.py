@@ -54,6 +54,13 @@ class DataConfig:
     # not interest, so they stay out.
     history_types: tuple[str, ...] = ("view", "click", "add_to_cart", "purchase")
     valid_fraction: float = 0.2
+    # The ranker's rows (recommender.rows): stage-1 candidates at this many cutoffs before the validation
+    # cutoff, labelled by the user's next basket (positives within basket_window_s of the first one) within
+    # label_horizon_s after the cutoff.
+    candidate_cutoffs: int = 3
+    candidates_per_user: int = 200
+    label_horizon_s: int = 7 * DAY
+    basket_window_s: int = DAY
 
 
 @dataclass

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from recommender.config import DAY, DataConfig, FeatureConfig
+from recommender.retrieval import SIGNALS, absent_signals
 
 EVENT_TYPES = ("impression", "view", "click", "add_to_cart", "remove_from_cart", "purchase")
 INTERACTION_COLUMNS = ("user_id", "item_id", "event_type", "timestamp", "placement", "position", "device")
@@ -569,6 +570,7 @@ class Examples:
     user_category_count: np.ndarray
     hist_start: np.ndarray
     hist_end: np.ndarray
+    signals: np.ndarray  # (N, len(SIGNALS)) float32: stage 1's view of each row (absent_signals when none)
     history: np.ndarray  # shared, not per row
 
     def __len__(self) -> int:
@@ -583,6 +585,17 @@ class Examples:
         return float(self.label.mean()) if len(self) else 0.0
 
 
+def concat_examples(parts: Sequence[Examples]) -> Examples:
+    """Rows of several :class:`Examples` built on the same history index (they share ``history``)."""
+    parts = [p for p in parts if len(p)] or list(parts[:1])
+    if len(parts) == 1:
+        return parts[0]
+    if any(p.history is not parts[0].history for p in parts[1:]):
+        raise ValueError("examples built on different history indexes cannot be concatenated")
+    kw = {f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(Examples) if f.name != "history"}
+    return Examples(**kw, history=parts[0].history)
+
+
 def examples_for(
     index: HistoryIndex,
     user_id: np.ndarray,
@@ -592,8 +605,11 @@ def examples_for(
     device: np.ndarray | str = "",
     label: np.ndarray | None = None,
     weight: np.ndarray | None = None,
+    signals: np.ndarray | None = None,
 ) -> Examples:
-    """Feature rows for arbitrary (user, item, t) triples, e.g. a serving request (label 0)."""
+    """Feature rows for arbitrary (user, item, t) triples, e.g. a serving request (label 0). ``signals``:
+    stage 1's signals of each row (:data:`recommender.retrieval.SIGNALS`); none: as for an item no source
+    ranked."""
     user_id, item_id = _str_array(user_id), _str_array(item_id)
     n = len(user_id)
     t = np.asarray(timestamp, dtype=np.int64)
@@ -613,6 +629,7 @@ def examples_for(
         brand=attrs["brand"],
         price=attrs["price"],
         **stats,
+        signals=absent_signals(n) if signals is None else np.asarray(signals, np.float32).reshape(n, len(SIGNALS)),
         history=index.history_items,
     )
 

@@ -21,69 +21,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from recommender.data import DAY, Examples, HistoryIndex, Interactions, ItemTable, examples_for
+from recommender.data import DAY, HistoryIndex, Interactions, ItemTable, examples_for
+from recommender.metrics import auc_score, log_loss, ranking_metrics  # noqa: F401  (this module's API)
+from recommender.rows import history_index, training_rows
+from recommender.train import predict, train_rows  # noqa: F401
 
 # ------------------------------------------------------------------------------------ pointwise metrics
-
-
-def auc_score(labels: np.ndarray, scores: np.ndarray) -> float:
-    """ROC AUC with ties averaged (Mann-Whitney). NaN when only one class is present."""
-    labels = np.asarray(labels).astype(bool)
-    scores = np.asarray(scores, dtype=np.float64)
-    n_pos = int(labels.sum())
-    n_neg = len(labels) - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    ranks = pd.Series(scores).rank(method="average").to_numpy()
-    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def log_loss(labels: np.ndarray, probs: np.ndarray, weights: np.ndarray | None = None) -> float:
-    p = np.clip(np.asarray(probs, dtype=np.float64), 1e-7, 1 - 1e-7)
-    y = np.asarray(labels, dtype=np.float64)
-    ll = -(y * np.log(p) + (1 - y) * np.log(1 - p))
-    return float(np.average(ll, weights=weights))
-
-
-@torch.no_grad()
-def predict(model, encoded, *, batch_size: int = 8192, device: torch.device | str = "cpu") -> np.ndarray:
-    """Probabilities (N,) for `EncodedExamples`, in row order."""
-    model.eval()
-    out = []
-    for batch in encoded.batches(batch_size):
-        b = batch.to(device)
-        out.append(torch.sigmoid(model(b.dense_features, b.sparse_features)).float().cpu().numpy())
-    return np.concatenate(out) if out else np.zeros(0, np.float32)
-
-
-# -------------------------------------------------------------------------------------- ranking metrics
-
-
-def ranking_metrics(ranked: Sequence[Sequence[str]], truth: Sequence[Sequence[str]], k: int = 10) -> dict[str, float]:
-    """Recall@k, NDCG@k (binary relevance) and HR@k, averaged over users.
-
-    ranked: per user, item ids best first (only the first k are used); truth: per user, the items of the
-    next basket (non-empty)."""
-    recall, ndcg, hit = [], [], []
-    disc = 1.0 / np.log2(np.arange(2, k + 2))
-    for r, t in zip(ranked, truth, strict=True):
-        t = set(np.asarray(t).tolist())
-        if not t:
-            continue
-        rel = np.array([1.0 if x in t else 0.0 for x in list(r)[:k]])
-        rel = np.pad(rel, (0, k - len(rel)))
-        hits = rel.sum()
-        recall.append(hits / len(t))
-        ideal = disc[: min(len(t), k)].sum()
-        ndcg.append(float((rel * disc).sum() / ideal))
-        hit.append(1.0 if hits > 0 else 0.0)
-    n = max(len(recall), 1)
-    return {
-        f"recall@{k}": float(np.sum(recall) / n),
-        f"ndcg@{k}": float(np.sum(ndcg) / n),
-        f"hr@{k}": float(np.sum(hit) / n),
-        "users": len(recall),
-    }
 
 
 # ------------------------------------------------------------------------------------------- baselines
@@ -267,7 +210,7 @@ PIPELINE = "dlrm_pipeline"  # the method the issue's target is about: candidates
 
 def next_basket_config():
     """The Ta Feng settings: purchases are the only positives (the ranker's rows come from
-    :func:`candidate_examples` in :func:`evaluate_next_basket`)."""
+    :func:`recommender.rows.training_rows`)."""
     from recommender.config import Config
 
     config = Config()
@@ -275,53 +218,6 @@ def next_basket_config():
     config.train.batch_size = 4096
     config.train.epochs = 1
     return config
-
-
-def candidate_examples(
-    history: Interactions,
-    items: ItemTable,
-    config,
-    *,
-    index: HistoryIndex,
-    cutoffs: Sequence[int],
-    n_candidates: int = 200,
-    horizon_s: int = 7 * DAY,
-) -> Examples:
-    """Training rows shaped exactly like serving: for each cutoff, stage 1 is fitted on the events before it and
-    each user's candidates are labelled by their next basket within ``horizon_s`` after it (1 bought, 0 not);
-    features as of that basket, from the strict past (same `HistoryIndex` as the other examples)."""
-    from recommender.pipeline import fit_retriever
-
-    types = list(config.data.positive_weights)
-    pos = np.isin(history.event_type, types)
-    users_all, items_all, ts_all = [], [], []
-    label_all = []
-    for c in cutoffs:
-        before = history.take(np.flatnonzero(history.timestamp < c))
-        retriever, user_index = fit_retriever(before, items, config=config)
-        sel = pos & (history.timestamp >= c) & (history.timestamp < c + horizon_s)
-        df = pd.DataFrame({"u": history.user_id[sel], "i": history.item_id[sel], "t": history.timestamp[sel]})
-        first = df.groupby("u")["t"].transform("min")
-        df = df[df["t"] == first]
-        for u, g in df.groupby("u", sort=False):
-            ui = user_index.get_indexer([u])[0]
-            if ui < 0:
-                continue
-            rows = retriever.candidates(int(ui), k_total=n_candidates).items
-            cand = items.item_id[rows]
-            users_all.append(np.full(len(cand), u))
-            items_all.append(cand)
-            ts_all.append(np.full(len(cand), int(g["t"].iloc[0]), np.int64))
-            label_all.append(np.isin(cand, g["i"].to_numpy()).astype(np.float32))
-    if not users_all:
-        return examples_for(index, np.zeros(0, str), np.zeros(0, str), np.zeros(0, np.int64))
-    return examples_for(
-        index,
-        np.concatenate(users_all),
-        np.concatenate(items_all),
-        np.concatenate(ts_all),
-        label=np.concatenate(label_all),
-    )
 
 
 def _rank_with_pipeline(pipe, users, times, k: int, n_candidates: int, scored: bool) -> tuple[list, list]:
@@ -351,17 +247,15 @@ def evaluate_next_basket(
     n_candidates: int = 200,
     catalogue_users: int = 0,
     candidate_cutoffs: int = 3,
+    refit: bool = True,
 ) -> dict:
     """Train on everyone's history (last shopping day held out) and rank for a sample of ``eval_users`` tested
     customers (0 = all), against the three baselines on the same users.
 
-    Training rows (``candidate_cutoffs`` > 0, the default): the ranker is trained on stage 1's output, as it is
-    used: at each of ``candidate_cutoffs`` weekly cutoffs the retriever is fitted on the events before it and
-    every user's ``n_candidates`` candidates are labelled by that user's next basket within the week
-    (:func:`candidate_examples`); validation AUC / log loss are on the same kind of rows at the validation
-    cutoff. (Pointwise rows with random negatives teach "a past item is a positive", and adding the user's
-    past items as negatives mis-calibrates them against non-past candidates: both measured worse on Ta Feng.)
-    ``candidate_cutoffs=0``: the pointwise rows of :func:`recommender.data.build_examples`.
+    Training rows: :func:`recommender.rows.training_rows` (the shop's retrain builds them the same way):
+    stage 1's candidates at ``candidate_cutoffs`` cutoffs, labelled by the next basket; validation AUC /
+    log loss on the same kind of rows at the validation cutoff; then (``refit``) the ranker is trained
+    again on all rows and that model is the one evaluated, as the shop registers it.
 
     Methods: the baselines; ``dlrm_pipeline`` (stage 1 candidates from :mod:`recommender.retrieval`, stage 2 the
     DLRM ranks ``n_candidates`` of them, stage 3 rules: in stock; no diversity cap, baskets repeat
@@ -369,41 +263,20 @@ def evaluate_next_basket(
     ``retrieval_only`` (stage 1 order, no model: what the DLRM adds); and, with ``catalogue_users`` > 0, ``dlrm``:
     the DLRM over the whole catalogue (single stage, slow) for the first ``catalogue_users`` of those users.
     """
-    from recommender.data import build_examples, next_basket_split, split_by_time
+    from recommender.data import next_basket_split
     from recommender.pipeline import PipelineConfig, RecPipeline, apply_rules
-    from recommender.train import train
 
     config = config or next_basket_config()
+    config.data.candidate_cutoffs = candidate_cutoffs
+    config.data.candidates_per_user = n_candidates
     t0 = time.perf_counter()
     split = next_basket_split(data.interactions)
     history = split.history
-    index = HistoryIndex(
-        history,
-        data.items,
-        history_types=config.data.history_types,
-        recent_items=config.features.recent_items,
-        trend_window_s=config.features.trend_window_s,
-    )
-    if candidate_cutoffs:
-        # Stage 2 learns on what stage 1 hands it: weekly cutoffs before the validation cutoff, each user's
-        # candidates labelled by their next basket in the following week; validation: the same at the cutoff.
-        pos_ts = history.timestamp[np.isin(history.event_type, list(config.data.positive_weights))]
-        cutoff = int(np.quantile(pos_ts, 1.0 - config.data.valid_fraction, method="higher")) // DAY * DAY
-        week = 7 * DAY
-        cuts = [cutoff - (w + 1) * week for w in range(candidate_cutoffs)]
-
-        def rows(c):
-            return candidate_examples(history, data.items, config, index=index, cutoffs=c, n_candidates=n_candidates)
-
-        tr, va = rows(cuts), rows([cutoff])
-        tr = tr.take(np.argsort(tr.timestamp, kind="stable"))
-        if not len(tr) or not tr.label.any():
-            candidate_cutoffs = 0  # too little history before the cutoffs: fall back to pointwise rows
-    if not candidate_cutoffs:  # pointwise examples (positives + sampled negatives), as for the shop's model
-        examples = build_examples(history, data.items, config.data, features=config.features, seed=seed, index=index)
-        tr, va, cutoff = split_by_time(examples, config.data.valid_fraction)
+    index = history_index(history, data.items, config)
+    training = training_rows(history, data.items, config, index=index, seed=seed)
+    tr, va = training.train, training.valid
     t_examples = time.perf_counter() - t0
-    result = train(tr, config, valid=va)
+    result = train_rows(training, config, refit=refit)
     t_train = time.perf_counter() - t0
 
     rng = np.random.default_rng(seed)
@@ -484,7 +357,8 @@ def evaluate_next_basket(
         "valid_auc": result.metrics.get("valid_auc"),
         "valid_logloss": result.metrics.get("valid_logloss"),
         "valid_positive_rate": float(np.mean(va.label)) if len(va) else None,
-        "training_rows": "stage-1 candidates" if candidate_cutoffs else "pointwise",
+        "training_rows": training.kind,
+        "refit_examples": result.metrics.get("refit_examples"),
         "train_examples_per_s": result.examples_per_s,
         "examples_seconds": round(t_examples, 1),
         "train_seconds": round(t_train, 1),

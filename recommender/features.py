@@ -31,6 +31,7 @@ from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
 from recommender.config import DAY, FeatureConfig
 from recommender.data import SMALL_LOOKUP, Examples, dict_lookup
+from recommender.retrieval import SIGNALS
 
 USER_SPARSE_KEYS: tuple[str, ...] = ("user_id", "recent_items", "hour_of_day", "weekday", "device")
 ITEM_SPARSE_KEYS: tuple[str, ...] = ("item_id", "category", "brand", "price_bucket")
@@ -44,7 +45,9 @@ TABLE_OF_KEY: dict[str, str] = {
 }  # fmt: skip
 USER_DENSE: tuple[str, ...] = ("user_activity",)
 ITEM_DENSE: tuple[str, ...] = ("log_price", "item_popularity", "item_recency", "item_trend")
-PAIR_DENSE: tuple[str, ...] = ("user_item_count", "user_item_recency", "user_category_count", "user_item_share")
+PAIR_DENSE: tuple[str, ...] = (
+    "user_item_count", "user_item_recency", "user_category_count", "user_item_share", *SIGNALS,
+)  # fmt: skip
 DENSE_FEATURES: tuple[str, ...] = USER_DENSE + ITEM_DENSE + PAIR_DENSE
 
 
@@ -307,6 +310,7 @@ class FeatureSpace:
             **self._pair_columns(
                 ex.timestamp, ex.user_activity, ex.user_item_count, ex.user_item_last_ts, ex.user_category_count
             ),
+            **{name: ex.signals[:, j] for j, name in enumerate(SIGNALS)},
         }
         return np.stack([cols[c] for c in DENSE_FEATURES], axis=1).astype(np.float32)
 
@@ -329,12 +333,14 @@ class FeatureSpace:
         user_item_count: np.ndarray,
         user_item_last_ts: np.ndarray,
         user_category_count: np.ndarray,
+        signals: np.ndarray,
     ) -> np.ndarray:
         """(N, len(PAIR_DENSE)) float32 for one user's N candidates: the same transform as :meth:`dense`
         (the live serving path computes the raw counts from that user's events alone)."""
         cols = self._pair_columns(
             np.int64(timestamp), user_activity, user_item_count, user_item_last_ts, user_category_count
         )
+        cols.update({name: signals[:, j] for j, name in enumerate(SIGNALS)})
         return np.stack([cols[c] for c in PAIR_DENSE], axis=1).astype(np.float32)
 
     def user_dense(self, user_activity: int) -> np.ndarray:

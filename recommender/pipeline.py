@@ -29,7 +29,7 @@ import pandas as pd
 import torch
 
 from recommender.config import Config
-from recommender.data import EVENT_TYPES, HistoryIndex, Interactions, ItemTable, ShopData, UserHistory, examples_for
+from recommender.data import HistoryIndex, Interactions, ItemTable, ShopData, UserHistory, examples_for
 from recommender.features import (
     DENSE_FEATURES,
     ITEM_DENSE,
@@ -39,8 +39,10 @@ from recommender.features import (
     FeatureSpace,
     context_codes,
 )
-from recommender.retrieval import SOURCES, CandidateRetriever, Candidates, RetrievalConfig
+from recommender.metrics import ranking_metrics
+from recommender.retrieval import SOURCES, CandidateRetriever, Candidates, RetrievalConfig, absent_signals
 from recommender.serving import ItemFeatures, Precision, Scorer, UserFeatures
+from recommender.stage1 import Stage1, fit_retriever
 
 NOBODY = "\x00nobody"  # a user id no log contains: item-side features without any user's history
 
@@ -71,7 +73,13 @@ class ServingFeatures:
         _ = space.vocabs["user"]._positions, space.vocabs["item"]._positions, space.vocabs["device"]._positions
 
     def live_request(
-        self, user_id: str, history: UserHistory, rows: np.ndarray, now: int, device: str = ""
+        self,
+        user_id: str,
+        history: UserHistory,
+        rows: np.ndarray,
+        now: int,
+        device: str = "",
+        signals: np.ndarray | None = None,
     ) -> tuple[UserFeatures, torch.Tensor]:
         """:meth:`user_request` computed from one user's events alone (``history``: the snapshot's slice
         merged with fresh events, :meth:`HistoryIndex.user_history`): cost grows with this user's history
@@ -117,6 +125,7 @@ class ServingFeatures:
             user_item_count=count,
             user_item_last_ts=last,
             user_category_count=cat_counts[self._row_category[rows]],
+            signals=absent_signals(len(rows)) if signals is None else signals,
         )
         return user, torch.from_numpy(pair)
 
@@ -135,25 +144,40 @@ class ServingFeatures:
         return self.space.encode(ex).dense[0, self._pcols]
 
     def user_request(
-        self, user_id: str, rows: np.ndarray, now: int, device: str = ""
+        self, user_id: str, rows: np.ndarray, now: int, device: str = "", signals: np.ndarray | None = None
     ) -> tuple[UserFeatures, torch.Tensor]:
-        """(the user's side, pair dense (N, len(PAIR_DENSE))) for candidate catalogue rows."""
-        return self.users_requests([user_id], [rows], now, device)[0]
+        """(the user's side, pair dense (N, len(PAIR_DENSE))) for candidate catalogue rows; ``signals``:
+        stage 1's signals of those rows (``Candidates.signals``; none: as for items no source ranked)."""
+        return self.users_requests([user_id], [rows], now, device, None if signals is None else [signals])[0]
 
     def users_requests(
-        self, user_ids: Sequence[str], rows: Sequence[np.ndarray], now: int, device: str = ""
+        self,
+        user_ids: Sequence[str],
+        rows: Sequence[np.ndarray],
+        now: int,
+        device: str = "",
+        signals: Sequence[np.ndarray | None] | None = None,
     ) -> list[tuple[UserFeatures, torch.Tensor]]:
         """:meth:`user_request` for many users in one vectorised pass of the feature code."""
         qs = [np.asarray(r, dtype=np.int64) if len(r) else np.zeros(1, np.int64) for r in rows]
         lens = np.array([len(q) for q in qs])
         q = np.concatenate(qs)
         n = len(q)
+        sig = None
+        if signals is not None:
+            sig = np.concatenate(
+                [
+                    absent_signals(len(qi)) if si is None or not len(ri) else np.asarray(si, np.float32)
+                    for qi, ri, si in zip(qs, rows, signals, strict=True)
+                ]
+            )
         ex = examples_for(
             self.index,
             np.repeat(np.asarray(user_ids, dtype=str), lens),
             self.items.item_id[q],
             np.full(n, now, np.int64),
             device=device,
+            signals=sig,
         )
         enc = self.space.encode(ex)
         starts = np.concatenate([[0], np.cumsum(lens)[:-1]])
@@ -249,12 +273,6 @@ def apply_rules(
     return np.array(out, dtype=np.int64)
 
 
-def retrieval_weights(config: Config | None = None) -> dict[str, float]:
-    """Event type -> weight of that event in stage 1 (history types 0.5, positives their loss weight)."""
-    config = config or Config()
-    return {t: 0.5 for t in config.data.history_types} | dict(config.data.positive_weights)
-
-
 class RecPipeline:
     """Retrieve -> rank -> rules -> top-k for one catalogue and one model version.
 
@@ -271,14 +289,12 @@ class RecPipeline:
         scorer: Scorer | None,
         user_index: pd.Index,
         config: PipelineConfig | None = None,
-        event_weights: dict[str, float] | None = None,
+        stage1_config: Config | None = None,
     ):
         self.retriever, self.features, self.scorer = retriever, features, scorer
         self.user_index = user_index
         self.config = config or PipelineConfig()
-        weights = event_weights or retrieval_weights()
-        # stage-1 weight per event type code (EVENT_TYPES order); NaN: the type does not feed stage 1
-        self._type_weight = np.array([weights.get(t, np.nan) for t in EVENT_TYPES], dtype=np.float64)
+        self.stage1 = Stage1.of(retriever, config=stage1_config)
         items = features.items
         self.item_ids = items.item_id
         self.in_stock = np.asarray(items.in_stock, dtype=bool)
@@ -328,7 +344,7 @@ class RecPipeline:
             scorer=scorer,
             user_index=user_index,
             config=pcfg,
-            event_weights=retrieval_weights(config),
+            stage1_config=config,
         )
         pipe.items_time = now
         return pipe
@@ -391,11 +407,13 @@ class RecPipeline:
         t0 = time.perf_counter_ns()
         history = self.features.index.user_history(str(user_id), int(now), fresh_events)
         t_hist = time.perf_counter_ns()
-        cands = self._live_candidates(history, n_cand, self._rows(session_item_ids))
+        cands = self._live_candidates(history, n_cand, self._rows(session_item_ids), int(now))
         t1 = time.perf_counter_ns()
         rows, sources = cands.items, cands.sources
         if use_model and self.scorer is not None and len(rows):
-            user, pair = self.features.live_request(str(user_id), history, rows, int(now), device_name)
+            user, pair = self.features.live_request(
+                str(user_id), history, rows, int(now), device_name, signals=cands.signals
+            )
             t2 = time.perf_counter_ns()
             scores = self.scorer.score(user, rows, pair).numpy()
             order = np.argsort(-scores, kind="stable")
@@ -424,13 +442,8 @@ class RecPipeline:
             timings=StageTimings(t1 - t_hist, (t_hist - t0) + (t2 - t1), t3 - t2, t4 - t3, t4 - t0),
         )
 
-    def _live_candidates(self, history: UserHistory, n_candidates: int, session: np.ndarray) -> Candidates:
-        w = self._type_weight[history.event_type]
-        ok = (history.rows >= 0) & np.isfinite(w)
-        sources = self.retriever.user_sources(history.rows[ok], history.timestamp[ok], w[ok])
-        return self.retriever.candidates_from(
-            sources, k_total=n_candidates, session_items=session if len(session) else None
-        )
+    def _live_candidates(self, history: UserHistory, n_candidates: int, session: np.ndarray, now: int) -> Candidates:
+        return self.stage1.candidates(history, n_candidates, now=now, session=session)
 
     def recommend_snapshot(
         self,
@@ -443,20 +456,19 @@ class RecPipeline:
         session_item_ids: Sequence[str] = (),
         device_name: str = "",
     ) -> Recommendations:
-        """The snapshot-only path: stage 1 from the fitted retriever, features from the history index
-        (arrays as long as the log per request). Kept as the reference the live path is measured and
-        tested against; serving uses :meth:`recommend`."""
+        """The snapshot-only path: the feature rows from the history index (arrays as long as the log per
+        request), stage 1 as in :meth:`recommend` without fresh events. Kept as the reference the live
+        path is measured and tested against; serving uses :meth:`recommend`."""
         cfg = self.config
         k = k or cfg.k
         n_cand = n_candidates or cfg.n_candidates
         t0 = time.perf_counter_ns()
-        u = self.user_index.get_indexer([user_id])[0]
-        session = self._rows(session_item_ids)
-        cands = self.retriever.candidates(int(u), k_total=n_cand, session_items=session if len(session) else None)
+        history = self.features.index.user_history(str(user_id), int(now))
+        cands = self._live_candidates(history, n_cand, self._rows(session_item_ids), int(now))
         t1 = time.perf_counter_ns()
         rows, sources = cands.items, cands.sources
         if self.scorer is not None and len(rows):
-            user, pair = self.features.user_request(user_id, rows, now, device_name)
+            user, pair = self.features.user_request(user_id, rows, now, device_name, signals=cands.signals)
             t2 = time.perf_counter_ns()
             scores = self.scorer.score(user, rows, pair).numpy()
             order = np.argsort(-scores, kind="stable")
@@ -502,12 +514,15 @@ class RecPipeline:
         U = len(user_ids)
         scorer = self.scorer if use_model else None
         t0 = time.perf_counter_ns()
-        uidx = self.user_index.get_indexer(list(user_ids))
-        cands = [self.retriever.candidates(int(u), k_total=n_cand) for u in uidx]
+        none = np.zeros(0, np.int64)
+        index = self.features.index
+        cands = [self._live_candidates(index.user_history(str(u), int(now)), n_cand, none, int(now)) for u in user_ids]
         t1 = time.perf_counter_ns()
         scores: list[np.ndarray]
         if scorer is not None and U:
-            reqs = self.features.users_requests(user_ids, [c.items for c in cands], now)
+            reqs = self.features.users_requests(
+                user_ids, [c.items for c in cands], now, signals=[c.signals for c in cands]
+            )
             t2 = time.perf_counter_ns()
             out = scorer.score_batch(
                 [r[0] for r in reqs], [torch.from_numpy(c.items) for c in cands], [r[1] for r in reqs]
@@ -551,29 +566,6 @@ class RecPipeline:
         return r[r >= 0].astype(np.int64)
 
 
-def fit_retriever(
-    history: Interactions, items: ItemTable, *, config: Config | None = None, retrieval: RetrievalConfig | None = None
-) -> tuple[CandidateRetriever, pd.Index]:
-    """Fit stage 1 on the history's engagement events; returns the retriever and its user index."""
-    weights = retrieval_weights(config)
-    keep = np.isin(history.event_type, list(weights))
-    ev = history.take(np.flatnonzero(keep))
-    rows = items.lookup(ev.item_id)
-    ok = rows >= 0
-    user_index = pd.Index(pd.unique(ev.user_id[ok]))
-    w = pd.Series(ev.event_type[ok]).map(weights).to_numpy(np.float64)
-    retriever = CandidateRetriever.fit(
-        users=user_index.get_indexer(ev.user_id[ok]),
-        items=rows[ok],
-        timestamps=ev.timestamp[ok],
-        item_category=pd.factorize(items.category)[0],
-        n_users=len(user_index),
-        weights=w,
-        config=retrieval,
-    )
-    return retriever, user_index
-
-
 # ---------------------------------------------------------------------------------------- sweep
 
 
@@ -606,8 +598,6 @@ def sweep(
     """Recall@k / NDCG@k and latency per ``n_candidates`` setting, on the same users in the same run;
     plus the model-free retrieval order at the largest setting and (``include_catalogue``) the
     single-stage baseline that ranks the whole catalogue."""
-    from recommender.evaluate import ranking_metrics
-
     order = np.argsort(np.asarray(times), kind="stable")
     users = [users[i] for i in order]
     times = [int(times[i]) for i in order]
@@ -642,7 +632,6 @@ def sweep(
 
 def _catalogue_row(pipeline: RecPipeline, users, times, truth, k: int) -> SweepRow:
     """Single stage: score every catalogue item with the model, then the same rules."""
-    from recommender.evaluate import ranking_metrics
 
     M = len(pipeline.item_ids)
     all_rows = np.arange(M)
@@ -709,15 +698,14 @@ def run_sweep(
     precision: Precision = "fp32",
 ) -> dict:
     """Next-basket split (each user's last shopping day held out), train on the history, sweep the knob."""
-    from recommender.data import build_examples, next_basket_split, split_by_time
-    from recommender.train import train
+    from recommender.data import next_basket_split
+    from recommender.rows import training_rows
+    from recommender.train import train_rows
 
     config = config or Config()
     split = next_basket_split(data.interactions)
-    examples = build_examples(split.history, data.items, config.data, features=config.features, seed=seed)
-    tr, va, _ = split_by_time(examples, config.data.valid_fraction)
     t0 = time.perf_counter()
-    result = train(tr, config, valid=va)
+    result = train_rows(training_rows(split.history, data.items, config, seed=seed), config)
     train_s = time.perf_counter() - t0
     pipe = RecPipeline.build(
         history=split.history,

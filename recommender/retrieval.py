@@ -22,6 +22,22 @@ from typing import Any
 import numpy as np
 
 SOURCES = ("history", "covisit", "category", "trending")
+# What stage 1 knows about a candidate, handed to the ranker as dense features (already scaled: log1p of
+# counts and days, ranks as 1 / (1 + rank), 0 when the source did not rank the item).
+SIGNALS = (
+    "s1_history_count",  # the user's weighted events on the item
+    "s1_history_decayed",  # the same, time-decayed (recent repeats weigh more)
+    "s1_history_rank",
+    "s1_covisit_score",  # co-occurrence with the user's recent items
+    "s1_covisit_rank",
+    "s1_category_score",  # popularity in the user's favourite categories x the category's share
+    "s1_category_rank",
+    "s1_trend_score",  # decayed global popularity
+    "s1_trend_rank",
+    "days_since_bought",  # days since the user last bought it (365 when never)
+    "repurchase_interval",  # the user's typical days between buying it (0 when bought on fewer than 2 days)
+    "repurchase_due",  # days since bought / that interval (about 1: due again)
+)
 
 
 @dataclass(frozen=True)
@@ -39,6 +55,7 @@ class RetrievalConfig:
     covisit_window_s: float = 86_400.0  # ...and at most this far apart in time (same day ~ same basket)
     top_categories: int = 3  # categories per user for the category source
     trending_half_life_s: float = 7 * 86_400.0
+    repeat_half_life_s: float = 30 * 86_400.0  # decay of the user's own repeat counts (a ranker signal)
 
     def with_total(self, k_total: int) -> RetrievalConfig:
         """The same config with ``k_total`` candidates, scaling every per-source k to cover it."""
@@ -59,6 +76,13 @@ class RetrievalConfig:
         )
 
 
+def absent_signals(n: int) -> np.ndarray:
+    """(n, len(SIGNALS)) signals of items no source ranked and the user never bought."""
+    out = np.zeros((n, len(SIGNALS)), np.float32)
+    out[:, SIGNALS.index("days_since_bought")] = np.log1p(365.0)
+    return out
+
+
 @functools.lru_cache(maxsize=256)
 def _with_total(config: RetrievalConfig, k_total: int) -> RetrievalConfig:
     return config._scaled(k_total)  # once per (config, k_total): a request asks for few distinct sizes
@@ -70,9 +94,13 @@ class Candidates:
 
     items: np.ndarray
     sources: np.ndarray  # int8 index into SOURCES: the first source that proposed the item
+    signals: np.ndarray | None = None  # (N, len(SIGNALS)) float32, from candidates_from
 
     def __len__(self) -> int:
         return len(self.items)
+
+    def with_signals(self, signals: np.ndarray) -> Candidates:
+        return Candidates(self.items, self.sources, signals)
 
 
 def _csr(groups: np.ndarray, n_groups: int) -> np.ndarray:
@@ -102,6 +130,10 @@ class UserSources:
     recent: np.ndarray
     categories: np.ndarray
     category_share: np.ndarray
+    history_count: np.ndarray  # weighted events per history item (same order as ``history``)
+    history_decayed: np.ndarray  # the same, each event halved every ``repeat_half_life_s``
+    bought_last: np.ndarray  # time of the last purchase of each history item, -1 never bought
+    bought_interval: np.ndarray  # mean days between distinct purchase days (NaN: bought on fewer than 2)
 
 
 class CandidateRetriever:
@@ -122,6 +154,7 @@ class CandidateRetriever:
         "cat_items",
         "cat_pop",
         "trending_items",
+        "trending_scores",
         "item_category",
     )
 
@@ -229,6 +262,7 @@ class CandidateRetriever:
         trend = np.bincount(items, weights=w * decay, minlength=n_items)
         order = np.lexsort((item_ids, -trend))[: max(cfg.k_trending, cfg.k_total) * 4]
         a["trending_items"] = order[trend[order] > 0]
+        a["trending_scores"] = trend[a["trending_items"]] / max(float(trend.max(initial=0.0)), 1e-12)
         return cls(config=cfg, n_users=n_users, n_items=n_items, arrays=a)
 
     # -- persistence (plain numpy state: fits the registry's vocabularies) ----------------------
@@ -266,38 +300,44 @@ class CandidateRetriever:
 
     def covisit(self, seeds: np.ndarray, k: int) -> np.ndarray:
         """Neighbours of ``seeds`` (newest first: earlier seeds weigh more), best first."""
+        return self._covisit_scored(seeds, k)[0]
+
+    def _covisit_scored(self, seeds: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         seeds = np.asarray(seeds, dtype=np.int64)
         seeds = seeds[(seeds >= 0) & (seeds < self.n_items)]
+        empty = np.zeros(0, np.int64), np.zeros(0)
         if len(seeds) == 0 or k <= 0:
-            return np.zeros(0, np.int64)
+            return empty
         starts, ends = self.covisit_indptr[seeds], self.covisit_indptr[seeds + 1]
         lens = ends - starts
         if lens.sum() == 0:
-            return np.zeros(0, np.int64)
+            return empty
         idx = np.repeat(starts - np.cumsum(lens) + lens, lens) + np.arange(lens.sum())
         seed_w = np.repeat(1.0 / (1.0 + np.arange(len(seeds))), lens)
         nb, inv = np.unique(self.covisit_items[idx], return_inverse=True)
         score = np.bincount(inv, weights=self.covisit_scores[idx] * seed_w)
-        return nb[np.lexsort((nb, -score))[:k]]
+        top = np.lexsort((nb, -score))[:k]
+        return nb[top], score[top]
 
     def popular_in_categories(self, user: int, k: int) -> np.ndarray:
         if not self._known(user) or k <= 0:
             return np.zeros(0, np.int64)
         s, e = self.ucat_indptr[user], self.ucat_indptr[user + 1]
-        return self._popular_in(self.ucat_cats[s:e], self.ucat_share[s:e], k)
+        return self._popular_in(self.ucat_cats[s:e], self.ucat_share[s:e], k)[0]
 
-    def _popular_in(self, cats: np.ndarray, share: np.ndarray, k: int) -> np.ndarray:
+    def _popular_in(self, cats: np.ndarray, share: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         if k <= 0:
-            return np.zeros(0, np.int64)
+            return np.zeros(0, np.int64), np.zeros(0)
         parts, scores = [], []
         for c, sh in zip(cats, share, strict=True):
             cs, ce = self.cat_indptr[c], self.cat_indptr[c + 1]
             parts.append(self.cat_items[cs:ce])
             scores.append(self.cat_pop[cs:ce] * sh)
         if not parts:
-            return np.zeros(0, np.int64)
+            return np.zeros(0, np.int64), np.zeros(0)
         it, sc = np.concatenate(parts), np.concatenate(scores)
-        return it[np.lexsort((it, -sc))[:k]]
+        top = np.lexsort((it, -sc))[:k]
+        return it[top], sc[top]
 
     def trending(self, k: int) -> np.ndarray:
         return self.trending_items[:k]
@@ -328,30 +368,69 @@ class CandidateRetriever:
             popular=self.popular_in_categories(user, cfg.k_category),
         )
 
-    def user_sources(self, items: np.ndarray, timestamps: np.ndarray, weights: np.ndarray) -> UserSources:
-        """One user's fitted-source state (own history order, recent items, favourite categories) from that
-        user's events alone, computed exactly as :meth:`fit` computes it for every user: the live path
-        merges events newer than the fit and pays for this user's events only.
+    def user_sources(
+        self,
+        items: np.ndarray,
+        timestamps: np.ndarray,
+        weights: np.ndarray,
+        *,
+        bought: np.ndarray | None = None,
+        now: float | None = None,
+    ) -> UserSources:
+        """One user's source state (own history order, recent items, favourite categories) from that user's
+        events alone, computed exactly as :meth:`fit` computes it for every user: the live path merges
+        events newer than the fit and pays for this user's events only. Also the per-item statistics the
+        ranker gets as stage-1 signals: weighted and time-decayed repeat counts, last purchase and the
+        typical interval between purchase days.
 
         ``items``: catalogue rows (events on items outside the catalogue already dropped), ``timestamps``
-        seconds, ``weights`` per event (the fit's event-type weights)."""
+        seconds, ``weights`` per event (the fit's event-type weights), ``bought``: which events are
+        purchases, ``now``: the request's time (decay; default the last event)."""
         items = np.asarray(items, dtype=np.int64)
         if len(items) == 0:
-            z = np.zeros(0, np.int64)
-            return UserSources(z, z, z, np.zeros(0))
+            z, f = np.zeros(0, np.int64), np.zeros(0)
+            return UserSources(z, z, z, f, f, f, f, f)
         ts = np.asarray(timestamps, dtype=np.float64)
         w = np.asarray(weights, dtype=np.float64)
+        now = float(ts.max()) if now is None else float(now)
         uniq, inv = np.unique(items, return_inverse=True)
         cnt = np.bincount(inv, weights=w)
         last = np.full(len(uniq), -np.inf)
         np.maximum.at(last, inv, ts)
-        history = uniq[np.lexsort((-last, -cnt))]
+        order = np.lexsort((-last, -cnt))
+        history = uniq[order]
         recent = uniq[np.argsort(-last, kind="stable")][: self.config.recent_items]
         cats = self.item_category[items]
         ck, cinv = np.unique(cats, return_inverse=True)
         ccnt = np.bincount(cinv, weights=w)
         top = np.lexsort((ck, -ccnt))[: self.config.top_categories]
-        return UserSources(history, recent, ck[top], ccnt[top] / w.sum())
+        decay = np.exp2(-np.clip(now - ts, 0, None) / self.config.repeat_half_life_s)
+        decayed = np.bincount(inv, weights=w * decay)
+        bought_last = np.full(len(uniq), -1.0)
+        interval = np.full(len(uniq), np.nan)
+        if bought is not None and np.any(bought):
+            b = np.asarray(bought, dtype=bool)
+            bi, bday = inv[b], np.floor(ts[b] / 86_400.0)
+            np.maximum.at(bought_last, bi, ts[b])
+            key, first = np.unique(bi * 1_000_000 + bday.astype(np.int64), return_index=True)  # distinct days
+            days_item = key // 1_000_000
+            n_days = np.bincount(days_item, minlength=len(uniq))
+            lo = np.full(len(uniq), np.inf)
+            hi = np.full(len(uniq), -np.inf)
+            np.minimum.at(lo, days_item, bday[first])
+            np.maximum.at(hi, days_item, bday[first])
+            rep = n_days >= 2
+            interval[rep] = (hi[rep] - lo[rep]) / (n_days[rep] - 1)
+        return UserSources(
+            history,
+            recent,
+            ck[top],
+            ccnt[top] / w.sum(),
+            cnt[order],
+            decayed[order],
+            bought_last[order],
+            interval[order],
+        )
 
     def candidates_from(
         self,
@@ -360,18 +439,81 @@ class CandidateRetriever:
         k_total: int | None = None,
         session_items: np.ndarray | None = None,
         config: RetrievalConfig | None = None,
+        now: float | None = None,
     ) -> Candidates:
         """:meth:`candidates` for a user described by :meth:`user_sources` (fitted or not)."""
         cfg = config or self.config
         if k_total is not None and k_total != cfg.k_total:
             cfg = cfg.with_total(k_total)
-        return self._interleave(
+        out = self._interleave(
             cfg,
             history=sources.history[: cfg.k_history],
             recent=sources.recent,
             session_items=session_items,
-            popular=self._popular_in(sources.categories, sources.category_share, cfg.k_category),
+            popular=self._popular_in(sources.categories, sources.category_share, cfg.k_category)[0],
         )
+        return out.with_signals(self.signals(sources, out.items, cfg=cfg, session_items=session_items, now=now))
+
+    def signals(
+        self,
+        sources: UserSources,
+        items: np.ndarray,
+        *,
+        cfg: RetrievalConfig | None = None,
+        session_items: np.ndarray | None = None,
+        now: float | None = None,
+    ) -> np.ndarray:
+        """(N, len(SIGNALS)) float32: what stage 1 knows about each of ``items`` for this user, whether or
+        not a source proposed it (an item no source ranks gets score 0 and rank signal 0)."""
+        cfg = cfg or self.config
+        items = np.asarray(items, dtype=np.int64)
+        n = len(items)
+        out = np.zeros((n, len(SIGNALS)), np.float32)
+        if n == 0:
+            return out
+        col = {name: j for j, name in enumerate(SIGNALS)}
+
+        def put(name_score: str, name_rank: str, listed: np.ndarray, score: np.ndarray) -> None:
+            if not len(listed):
+                return
+            order = np.argsort(listed, kind="stable")
+            pos = np.minimum(np.searchsorted(listed[order], items), len(listed) - 1)
+            hit = listed[order][pos] == items
+            where = order[pos[hit]]
+            out[hit, col[name_score]] = score[where]
+            out[hit, col[name_rank]] = 1.0 / (1.0 + where)
+
+        # the user's own items: weighted count, time-decayed count, their rank in the history source
+        h = sources.history
+        put("s1_history_count", "s1_history_rank", h, np.log1p(sources.history_count))
+        if len(h):
+            order = np.argsort(h, kind="stable")
+            pos = np.minimum(np.searchsorted(h[order], items), len(h) - 1)
+            hit = h[order][pos] == items
+            j = order[pos[hit]]
+            out[hit, col["s1_history_decayed"]] = np.log1p(sources.history_decayed[j])
+            last = sources.bought_last[j]
+            t_now = float(now) if now is not None else float(last.max(initial=0.0))
+            days = np.where(last >= 0, np.clip((t_now - last) / 86_400.0, 0, 365.0), 365.0)
+            out[:, col["days_since_bought"]] = np.log1p(365.0)
+            out[hit, col["days_since_bought"]] = np.log1p(days)
+            interval = sources.bought_interval[j]
+            has = np.isfinite(interval)
+            iv = np.where(has, np.maximum(interval, 1.0), 0.0)
+            out[hit, col["repurchase_interval"]] = np.where(has, np.log1p(iv), 0.0)
+            out[hit, col["repurchase_due"]] = np.where(has, np.clip(days / np.maximum(iv, 1.0), 0, 10.0), 0.0)
+        else:
+            out[:, col["days_since_bought"]] = np.log1p(365.0)
+        seeds = sources.recent[: cfg.recent_items]
+        if session_items is not None and len(session_items):
+            seeds = np.concatenate([np.asarray(session_items, dtype=np.int64), seeds])[: cfg.recent_items]
+        nb, sc = self._covisit_scored(seeds, cfg.k_covisit)
+        put("s1_covisit_score", "s1_covisit_rank", nb, np.log1p(sc))
+        it, sc = self._popular_in(sources.categories, sources.category_share, cfg.k_category)
+        put("s1_category_score", "s1_category_rank", it, sc)
+        k = cfg.k_trending
+        put("s1_trend_score", "s1_trend_rank", self.trending_items[:k], self.trending_scores[:k])
+        return out
 
     def _interleave(
         self,

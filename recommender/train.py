@@ -31,9 +31,10 @@ import torch
 
 from recommender.config import Config, resolve_device
 from recommender.data import Examples, ShopData, build_examples, split_by_time
-from recommender.evaluate import auc_score, log_loss, predict
 from recommender.features import EncodedExamples, FeatureSpace
+from recommender.metrics import auc_score, log_loss
 from recommender.model import Ranker, RankerTrain, build_model, dense_parameters
+from recommender.rows import TrainingRows, training_rows
 
 
 @dataclass
@@ -50,6 +51,18 @@ class TrainResult:
     examples_per_s: float = 0.0
     wall_time_s: float = 0.0
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    validated: TrainResult | None = None  # the model before the refit on all rows (see train_rows)
+
+
+@torch.no_grad()
+def predict(model, encoded, *, batch_size: int = 8192, device: torch.device | str = "cpu") -> np.ndarray:
+    """Probabilities (N,) for `EncodedExamples`, in row order."""
+    model.eval()
+    out = []
+    for batch in encoded.batches(batch_size):
+        b = batch.to(device)
+        out.append(torch.sigmoid(model(b.dense_features, b.sparse_features)).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
 def seed_everything(seed: int) -> None:
@@ -193,16 +206,34 @@ def _train(examples: Examples, config: Config, *, valid: Examples | None, space:
     )
 
 
-def train_on_interactions(data: ShopData, config: Config | None = None) -> TrainResult:
-    """Interactions + items -> examples -> time split -> train with validation metrics (the worker's entry)."""
+def train_on_interactions(data: ShopData, config: Config | None = None, *, refit: bool = True) -> TrainResult:
+    """The shop's retrain: :func:`recommender.rows.training_rows` (the rows the evaluation measures), train
+    on the training rows and measure on the validation rows, then (``refit``) train again on all rows, the
+    freshest included, and return that model with the validated run's metrics."""
     config = config or Config()
-    examples = build_examples(
-        data.interactions, data.items, config.data, features=config.features, seed=config.train.seed
-    )
-    tr, va, cutoff = split_by_time(examples, config.data.valid_fraction)
-    result = train(tr, config, valid=va)
-    result.metrics["split_cutoff"] = cutoff
-    return result
+    return train_rows(training_rows(data.interactions, data.items, config), config, refit=refit)
+
+
+def train_rows(rows: TrainingRows, config: Config, *, refit: bool = True) -> TrainResult:
+    """Train on ``rows.train``, validate on ``rows.valid``, then (``refit``) retrain on all of them.
+
+    Returns the model to ship (the refit one) with the validated run's metrics; ``.validated`` is the model
+    trained without the validation rows (what any metric on data after ``rows.cutoff`` must use)."""
+    validated = train(rows.train, config, valid=rows.valid)
+    validated.metrics.update(split_cutoff=rows.cutoff, training_rows=rows.kind)
+    validated.validated = validated
+    if not refit or not len(rows.valid):
+        return validated
+    final = train(rows.all, config)
+    final.metrics = {
+        **validated.metrics,
+        "refit_examples": len(rows.all),
+        "refit_train_loss": final.metrics["train_loss"],
+    }
+    final.examples_per_s = validated.examples_per_s
+    final.wall_time_s += validated.wall_time_s
+    final.validated = validated
+    return final
 
 
 # ------------------------------------------------------------------------------------ plain baseline

@@ -53,35 +53,13 @@ def load_snapshot(snapshot: Path):
 
 
 def _ranking_metrics_at(model, space, data, config, cutoff: int, *, k: int = 10, users: int = EVAL_USERS) -> dict:
-    """Rank the whole catalogue for up to ``users`` users as of ``cutoff`` against what they engaged with after."""
-    import numpy as np
+    """Recall@k / NDCG@k of the served pipeline (stage 1 fitted before ``cutoff``, ``model`` ranking, rules)
+    for up to ``users`` users, against what they engaged with after ``cutoff``."""
+    from recommender.holdout import make_holdout, served_ranking
 
-    from recommender.data import HistoryIndex
-    from recommender.evaluate import rank_all_items, ranking_metrics
-
-    inter = data.interactions
-    positive = np.isin(inter.event_type, list(config.data.positive_weights))
-    after = positive & (inter.timestamp >= cutoff)
-    if not after.any():
-        return {}
-    truth: dict[str, set[str]] = {}
-    for u, i in zip(inter.user_id[after], inter.item_id[after], strict=True):
-        truth.setdefault(str(u), set()).add(str(i))
-    names = sorted(truth)
-    if len(names) > users:
-        rng = np.random.default_rng(config.train.seed)
-        names = sorted(rng.choice(names, size=users, replace=False).tolist())
-    index = HistoryIndex(
-        inter,
-        data.items,
-        history_types=config.data.history_types,
-        recent_items=config.features.recent_items,
-        trend_window_s=config.features.trend_window_s,
-    )
-    device = next(model.parameters()).device
-    ranked = rank_all_items(model, space, names, index=index, times=cutoff, k=k, device=device)
-    out = ranking_metrics(ranked, [sorted(truth[u]) for u in names], k)
-    out["ranked_users"] = len(names)
+    holdout = make_holdout(data, cutoff, config, users=users, seed=config.train.seed)
+    out = served_ranking(holdout, model, space, config, k=k)
+    out.pop("per_user_ndcg", None)
     return out
 
 
@@ -105,11 +83,15 @@ def train_and_register(
     result = train_on_interactions(data, config)
     seconds = time.perf_counter() - t0
     progress("ranking metrics", 0.8)
-    ranking = _ranking_metrics_at(result.model, result.features, data, config, int(result.metrics["split_cutoff"]))
+    # measured on the model trained without the validation rows; the one registered is then refit on all rows
+    checked = result.validated or result
+    ranking = _ranking_metrics_at(checked.model, checked.features, data, config, int(result.metrics["split_cutoff"]))
     metrics = {
         "auc": _finite(result.metrics.get("valid_auc")),
         "logloss": _finite(result.metrics.get("valid_logloss")),
         **{k: v for k, v in ranking.items()},
+        "training_rows": result.metrics.get("training_rows"),
+        "refit_examples": int(result.metrics.get("refit_examples", 0)),
         "train_examples": int(result.metrics.get("train_examples", 0)),
         "valid_examples": int(result.metrics.get("valid_examples", 0)),
         "examples_per_s": round(float(result.examples_per_s), 1),
@@ -214,17 +196,16 @@ def evaluate(*, snapshot: Path, model_dir: Path, version: str) -> dict:
     """AUC / log loss on the snapshot's validation part and NDCG@10 / Recall@10 after the time split."""
     import numpy as np
 
-    from recommender.data import build_examples, split_by_time
-    from recommender.evaluate import auc_score, log_loss, predict
+    from recommender.metrics import auc_score, log_loss
     from recommender.registry import Registry
+    from recommender.rows import training_rows
     from recommender.serving import model_from_artifact
+    from recommender.train import predict
 
     model, space, config = model_from_artifact(Registry(model_dir).load(version))
     data = load_snapshot(snapshot)
-    examples = build_examples(
-        data.interactions, data.items, config.data, features=config.features, seed=config.train.seed
-    )
-    _, valid, cutoff = split_by_time(examples, config.data.valid_fraction)
+    rows = training_rows(data.interactions, data.items, config)  # the rows the version was validated on
+    valid, cutoff = rows.valid, rows.cutoff
     probs = predict(model, space.encode(valid))
     out = {
         "auc": _finite(auc_score(valid.label, probs)),

@@ -113,25 +113,3 @@ def test_rank_all_items_returns_k_catalogue_items(grocery):
     catalogue = set(grocery.items.item_id.tolist())
     for r in ranked:
         assert len(r) == 10 and len(set(r)) == 10 and set(r) <= catalogue
-
-
-def test_candidate_examples_label_stage1_output_by_the_next_basket(grocery):
-    """Stage-2 training rows as served: candidates from a retriever fitted before the cutoff, labelled by the
-    user's next basket after it; features from the strict past."""
-    from recommender.evaluate import candidate_examples
-
-    inter = grocery.interactions
-    cut = int(np.quantile(inter.timestamp, 0.7))
-    index = HistoryIndex(inter, grocery.items, history_types=("purchase",))
-    ex = candidate_examples(inter, grocery.items, _cfg(), index=index, cutoffs=[cut], n_candidates=25)
-    assert len(ex) and (ex.timestamp >= cut).all() and 0 < ex.label.sum() < len(ex)
-    for u in np.unique(ex.user_id)[:10]:
-        mine = ex.user_id == u
-        t = ex.timestamp[mine][0]
-        assert (ex.timestamp[mine] == t).all() and mine.sum() <= 25
-        assert (inter.timestamp[inter.user_id == u] < cut).any()  # known to stage 1 before the cutoff
-        bought = set(inter.item_id[(inter.user_id == u) & (inter.timestamp == t)].tolist())
-        assert {i for i, y in zip(ex.item_id[mine], ex.label[mine], strict=True) if y == 1} == bought & set(
-            ex.item_id[mine]
-        )
-    assert (ex.user_item_count[ex.user_item_count > 0] > 0).all() and (ex.user_activity > 0).all()

@@ -55,7 +55,10 @@ def test_recommend_runs_every_stage_and_times_it(shop):
     assert min(t.retrieve_ns, t.features_ns, t.rank_ns, t.rules_ns) > 0
     assert t.total_ns >= t.retrieve_ns + t.features_ns + t.rank_ns + t.rules_ns
     # the ranking is the model's: the scores are the scorer's logits for those items
-    cand_user, pair = pipe.features.user_request(user, rec.rows, now)
+    cands = pipe._live_candidates(pipe.features.index.user_history(user, now), 60, np.zeros(0, np.int64), now)
+    at = {int(r): i for i, r in enumerate(cands.items)}
+    signals = cands.signals[[at[int(r)] for r in rec.rows]]
+    cand_user, pair = pipe.features.user_request(user, rec.rows, now, signals=signals)
     np.testing.assert_allclose(pipe.scorer.score(cand_user, rec.rows, pair).numpy(), rec.scores, rtol=1e-5, atol=1e-5)
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from recommender.config import ModelConfig
-from recommender.features import DENSE_FEATURES, ITEM_DENSE, SPARSE_KEYS, TABLE_OF_KEY
+from recommender.features import DENSE_FEATURES, ITEM_DENSE, PAIR_DENSE, SPARSE_KEYS, TABLE_OF_KEY
 from recommender.model import build_model
 from recommender.serving import ItemFeatures, Scorer, ScoreTimings, UserFeatures
 
@@ -66,7 +66,7 @@ def make_user(i: int, bag: int = 12) -> UserFeatures:
 
 def candidates(i: int, n: int = 200) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(200 + i)
-    return torch.randperm(M, generator=g)[:n], torch.rand(n, 4, generator=g)
+    return torch.randperm(M, generator=g)[:n], torch.rand(n, len(PAIR_DENSE), generator=g)
 
 
 def plain_forward(scorer: Scorer, model: torch.nn.Module, user: UserFeatures, items, pair) -> torch.Tensor:

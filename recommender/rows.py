@@ -1,0 +1,169 @@
+"""The ranker's training rows: one function for the shop's retrain, the evaluation and the sweep.
+
+The ranker ranks what stage 1 hands it, so it learns on exactly that: at a few cutoffs before the
+validation cutoff, stage 1 is fitted on the events before the cutoff, every user who engages within the
+label horizon after it gets their candidates from :class:`recommender.stage1.Stage1` (the serving code,
+with its signals), built from their events strictly before their next basket, and each candidate is
+labelled 1 if it is in that basket, else 0. Validation rows are the same at the validation cutoff.
+(Pointwise rows with random negatives teach "a past item is a positive", and adding the user's past
+items as negatives mis-calibrates them against non-past candidates: both measured worse on Ta Feng.)
+
+When no user engages after any cutoff (a log too short to split), the rows fall back to pointwise
+examples (:func:`recommender.data.build_examples`) split by time, and say so in ``kind``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from recommender.config import DAY, Config
+from recommender.data import (
+    Examples,
+    HistoryIndex,
+    Interactions,
+    ItemTable,
+    build_examples,
+    concat_examples,
+    examples_for,
+    split_by_time,
+)
+from recommender.stage1 import Stage1, fit_retriever
+
+
+@dataclass(frozen=True)
+class TrainingRows:
+    """train / valid rows, the validation cutoff (seconds), all rows (train + valid: the refit before
+    registering) and how they were built (``"stage-1 candidates"`` or ``"pointwise"``)."""
+
+    train: Examples
+    valid: Examples
+    cutoff: int
+    kind: str
+    cutoffs: tuple[int, ...] = ()
+    horizon_s: int = 0
+
+    @property
+    def all(self) -> Examples:
+        return concat_examples([self.train, self.valid])
+
+
+def history_index(history: Interactions, items: ItemTable, config: Config) -> HistoryIndex:
+    return HistoryIndex(
+        history,
+        items,
+        history_types=config.data.history_types,
+        recent_items=config.features.recent_items,
+        trend_window_s=config.features.trend_window_s,
+    )
+
+
+def candidate_cutoffs(history: Interactions, config: Config) -> tuple[list[int], int, int]:
+    """(training cutoffs, oldest last; the validation cutoff; the label horizon in seconds).
+
+    The validation cutoff sits at the ``1 - valid_fraction`` quantile of positive times; training cutoffs
+    are ``candidate_cutoffs`` steps of the horizon before it. The horizon is ``label_horizon_s`` (a week)
+    unless the log is too short for that many steps; cutoffs fall on midnights when the horizon is a day or
+    more (a grocery log's baskets are days)."""
+    d = config.data
+    pos = np.isin(history.event_type, list(d.positive_weights))
+    ts = history.timestamp[pos]
+    if len(ts) == 0:
+        return [], 0, 0
+    cutoff = int(np.quantile(ts, 1.0 - d.valid_fraction, method="higher"))
+    span = cutoff - int(ts.min())
+    step = int(min(d.label_horizon_s, span / (d.candidate_cutoffs + 1))) if d.candidate_cutoffs else 0
+    if step >= DAY:
+        cutoff = cutoff // DAY * DAY
+        step = step // DAY * DAY
+    step = max(step, 1)
+    return [cutoff - (w + 1) * step for w in range(d.candidate_cutoffs)], cutoff, step
+
+
+def candidate_examples(
+    history: Interactions,
+    items: ItemTable,
+    config: Config,
+    *,
+    index: HistoryIndex,
+    cutoffs: Sequence[int],
+    horizon_s: int,
+    n_candidates: int | None = None,
+) -> Examples:
+    """Rows shaped exactly like serving (see the module's docstring). Per cutoff ``c``: stage 1 fitted on
+    the events before ``c``; per user with a positive in ``[c, c + horizon_s)``, the next basket is their
+    positives within ``basket_window_s`` of the first one; candidates and features as of that basket."""
+    d = config.data
+    n_candidates = n_candidates or d.candidates_per_user
+    types = list(d.positive_weights)
+    pos = np.isin(history.event_type, types)
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("user", "item", "ts", "label", "device", "signals")}
+    for c in cutoffs:
+        before = history.take(np.flatnonzero(history.timestamp < c))
+        if not len(before):
+            continue
+        stage1 = Stage1.of(fit_retriever(before, items, config=config)[0], config)
+        sel = pos & (history.timestamp >= c) & (history.timestamp < c + horizon_s)
+        df = pd.DataFrame(
+            {"u": history.user_id[sel], "i": history.item_id[sel], "t": history.timestamp[sel],
+             "dev": history.device[sel]}
+        )  # fmt: skip
+        first = df.groupby("u")["t"].transform("min")
+        df = df[(df["t"] >= first) & (df["t"] < first + d.basket_window_s)]
+        for u, g in df.groupby("u", sort=True):
+            t1 = int(g["t"].min())
+            uh = index.user_history(str(u), t1)
+            if not len(uh):
+                continue  # nothing to retrieve from: stage 1 would hand the ranker trending items only
+            cands = stage1.candidates(uh, n_candidates, now=t1)
+            if not len(cands):
+                continue
+            cand = items.item_id[cands.items]
+            n = len(cand)
+            parts["user"].append(np.full(n, u))
+            parts["item"].append(cand)
+            parts["ts"].append(np.full(n, t1, np.int64))
+            parts["label"].append(np.isin(cand, g["i"].to_numpy()).astype(np.float32))
+            parts["device"].append(np.full(n, g["dev"].iloc[0]))
+            parts["signals"].append(cands.signals)
+    if not parts["user"]:
+        return examples_for(index, np.zeros(0, str), np.zeros(0, str), np.zeros(0, np.int64))
+    ex = examples_for(
+        index,
+        np.concatenate(parts["user"]),
+        np.concatenate(parts["item"]),
+        np.concatenate(parts["ts"]),
+        device=np.concatenate(parts["device"]),
+        label=np.concatenate(parts["label"]),
+        signals=np.concatenate(parts["signals"]),
+    )
+    return ex.take(np.argsort(ex.timestamp, kind="stable"))
+
+
+def training_rows(
+    history: Interactions,
+    items: ItemTable,
+    config: Config,
+    *,
+    index: HistoryIndex | None = None,
+    seed: int | None = None,
+) -> TrainingRows:
+    """The ranker's training and validation rows (the one path: the shop's retrain, the evaluation and the
+    sweep call this with their :class:`Config`)."""
+    index = index or history_index(history, items, config)
+    cuts, cutoff, horizon = candidate_cutoffs(history, config)
+    if cuts:
+        tr = candidate_examples(history, items, config, index=index, cutoffs=cuts, horizon_s=horizon)
+        # validation: everything after its cutoff within the full horizon (training cutoffs are spaced by
+        # ``horizon`` so their labels end where validation begins)
+        va_horizon = max(horizon, config.data.label_horizon_s)
+        va = candidate_examples(history, items, config, index=index, cutoffs=[cutoff], horizon_s=va_horizon)
+        if len(tr) and tr.label.any() and len(va):
+            return TrainingRows(tr, va, cutoff, "stage-1 candidates", tuple(cuts), horizon)
+    seed = config.train.seed if seed is None else seed
+    examples = build_examples(history, items, config.data, features=config.features, seed=seed, index=index)
+    tr, va, cutoff = split_by_time(examples, config.data.valid_fraction)
+    return TrainingRows(tr, va, cutoff, "pointwise")
