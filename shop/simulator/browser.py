@@ -83,6 +83,13 @@ class Browser:
         self.leave_page()
         self.client.close()
 
+    def cookies_dump(self) -> list[tuple[str, str, str, str]]:
+        return [(c.name, c.value or "", c.domain, c.path) for c in self.client.cookies.jar]
+
+    def cookies_load(self, cookies: list[tuple[str, str, str, str]]) -> None:
+        for name, value, domain, path in cookies:
+            self.client.cookies.set(name, value, domain=domain, path=path)
+
     def new_device(self) -> None:
         """Forget every cookie (the same person on another device or after clearing cookies)."""
         self.client.cookies.clear()

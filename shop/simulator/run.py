@@ -42,6 +42,7 @@ class Config:
     seed: int = 7
     concurrency: int = 8
     think_s: float = 0.3  # mean pause between pages (0 in tests)
+    round: int = 0  # a later round of the same shoppers (same tastes, fresh session draws)
     params: ChoiceParams = DEFAULT_PARAMS
 
 
@@ -94,7 +95,7 @@ class _Session:
         self.departments = departments
         self.config = config
         self.p = config.params
-        self.rng = random.Random(f"session:{config.seed}:{shopper.plan.index}:{number}")
+        self.rng = random.Random(f"session:{config.seed}:{config.round}:{shopper.plan.index}:{number}")
         self.number = number
 
     def log(self, what: str) -> None:
@@ -283,7 +284,17 @@ class _Session:
         self.log("leave")
 
 
-def simulate(config: Config, *, on_session_done: Callable[[], None] | None = None) -> Summary:
+def simulate(
+    config: Config,
+    *,
+    on_session_done: Callable[[], None] | None = None,
+    browser_state: dict[int, dict] | None = None,
+) -> Summary:
+    """Run every shopper's sessions; returns the summary.
+
+    ``browser_state`` carries each shopper's cookies (and whether it has signed up) from one round
+    to the next, the way a person's browser keeps them between visits; it is updated in place.
+    """
     started = time.monotonic()
     catalogue = Catalogue(base_url=config.url)
     departments = catalogue.departments()
@@ -292,15 +303,19 @@ def simulate(config: Config, *, on_session_done: Callable[[], None] | None = Non
     for i in range(config.shoppers):
         plan = plan_draw(seed=config.seed, shopper=i, params=config.params)
         username, password = _credentials(config.seed, i)
-        shoppers.append(
-            _Shopper(
-                plan=plan,
-                tastes=tastes_draw(seed=config.seed, shopper=i, departments=departments, params=config.params),
-                browser=Browser(base_url=config.url, device=_device(config.seed, i)),
-                username=username,
-                password=password,
-            )
+        shopper = _Shopper(
+            plan=plan,
+            tastes=tastes_draw(seed=config.seed, shopper=i, departments=departments, params=config.params),
+            browser=Browser(base_url=config.url, device=_device(config.seed, i)),
+            username=username,
+            password=password,
         )
+        if browser_state is not None and i in browser_state:
+            state = browser_state[i]
+            shopper.browser.cookies_load(state["cookies"])
+            shopper.signed_up = state["signed_up"]
+            shopper.logged_in = state["logged_in"]
+        shoppers.append(shopper)
         for n, start in enumerate(plan.session_starts):
             schedule.append((start * config.minutes * 60.0, i, n))
     schedule.sort()
@@ -329,6 +344,12 @@ def simulate(config: Config, *, on_session_done: Callable[[], None] | None = Non
             last[i] = pool.submit(run_session, shoppers[i], n, last.get(i))
     for shopper in shoppers:
         shopper.browser.close()
+        if browser_state is not None:
+            browser_state[shopper.plan.index] = {
+                "cookies": shopper.browser.cookies_dump(),
+                "signed_up": shopper.signed_up,
+                "logged_in": shopper.logged_in,
+            }
         summary.counters.add(shopper.browser.counters)
         summary.traces[shopper.plan.index] = shopper.trace
     summary.catalogue_requests = catalogue.requests
