@@ -7,6 +7,8 @@ MANAGE := $(BIN)/python manage.py
 STAMP := $(VENV)/.installed
 PORT ?= 8000
 DEMO_PRODUCTS ?= 5000
+CONSOLE_PORT ?= 8501
+export CONSOLE_PORT
 
 .PHONY: setup demo test test-fast lint system-deps migrate seed serve bench-ingest bench-pages clean
 
@@ -33,6 +35,7 @@ demo: seed
 	@echo ""
 	@echo "  Storefront:  http://localhost:$(PORT)/     API docs: http://localhost:$(PORT)/api/docs/"
 	@echo "  Merchant admin: http://localhost:$(PORT)/admin/  (create a login: $(MANAGE) createsuperuser)"
+	@echo "  Merchant console: http://localhost:$(CONSOLE_PORT)/  (log in with a staff account of the shop)"
 	@echo ""
 	PORT=$(PORT) $(BIN)/honcho start -f Procfile
 

@@ -225,3 +225,12 @@ def test_visitors_and_their_history(accounts, seeded):
     assert [h["arm"] for h in history if h["type"] == "impression"] == ["dlrm"] * 3
     assert c.get("/api/console/visitors", {"limit": 0}).status_code == 400
     assert c.get(f"/api/console/visitors/{first['visitor_id']}/events", {"limit": "many"}).status_code == 400
+
+
+def test_admin_links_to_the_console(client, accounts, settings):
+    settings.CONSOLE_URL = "http://console.example:8501/"
+    client.force_login(accounts.staff)
+    page = client.get("/admin/")
+    assert page.status_code == 200
+    assert b'href="http://console.example:8501/"' in page.content
+    assert b"Merchant console" in page.content
