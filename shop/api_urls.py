@@ -6,6 +6,7 @@ from shop.api import console
 from shop.catalog.api import CategoryDetailApi, CategoryListApi, ProductDetailApi, ProductListApi
 from shop.events.api import EventBatchApi
 from shop.orders.api import CartApi, CartItemDetailApi, CartItemListApi, CheckoutApi
+from shop.recs.api import RecommendationsApi
 
 app_name = "api"
 
@@ -19,6 +20,7 @@ urlpatterns = [
     path("cart/items", CartItemListApi.as_view(), name="cart-items"),
     path("cart/items/<int:product_id>", CartItemDetailApi.as_view(), name="cart-item"),
     path("checkout", CheckoutApi.as_view(), name="checkout"),
+    path("recommendations", RecommendationsApi.as_view(), name="recommendations"),
     path("recs/", include("shop.recs.urls")),
     path("experiments/", include("shop.experiments.urls")),
     path("auth/", include((console.auth_urlpatterns, "auth"))),

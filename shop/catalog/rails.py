@@ -12,17 +12,22 @@ Later work plugs recommendations in by replacing a placement's source (see
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
+import logging
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from django.core.cache import cache
+from django.db import DatabaseError
 from django.db.models import Count
 from django.urls import get_script_prefix
+from django.utils import timezone
 from django.utils.safestring import SafeString, mark_safe
 
-from shop.events.models import Event
+from shop.events.models import Event, EventType
+from shop.events.services import EventIn, events_record
 
 from .models import Product
 from .selectors import POPULARITY_EVENT_TYPES, CategoryTree, products_by_ids
@@ -36,6 +41,11 @@ POPULAR_TTL = 300
 NEW_ARRIVALS_TTL = 60
 RAIL_HTML_TTL = 60
 RAIL_HTML_VERSION = 1  # bump when a rail's or a card's markup changes
+TRENDING_TTL = 60
+TRENDING_WINDOW = dt.timedelta(hours=48)
+TRENDING_EVENT_TYPES = (EventType.VIEW, EventType.ADD_TO_CART, EventType.PURCHASE)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +72,8 @@ class RailContext:
     product_id: int | None = None
     tree: CategoryTree | None = None
     exclude_ids: frozenset[int] = frozenset()
+    page_view_id: uuid.UUID | None = None  # the render whose rails these are (impression keys)
+    device: str = ""
 
     def scope_ids(self) -> tuple[int, ...] | None:
         """The category and its descendants, or None for the whole catalog."""
@@ -132,6 +144,33 @@ def new_arrival_ids(context: RailContext) -> list[int]:
     return ids
 
 
+def trending_ids(context: RailContext) -> list[int]:
+    """Most viewed, added and bought in the last 48 hours (cached briefly), topped up with the popular."""
+    key = f"rails:trending:{_scope_key(context)}"
+    ids = cache.get(key)
+    if ids is None:
+        qs = Event.objects.filter(
+            type__in=TRENDING_EVENT_TYPES,
+            occurred_at__gte=timezone.now() - TRENDING_WINDOW,
+            product__is_active=True,
+            product__stock__gt=0,
+        )
+        scope = context.scope_ids()
+        if scope is not None:
+            qs = qs.filter(product__category_id__in=scope)
+        ids = list(
+            qs.values("product_id")
+            .annotate(n=Count("id"))
+            .order_by("-n", "product_id")
+            .values_list("product_id", flat=True)[:CANDIDATE_POOL]
+        )
+        if len(ids) < CANDIDATE_POOL:
+            have = set(ids)
+            ids = (ids + [i for i in popular_ids(context) if i not in have])[:CANDIDATE_POOL]
+        cache.set(key, ids, TRENDING_TTL)
+    return ids
+
+
 def no_ids(context: RailContext) -> list[int]:
     """Default for personalised placements: empty (the rail is hidden) until a recommender plugs in."""
     return []
@@ -148,6 +187,7 @@ def placement_register(placement: Placement) -> Placement:
 
 for _p in (
     Placement("home.recommended", "Recommended for you", no_ids),
+    Placement("home.trending", "Trending now", trending_ids),
     Placement("home.popular", "Popular right now", popular_ids),
     Placement("home.new_arrivals", "New arrivals", new_arrival_ids),
     Placement("category.popular", "Popular in {category}", popular_ids),
@@ -155,7 +195,8 @@ for _p in (
     Placement("product.more_from_category", "More from {category}", new_arrival_ids, see_all=True),
     Placement("product.popular", "Popular in {category}", popular_ids, see_all=True),
     Placement("product.new_arrivals", "New arrivals", new_arrival_ids),
-    Placement("cart.recommended", "Picked for you", no_ids),
+    Placement("product.recommended", "You may also like", no_ids),
+    Placement("cart.recommended", "Complete your order", no_ids),
     Placement("cart.popular", "You might also like", popular_ids),
     Placement("search.popular", "Popular right now", popular_ids),
     Placement("account.new_arrivals", "New arrivals", new_arrival_ids),
@@ -221,7 +262,37 @@ def rails_plan(*, requests: Sequence[RailRequest | str], context: RailContext) -
                 model_version=cands.model_version,
             )
         )
+    _impressions_record(plans, context)
     return plans
+
+
+def _impressions_record(plans: Sequence[RailPlan], context: RailContext) -> None:
+    """Server-side impressions of the rails a ranker served (those tagged with an arm), with the arm and
+    model version that ranked them: what was served, whether or not the browser later reports it seen
+    (the beacon's impressions have source ``beacon``). Never breaks the page."""
+    served = [plan for plan in plans if plan.arm]
+    if context.visitor_id is None or not served:
+        return
+    pvid = context.page_view_id or uuid.uuid4()
+    events = [
+        EventIn(
+            type=EventType.IMPRESSION,
+            product_id=pid,
+            idempotency_key=f"imp:{pvid}:{plan.placement}:{pos}",
+            placement=plan.placement,
+            position=pos,
+            page_view_id=pvid,
+            arm=plan.arm,
+            model_version=plan.model_version,
+            device=context.device,
+        )
+        for plan in served
+        for pos, pid in enumerate(plan.product_ids)
+    ]
+    try:
+        events_record(visitor_id=context.visitor_id, user=None, events=events)
+    except DatabaseError:
+        log.warning("rail impressions not recorded", exc_info=True)
 
 
 def rail_from_plan(plan: RailPlan, products: dict[int, Product]) -> Rail | None:

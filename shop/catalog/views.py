@@ -45,12 +45,20 @@ def _paging(page) -> dict:
 
 def _rail_base(request: HttpRequest) -> RailContext:
     user = request.user
-    return RailContext(visitor_id=request.visitor_id, user_id=user.pk if user.is_authenticated else None)
+    return RailContext(
+        visitor_id=request.visitor_id,
+        user_id=user.pk if user.is_authenticated else None,
+        page_view_id=page_view_id_get(request),
+        device=device_get(request),
+    )
 
 
 @require_safe
 def home(request: HttpRequest) -> HttpResponse:
-    rails = rails_fill(requests=["home.recommended", "home.popular", "home.new_arrivals"], context=_rail_base(request))
+    rails = rails_fill(
+        requests=["home.recommended", "home.trending", "home.popular", "home.new_arrivals"],
+        context=_rail_base(request),
+    )
     return render(request, "catalog/home.html", {"rails": rails})
 
 
@@ -144,6 +152,8 @@ def product_detail(request: HttpRequest, pk: int, slug: str) -> HttpResponse:
         visitor_id=request.visitor_id,
         user_id=request.user.pk if request.user.is_authenticated else None,
         product_id=product.pk,
+        page_view_id=page_view_id,
+        device=device_get(request),
     )
     leaf = context_for_category(base=base, tree=tree, category_id=product.category_id)
     node = tree.get(product.category_id)
@@ -151,6 +161,7 @@ def product_detail(request: HttpRequest, pk: int, slug: str) -> HttpResponse:
     wider = context_for_category(base=base, tree=tree, category_id=wider_id)
     rails = rails_html(
         requests=[
+            RailRequest("product.recommended", base),
             RailRequest("product.more_from_category", leaf),
             RailRequest("product.popular", wider),
             RailRequest("product.new_arrivals", base),

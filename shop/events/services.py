@@ -13,6 +13,8 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
 from django.utils import timezone
 
+from shop.recs.attribution import attribution_for
+
 from .models import Event, EventSource, EventType, Visitor
 
 
@@ -255,7 +257,9 @@ def event_record(
     order_id: int | None = None,
     device: str = "",
 ) -> bool:
-    """Record one server-side event (view, add to cart, remove, purchase). True if new."""
+    """Record one server-side event (view, add to cart, remove, purchase), with the visitor's experiment
+    arm and the model version serving it. True if new."""
+    arm, model_version = attribution_for(visitor_id=visitor_id)
     return (
         events_record(
             visitor_id=visitor_id,
@@ -272,6 +276,8 @@ def event_record(
                     order_id=order_id,
                     device=device,
                     source=EventSource.WEB,
+                    arm=arm,
+                    model_version=model_version,
                 )
             ],
         )

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
-from rest_framework.permissions import IsAdminUser
+from rest_framework.exceptions import PermissionDenied
+from rest_framework.permissions import AllowAny, IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from . import runs, selectors
+from shop.catalog.selectors import products_by_ids
+from shop.catalog.web import device_get
+from shop.events.models import Visitor
+
+from . import live, runs, selectors, stats
 from .models import TaskRun
+
+_Error = inline_serializer("RecsError", {"detail": serializers.CharField(required=False)})
 
 
 class TaskRunSerializer(serializers.Serializer):
@@ -75,3 +83,91 @@ class TaskRunDetailApi(APIView):
         if run is None:
             return Response({"detail": "no such task"}, status=status.HTTP_404_NOT_FOUND)
         return Response(TaskRunSerializer(run).data)
+
+
+# ------------------------------------------------------------------------------------ recommendations
+
+
+class RecommendationsQuery(serializers.Serializer):
+    placement = serializers.ChoiceField(choices=sorted(live.PLACEMENTS))
+    k = serializers.IntegerField(min_value=1, max_value=100, default=8)
+    visitor_id = serializers.UUIDField(required=False, help_text="Another visitor's list: staff only.")
+
+
+class RecommendedItemSerializer(serializers.Serializer):
+    product_id = serializers.IntegerField()
+    name = serializers.CharField()
+    price = serializers.DecimalField(max_digits=10, decimal_places=2)
+    url = serializers.CharField()
+    score = serializers.FloatField(allow_null=True)
+
+
+class RecommendationsSerializer(serializers.Serializer):
+    placement = serializers.CharField()
+    items = RecommendedItemSerializer(many=True)
+    arm = serializers.CharField(allow_null=True)
+    experiment = serializers.CharField(allow_null=True)
+    model_version = serializers.CharField(allow_null=True)
+    source = serializers.ChoiceField(choices=["live", "batch", "popularity", "fallback"])
+    reason = serializers.CharField(allow_blank=True, help_text="Why an earlier source did not serve.")
+    latency_ms = serializers.DictField(child=serializers.FloatField(), help_text="Per stage, and total.")
+
+
+class RecommendationsApi(APIView):
+    """The current visitor's recommendations for a placement (what its rail would show)."""
+
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        parameters=[RecommendationsQuery], responses={200: RecommendationsSerializer, 400: _Error, 403: _Error}
+    )
+    def get(self, request):
+        query = RecommendationsQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        q = query.validated_data
+        visitor_id, user_id = request.visitor_id, request.user.pk if request.user.is_authenticated else None
+        if "visitor_id" in q:
+            if not request.user.is_staff:
+                raise PermissionDenied({"visitor_id": "only staff may ask for another visitor's recommendations"})
+            visitor_id = q["visitor_id"]
+            user_id = Visitor.objects.filter(pk=visitor_id).values_list("user_id", flat=True).first()
+        served = live.recommendations_serve(
+            visitor_id=visitor_id, user_id=user_id, placement=q["placement"], k=q["k"], device=device_get(request)
+        )
+        products = products_by_ids(ids=served.product_ids)
+        items = [
+            {"product_id": pid, "name": p.name, "price": p.price, "url": p.get_absolute_url(), "score": score}
+            for pid, score in zip(served.product_ids, served.scores, strict=True)
+            if (p := products.get(pid)) is not None
+        ]
+        return Response(
+            RecommendationsSerializer(
+                {
+                    "placement": served.placement,
+                    "items": items,
+                    "arm": served.arm,
+                    "experiment": served.experiment,
+                    "model_version": served.model_version,
+                    "source": served.source,
+                    "reason": served.reason,
+                    "latency_ms": served.timings_ms,
+                }
+            ).data
+        )
+
+
+class ServingStatsQuery(serializers.Serializer):
+    minutes = serializers.IntegerField(min_value=1, max_value=7 * 24 * 60, default=60)
+
+
+class ServingStatsApi(APIView):
+    """Serving mix (live / batch / popularity / fallback), fallback reasons and latency per minute."""
+
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(parameters=[ServingStatsQuery], responses={200: OpenApiTypes.OBJECT, 400: _Error})
+    def get(self, request):
+        query = ServingStatsQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        stats.serving_stats_flush()  # this process's counters, so the figures include the last seconds
+        return Response(stats.serving_stats(minutes=query.validated_data["minutes"]))

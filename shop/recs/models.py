@@ -161,3 +161,30 @@ class AcceleratorBenchmark(models.Model):
 
     def __str__(self) -> str:
         return f"benchmark on {self.device} at {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class ServingStat(models.Model):
+    """Per-minute aggregate of live recommendation requests, one row per process flush and (placement, arm,
+    source, reason, model version). Read summed by minute: the console's serving mix, fallback reasons
+    and per-stage latency over time. ``latency_hist`` counts requests per bucket of ``LATENCY_BUCKETS_MS``
+    (upper bounds; the last bucket is everything slower)."""
+
+    LATENCY_BUCKETS_MS = (1, 2, 3, 5, 7, 10, 15, 20, 25, 35, 50, 75, 100, 250, 1000)
+
+    minute = models.DateTimeField()
+    placement = models.CharField(max_length=64)
+    arm = models.CharField(max_length=32, blank=True, default="")
+    source = models.CharField(max_length=12)  # live | batch | popularity | fallback
+    reason = models.CharField(max_length=32, blank=True, default="")
+    model_version = models.CharField(max_length=64, blank=True, default="")
+    requests = models.PositiveIntegerField(default=0)
+    latency_ms_sum = models.FloatField(default=0.0)
+    latency_ms_max = models.FloatField(default=0.0)
+    stage_ms_sum = models.JSONField(default=dict, blank=True)
+    latency_hist = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["minute"], name="serving_stat_minute_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.minute:%Y-%m-%d %H:%M} {self.placement} {self.source} {self.reason} x{self.requests}"

@@ -1,28 +1,71 @@
-"""Rail sources backed by the precomputed recommendations of the serving score set.
+"""Rail sources backed by the recommendation service (:mod:`shop.recs.live`).
 
-Registered by ``RecsConfig.ready`` for the personalised placements (``home.recommended``,
-``cart.recommended``): the storefront's pages do not change, only the source behind the slot.
+Registered by ``RecsConfig.ready`` for the personalised placements: home "Recommended for you", product
+page "You may also like", cart "Complete your order" and "Trending now". The storefront's pages do not
+change, only the source behind the slot. A rail never breaks a page: whatever goes wrong, the popular list
+fills it (and the fault is counted).
 """
 
 from __future__ import annotations
 
-from shop.catalog.rails import CANDIDATE_POOL, Candidates, Placement, RailContext, placement_register
+import logging
+import threading
+import uuid
+from collections import OrderedDict
 
-from .models import ServingPointer
-from .selectors import recommendations_for_visitor
+from shop.catalog.rails import CANDIDATE_POOL, Candidates, Placement, RailContext, placement_register, popular_ids
+
+from .live import PLACEMENTS, cart_product_ids, recommendations_serve
+from .stats import serving_record
+
+log = logging.getLogger(__name__)
+
+# The cart read once per page render (a page with three personalised rails reads it once), by page view.
+_carts: OrderedDict[uuid.UUID, tuple[int, ...]] = OrderedDict()
+_carts_lock = threading.Lock()
 
 
-def recommended_ids(context: RailContext) -> Candidates:
-    """The visitor's precomputed list from the serving score set; empty (rail hidden) when there is none."""
-    if context.visitor_id is None:
-        return Candidates(ids=[])
-    ids = recommendations_for_visitor(visitor_id=context.visitor_id, limit=CANDIDATE_POOL)
-    if not ids:
-        return Candidates(ids=[])
-    version = ServingPointer.objects.filter(id=1).values_list("score_set__model_version__version", flat=True).first()
-    return Candidates(ids=ids, arm="precomputed", model_version=version)
+def _cart_for_render(context: RailContext) -> tuple[int, ...] | None:
+    if context.page_view_id is None or context.visitor_id is None:
+        return None
+    with _carts_lock:
+        cart = _carts.get(context.page_view_id)
+    if cart is None:
+        cart = tuple(cart_product_ids(visitor_id=context.visitor_id))
+        with _carts_lock:
+            _carts[context.page_view_id] = cart
+            while len(_carts) > 512:
+                _carts.popitem(last=False)
+    return cart
+
+
+def _source(placement: str):
+    def source(context: RailContext) -> Candidates:
+        if context.visitor_id is None:
+            return Candidates(ids=popular_ids(context))
+        try:
+            served = recommendations_serve(
+                visitor_id=context.visitor_id,
+                user_id=context.user_id,
+                placement=placement,
+                k=CANDIDATE_POOL,
+                exclude_ids=tuple(context.exclude_ids),
+                product_id=context.product_id if placement == "product.recommended" else None,
+                device=context.device,
+                # the cart page passes its cart as the exclusions; other pages read it once per render
+                cart_ids=context.exclude_ids if placement == "cart.recommended" else _cart_for_render(context),
+            )
+        except Exception:  # a bug, not a serving fault (those fall back inside): the page still renders
+            log.exception("recommendations for %s failed", placement)
+            serving_record(
+                placement=placement, arm=None, source="fallback", reason="error", model_version=None, timings_ms={}
+            )
+            return Candidates(ids=popular_ids(RailContext()))
+        return Candidates(ids=served.product_ids, arm=served.arm or "", model_version=served.model_version)
+
+    return source
 
 
 def register_recommendation_placements() -> None:
-    placement_register(Placement("home.recommended", "Recommended for you", recommended_ids))
-    placement_register(Placement("cart.recommended", "Picked for you", recommended_ids))
+    for name, title in PLACEMENTS.items():
+        placement_register(Placement(name, title, _source(name)))

@@ -217,6 +217,16 @@ RECS_MAX_DELIVERIES = env.int("RECS_MAX_DELIVERIES", default=3)  # a task that k
 RECS_STALE_RUN_S = env.int("RECS_STALE_RUN_S", default=CELERY_TASK_TIME_LIMIT + 600)
 # Overrides of recommender.config.Config as JSON, e.g. '{"train": {"epochs": 1}}' (tests train tiny models).
 RECS_TRAIN_CONFIG = env.json("RECS_TRAIN_CONFIG", default={})
+# Live serving (shop.recs.live): a request falls back to the batch list, then popularity, past this budget.
+RECS_LATENCY_BUDGET_MS = env.float("RECS_LATENCY_BUDGET_MS", default=25.0)
+RECS_LIVE_CANDIDATES = env.int("RECS_LIVE_CANDIDATES", default=500)  # stage-1 candidates re-ranked per request
+RECS_FRESH_EVENTS = env.int("RECS_FRESH_EVENTS", default=100)  # newest events since the snapshot read per request
+RECS_DB_TIMEOUT_MS = env.int("RECS_DB_TIMEOUT_MS", default=50)  # statement timeout of that read (PostgreSQL)
+RECS_SERVING_LOAD = env.bool("RECS_SERVING_LOAD", default=True)  # load the model in web processes (a thread)
+RECS_SERVING_POLL_S = env.float("RECS_SERVING_POLL_S", default=5.0)  # how often that thread checks the version
+RECS_SERVING_THREADS = env.int("RECS_SERVING_THREADS", default=2)  # scoring threads per web process
+RECS_TORCH_THREADS = env.int("RECS_TORCH_THREADS", default=1)  # torch intra-op threads in a web process
+RECS_STATS_FLUSH_S = env.float("RECS_STATS_FLUSH_S", default=10.0)  # serving counters written this often
 
 # The merchant console (Streamlit, dashboard/app.py); the admin links to it.
 CONSOLE_URL = env.str("CONSOLE_URL", default="http://localhost:8501/")

@@ -1,0 +1,159 @@
+"""The serving model of a web process: loaded once, off the request path, swapped whole.
+
+A background thread (started by the first request that wants it) reads which model version is active and
+which snapshot is the latest; when either changed it builds a new pipeline (registry artifact + snapshot
+history, :func:`shop.recs.engine.load_ranker`) and replaces :data:`_current` in one assignment. A request
+takes that reference once and uses it to the end, so it never sees half of an old and half of a new
+catalogue; nothing mutates a published :class:`ServingModel`.
+
+A version that cannot be loaded (artifact missing or corrupt) leaves the previous model serving, and the
+error is kept for the fallback reason. The same thread flushes the serving counters (:mod:`.stats`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import close_old_connections
+
+from .export import snapshot_latest, snapshot_manifest
+from .models import ModelVersion
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServingModel:
+    """An immutable, published serving model: the pipeline and what it was built from."""
+
+    version: str
+    pipeline: Any  # recommender.pipeline.RecPipeline (treated as read-only)
+    snapshot: str
+    max_event_id: int  # events with a larger id are "fresh": read per request from the database
+    load_seconds: float
+
+
+@dataclass(frozen=True)
+class ServingStatus:
+    model: ServingModel | None
+    error: str  # why the active version is not the one serving ("" when it is)
+    started: bool
+
+
+_current: ServingModel | None = None
+_error: str = "model not loaded yet"
+_lock = threading.Lock()  # guards starting the thread and a reload; requests never take it
+_thread: threading.Thread | None = None
+_wake = threading.Event()
+
+
+def serving_model() -> ServingModel | None:
+    """The model this process serves now (one reference read; use it for the whole request)."""
+    return _current
+
+
+def serving_status() -> ServingStatus:
+    return ServingStatus(model=_current, error=_error, started=_thread is not None)
+
+
+def _wanted() -> tuple[str | None, Path | None]:
+    version = ModelVersion.objects.filter(is_active=True).values_list("version", flat=True).first()
+    return version, snapshot_latest()
+
+
+def serving_reload() -> ServingModel | None:
+    """Build and publish the active version if it (or the latest snapshot) differs from what serves.
+
+    Called by the background thread; tests call it directly. Returns the model serving afterwards.
+    """
+    global _current, _error
+    with _lock:
+        version, snap = _wanted()
+        cur = _current
+        if version is None:
+            _error = "no active model version"
+            return cur
+        if snap is None:
+            _error = "no snapshot"
+            return cur
+        if cur is not None and cur.version == version and cur.snapshot == snap.name:
+            _error = ""
+            return cur
+        from . import engine
+
+        t0 = time.perf_counter()
+        try:
+            ranker = engine.load_ranker(
+                model_dir=Path(settings.MODEL_DIR),
+                version=version,
+                snapshot=snap,
+                max_per_category=settings.RECS_MAX_PER_CATEGORY or None,
+            )
+            manifest = snapshot_manifest(snap)
+        except Exception as exc:  # artifact missing or corrupt, snapshot unreadable: keep what serves
+            _error = f"model {version} unavailable: {type(exc).__name__}: {exc}"[:300]
+            log.warning("serving: cannot load %s: %s", version, exc)
+            return cur
+        model = ServingModel(
+            version=version,
+            pipeline=ranker.pipeline,
+            snapshot=snap.name,
+            max_event_id=int(manifest["max_event_id"]),
+            load_seconds=time.perf_counter() - t0,
+        )
+        _current = model  # the swap: one reference
+        _error = ""
+        log.info("serving: model %s on %s loaded in %.1fs", version, snap.name, model.load_seconds)
+        return model
+
+
+def serving_forget() -> None:
+    """Drop the loaded model (tests; a process that must not serve a stale one)."""
+    global _current, _error
+    with _lock:
+        _current = None
+        _error = "model not loaded yet"
+
+
+def _loop() -> None:
+    from .stats import serving_stats_flush
+
+    last_flush = time.monotonic()
+    while True:
+        try:
+            serving_reload()
+        except Exception:  # the database may be down for a moment: try again next round
+            log.exception("serving: reload check failed")
+        if time.monotonic() - last_flush >= settings.RECS_STATS_FLUSH_S:
+            try:
+                serving_stats_flush()
+            except Exception:
+                log.exception("serving: stats flush failed")
+            last_flush = time.monotonic()
+        close_old_connections()
+        _wake.wait(min(settings.RECS_SERVING_POLL_S, settings.RECS_STATS_FLUSH_S))
+        _wake.clear()
+
+
+def serving_start() -> bool:
+    """Start this process's loader thread once (no-op when RECS_SERVING_LOAD is off); never blocks on
+    the model. Sets torch's intra-op threads for the web process (gunicorn threads x torch threads must
+    not oversubscribe the cores)."""
+    global _thread
+    if _thread is not None or not settings.RECS_SERVING_LOAD:
+        return _thread is not None
+    with _lock:
+        if _thread is not None:
+            return True
+        import torch
+
+        torch.set_num_threads(settings.RECS_TORCH_THREADS)
+        _thread = threading.Thread(target=_loop, name="recs-serving", daemon=True)
+        _thread.start()
+    return True

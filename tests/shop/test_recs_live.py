@@ -1,0 +1,293 @@
+"""Live recommendations: sources, arms, fresh events, faults and fallbacks, the API and the rails.
+
+A tiny DLRM is trained for real on a small shop (``tests/worker/conftest.build_shop``); the serving model
+is loaded by the same function the web process's loader thread calls.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from pathlib import Path
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from shop.catalog.models import Product
+from shop.events.models import Event
+from shop.experiments.models import Experiment
+from shop.experiments.selectors import running_experiment_forget
+from shop.experiments.services import experiment_create, experiment_start
+from shop.recs import execution, runs, serving, stats
+from shop.recs.models import ModelVersion, TaskRun
+from tests.worker.conftest import build_shop, recs_dirs  # noqa: F401 - the fixture
+
+pytestmark = pytest.mark.django_db
+
+API = "/api/recommendations"
+
+
+@pytest.fixture
+def served(recs_dirs, settings, django_capture_on_commit_callbacks):  # noqa: F811
+    """A shop with a trained, active model loaded for serving; no experiment running (arm: dlrm)."""
+    settings.RECS_SERVING_LOAD = False  # no loader thread: the test loads (the same function it calls)
+    settings.RECS_LATENCY_BUDGET_MS = 5000.0  # a cold CPU test box; the budget itself is tested below
+    Experiment.objects.update(status=Experiment.Status.STOPPED)
+    running_experiment_forget()
+    shop = build_shop(visitors=20, products=60)
+    with django_capture_on_commit_callbacks(execute=False):  # no batch score queued: tests choose
+        run = runs.task_run_start(kind=TaskRun.Kind.RETRAIN, enqueue=False)
+        execution.task_run_execute(run_id=run.id)
+    version = ModelVersion.objects.get(is_active=True)
+    serving.serving_forget()
+    model = serving.serving_reload()
+    assert model is not None and model.version == version.version
+    stats.serving_stats_flush()
+    yield shop, version
+    serving.serving_forget()
+    stats.serving_stats_flush()
+    running_experiment_forget()
+
+
+@pytest.fixture
+def staff_client(client):
+    user = get_user_model().objects.create_user("staff-recs", password="pw-recs-123", is_staff=True)
+    client.force_login(user)
+    return client
+
+
+def _get(client, **params):
+    return client.get(API, params)
+
+
+def test_live_list_for_an_active_visitor(served, staff_client):
+    shop, version = served
+    r = _get(staff_client, placement="home.recommended", k=10, visitor_id=shop.visitors[0])
+    assert r.status_code == 200, r.content
+    body = r.json()
+    assert body["source"] == "live" and body["reason"] == ""
+    assert body["arm"] == "dlrm" and body["model_version"] == version.version
+    assert len(body["items"]) == 10
+    scores = [i["score"] for i in body["items"]]
+    assert all(s is not None for s in scores) and scores == sorted(scores, reverse=True)
+    assert {"retrieve", "features", "rank", "rules", "db", "total"} <= set(body["latency_ms"])
+    assert {i["product_id"] for i in body["items"]} <= set(shop.products)
+
+
+def test_bad_input_names_the_field(served, client, staff_client):
+    for params, field in [
+        ({"placement": "nowhere", "k": 5}, "placement"),
+        ({"k": 5}, "placement"),
+        ({"placement": "home.recommended", "k": 0}, "k"),
+        ({"placement": "home.recommended", "k": 101}, "k"),
+        ({"placement": "home.recommended", "k": "many"}, "k"),
+        ({"placement": "home.recommended", "visitor_id": "not-a-uuid"}, "visitor_id"),
+    ]:
+        r = staff_client.get(API, params)
+        assert r.status_code == 400 and field in r.json(), (params, r.content)
+    staff_client.logout()
+    # another visitor's list is for staff only
+    r = client.get(API, {"placement": "home.recommended", "visitor_id": str(served[0].visitors[0])})
+    assert r.status_code == 403 and "visitor_id" in r.json()
+    assert client.get(API, {"placement": "home.recommended", "k": 100}).status_code == 200
+
+
+def _view_three_of_a_category(client, shop) -> set[int]:
+    """Real product page views of three products of one category; returns that category's products."""
+    cat = Product.objects.get(pk=shop.products[0]).category_id
+    for p in Product.objects.filter(category_id=cat).order_by("id")[:3]:
+        assert client.get(p.get_absolute_url()).status_code == 200
+    return set(Product.objects.filter(category_id=cat).values_list("id", flat=True))
+
+
+def test_a_newcomers_views_make_the_next_rail_live_without_retraining(served, client):
+    shop, version = served
+    # a newcomer: not in the snapshot, no activity -> nothing personal to rank on
+    first = client.get(API, {"placement": "home.recommended", "k": 12}).json()
+    assert first["source"] == "fallback" and first["reason"] == "no_activity"
+    _view_three_of_a_category(client, shop)
+    after = client.get(API, {"placement": "home.recommended", "k": 12}).json()
+    assert after["source"] == "live" and after["model_version"] == version.version
+    assert [i["product_id"] for i in after["items"]] != [i["product_id"] for i in first["items"]]
+    assert ModelVersion.objects.count() == 1  # no retrain happened
+
+
+def test_a_view_reshapes_a_known_visitors_live_ranking(served, staff_client):
+    from shop.events.services import event_record
+
+    shop, _ = served
+    vid = shop.visitors[4]
+    before = _get(staff_client, placement="home.recommended", k=20, visitor_id=vid).json()
+    assert before["source"] == "live"
+    seen = {i["product_id"] for i in before["items"]}
+    target = next(p for p in reversed(shop.products) if p not in seen)
+    for n in range(3):  # what the product page and the cart record
+        event_record(visitor_id=vid, user=None, type="view", product_id=target, idempotency_key=f"view:t{n}")
+    after = _get(staff_client, placement="home.recommended", k=20, visitor_id=vid).json()
+    assert after["source"] == "live"
+    pairs = lambda body: [(i["product_id"], i["score"]) for i in body["items"]]  # noqa: E731
+    assert pairs(after) != pairs(before)
+
+
+def test_heuristic_rail_follows_the_category_just_browsed(served, client):
+    shop, _ = served
+    Experiment.objects.update(status=Experiment.Status.STOPPED)
+    experiment_start(
+        experiment=experiment_create(key="heur", name="h", arms=[("heuristic", 1, True), ("dlrm", 0, False)])
+    )
+    running_experiment_forget()
+    before = client.get(API, {"placement": "home.recommended", "k": 8}).json()
+    in_cat = _view_three_of_a_category(client, shop)
+    after = client.get(API, {"placement": "home.recommended", "k": 8}).json()
+    assert after["source"] == "live" and after["arm"] == "heuristic"
+    share = lambda body: sum(i["product_id"] in in_cat for i in body["items"]) / len(body["items"])  # noqa: E731
+    assert share(after) >= 0.5 and share(after) > share(before)
+
+
+def test_cart_items_and_the_product_on_the_page_are_excluded(served, staff_client):
+    shop, _ = served
+    from shop.orders.models import Cart, CartItem
+
+    vid = shop.visitors[1]
+    top = _get(staff_client, placement="home.recommended", k=5, visitor_id=vid).json()["items"]
+    cart = Cart.objects.create(visitor_id=vid)
+    CartItem.objects.create(cart=cart, product_id=top[0]["product_id"], quantity=1)
+    again = [
+        i["product_id"] for i in _get(staff_client, placement="cart.recommended", k=20, visitor_id=vid).json()["items"]
+    ]
+    assert top[0]["product_id"] not in again and again
+
+
+def test_arms_choose_the_ranking(served, staff_client):
+    shop, version = served
+    for arm in ("popularity", "heuristic", "dlrm"):
+        Experiment.objects.update(status=Experiment.Status.STOPPED)
+        others = [(a, 0, False) for a in ("popularity", "heuristic", "dlrm") if a != arm]
+        exp = experiment_create(key=f"only-{arm}", name=arm, arms=[(arm, 1, True), *others])
+        experiment_start(experiment=exp)
+        running_experiment_forget()
+        body = _get(staff_client, placement="home.recommended", k=8, visitor_id=shop.visitors[2]).json()
+        assert body["arm"] == arm and body["experiment"] == f"only-{arm}"
+        if arm == "popularity":
+            assert body["source"] == "popularity" and body["model_version"] is None
+        elif arm == "heuristic":  # stage 1's own order, no model: no scores, no model version
+            assert body["source"] == "live" and body["model_version"] is None
+            assert all(i["score"] is None for i in body["items"])
+        else:
+            assert body["source"] == "live" and body["model_version"] == version.version
+
+
+def _serving_reasons(staff_client) -> dict:
+    r = staff_client.get("/api/recs/serving-stats", {"minutes": 5})
+    assert r.status_code == 200
+    return r.json()["fallback_reasons"]
+
+
+def test_missing_artifact_falls_back_and_is_counted(served, settings, client, staff_client):
+    shop, version = served
+    shutil.rmtree(Path(settings.MODEL_DIR) / "versions" / version.version)
+    serving.serving_forget()
+    assert serving.serving_reload() is None  # a new process cannot load it
+    assert "unavailable" in serving.serving_status().error
+    before = _serving_reasons(staff_client).get("model_unavailable", 0)
+    body = _get(staff_client, placement="home.recommended", k=8, visitor_id=shop.visitors[0]).json()
+    assert body["source"] == "fallback" and body["reason"] == "model_unavailable" and len(body["items"]) == 8
+    assert _serving_reasons(staff_client)["model_unavailable"] == before + 1
+    # the page still renders, its rail filled by the popular list
+    staff_client.logout()
+    page = client.get("/")
+    assert page.status_code == 200 and "Recommended for you" in page.content.decode()
+
+
+def test_scorer_raising_falls_back_to_the_batch_list_then_popularity(served, staff_client, monkeypatch):
+    shop, version = served
+    model = serving.serving_model()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("scorer exploded")
+
+    monkeypatch.setattr(model.pipeline.scorer, "score", broken)  # fault injection: the scorer raises
+    vid = shop.visitors[0]
+    body = _get(staff_client, placement="home.recommended", k=8, visitor_id=vid).json()
+    assert body["source"] == "fallback" and body["reason"] == "scorer_error" and len(body["items"]) == 8
+    # with a batch-scored list, that list answers first
+    run = TaskRun.objects.get(kind=TaskRun.Kind.BATCH_SCORE)  # queued by the promotion
+    execution.task_run_execute(run_id=run.id)
+    body = _get(staff_client, placement="home.recommended", k=8, visitor_id=vid).json()
+    assert body["source"] == "batch" and body["reason"] == "scorer_error"
+    assert body["model_version"] == version.version and len(body["items"]) == 8
+    assert _serving_reasons(staff_client)["scorer_error"] == 2
+
+
+def test_scorer_slower_than_the_budget_falls_back(served, settings, staff_client, client):
+    shop, _ = served
+    settings.RECS_LATENCY_BUDGET_MS = 0.05  # 50 microseconds: no real re-rank fits
+    body = _get(staff_client, placement="home.recommended", k=8, visitor_id=shop.visitors[0]).json()
+    assert body["source"] == "fallback" and body["reason"] == "over_budget" and len(body["items"]) == 8
+    assert _serving_reasons(staff_client)["over_budget"] >= 1
+
+
+def test_rails_record_impressions_and_events_carry_arm_and_model(served, client):
+    shop, version = served
+    p = Product.objects.get(pk=shop.products[5])
+    page = client.get(p.get_absolute_url())
+    assert page.status_code == 200
+    view = Event.objects.get(type="view", product=p)
+    assert view.arm is None and view.model_version == version.version  # no experiment: dlrm ranks
+    assert "You may also like" in page.content.decode()
+    home = client.get("/")
+    assert "Recommended for you" in home.content.decode() and "Trending now" in home.content.decode()
+    imps = Event.objects.filter(type="impression", visitor_id=view.visitor_id, placement="home.recommended")
+    assert imps.count() >= 2
+    assert set(imps.values_list("model_version", flat=True)) == {version.version}
+    assert set(imps.values_list("arm", flat=True)) == {"dlrm"}
+    assert sorted(imps.values_list("position", flat=True)) == list(range(imps.count()))
+
+
+def test_serving_stats_are_staff_only_and_validated(served, client, staff_client):
+    assert staff_client.get("/api/recs/serving-stats", {"minutes": 0}).status_code == 400
+    assert "minutes" in staff_client.get("/api/recs/serving-stats", {"minutes": "x"}).json()
+    _get(staff_client, placement="home.trending", k=4)
+    body = staff_client.get("/api/recs/serving-stats", {"minutes": 10}).json()
+    assert body["requests"] >= 1 and body["by_source"].get("popularity", 0) >= 1
+    assert body["per_minute"] and "stage_ms_mean" in body["per_minute"][-1]
+    staff_client.logout()
+    assert client.get("/api/recs/serving-stats").status_code in (401, 403)
+
+
+def test_unknown_visitor_uuid_for_staff_is_served(served, staff_client):
+    body = _get(staff_client, placement="product.recommended", k=3, visitor_id=uuid.uuid4()).json()
+    assert body["source"] == "fallback" and len(body["items"]) == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_slow_database_falls_back_within_the_statement_timeout(served, settings, staff_client):
+    """The events table is locked by another session (a long migration, a vacuum full): the live read
+    gives up after RECS_DB_TIMEOUT_MS and the popular list answers."""
+    import time
+
+    import psycopg
+    from django.db import connection
+
+    from shop.catalog.rails import RailContext, popular_ids
+
+    if connection.vendor != "postgresql":
+        pytest.skip("statement timeouts are a PostgreSQL feature")
+    shop, _ = served
+    settings.RECS_DB_TIMEOUT_MS = 50
+    popular_ids(RailContext())  # cached, as on a warm server
+    s = connection.settings_dict
+    other = psycopg.connect(
+        host=s["HOST"], port=s["PORT"], user=s["USER"], password=s["PASSWORD"] or None, dbname=s["NAME"]
+    )
+    try:
+        other.execute("LOCK TABLE events_event IN ACCESS EXCLUSIVE MODE")
+        t0 = time.perf_counter()
+        body = _get(staff_client, placement="home.recommended", k=6, visitor_id=shop.visitors[0]).json()
+        elapsed = time.perf_counter() - t0
+    finally:
+        other.rollback()
+        other.close()
+    assert body["source"] == "fallback" and body["reason"] == "db_timeout" and len(body["items"]) == 6
+    assert elapsed < 2.0
+    assert _serving_reasons(staff_client)["db_timeout"] == 1
