@@ -13,6 +13,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
 from django.utils import timezone
 
+from shop.ops import metrics
 from shop.recs.attribution import attribution_for
 
 from .models import Event, EventSource, EventType, Visitor
@@ -240,7 +241,9 @@ def events_record(*, visitor_id: uuid.UUID, user: AbstractBaseUser | None, event
     auth_user_id = user.pk if user is not None and user.is_authenticated else None
     now = timezone.now()
     record = _events_record_pg if connection.vendor == "postgresql" else _events_record_portable
-    return record(visitor_id=visitor_id, auth_user_id=auth_user_id, events=events, now=now)
+    stored = record(visitor_id=visitor_id, auth_user_id=auth_user_id, events=events, now=now)
+    metrics.events_ingested(stored)
+    return stored
 
 
 def event_record(

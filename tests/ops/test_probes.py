@@ -163,3 +163,20 @@ def test_metric_helpers_record_what_live_serving_reports(client):
     text = client.get("/metrics").content.decode()
     assert 'shop_recs_fallbacks_total{reason="no_history"}' in text
     assert 'shop_recs_stage_latency_seconds_bucket{le="0.01",stage="rank"}' in text
+
+
+def test_events_ingested_counts_stored_events_not_replays():
+    import uuid
+
+    from prometheus_client import REGISTRY
+
+    from shop.events.services import event_record
+    from tests.factories import ProductFactory
+
+    product = ProductFactory()
+    visitor = uuid.uuid4()
+    before = REGISTRY.get_sample_value("shop_events_ingested_total") or 0.0
+    assert event_record(visitor_id=visitor, user=None, type="view", product_id=product.pk, idempotency_key="k1")
+    assert not event_record(visitor_id=visitor, user=None, type="view", product_id=product.pk, idempotency_key="k1")
+    assert event_record(visitor_id=visitor, user=None, type="view", product_id=product.pk, idempotency_key="k2")
+    assert REGISTRY.get_sample_value("shop_events_ingested_total") == before + 2
