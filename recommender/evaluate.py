@@ -18,113 +18,31 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 
-from recommender.data import DAY, HistoryIndex, Interactions, ItemTable, examples_for
-from recommender.metrics import auc_score, log_loss, ranking_metrics  # noqa: F401  (this module's API)
+from recommender.baselines import (
+    CooccurrenceBaseline,
+    PopularityBaseline,
+    TifuKnnBaseline,
+    UserHistoryBaseline,
+    _purchases,
+)
+from recommender.config import DAY
+from recommender.data import HistoryIndex, ItemTable, examples_for
+from recommender.metrics import (  # noqa: F401  (auc_score, log_loss: this module's API)
+    auc_score,
+    bootstrap_ci,
+    log_loss,
+    paired_bootstrap,
+    ranking_metrics,
+    split_recall,
+    user_ndcg,
+    user_recall,
+)
 from recommender.rows import history_index, training_rows
 from recommender.train import predict, train_rows  # noqa: F401
 
 # ------------------------------------------------------------------------------------ pointwise metrics
-
-
-# ------------------------------------------------------------------------------------------- baselines
-
-
-def _purchases(history: Interactions, types: Sequence[str]) -> pd.DataFrame:
-    mask = np.isin(history.event_type, list(types))
-    return pd.DataFrame({"user": history.user_id[mask], "item": history.item_id[mask], "ts": history.timestamp[mask]})
-
-
-def _fill(primary: list[str], fallback: np.ndarray, k: int) -> list[str]:
-    out = list(primary[:k])
-    seen = set(out)
-    for x in fallback:
-        if len(out) >= k:
-            break
-        if x not in seen:
-            out.append(x)
-            seen.add(x)
-    return out
-
-
-class PopularityBaseline:
-    """Global popularity: the most engaged items in the history, same list for everyone."""
-
-    name = "popularity"
-
-    def __init__(self, history: Interactions, types: Sequence[str] = ("click", "add_to_cart", "purchase")):
-        df = _purchases(history, types)
-        self.top = df["item"].value_counts().index.to_numpy().astype(str)
-
-    def rank(self, user: str, time_s: int, k: int = 10) -> list[str]:
-        return list(self.top[:k])
-
-
-class UserHistoryBaseline:
-    """The user's own past items by frequency (ties: most recent first), then global popularity."""
-
-    name = "user_history"
-
-    def __init__(self, history: Interactions, types: Sequence[str] = ("click", "add_to_cart", "purchase")):
-        df = _purchases(history, types)
-        self.popular = PopularityBaseline(history, types).top
-        agg = df.groupby(["user", "item"]).agg(n=("ts", "size"), last=("ts", "max")).reset_index()
-        agg = agg.sort_values(["user", "n", "last"], ascending=[True, False, False])
-        self.by_user = {u: g["item"].to_numpy().astype(str) for u, g in agg.groupby("user", sort=False)}
-
-    def rank(self, user: str, time_s: int, k: int = 10) -> list[str]:
-        return _fill(list(self.by_user.get(user, [])[:k]), self.popular, k)
-
-
-class CooccurrenceBaseline:
-    """Item-to-item co-occurrence: items bought in the same basket (same user, same day) as the user's recent
-    items, scored by summed co-occurrence counts over the user's last ``recent`` items; then popularity."""
-
-    name = "cooccurrence"
-
-    def __init__(
-        self,
-        history: Interactions,
-        types: Sequence[str] = ("click", "add_to_cart", "purchase"),
-        recent: int = 20,
-        max_basket: int = 50,
-    ):
-        df = _purchases(history, types).drop_duplicates(["user", "item", "ts"])
-        df["day"] = df["ts"] // DAY
-        self.popular = PopularityBaseline(history, types).top
-        self.items = pd.Index(pd.unique(df["item"]))
-        df["i"] = self.items.get_indexer(df["item"])
-        basket = df.groupby(["user", "day"]).ngroup().to_numpy()
-        size = np.bincount(basket)
-        keep = size[basket] <= max_basket
-        b, i = basket[keep], df["i"].to_numpy()[keep]
-        # co-occurrence counts: self-join of baskets, kept as CSR arrays (indptr, neighbours, counts)
-        pairs = pd.DataFrame({"b": b, "i": i}).drop_duplicates()
-        joined = pairs.merge(pairs, on="b", suffixes=("", "_j"))
-        joined = joined[joined["i"] != joined["i_j"]]
-        co = joined.groupby(["i", "i_j"]).size().reset_index(name="n").sort_values(["i", "i_j"])
-        n_items = len(self.items)
-        self.indptr = np.zeros(n_items + 1, np.int64)
-        np.add.at(self.indptr, co["i"].to_numpy() + 1, 1)
-        self.indptr = np.cumsum(self.indptr)
-        self.neighbours = co["i_j"].to_numpy(np.int64)
-        self.counts = co["n"].to_numpy(np.float64)
-        df = df.sort_values(["user", "ts"])
-        self.recent = {u: g.to_numpy()[-recent:] for u, g in df.groupby("user", sort=False)["i"]}
-
-    def rank(self, user: str, time_s: int, k: int = 10) -> list[str]:
-        rec = self.recent.get(user)
-        if rec is None or len(rec) == 0:
-            return list(self.popular[:k])
-        scores = np.zeros(len(self.items))
-        for j in rec:
-            lo, hi = self.indptr[j], self.indptr[j + 1]
-            np.add.at(scores, self.neighbours[lo:hi], self.counts[lo:hi])
-        top = np.argsort(-scores, kind="stable")[: k * 2]
-        top = [self.items[j] for j in top if scores[j] > 0][:k]
-        return _fill(top, self.popular, k)
 
 
 # ----------------------------------------------------------------------------------- model ranking
@@ -204,7 +122,7 @@ def rank_all_items(
 # ------------------------------------------------------------------------------------------- Ta Feng run
 
 
-BASELINES = ("popularity", "user_history", "cooccurrence")
+BASELINES = ("popularity", "user_history", "cooccurrence", "tifu_knn")
 PIPELINE = "dlrm_pipeline"  # the method the issue's target is about: candidates -> DLRM -> rules
 
 
@@ -290,18 +208,49 @@ def evaluate_next_basket(
     truth = [split.baskets[i] for i in pick]
     types = [t for t in config.data.positive_weights]
     rows: dict[str, dict] = {}
+    # per tested user: shopping days (history + the test day) and the items bought before
+    bought = _purchases(history, types)
+    n_days = (bought.assign(day=bought["ts"] // DAY).groupby("user")["day"].nunique() + 1).reindex(users).fillna(1)
+    segment = np.select([n_days.to_numpy() >= 10, n_days.to_numpy() >= 5], ["10+", "5-9"], "2-4")
+    seen_by_user = bought.groupby("user")["item"].agg(set)
+    seen = [seen_by_user.get(u, set()) for u in users]
+    per_user: dict[str, dict[str, np.ndarray]] = {}
 
     def record(name: str, ranked: list, seconds: float, subset: slice = slice(None)) -> None:
-        rows[name] = ranking_metrics(ranked, truth[subset], k)
+        tr_ = truth[subset]
+        rows[name] = ranking_metrics(ranked, tr_, k)
         rows[name]["seconds"] = round(seconds, 2)
+        if subset != slice(None):
+            return
+        rec, ndcg = user_recall(ranked, tr_, k), user_ndcg(ranked, tr_, k)
+        repeat, explore = split_recall(ranked, tr_, seen, k)
+        per_user[name] = {"recall": rec, "ndcg": ndcg, "repeat": repeat, "explore": explore}
+        r = rows[name]
+        r[f"recall@{k}_ci"] = bootstrap_ci(rec, seed=seed)
+        r[f"ndcg@{k}_ci"] = bootstrap_ci(ndcg, seed=seed)
+        r["repeat_recall"] = float(np.nanmean(repeat)) if np.isfinite(repeat).any() else None
+        r["explore_recall"] = float(np.nanmean(explore)) if np.isfinite(explore).any() else None
+        r["repeat_users"], r["explore_users"] = int(np.isfinite(repeat).sum()), int(np.isfinite(explore).sum())
+        r["segments"] = {
+            seg: {
+                f"recall@{k}": float(np.nanmean(rec[segment == seg])),
+                f"ndcg@{k}": float(np.nanmean(ndcg[segment == seg])),
+                "users": int((segment == seg).sum()),
+            }
+            for seg in ("2-4", "5-9", "10+")
+            if (segment == seg).any()
+        }
 
-    rankers: dict[str, Callable[[str, int, int], list[str]]] = {}
-    for cls in (PopularityBaseline, UserHistoryBaseline, CooccurrenceBaseline):
-        b = cls(history, types)
-        rankers[b.name] = b.rank
+    baselines_fitted = [cls(history, types) for cls in (PopularityBaseline, UserHistoryBaseline, CooccurrenceBaseline)]
+    baselines_fitted.append(TifuKnnBaseline(history, types))
+    rankers: dict[str, Callable] = {b.name: b for b in baselines_fitted}
     rankers.update(extra_rankers or {})
     for name, fn in rankers.items():
         t = time.perf_counter()
+        if hasattr(fn, "rank_many"):
+            record(name, fn.rank_many([str(u) for u in users], [int(x) for x in times], k), time.perf_counter() - t)
+            continue
+        fn = getattr(fn, "rank", fn)
         it = zip(users, times, strict=True)
         if progress:
             from tqdm import tqdm
@@ -369,14 +318,18 @@ def evaluate_next_basket(
         "methods": rows,
         "config": config.to_dict(),
     }
-    for metric in (f"recall@{k}", f"ndcg@{k}"):
+    for metric, key in ((f"recall@{k}", "recall"), (f"ndcg@{k}", "ndcg")):
         best = max(baselines, key=lambda r: rows[r][metric])
         base = rows[best][metric]
         out[f"dlrm_vs_best_{metric}"] = {
             "method": PIPELINE,
             "best_baseline": best,
             "relative_lift": (rows[PIPELINE][metric] / base - 1.0) if base > 0 else None,
+            "paired_bootstrap": paired_bootstrap(per_user[PIPELINE][key], per_user[best][key], seed=seed),
         }
+        out[f"dlrm_vs_retrieval_only_{metric}"] = paired_bootstrap(
+            per_user[PIPELINE][key], per_user["retrieval_only"][key], seed=seed
+        )
     return out
 
 
@@ -387,28 +340,52 @@ def print_table(report: dict) -> None:
     k = report["k"]
     table = Table(
         title=f"Next basket ({report['catalogue']} items in the catalogue), {report['tested_users']} users, "
-        f"pipeline ranks {report.get('n_candidates', '?')} candidates"
+        f"pipeline ranks {report.get('n_candidates', '?')} candidates; [95% bootstrap CI]"
     )
-    for col in ("method", f"Recall@{k}", f"NDCG@{k}", f"HR@{k}", "users", "seconds"):
+    cols = ("method", f"Recall@{k} [CI]", f"NDCG@{k} [CI]", f"HR@{k}", "R@10 2-4 d", "R@10 5-9 d", "R@10 10+ d",
+            "repeat R", "explore R", "users", "s")  # fmt: skip
+    for col in cols:
         table.add_column(col, justify="right" if col != "method" else "left")
+
+    def ci(r, m):
+        lo, hi = r.get(f"{m}_ci", (float("nan"), float("nan")))
+        return f"{r[m]:.4f} [{lo:.4f}, {hi:.4f}]"
+
+    def seg(r, s):
+        x = r.get("segments", {}).get(s)
+        return f"{x[f'recall@{k}']:.4f}" if x else "-"
+
+    def opt(x):
+        return f"{x:.4f}" if x is not None else "-"
+
     for name, r in report["methods"].items():
         table.add_row(
-            name,
-            f"{r[f'recall@{k}']:.4f}",
-            f"{r[f'ndcg@{k}']:.4f}",
-            f"{r[f'hr@{k}']:.4f}",
-            str(r["users"]),
+            name, ci(r, f"recall@{k}"), ci(r, f"ndcg@{k}"), f"{r[f'hr@{k}']:.4f}", seg(r, "2-4"), seg(r, "5-9"),
+            seg(r, "10+"), opt(r.get("repeat_recall")), opt(r.get("explore_recall")), str(r["users"]),
             f"{r['seconds']}",
-        )
-    console = Console(width=120)
+        )  # fmt: skip
+    console = Console(width=200)
     console.print(table)
+    any_row = next(iter(report["methods"].values()))
+    if "segments" in any_row:
+        users = ", ".join(f"{s}: {v['users']}" for s, v in any_row["segments"].items())
+        console.print(f"users per segment (shopping days incl. the test day): {users}; repeat / explore recall over "
+                      f"{any_row['repeat_users']} / {any_row['explore_users']} users with such items")  # fmt: skip
     for metric in (f"recall@{k}", f"ndcg@{k}"):
         cmp = report[f"dlrm_vs_best_{metric}"]
         lift = cmp["relative_lift"]
+        pb = cmp.get("paired_bootstrap") or {}
         console.print(
             f"{cmp.get('method', 'dlrm')} vs best baseline ({cmp['best_baseline']}) on {metric}: "
             + (f"{lift * 100:+.1f}%" if lift is not None else "n/a")
+            + (f" [paired 95% CI {pb['rel_lo'] * 100:+.1f}%, {pb['rel_hi'] * 100:+.1f}%]" if pb else "")
         )
+        ro = report.get(f"dlrm_vs_retrieval_only_{metric}")
+        if ro:
+            console.print(
+                f"{cmp.get('method', 'dlrm')} vs retrieval_only on {metric}: {ro['rel'] * 100:+.1f}% "
+                f"[paired 95% CI {ro['rel_lo'] * 100:+.1f}%, {ro['rel_hi'] * 100:+.1f}%]"
+            )
     pipe = report["methods"].get(PIPELINE, {})
     if "candidate_recall" in pipe:
         console.print(
@@ -420,6 +397,7 @@ def print_table(report: dict) -> None:
         f"validation ({report.get('training_rows', 'pointwise')} rows) AUC "
         + (f"{auc:.4f}, log loss {ll:.4f}" if auc is not None else "n/a")
         + f"; training {report['train_examples_per_s']:,.0f} examples/s on {report['train_examples']:,} rows"
+        + (f", refit on {report['refit_examples']:,}" if report.get("refit_examples") else "")
     )
 
 

@@ -86,8 +86,17 @@ def test_rank_all_items_and_next_basket_report(grocery, tmp_path):
         grocery, config=cfg, eval_users=40, progress=False, n_candidates=30, catalogue_users=5
     )
     assert set(report["methods"]) == {
-        "popularity", "user_history", "cooccurrence", "retrieval_only", "dlrm_pipeline", "dlrm_pipeline_diverse", "dlrm"
+        "popularity", "user_history", "cooccurrence", "tifu_knn", "retrieval_only", "dlrm_pipeline",
+        "dlrm_pipeline_diverse", "dlrm"
     }  # fmt: skip
+    for name in ("tifu_knn", "retrieval_only", "dlrm_pipeline"):
+        row = report["methods"][name]
+        lo, hi = row["recall@10_ci"]
+        assert lo <= row["recall@10"] <= hi and lo < hi
+        assert sum(s["users"] for s in row["segments"].values()) == 40
+        assert 0 <= row["repeat_recall"] <= 1 and 0 <= row["explore_recall"] <= 1
+    pb = report["dlrm_vs_retrieval_only_ndcg@10"]
+    assert pb["rel_lo"] <= pb["rel"] <= pb["rel_hi"] and 0 <= pb["p_not_better"] <= 1
     for row in report["methods"].values():
         assert 0 <= row["recall@10"] <= 1 and 0 <= row["ndcg@10"] <= 1 and row["users"] > 0
     assert report["methods"]["dlrm"]["users"] == 5 and report["methods"]["dlrm_pipeline"]["users"] == 40
@@ -113,3 +122,26 @@ def test_rank_all_items_returns_k_catalogue_items(grocery):
     catalogue = set(grocery.items.item_id.tolist())
     for r in ranked:
         assert len(r) == 10 and len(set(r)) == 10 and set(r) <= catalogue
+
+
+def test_tifu_knn_blends_own_decayed_repeats_with_neighbours():
+    """Own repeats dominate (alpha); a recent basket outweighs an old one; a neighbour's item fills in."""
+    from recommender.baselines import TifuKnnBaseline
+
+    day = DAY
+    rows = [  # user, item, day
+        ("a", "old", 0), ("a", "x", 1), ("a", "recent", 9), ("a", "recent", 10),
+        ("b", "x", 0), ("b", "recent", 1), ("b", "neighbour-only", 2),
+        ("c", "z", 0),
+    ]  # fmt: skip
+    inter = Interactions.from_columns(
+        user_id=[r[0] for r in rows],
+        item_id=[r[1] for r in rows],
+        event_type=["purchase"] * len(rows),
+        timestamp=[r[2] * day for r in rows],
+    )
+    tifu = TifuKnnBaseline(inter, neighbours=1, alpha=0.7, group_size=7)
+    ranked = tifu.rank("a", 11 * day, k=5)
+    assert ranked[0] == "recent" and ranked.index("x") < ranked.index("old")
+    assert "neighbour-only" in ranked and ranked.index("neighbour-only") > ranked.index("old")
+    assert tifu.rank("someone-new", 0, k=2) == tifu.rank_many(["someone-new"], [0], k=2)[0]
