@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from django.db.models import Sum
 from django.utils import timezone
 
+from shop.ops import metrics
+
 from .models import ServingStat
 
 BUCKETS = ServingStat.LATENCY_BUCKETS_MS
@@ -38,6 +40,11 @@ def serving_record(
     *, placement: str, arm: str | None, source: str, reason: str, model_version: str | None, timings_ms: dict
 ) -> None:
     """Count one served request (called once per recommendation, on the request path: no I/O)."""
+    # Prometheus too (per-process samples; summed over gunicorn processes at scrape time)
+    metrics.recs_served(source)
+    if reason:
+        metrics.recs_fallback(reason)
+    metrics.recs_stages({stage: ms / 1000.0 for stage, ms in timings_ms.items() if ms is not None})
     minute = timezone.now().replace(second=0, microsecond=0)
     key = (minute, placement, arm or "", source, reason, model_version or "")
     total = float(timings_ms.get("total", 0.0))

@@ -180,3 +180,24 @@ def test_events_ingested_counts_stored_events_not_replays():
     assert not event_record(visitor_id=visitor, user=None, type="view", product_id=product.pk, idempotency_key="k1")
     assert event_record(visitor_id=visitor, user=None, type="view", product_id=product.pk, idempotency_key="k2")
     assert REGISTRY.get_sample_value("shop_events_ingested_total") == before + 2
+
+
+def test_each_served_rail_feeds_the_prometheus_counters_and_stage_latencies(client):
+    from prometheus_client import REGISTRY
+
+    from shop.recs.stats import serving_record
+
+    def v(name, **labels):
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    live, fallback = v("shop_recs_served_total", source="live"), v("shop_recs_fallbacks_total", reason="no_model")
+    rank = v("shop_recs_stage_latency_seconds_count", stage="rank")
+    serving_record(placement="home.recommended", arm="dlrm", source="live", reason="", model_version="v0001",
+                   timings_ms={"retrieve": 1.5, "rank": 4.0, "total": 6.0})  # fmt: skip
+    serving_record(placement="home.recommended", arm="dlrm", source="popular", reason="no_model", model_version=None,
+                   timings_ms={"popularity": 0.4, "total": 0.6})  # fmt: skip
+    assert v("shop_recs_served_total", source="live") == live + 1
+    assert v("shop_recs_fallbacks_total", reason="no_model") == fallback + 1
+    assert v("shop_recs_stage_latency_seconds_count", stage="rank") == rank + 1
+    assert v("shop_recs_stage_latency_seconds_bucket", stage="rank", le="0.005") >= 1  # 4 ms, in seconds
+    assert 'shop_recs_served_total{source="popular"}' in client.get("/metrics").content.decode()
