@@ -32,6 +32,7 @@ from typing import Any
 
 import psutil
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -40,8 +41,9 @@ PG_CTL = ROOT / "scripts" / "pg_ctl"
 BENCH_DIR = ROOT / "var" / "bench"
 LOOPBACK = "127.0.0.1"
 DEFAULT_PRODUCTS = 5000
-DEFAULT_WORKERS = 2  # what the Procfile deploys on the 2-core target
-DEFAULT_THREADS = 4
+# The deployed gunicorn settings (worker class, workers, threads, keep-alive, backlog): the benchmark
+# serves with the very file the Procfile and the images use; flags given here override it.
+GUNICORN_CONFIG = "python:shop.ops.gunicorn_conf"
 # Far above anything a benchmark can post, so ingest is measured, not the throttle. DRF keeps one
 # timestamp per request in the window, so a per-second window also keeps that history short.
 BENCH_THROTTLE_RATE = "1000000/s"
@@ -124,10 +126,13 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, default_json: Path)
     parser.add_argument("--products", type=int, default=DEFAULT_PRODUCTS, help="catalog size to seed (default 5000)")
     parser.add_argument("--seed", type=int, default=42, help="catalog and load generator seed")
     parser.add_argument(
-        "--workers", type=int, default=DEFAULT_WORKERS, help="gunicorn worker processes (default 2, as the Procfile)"
+        "--workers", type=int, default=None, help="gunicorn worker processes (default: the deployed configuration)"
     )
     parser.add_argument(
-        "--threads", type=int, default=DEFAULT_THREADS, help="gunicorn threads per worker (default 4, as the Procfile)"
+        "--threads", type=int, default=None, help="gunicorn threads per worker (default: the deployed configuration)"
+    )
+    parser.add_argument(
+        "--worker-class", default=None, help="gunicorn worker class (default: the deployed configuration)"
     )
     parser.add_argument(
         "--server-cpus",
@@ -201,6 +206,46 @@ def tree_cpu_by_pid(pid: int | None, *, children: bool = True) -> dict[int, floa
     return out
 
 
+def _thread_run_delays(pid: int) -> float:
+    """Seconds the threads of one process spent runnable but waiting for a core (schedstat field 2)."""
+    total = 0
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0.0
+    for tid in tasks:
+        with contextlib.suppress(OSError, ValueError, IndexError), open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+            total += int(f.read().split()[1])
+    return total / 1e9
+
+
+def tree_run_delay_by_pid(pid: int | None, *, children: bool = True) -> dict[int, float]:
+    """Run-queue wait (seconds) so far of a process and (``children``) its live descendants: time
+    their threads were ready to run while the cores were busy with something else. Empty where the
+    kernel keeps no schedstats."""
+    if pid is None:
+        return {}
+    try:
+        root = psutil.Process(pid)
+        procs = [root] + (root.children(recursive=True) if children else [])
+    except psutil.Error:
+        return {}
+    return {proc.pid: _thread_run_delays(proc.pid) for proc in procs}
+
+
+def cpu_pressure_total_s() -> float | None:
+    """Pressure stall information: seconds during which at least one runnable task waited for a
+    core, machine-wide, so far (``/proc/pressure/cpu``, Linux 4.20+); None where it is missing."""
+    try:
+        with open("/proc/pressure/cpu") as f:
+            for line in f:
+                if line.startswith("some "):
+                    return int(line.rsplit("total=", 1)[1]) / 1e6
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 def _busy_seconds() -> float:
     """CPU seconds the whole machine spent busy so far (all cores, every process)."""
     t = psutil.cpu_times()
@@ -235,7 +280,11 @@ class CpuMeter:
     _start: dict[str, dict[int, float]] = field(default_factory=dict)
     _busy0: float = 0.0
     _rusage0: float = 0.0
+    _delay0: dict[str, dict[int, float]] = field(default_factory=dict)
+    _pressure0: float | None = None
     used_s: dict[str, float] = field(default_factory=dict)
+    run_queue_wait_s: dict[str, float] = field(default_factory=dict)
+    cpu_pressure_s: float | None = None
 
     def _cpu(self, name: str, pid: int | None) -> dict[int, float]:
         return tree_cpu_by_pid(pid, children=name not in self.exclude_children)
@@ -248,6 +297,11 @@ class CpuMeter:
 
     def start(self) -> CpuMeter:
         self._start = {name: self._cpu(name, pid) for name, pid in self.pids.items()}
+        self._delay0 = {
+            name: tree_run_delay_by_pid(pid, children=name not in self.exclude_children)
+            for name, pid in self.pids.items()
+        }
+        self._pressure0 = cpu_pressure_total_s()
         self._busy0 = _busy_seconds()
         self._rusage0 = _children_rusage_seconds()
         self._t0 = time.perf_counter()
@@ -262,6 +316,13 @@ class CpuMeter:
             )
         busy = _busy_seconds() - self._busy0
         self.used_s["other"] = max(0.0, busy - sum(self.used_s.values()))
+        for name, pid in self.pids.items():
+            before = self._delay0.get(name, {})
+            now = tree_run_delay_by_pid(pid, children=name not in self.exclude_children)
+            self.run_queue_wait_s[name] = sum(max(0.0, d - before.get(p, 0.0)) for p, d in now.items())
+        pressure = cpu_pressure_total_s()
+        if pressure is not None and self._pressure0 is not None:
+            self.cpu_pressure_s = pressure - self._pressure0
         return self.report()
 
     def report(self) -> dict[str, Any]:
@@ -274,6 +335,13 @@ class CpuMeter:
             # share of the whole machine (all cores x wall time) each used; "other" = everything else
             "share_of_machine": {k: round(v / capacity, 4) for k, v in self.used_s.items()},
             "load_average_1m": round(os.getloadavg()[0], 2),
+            # time the named trees' threads were ready but waited for a core (not work: queueing
+            # behind other threads and processes), and the share of the span during which any task
+            # on the machine waited so (PSI "some")
+            "run_queue_wait_s": {k: round(v, 3) for k, v in self.run_queue_wait_s.items()},
+            "cpu_pressure_share": (
+                round(self.cpu_pressure_s / max(self.wall_s, 1e-9), 4) if self.cpu_pressure_s is not None else None
+            ),
         }
 
 
@@ -374,20 +442,111 @@ def _psycopg_dsn(database_url: str) -> str:
     return database_url.replace("postgres://", "postgresql://", 1)
 
 
+# --------------------------------------------------------------------------- synthetic interaction log
+
+EVENTS_CHUNK = 250_000
+EVENTS_PER_VISITOR = 50
+# Event mix of a browsing crowd: mostly views and impressions, a few adds to cart and purchases.
+# Products are drawn with a power-law skew (low ids most often), occurred_at over the last 180 days.
+_EVENTS_SQL = """
+WITH p AS (SELECT array_agg(id ORDER BY id) AS ids FROM catalog_product WHERE is_active)
+INSERT INTO events_event (idempotency_key, visitor_id, product_id, type, placement, quantity, source, device,
+                          occurred_at, received_at)
+SELECT 'bench:' || g,
+       md5('bench-visitor-' || (g %% %(visitors)s))::uuid,
+       p.ids[1 + floor(power(x.u, 3) * array_length(p.ids, 1))::int],
+       CASE WHEN x.r < 0.60 THEN 'view' WHEN x.r < 0.85 THEN 'impression' WHEN x.r < 0.92 THEN 'click'
+            WHEN x.r < 0.98 THEN 'add_to_cart' ELSE 'purchase' END,
+       '', 1, 'import', 'desktop',
+       now() - x.age * interval '180 days', now() - x.age * interval '180 days'
+FROM generate_series(%(lo)s, %(hi)s) AS g, p,
+     LATERAL (SELECT random() + 0 * g AS u, random() + 0 * g AS r, random() + 0 * g AS age) AS x
+"""
+
+
+def events_generate(total: int, *, seed: int) -> None:
+    """Grow the interaction log to ``total`` synthetic rows (PostgreSQL; rows already there count),
+    so pages can be measured against a long log. Idempotent: keys are ``bench:<n>``."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        raise RuntimeError("--events needs PostgreSQL")
+    with connection.cursor() as cur:
+        cur.execute("SELECT count(*) FROM events_event")
+        have = cur.fetchone()[0]
+        if have >= total:
+            console.print(f"Interaction log already holds {have:,} events.")
+            return
+        visitors = max(1, total // EVENTS_PER_VISITOR)
+        cur.execute("SELECT setseed(%s)", [((seed % 1000) / 1000.0)])
+        cur.execute(
+            "INSERT INTO events_visitor (id, attributes, created_at) "
+            "SELECT md5('bench-visitor-' || g)::uuid, '{}'::jsonb, now() FROM generate_series(0, %s) g "
+            "ON CONFLICT DO NOTHING",
+            [visitors - 1],
+        )
+        with Progress(
+            TextColumn("[bold]Generating the interaction log"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress:
+            task = progress.add_task("events", total=total, completed=have)
+            lo = have
+            while lo < total:
+                hi = min(total, lo + EVENTS_CHUNK) - 1
+                cur.execute(_EVENTS_SQL, {"visitors": visitors, "lo": lo, "hi": hi})
+                progress.update(task, completed=hi + 1)
+                lo = hi + 1
+        cur.execute("ANALYZE events_event")
+    console.print(f"Interaction log: {total:,} events from {visitors:,} visitors.")
+
+
 # --------------------------------------------------------------------------- gunicorn
+
+
+def deployed_gunicorn_settings(env: dict[str, str]) -> dict[str, Any]:
+    """Worker class, workers, threads and keep-alive of the deployed gunicorn configuration, as it
+    reads them from ``env``."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import json, shop.ops.gunicorn_conf as c; print(json.dumps({'workers': c.workers, "
+            "'threads': c.threads, 'worker_class': getattr(c, 'worker_class', 'sync'), "
+            "'keepalive': getattr(c, 'keepalive', 2)}))",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout)
 
 
 class Gunicorn:
     """gunicorn serving ``shop.wsgi`` on a free loopback port, in its own process group."""
 
     def __init__(
-        self, *, env: dict[str, str], workers: int, threads: int, log_dir: Path, cpus: set[int] | None = None
+        self,
+        *,
+        env: dict[str, str],
+        workers: int | None,
+        threads: int | None,
+        log_dir: Path,
+        cpus: set[int] | None = None,
+        worker_class: str | None = None,
     ) -> None:
         self.port = free_port()
         self.cpus = cpus
         self.env = env
-        self.workers = workers
-        self.threads = threads
+        deployed = deployed_gunicorn_settings(env)
+        self.workers = workers or deployed["workers"]
+        self.threads = threads or deployed["threads"]
+        self.worker_class = worker_class or deployed["worker_class"]
+        self.keepalive = deployed["keepalive"]
         self.log = log_dir / "gunicorn.log"
         self.proc: subprocess.Popen | None = None
 
@@ -402,6 +561,8 @@ class Gunicorn:
             "-m",
             "gunicorn",
             "shop.wsgi:application",
+            "--config",
+            GUNICORN_CONFIG,
             "--bind",
             f"{LOOPBACK}:{self.port}",
             "--workers",
@@ -409,14 +570,8 @@ class Gunicorn:
             "--threads",
             str(self.threads),
             "--worker-class",
-            "gthread",
-            "--backlog",
-            "2048",
-            "--timeout",
-            "60",
+            self.worker_class,
             "--graceful-timeout",
-            "5",
-            "--keep-alive",
             "5",
             "--no-control-socket",
             "--error-logfile",
@@ -495,8 +650,10 @@ class Stack:
         database_url: str | None,
         products: int,
         seed: int,
-        workers: int,
-        threads: int,
+        workers: int | None,
+        events: int = 0,
+        threads: int | None,
+        worker_class: str | None = None,
         extra_env: dict[str, str] | None = None,
         server_cpus: set[int] | None = None,
         client_cpus: set[int] | None = None,
@@ -505,9 +662,11 @@ class Stack:
         self.server_cpus = server_cpus
         self.client_cpus = client_cpus
         self.products = products
+        self.events = events
         self.seed = seed
         self.workers = workers
         self.threads = threads
+        self.worker_class = worker_class
         self.extra_env = extra_env or {}
         self.postgres: Postgres | None = None
         self.gunicorn: Gunicorn | None = None
@@ -604,6 +763,16 @@ class Stack:
             console.print(f"Database already holds {have:,} products: not seeding.")
         self.seconds["seed"] = time.perf_counter() - t
 
+        if self.events:
+            t = time.perf_counter()
+            events_generate(self.events, seed=self.seed)
+            self.seconds["events"] = time.perf_counter() - t
+            # the decayed scores beat keeps: the first refresh reads the whole log, the next only what is new
+            for step in ("popularity_refresh_full", "popularity_refresh_incremental"):
+                t = time.perf_counter()
+                self._manage("popularity_refresh", quiet=False)
+                self.seconds[step] = time.perf_counter() - t
+
         t = time.perf_counter()
         with console.status("Collecting static files (whitenoise serves them with DEBUG=false)..."):
             self._manage("collectstatic", "--noinput", "-v", "0")
@@ -611,14 +780,21 @@ class Stack:
 
         t = time.perf_counter()
         self.gunicorn = Gunicorn(
-            env=self.env, workers=self.workers, threads=self.threads, log_dir=self.tmp, cpus=self.server_cpus
+            env=self.env,
+            workers=self.workers,
+            threads=self.threads,
+            worker_class=self.worker_class,
+            log_dir=self.tmp,
+            cpus=self.server_cpus,
         )
-        with console.status(f"Starting gunicorn ({self.workers} workers x {self.threads} threads)..."):
+        self.workers, self.threads = self.gunicorn.workers, self.gunicorn.threads
+        self.worker_class = self.gunicorn.worker_class
+        with console.status("Starting gunicorn..."):
             self.gunicorn.start()
         self.seconds["gunicorn_start"] = time.perf_counter() - t
         console.print(
             f"[bold]gunicorn[/]: {self.gunicorn.base_url}  workers={self.workers} threads={self.threads} "
-            "(gthread), DEBUG=false, fresh SECRET_KEY, ALLOWED_HOSTS=127.0.0.1"
+            f"({self.worker_class}, keep-alive {self.gunicorn.keepalive} s, {GUNICORN_CONFIG}), DEBUG=false, fresh SECRET_KEY, ALLOWED_HOSTS=127.0.0.1"
         )
         if self.server_cpus or self.client_cpus:
             console.print(
@@ -627,6 +803,21 @@ class Stack:
             )
         if self.client_cpus:
             os.sched_setaffinity(0, self.client_cpus)  # this process generates load (or starts wrk)
+
+    def wait_idle(self, *, busy_share: float = 0.05, window_s: float = 0.25, timeout_s: float = 30.0) -> float:
+        """Wait until gunicorn and PostgreSQL are idle (below ``busy_share`` of one core for two windows
+        in a row); returns the seconds waited. After an overloaded run gunicorn still works off the
+        requests queued in its threads' queues (their clients are gone): a run started before that is
+        done measures the previous run's backlog, not its own target."""
+        pids = {"gunicorn": self.gunicorn.pid if self.gunicorn else None, "postgres": self.postgres_pid}
+        t0 = time.perf_counter()
+        quiet = 0
+        while time.perf_counter() - t0 < timeout_s and quiet < 2:
+            meter = CpuMeter(pids=pids).start()
+            time.sleep(window_s)
+            used = meter.stop()["cpu_seconds"]
+            quiet = quiet + 1 if used.get("gunicorn", 0) + used.get("postgres", 0) < busy_share * window_s else 0
+        return time.perf_counter() - t0
 
     def _manage(self, *args: str, quiet: bool = True) -> None:
         out = subprocess.run(
@@ -656,7 +847,13 @@ class Stack:
             "debug": settings.DEBUG,
             "database_engine": db["ENGINE"],
             "conn_max_age": db.get("CONN_MAX_AGE"),
-            "gunicorn": {"workers": self.workers, "threads": self.threads, "worker_class": "gthread"},
+            "gunicorn": {
+                "workers": self.workers,
+                "threads": self.threads,
+                "worker_class": self.worker_class,
+                "keepalive_s": self.gunicorn.keepalive if self.gunicorn else None,
+                "config": GUNICORN_CONFIG,
+            },
             "server_cpus": sorted(self.server_cpus) if self.server_cpus else None,
             "client_cpus": sorted(self.client_cpus) if self.client_cpus else None,
             "events_max_batch": getattr(settings, "EVENTS_MAX_BATCH", None),
