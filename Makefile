@@ -9,8 +9,12 @@ PORT ?= 8000
 DEMO_PRODUCTS ?= 5000
 CONSOLE_PORT ?= 8501
 export CONSOLE_PORT
+# The settings have no published key and DEBUG off; the demo opts in to DEBUG and uses a key
+# generated once for this checkout (var/dev-secret-key). An exported SECRET_KEY or DEBUG wins.
+DEV_KEY := var/dev-secret-key
+DEMO_ENV = DEBUG="$${DEBUG:-true}" SECRET_KEY="$${SECRET_KEY:-$$(cat $(DEV_KEY))}"
 
-.PHONY: setup demo test test-fast lint system-deps migrate seed serve bench-ingest bench-pages clean
+.PHONY: superuser setup demo test test-fast lint system-deps migrate seed serve bench-ingest bench-pages clean
 
 setup: $(STAMP)
 
@@ -23,29 +27,35 @@ $(STAMP): requirements.txt
 	$(BIN)/pip install -q --no-deps torchrec==1.8.0
 	touch $(STAMP)
 
-migrate: setup
+$(DEV_KEY):
 	@mkdir -p var
-	$(MANAGE) migrate --noinput
+	@umask 077 && $(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(50))' > $@
+
+migrate: setup $(DEV_KEY)
+	$(DEMO_ENV) $(MANAGE) migrate --noinput
 
 seed: migrate
-	$(MANAGE) seed_catalog --products $(DEMO_PRODUCTS) --seed 42
+	$(DEMO_ENV) $(MANAGE) seed_catalog --products $(DEMO_PRODUCTS) --seed 42
 
 demo: seed
-	$(MANAGE) collectstatic --noinput -v 0
+	$(DEMO_ENV) $(MANAGE) collectstatic --noinput -v 0
 	@echo ""
 	@echo "  Storefront:  http://localhost:$(PORT)/     API docs: http://localhost:$(PORT)/api/docs/"
-	@echo "  Merchant admin: http://localhost:$(PORT)/admin/  (create a login: $(MANAGE) createsuperuser)"
+	@echo "  Merchant admin: http://localhost:$(PORT)/admin/  (create a login: make superuser)"
 	@echo "  Merchant console: http://localhost:$(CONSOLE_PORT)/  (log in with a staff account of the shop)"
 	@echo ""
-	PORT=$(PORT) $(BIN)/honcho start -f Procfile
+	$(DEMO_ENV) PORT=$(PORT) $(BIN)/honcho start -f Procfile
+
+superuser: migrate
+	$(DEMO_ENV) $(MANAGE) createsuperuser
 
 system-deps:
 	./scripts/system-deps.sh
 
-lint: setup
+lint: setup $(DEV_KEY)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(MANAGE) makemigrations --check --dry-run
+	$(DEMO_ENV) $(MANAGE) makemigrations --check --dry-run
 	DJANGO_SETTINGS_MODULE=shop.settings.production SECRET_KEY=check-deploy-$$RANDOM-0123456789abcdefghijklmnopqrstuvwxyz ALLOWED_HOSTS=shop.example.com \
 		$(MANAGE) check --deploy --fail-level WARNING
 

@@ -12,3 +12,5 @@ urlpatterns = [
     path("", include("shop.orders.urls")),
     path("", include("shop.catalog.urls")),
 ]
+
+handler500 = "shop.api.exceptions.server_error"  # 503 + Retry-After for outages, JSON under /api/

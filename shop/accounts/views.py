@@ -1,7 +1,7 @@
 """Sign up, log in, log out (Django's auth views) and the account page.
 
-Logging in fires ``user_logged_in``; shop.events.signals attaches this browser's visitor (and its
-history) to the user.
+Logging in fires ``user_logged_in``; shop.accounts.signals decides which visitor this browser is
+from then on (services.user_login_visitor); logging out gives the browser a new one.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods
 
+from shop.api.throttles import KeyedRateThrottle
 from shop.catalog.rails import RailContext, rails_fill
 from shop.orders.selectors import order_list_for_user
 
@@ -22,9 +23,29 @@ from .forms import LoginForm, SignUpForm
 
 
 class LoginView(auth_views.LoginView):
+    """Django's login view, throttled (scope ``login``) per client address and per username."""
+
     form_class = LoginForm
     template_name = "registration/login.html"
     redirect_authenticated_user = True
+
+    def post(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        username = (request.POST.get("username") or "").strip().lower()
+        by_address = KeyedRateThrottle("login", "")
+        by_address.key = f"ip:{by_address.get_ident(request)}"
+        throttles = [by_address, KeyedRateThrottle("login", f"user:{username}")]
+        refused = [t for t in throttles if not t.allow_request(request, self)]
+        if refused:
+            wait = max(int(t.wait() or 1) for t in refused)
+            # an unbound form: validating the bound one would check the password after all
+            form = self.form_class(request, initial={"username": request.POST.get("username", "")})
+            form.full_clean()
+            form.cleaned_data = {}
+            form.add_error(None, f"Too many log-in attempts. Please wait {wait} seconds and try again.")
+            response = self.render_to_response(self.get_context_data(form=form), status=429)
+            response["Retry-After"] = str(wait)
+            return response
+        return super().post(request, *args, **kwargs)
 
 
 class LogoutView(auth_views.LogoutView):

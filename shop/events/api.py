@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import uuid
-
 from django.conf import settings
 from django.contrib.auth import get_user
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.parsers import JSONParser
+from rest_framework.authentication import TokenAuthentication
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from shop.api.exceptions import PayloadTooLarge
-from shop.api.parsers import PlainTextJSONParser
+from shop.api.parsers import BoundedJSONParser
 from shop.api.schema import detail_response
-from shop.api.throttles import VisitorScopedRateThrottle
+from shop.api.throttles import AddressScopedRateThrottle, VisitorScopedRateThrottle
 
 from .models import EventSource
 from .serializers import (
@@ -29,33 +28,47 @@ from .serializers import (
 from .services import EventIn, events_record
 
 
-def _cookie_visitor_id(request: Request) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(request.COOKIES.get(settings.VISITOR_COOKIE, ""))
-    except ValueError:
-        return None
+def _refuse_cross_site(request: Request) -> None:
+    """The CSRF defence of a cookie-authenticated endpoint that cannot take a CSRF token.
+
+    Browsers label every POST with ``Sec-Fetch-Site`` and ``Origin``; another site's page (a form
+    or a ``no-cors`` fetch) is refused. Clients that are not browsers send neither and are judged
+    by their cookie or token alone; ``application/json`` already forces a CORS preflight, which
+    this site never answers.
+    """
+    if request.META.get("HTTP_SEC_FETCH_SITE", "").lower() in {"cross-site", "same-site"}:
+        raise PermissionDenied("Cross-site event posts are refused (Sec-Fetch-Site).")
+    origin = request.META.get("HTTP_ORIGIN")
+    if origin is not None:
+        own = f"{request.scheme}://{request.get_host()}"
+        if origin != own and origin not in settings.CSRF_TRUSTED_ORIGINS:
+            raise PermissionDenied(f"Origin {origin} may not post events.")
 
 
 class EventBatchApi(APIView):
-    """Store a batch of events for one visitor, all or nothing.
+    """Store a batch of impressions and clicks for one visitor, all or nothing.
 
-    No authentication classes: ``navigator.sendBeacon`` cannot send a CSRF header, and DRF only
-    enforces CSRF through SessionAuthentication. The signed-in user (if any) still comes from the
-    session that Django's middleware loaded, or from the visitor's attached user.
+    The visitor is the signed ``vid`` cookie. ``navigator.sendBeacon`` cannot send a CSRF header,
+    so instead of SessionAuthentication's token check the request must not come from another site
+    (``_refuse_cross_site``); the signed-in user (if any) still comes from the session that
+    Django's middleware loaded. A staff token (``Authorization: Token ...``) may name the visitor.
     """
 
-    authentication_classes: list = []
+    authentication_classes = [TokenAuthentication]
     permission_classes = [AllowAny]
-    parser_classes = [JSONParser, PlainTextJSONParser]
-    throttle_classes = [VisitorScopedRateThrottle]
+    parser_classes = [BoundedJSONParser]
+    throttle_classes = [VisitorScopedRateThrottle, AddressScopedRateThrottle]
     throttle_scope = "events"
 
     @extend_schema(
         operation_id="events_create",
         summary="Record a batch of interaction events",
         description=(
-            "The visitor is the `vid` cookie; clients without cookies may send a top-level `visitor_id`. "
-            "Bodies may be sent as `application/json` or `text/plain` (sendBeacon fallbacks). "
+            "Clients report only `impression` and `click`; views, cart changes and purchases are logged "
+            "by the server. The visitor is the signed `vid` cookie (a client without one gets a new "
+            "visitor and its cookie); only a staff token may name another with a top-level `visitor_id`. "
+            "`occurred_at` is clamped to [received - 24 h, received + 5 min]. Posts from another site "
+            "(`Origin`, `Sec-Fetch-Site`) are refused with 403. "
             "A batch is validated whole and stored in one transaction: one bad event rejects the batch "
             "and nothing is written. Errors name the event by its 0-based index: "
             '`{"events": {"3": {"product_id": ["Unknown product 999999."]}}}`. '
@@ -76,8 +89,8 @@ class EventBatchApi(APIView):
                         status_codes=["400"],
                     ),
                     OpenApiExample(
-                        "Unknown type",
-                        value={"events": {"0": {"type": ['"hover" is not a valid choice.']}}},
+                        "Server-side type",
+                        value={"events": {"0": {"type": ['"purchase" is not a valid choice.']}}},
                         status_codes=["400"],
                     ),
                     OpenApiExample(
@@ -87,9 +100,11 @@ class EventBatchApi(APIView):
                     ),
                 ],
             ),
+            401: detail_response("A token was sent and it is not valid."),
+            403: detail_response("Posted from another site, or `visitor_id` without a staff token."),
             413: detail_response("Over EVENTS_MAX_BATCH events or EVENTS_MAX_BODY_BYTES bytes; nothing written."),
-            415: detail_response("Neither application/json nor text/plain."),
-            429: detail_response("Throttled (scope `events`, per visitor or address)."),
+            415: detail_response("Not application/json."),
+            429: detail_response("Throttled (scope `events` per visitor, `events_ip` per address)."),
         },
         examples=[
             OpenApiExample(
@@ -113,6 +128,7 @@ class EventBatchApi(APIView):
         ],
     )
     def post(self, request: Request) -> Response:
+        _refuse_cross_site(request)
         self._refuse_large_body(request)
         data = request.data
         events = data.get("events") if isinstance(data, dict) else None
@@ -129,15 +145,20 @@ class EventBatchApi(APIView):
             batch.is_valid(raise_exception=True)
             validated = batch.validated_data
 
-        cookie_visitor = _cookie_visitor_id(request)
         body_visitor = validated.get("visitor_id")
-        visitor_id = cookie_visitor or body_visitor or request._request.visitor_id
-        source = EventSource.API if cookie_visitor is None and body_visitor is not None else EventSource.BEACON
+        if body_visitor is not None:
+            if not (request.user.is_authenticated and request.user.is_staff):
+                raise PermissionDenied("Only a staff token may send events for a `visitor_id`.")
+            visitor_id, source, user = body_visitor, EventSource.API, None
+        else:
+            # the middleware's visitor: the signed cookie's, or a new one whose cookie this response sets
+            visitor_id, source = request._request.visitor_id, EventSource.BEACON
+            # DRF's request.user is the token's (anonymous for a browser); the shopper is the session's
+            user = get_user(request._request)
         items = validated["events"]
         accepted = events_record(
             visitor_id=visitor_id,
-            # DRF replaced request.user with AnonymousUser (no authenticators); read the session.
-            user=get_user(request._request),
+            user=user,
             events=[
                 EventIn(
                     type=e["type"],

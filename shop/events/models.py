@@ -30,6 +30,15 @@ class EventType(models.TextChoices):
     PURCHASE = "purchase", "Purchase"
 
 
+# What a browser or API client may report itself; views, carts and orders are logged by the
+# server-side services that perform them.
+CLIENT_EVENT_TYPES = (EventType.IMPRESSION, EventType.CLICK)
+CLIENT_EVENT_CHOICES = [(t.value, t.label) for t in CLIENT_EVENT_TYPES]
+# Idempotency keys the server writes (views, cart changes, purchases, imports): a client key with
+# one of these prefixes could pre-claim and so suppress a server event; it is refused.
+SERVER_KEY_PREFIXES = ("view:", "add:", "rm:", "buy:", "tafeng:")
+
+
 class EventSource(models.TextChoices):
     WEB = "web", "Storefront (server)"
     BEACON = "beacon", "Browser beacon"
@@ -38,9 +47,10 @@ class EventSource(models.TextChoices):
 
 
 class Event(models.Model):
-    """One interaction. ``idempotency_key`` is unique: a replayed post is stored once."""
+    """One interaction. ``idempotency_key`` is unique per visitor: a replayed post is stored once,
+    and one visitor's keys never collide with (or pre-claim) another's."""
 
-    idempotency_key = models.CharField(max_length=100, unique=True)
+    idempotency_key = models.CharField(max_length=100)
     # no single-column indexes: (visitor, occurred_at) and (user, occurred_at) below serve those lookups
     visitor = models.ForeignKey(Visitor, on_delete=models.CASCADE, related_name="events", db_index=False)
     user = models.ForeignKey(
@@ -75,6 +85,8 @@ class Event(models.Model):
             models.Index(fields=["type", "occurred_at"], name="event_type_time_idx"),
         ]
         constraints = [
+            # key first: the admin looks events up by key alone
+            models.UniqueConstraint(fields=["idempotency_key", "visitor"], name="event_visitor_key_unique"),
             models.CheckConstraint(condition=models.Q(type__in=[c.value for c in EventType]), name="event_type_valid"),
         ]
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from .models import Event, EventType
+from .models import CLIENT_EVENT_CHOICES, CLIENT_EVENT_TYPES, SERVER_KEY_PREFIXES, Event
 from .selectors import event_product_ids_known
 
 _POSITION_MAX = 32767  # PositiveSmallIntegerField
-_EVENT_TYPES = frozenset(EventType.values)
+_EVENT_TYPES = frozenset(t.value for t in CLIENT_EVENT_TYPES)
 _KEY_MAX = Event._meta.get_field("idempotency_key").max_length
 _PLACEMENT_MAX = Event._meta.get_field("placement").max_length
 _DEVICE_MAX = Event._meta.get_field("device").max_length
@@ -26,11 +26,17 @@ def _plain_text(value, max_length: int) -> bool:
 
 
 class EventItemSerializer(serializers.Serializer):
-    type = serializers.ChoiceField(choices=EventType.choices)
+    type = serializers.ChoiceField(
+        choices=CLIENT_EVENT_CHOICES,
+        help_text="Only what a browser sees: views, cart changes and purchases are logged by the server.",
+    )
     product_id = serializers.IntegerField(min_value=1)
     idempotency_key = serializers.CharField(
         max_length=_KEY_MAX,
-        help_text="Unique per interaction, e.g. imp:{page_view_id}:{placement}:{position}; a replay is stored once.",
+        help_text=(
+            "Unique per interaction of this visitor, e.g. imp:{page_view_id}:{placement}:{position}; a replay is "
+            "stored once. Keys starting with a server prefix (" + ", ".join(SERVER_KEY_PREFIXES) + ") are refused."
+        ),
     )
     placement = serializers.CharField(
         max_length=_PLACEMENT_MAX,
@@ -47,6 +53,11 @@ class EventItemSerializer(serializers.Serializer):
 
     def validate_device(self, value: str | None) -> str:
         return value or ""
+
+    def validate_idempotency_key(self, value: str) -> str:
+        if value.startswith(SERVER_KEY_PREFIXES):
+            raise serializers.ValidationError(f'Keys starting with "{value.split(":", 1)[0]}:" are the server\'s.')
+        return value
 
     def to_internal_value(self, data):
         # The ingest hot path: a well-formed event (what the beacon always sends) is converted
@@ -103,7 +114,7 @@ def event_item_fast(data, *, converters: _Converters) -> dict | None:
     type_, product_id, key = data.get("type"), data.get("product_id"), data.get("idempotency_key")
     if type(type_) is not str or type_ not in _EVENT_TYPES or type(product_id) is not int or product_id < 1:
         return None
-    if not key or not _plain_text(key, _KEY_MAX):
+    if not key or not _plain_text(key, _KEY_MAX) or key.startswith(SERVER_KEY_PREFIXES):
         return None
     placement, device = data.get("placement", ""), data.get("device", "")
     if not _plain_text(placement, _PLACEMENT_MAX) or not (device is None or _plain_text(device, _DEVICE_MAX)):
@@ -134,7 +145,7 @@ def event_item_fast(data, *, converters: _Converters) -> dict | None:
 class EventBatchSerializer(serializers.Serializer):
     visitor_id = serializers.UUIDField(
         required=False,
-        help_text="For clients without cookies; ignored when the request carries a valid `vid` cookie.",
+        help_text="Staff tokens only (imports, tools): whose events these are. Anyone else is 403.",
     )
     events = EventItemSerializer(many=True, help_text="At most EVENTS_MAX_BATCH (500) events.")
 

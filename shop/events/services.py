@@ -6,7 +6,7 @@ import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import lru_cache
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -37,6 +37,21 @@ class EventIn:
     device: str = ""
     source: str = EventSource.WEB
     extra: dict = field(default_factory=dict)
+
+
+# A client's clock may be wrong, and a client may lie: an event is never dated more than this far
+# from when it arrived (one event dated 2100 would otherwise move the ranker's "now").
+OCCURRED_AT_MAX_PAST = timedelta(hours=24)
+OCCURRED_AT_MAX_FUTURE = timedelta(minutes=5)
+
+
+def occurred_at_clamp(value: datetime | None, *, received_at: datetime) -> datetime:
+    """``value`` moved into [received_at - 24 h, received_at + 5 min]; None means ``received_at``."""
+    if value is None:
+        return received_at
+    if timezone.is_naive(value):
+        value = timezone.make_aware(value, timezone.get_default_timezone())
+    return min(max(value, received_at - OCCURRED_AT_MAX_PAST), received_at + OCCURRED_AT_MAX_FUTURE)
 
 
 def visitor_get_or_create(*, visitor_id: uuid.UUID, user: AbstractBaseUser | None = None) -> Visitor:
@@ -74,7 +89,7 @@ _EVENT_INSERT_FIELDS = [
 
 
 def _events_insert_returning_keys(rows: Sequence[Event]) -> set[str]:
-    """INSERT .. ON CONFLICT (idempotency_key) DO NOTHING RETURNING idempotency_key (portable path).
+    """INSERT .. ON CONFLICT (idempotency_key, visitor) DO NOTHING RETURNING idempotency_key (portable path).
 
     One round trip per chunk that both stores the new rows and says which were new; the ORM's
     ``bulk_create(ignore_conflicts=True)`` cannot report that.
@@ -85,6 +100,7 @@ def _events_insert_returning_keys(rows: Sequence[Event]) -> set[str]:
     table = ops.quote_name(Event._meta.db_table)
     columns = ", ".join(ops.quote_name(f.column) for f in _EVENT_INSERT_FIELDS)
     key_column = ops.quote_name(Event._meta.get_field("idempotency_key").column)
+    visitor_column = ops.quote_name(Event._meta.get_field("visitor").column)
     row_sql = "(" + ", ".join(["%s"] * len(_EVENT_INSERT_FIELDS)) + ")"
     new_keys: set[str] = set()
     chunk = max(1, 60_000 // len(_EVENT_INSERT_FIELDS))  # stay far below parameter limits
@@ -97,7 +113,7 @@ def _events_insert_returning_keys(rows: Sequence[Event]) -> set[str]:
                     params.append(f.get_db_prep_save(f.pre_save(row, add=True), connection))
             cursor.execute(
                 f"INSERT INTO {table} ({columns}) VALUES {', '.join([row_sql] * len(part))} "
-                f"ON CONFLICT ({key_column}) DO NOTHING RETURNING {key_column}",
+                f"ON CONFLICT ({key_column}, {visitor_column}) DO NOTHING RETURNING {key_column}",
                 params,
             )
             new_keys.update(r[0] for r in cursor.fetchall())
@@ -122,7 +138,7 @@ def _events_record_portable(
                 page_view_id=e.page_view_id,
                 quantity=e.quantity,
                 order_id=e.order_id,
-                occurred_at=e.occurred_at or now,
+                occurred_at=occurred_at_clamp(e.occurred_at, received_at=now),
                 arm=e.arm,
                 model_version=e.model_version,
                 device=e.device,
@@ -172,6 +188,7 @@ def _events_record_pg_sql() -> str:
     )
     v_id, v_user = q(vi.get_field("id").column), q(vi.get_field("user").column)
     key = q(ev.get_field("idempotency_key").column)
+    visitor = q(ev.get_field("visitor").column)
     user_type = ev.get_field("user").db_type(connection)
     insert_cols = ", ".join(
         q(c)
@@ -192,7 +209,7 @@ def _events_record_pg_sql() -> str:
         f"SELECT {', '.join('e.' + q(c) for c in cols)}, %s, "
         f"COALESCE(%s::{user_type}, (SELECT {v_user} FROM {q(vi.db_table)} WHERE {v_id} = %s)), %s "
         f"FROM unnest({arrays}) AS e({', '.join(q(c) for c in cols)}) "
-        f"ON CONFLICT ({key}) DO NOTHING RETURNING {key}"
+        f"ON CONFLICT ({key}, {visitor}) DO NOTHING RETURNING {key}"
     )
 
 
@@ -200,13 +217,6 @@ def _events_record_pg(
     *, visitor_id: uuid.UUID, auth_user_id: int | None, events: Sequence[EventIn], now: datetime
 ) -> int:
     """PostgreSQL: the visitor upsert and every event in ONE statement (atomic by itself)."""
-    default_tz = timezone.get_default_timezone()
-
-    def when(value: datetime | None) -> datetime:
-        if value is None:
-            return now
-        return timezone.make_aware(value, default_tz) if timezone.is_naive(value) else value
-
     columns = {
         "idempotency_key": [e.idempotency_key for e in events],
         "product": [e.product_id for e in events],
@@ -220,7 +230,7 @@ def _events_record_pg(
         "model_version": [e.model_version for e in events],
         "source": [str(e.source) for e in events],
         "device": [e.device for e in events],
-        "occurred_at": [when(e.occurred_at) for e in events],
+        "occurred_at": [occurred_at_clamp(e.occurred_at, received_at=now) for e in events],
     }
     arrays = [columns[name] for name in _PER_EVENT]
     params = [visitor_id, auth_user_id, now, visitor_id, auth_user_id, visitor_id, now, *arrays]
@@ -232,8 +242,9 @@ def _events_record_pg(
 def events_record(*, visitor_id: uuid.UUID, user: AbstractBaseUser | None, events: Sequence[EventIn]) -> int:
     """Store ``events`` for one visitor, all or nothing; returns how many were new.
 
-    Replays (same idempotency key, also within one batch) are ignored by the unique constraint, so
-    a retried beacon or API post never double-counts. On PostgreSQL one statement whatever the
+    Replays (same visitor and idempotency key, also within one batch) are ignored by the unique
+    constraint, so a retried beacon or API post never double-counts. ``occurred_at`` is clamped to
+    [now - 24 h, now + 5 min] (``occurred_at_clamp``). On PostgreSQL one statement whatever the
     batch size (visitor upsert + ``INSERT .. SELECT FROM unnest(arrays)``); elsewhere three queries.
     """
     if not events:

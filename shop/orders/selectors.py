@@ -107,16 +107,20 @@ def _orders_with_lines():
 
 
 def order_get_for_viewer(*, number: str, visitor_id: uuid.UUID | None, user: AbstractBaseUser | None) -> Order | None:
-    """The order ``number`` if this visitor placed it or it belongs to this user; else None."""
-    who = Q(visitor_id=visitor_id) if visitor_id is not None else Q(pk__in=[])
+    """The order ``number`` if it belongs to this user, or this browser placed it as a guest; else None.
+
+    An order placed while signed in is its user's alone: another account later signed in on the
+    same browser (or given the same visitor row) never sees it.
+    """
+    who = Q(visitor_id=visitor_id, user__isnull=True) if visitor_id is not None else Q(pk__in=[])
     if user is not None and user.is_authenticated:
-        who |= Q(user_id=user.pk) | Q(visitor__user_id=user.pk)
+        who |= Q(user_id=user.pk)
     return _orders_with_lines().filter(who, number=number).first()
 
 
 def order_list_for_user(*, user: AbstractBaseUser) -> list[Order]:
-    """The user's orders, newest first, including those placed before they logged in on that browser."""
-    return list(_orders_with_lines().filter(Q(user_id=user.pk) | Q(visitor__user_id=user.pk)).order_by("-placed_at"))
+    """The user's orders, newest first (guest orders of a browser join at log in: ``order_claim_for_user``)."""
+    return list(_orders_with_lines().filter(user_id=user.pk).order_by("-placed_at"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -90,7 +90,7 @@ def cart_add_item(
     key = _nonce_key("add", nonce)
     cart = cart_get_or_create(visitor_id=visitor_id, user=user, lock=True)
     item = CartItem.objects.filter(cart=cart, product_id=product_id).first()
-    if Event.objects.filter(idempotency_key=key).exists():
+    if Event.objects.filter(visitor_id=visitor_id, idempotency_key=key).exists():
         return CartChange(item=item, changed=False)
     product = Product.objects.filter(pk=product_id).first()
     if product is None:
@@ -140,7 +140,7 @@ def cart_update_item(
     item = CartItem.objects.select_related("product").filter(cart=cart, product_id=product_id).first()
     if item is None:
         raise ValidationError("That product is not in your cart.", code="not_in_cart")
-    if Event.objects.filter(idempotency_key__in=[add_key, rm_key]).exists():
+    if Event.objects.filter(visitor_id=visitor_id, idempotency_key__in=[add_key, rm_key]).exists():
         return CartChange(item=item, changed=False)
     delta = quantity - item.quantity
     if delta == 0:
@@ -176,7 +176,7 @@ def cart_remove_item(
     key = _nonce_key("rm", nonce)
     cart = cart_get_or_create(visitor_id=visitor_id, user=user, lock=True)
     item = CartItem.objects.filter(cart=cart, product_id=product_id).first()
-    if item is None or Event.objects.filter(idempotency_key=key).exists():
+    if item is None or Event.objects.filter(visitor_id=visitor_id, idempotency_key=key).exists():
         return CartChange(item=None, changed=False)
     removed = item.quantity
     item.delete()
@@ -191,6 +191,43 @@ def cart_remove_item(
         device=device,
     )
     return CartChange(item=None, changed=True)
+
+
+@transaction.atomic
+def cart_merge_for_user(*, visitor_id: uuid.UUID, user: AbstractBaseUser) -> int:
+    """At log in: move the lines of ``user``'s other carts (other browsers, earlier sessions) into
+    this browser's cart, the way a shop merges a guest basket into the customer's saved one.
+
+    Quantities of the same product add up (capped at ``MAX_LINE_QUANTITY``; stock is checked at
+    checkout, where a short line is shown with its problem). Returns how many lines moved.
+    """
+    cart = cart_get_or_create(visitor_id=visitor_id, user=user, lock=True)
+    others = list(
+        CartItem.objects.select_for_update()
+        .filter(cart__visitor__user_id=user.pk)
+        .exclude(cart_id=cart.pk)
+        .order_by("added_at", "id")
+    )
+    if not others:
+        return 0
+    mine = {i.product_id: i for i in CartItem.objects.filter(cart=cart)}
+    for item in others:
+        current = mine.get(item.product_id)
+        if current is None:
+            mine[item.product_id] = CartItem.objects.create(
+                cart=cart, product_id=item.product_id, quantity=min(item.quantity, MAX_LINE_QUANTITY)
+            )
+        else:
+            current.quantity = min(current.quantity + item.quantity, MAX_LINE_QUANTITY)
+            current.save(update_fields=["quantity"])
+    CartItem.objects.filter(pk__in=[i.pk for i in others]).delete()
+    Cart.objects.filter(pk=cart.pk).update(updated_at=timezone.now())
+    return len(others)
+
+
+def order_claim_for_user(*, visitor_id: uuid.UUID, user: AbstractBaseUser) -> int:
+    """Orders this (anonymous, now signed-in) browser placed as a guest join ``user``'s history."""
+    return Order.objects.filter(visitor_id=visitor_id, user__isnull=True).update(user=user)
 
 
 def order_number_new() -> str:

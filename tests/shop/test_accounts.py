@@ -7,6 +7,7 @@ import uuid
 import pytest
 from django.contrib.auth import get_user_model
 
+from shop.events.middleware import visitor_id_from_cookie
 from shop.events.models import Event, EventType, Visitor
 from shop.orders.models import Order
 from tests.factories import OrderFactory, OrderLineFactory, ProductFactory, UserFactory, VisitorFactory
@@ -60,7 +61,7 @@ def test_log_in_attaches_the_anonymous_visitors_history(client):
     user = UserFactory(username="ada", password="analytical-engine")
     product = ProductFactory()
     client.get(product.get_absolute_url())  # an anonymous product view
-    visitor_id = uuid.UUID(client.cookies["vid"].value)
+    visitor_id = visitor_id_from_cookie(client.cookies["vid"].value)
     assert Event.objects.get(type=EventType.VIEW).user_id is None
 
     response = client.post("/accounts/login/", {"username": "ada", "password": "analytical-engine"})

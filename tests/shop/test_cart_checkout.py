@@ -9,6 +9,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.test import Client
 
+from shop.events.middleware import visitor_id_from_cookie
 from shop.events.models import Event, EventType
 from shop.orders.models import CartItem, Order
 from shop.orders.services import cart_add_item, cart_remove_item, cart_update_item, order_create
@@ -36,7 +37,7 @@ def messages_of(response) -> list[str]:
 
 
 def visitor_of(client: Client) -> uuid.UUID:
-    return uuid.UUID(client.cookies["vid"].value)
+    return visitor_id_from_cookie(client.cookies["vid"].value)
 
 
 # ---------- cart ----------
