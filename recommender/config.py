@@ -70,6 +70,7 @@ class FeatureConfig:
     recent_items: int = 20  # length cap of the user's recent-items bag (jagged)
     price_buckets: int = 16
     oov_buckets: int = 97  # hashed buckets for ids unseen at fit time (cold start)
+    id_dropout: float = 0.05  # share of user and item ids trained on their OOV bucket (so cold ids get trained rows)
     min_user_count: int = 2  # users with fewer training examples hash into the OOV buckets (so those rows train)
     min_item_count: int = 1
     trend_window_s: int = 7 * DAY

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from recommender.baselines import (
@@ -28,7 +29,7 @@ from recommender.baselines import (
     _purchases,
 )
 from recommender.config import DAY
-from recommender.data import HistoryIndex, ItemTable, examples_for
+from recommender.data import HistoryIndex, ItemTable, ShopData, examples_for
 from recommender.metrics import (  # noqa: F401  (auc_score, log_loss: this module's API)
     auc_score,
     bootstrap_ci,
@@ -124,6 +125,33 @@ def rank_all_items(
 
 BASELINES = ("popularity", "user_history", "cooccurrence", "tifu_knn")
 PIPELINE = "dlrm_pipeline"  # the method the issue's target is about: candidates -> DLRM -> rules
+
+
+def shop_config():
+    """The shop's own training settings (clicks, add-to-cart and purchases are positives), as the retrain
+    uses them, with the evaluation's batch size."""
+    from recommender.config import Config
+
+    config = Config()
+    config.train.batch_size = 4096
+    return config
+
+
+def discovery_log(n_users: int, *, seed: int = 0) -> ShopData:
+    """A shop-shaped log (:func:`recommender.data.synthetic_shop`: sessions of impressions, clicks, carts
+    and purchases driven by hidden category tastes) where nobody engages with an item again after buying
+    it: every next purchase is new to the customer, the "you may also like" case."""
+    from recommender.data import synthetic_shop
+
+    data = synthetic_shop(n_users=n_users, n_items=max(400, n_users // 2), sessions_per_user=10, seed=seed)
+    inter = data.interactions.sorted_by_time()
+    frame = pd.DataFrame({"u": inter.user_id, "i": inter.item_id, "t": inter.timestamp, "e": inter.event_type})
+    bought_at = frame[frame["e"] == "purchase"].groupby(["u", "i"])["t"].min()
+    first = bought_at.reindex(pd.MultiIndex.from_arrays([frame["u"], frame["i"]])).to_numpy()
+    after = np.isfinite(first) & (frame["t"].to_numpy() > first)
+    again = (frame["e"].to_numpy() == "purchase") & (frame["t"].to_numpy() == first)
+    dup = pd.Series(again).groupby([frame["u"], frame["i"]]).cumsum().to_numpy() > 1
+    return ShopData(inter.take(np.flatnonzero(~after & ~dup)), data.items)
 
 
 def next_basket_config():
@@ -403,7 +431,14 @@ def print_table(report: dict) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m recommender.evaluate", description=__doc__.splitlines()[0])
-    parser.add_argument("--ta-feng", type=Path, required=True, help="Ta Feng purchase log (.csv or .zip)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--ta-feng", type=Path, help="Ta Feng purchase log (.csv or .zip)")
+    source.add_argument(
+        "--synthetic-discovery",
+        type=int,
+        metavar="USERS",
+        help="a shop-shaped log of USERS shoppers where nobody buys an item twice (pure discovery)",
+    )
     parser.add_argument("--limit", type=int, default=None, help="read only the first N lines")
     parser.add_argument("--eval-users", type=int, default=2000, help="tested customers to rank for (0 = all)")
     parser.add_argument("--epochs", type=int, default=None)
@@ -421,7 +456,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from recommender.data import interactions_from_retail_log
 
-    config = next_basket_config()
+    config = next_basket_config() if args.ta_feng else shop_config()
     config.train.seed = args.seed
     config.train.progress = not args.no_progress
     if args.epochs:
@@ -434,8 +469,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.batch_size:
         config.train.batch_size = args.batch_size
     t = time.perf_counter()
-    data = interactions_from_retail_log(args.ta_feng, limit=args.limit)
-    print(f"read {len(data.interactions):,} lines, {len(data.items):,} items in {time.perf_counter() - t:.1f}s")
+    if args.ta_feng:
+        data = interactions_from_retail_log(args.ta_feng, limit=args.limit)
+        source = {"path": str(args.ta_feng), "limit": args.limit, "lines": len(data.interactions)}
+    else:
+        data = discovery_log(args.synthetic_discovery, seed=args.seed)
+        source = {"synthetic_discovery_users": args.synthetic_discovery, "events": len(data.interactions)}
+    print(f"read {len(data.interactions):,} events, {len(data.items):,} items in {time.perf_counter() - t:.1f}s")
     report = evaluate_next_basket(
         data,
         config=config,
@@ -445,7 +485,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         n_candidates=args.candidates,
         catalogue_users=args.catalogue_users,
     )
-    report["source"] = {"path": str(args.ta_feng), "limit": args.limit, "lines": len(data.interactions)}
+    report["source"] = source
     print_table(report)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))

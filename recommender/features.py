@@ -19,6 +19,7 @@ so no scaler state is needed. Everything a `FeatureSpace` holds round-trips thro
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import zlib
 from collections.abc import Iterator
@@ -387,6 +388,27 @@ class FeatureSpace:
 
     def batch(self, ex: Examples) -> Batch:
         return self.encode(ex).batch(slice(0, len(ex)))
+
+    def id_dropout(self, encoded: EncodedExamples, ex: Examples, *, rate: float, seed: int = 0) -> EncodedExamples:
+        """Training copy of ``encoded`` where a ``rate`` share of the users and of the items (whole ids, all
+        their rows) look up their out-of-vocabulary bucket instead of their own row, so the buckets a cold
+        user or a new item falls into at serving are trained rows. The recent-items bag keeps its rows."""
+        if rate <= 0 or not len(ex):
+            return encoded
+        rng = np.random.default_rng(seed)
+        sparse = dict(encoded.sparse)
+        for key, vocab_name, ids in (("user_id", "user", ex.user_id), ("item_id", "item", ex.item_id)):
+            vocab = self.vocabs[vocab_name]
+            codes, uniq = pd.factorize(np.asarray(ids, dtype=str))
+            drop = rng.random(len(uniq)) < rate
+            if not drop.any():
+                continue
+            bucket = np.array([len(vocab) + _stable_hash(v) % vocab.oov_buckets for v in np.asarray(uniq, str)[drop]])
+            per_id = np.full(len(uniq), -1, np.int64)
+            per_id[np.flatnonzero(drop)] = bucket
+            row = per_id[codes]
+            sparse[key] = np.where(row >= 0, row, encoded.sparse[key])
+        return dataclasses.replace(encoded, sparse=sparse)
 
     # --- state ------------------------------------------------------------------------------------
     def to_state(self) -> dict:

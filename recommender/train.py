@@ -167,7 +167,7 @@ def _train(examples: Examples, config: Config, *, valid: Examples | None, space:
     seed_everything(tc.seed)
     device = resolve_device(tc.device)
     space = space or FeatureSpace.fit(examples, config.features)
-    encoded = space.encode(examples)
+    encoded = space.id_dropout(space.encode(examples), examples, rate=config.features.id_dropout, seed=tc.seed)
     model = build_model(
         config.model,
         table_sizes=space.table_sizes(),

@@ -36,7 +36,9 @@ def result(shop) -> TrainResult:
 
 def test_planted_signal_is_learned(result):
     m = result.metrics
-    assert m["valid_auc"] > 0.7, m
+    # validation rows are stage 1's candidates (mostly of the user's favourite category already): a harder
+    # ranking than telling clicks from random catalogue items
+    assert m["training_rows"] == "stage-1 candidates" and m["valid_auc"] > 0.65, m
     assert m["train_loss"][-1] < m["train_loss"][0]
     assert result.examples_per_s > 0 and result.wall_time_s > 0
     assert not any("Fused" in type(mod).__name__ for mod in result.model.modules())  # plain EBC for serving
@@ -86,3 +88,32 @@ def test_cli_writes_figures(tmp_path, capsys):
     report = json.loads(out.read_text())
     assert report["examples_per_s"] > 0 and 0 <= report["valid_auc"] <= 1
     assert "examples/s" in capsys.readouterr().out
+
+
+def test_id_dropout_trains_the_rows_a_cold_user_looks_up(shop):
+    """Without id dropout no training row looks up an OOV bucket (every user has many rows), so a cold user's
+    bucket keeps its random initial values; with it, that bucket row is trained and differs."""
+    ex = build_examples(shop.interactions, shop.items, seed=0)
+    tr, va, _ = split_by_time(ex)
+    cold = "a-visitor-never-seen"
+    runs = {}
+    for rate in (0.0, 0.2):
+        cfg = tiny_config(epochs=1)
+        cfg.features.id_dropout = rate
+        runs[rate] = train(tr, cfg, valid=va)
+    space = runs[0.0].features
+    row = int(space.vocabs["user"].encode(np.array([cold]))[0])
+    assert row >= len(space.vocabs["user"])  # an OOV bucket
+    table = "dlrm.sparse_arch.embedding_bag_collection.embedding_bags.t_user.weight"
+    untrained = runs[0.0].model.state_dict()[table][row]
+    trained = runs[0.2].model.state_dict()[table][row]
+    torch.manual_seed(0)  # the same seeded initialisation as training: the no-dropout row never moved
+    known = int(space.vocabs["user"].encode(np.array([str(tr.user_id[0])]))[0])
+    assert not torch.equal(runs[0.0].model.state_dict()[table][known], runs[0.2].model.state_dict()[table][known])
+    assert not torch.allclose(untrained, trained)
+    # the cold user's scores come from that trained row: they change with it
+    idx = HistoryIndex(shop.interactions, shop.items)
+    rows = examples_for(idx, np.full(5, cold), shop.items.item_id[:5], np.full(5, int(tr.timestamp.max())))
+    p0 = predict(runs[0.0].model, space.encode(rows))
+    p1 = predict(runs[0.2].model, runs[0.2].features.encode(rows))
+    assert not np.allclose(p0, p1)
