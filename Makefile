@@ -14,7 +14,7 @@ export CONSOLE_PORT
 DEV_KEY := var/dev-secret-key
 DEMO_ENV = DEBUG="$${DEBUG:-true}" SECRET_KEY="$${SECRET_KEY:-$$(cat $(DEV_KEY))}"
 
-.PHONY: superuser setup demo test test-fast lint system-deps migrate seed serve bench-ingest bench-pages clean
+.PHONY: superuser setup demo test test-fast lint system-deps migrate seed serve bench-ingest bench-pages bench-recs clean
 
 setup: $(STAMP)
 
@@ -73,6 +73,10 @@ bench-ingest: setup system-deps
 
 bench-pages: setup system-deps
 	$(BIN)/python -m benchmarks.pages
+
+bench-recs: setup system-deps
+	$(BIN)/python -m benchmarks.recs --events 1000000
+	$(BIN)/python -m benchmarks.recs --events 10000000
 
 clean:
 	rm -rf var/shop.sqlite3* var/static var/broker

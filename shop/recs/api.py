@@ -14,7 +14,7 @@ from shop.catalog.selectors import products_by_ids
 from shop.catalog.web import device_get
 from shop.events.models import Visitor
 
-from . import live, runs, selectors, stats
+from . import live, runs, selectors, serving, stats
 from .models import TaskRun
 
 _Error = inline_serializer("RecsError", {"detail": serializers.CharField(required=False)})
@@ -161,7 +161,8 @@ class ServingStatsQuery(serializers.Serializer):
 
 
 class ServingStatsApi(APIView):
-    """Serving mix (live / batch / popularity / fallback), fallback reasons and latency per minute."""
+    """Serving mix (live / batch / popularity / fallback), fallback reasons and latency per minute, and
+    the serving model of the process that answers (``process``)."""
 
     permission_classes = [IsAdminUser]
 
@@ -170,4 +171,12 @@ class ServingStatsApi(APIView):
         query = ServingStatsQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
         stats.serving_stats_flush()  # this process's counters, so the figures include the last seconds
-        return Response(stats.serving_stats(minutes=query.validated_data["minutes"]))
+        status_ = serving.serving_status()
+        model = status_.model
+        process = {
+            "model_version": model.version if model else None,
+            "snapshot": model.snapshot if model else None,
+            "load_seconds": round(model.load_seconds, 3) if model else None,
+            "error": status_.error,
+        }
+        return Response({**stats.serving_stats(minutes=query.validated_data["minutes"]), "process": process})

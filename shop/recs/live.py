@@ -83,14 +83,14 @@ _slots: threading.BoundedSemaphore | None = None
 
 
 def _executor() -> tuple[ThreadPoolExecutor, threading.BoundedSemaphore]:
-    """Scoring threads of this process; at most twice as many requests scoring or queued as threads
-    (beyond that a request does not queue behind others: it falls back at once, reason ``busy``)."""
+    """Scoring threads of this process; at most four requests per thread scoring or queued (beyond
+    that a request does not queue behind others: it falls back at once, reason ``busy``)."""
     global _pool, _slots
     if _pool is None:
         with _pool_lock:
             if _pool is None:
                 n = max(1, settings.RECS_SERVING_THREADS)
-                _slots = threading.BoundedSemaphore(2 * n)
+                _slots = threading.BoundedSemaphore(4 * n)
                 _pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="recs-score")
     return _pool, _slots
 

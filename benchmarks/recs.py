@@ -1,0 +1,415 @@
+"""Live recommendations under load: ``GET /api/recommendations`` with a live re-rank of 500 candidates.
+
+    .venv/bin/python -m benchmarks.recs [--events 1000000] [--clients 100] [--duration 15] [--products 5000]
+
+Starts a throwaway PostgreSQL, migrates, seeds the catalog, writes a synthetic interaction log with
+``COPY`` (``--events`` rows from ``events / 50`` visitors), trains a small DLRM on the first
+``--train-events`` of them (the model is not what is measured), exports the whole log as the serving
+snapshot, and serves with gunicorn (the web processes load the model in their background thread and
+swap it in). Then, with ``wrk`` as the load generator on the same machine, ``--clients`` concurrent
+clients request, in the same run:
+
+- ``live``: ``/api/recommendations?placement=home.recommended`` for random active visitors (staff
+  ``visitor_id``): this visitor's events since the snapshot read from PostgreSQL, 500 stage-1
+  candidates re-ranked by the DLRM, rules, products loaded;
+- ``popularity``: ``placement=home.trending`` on the same endpoint (the popularity list, no model);
+- ``plain JSON``: ``/api/categories`` (the floor: DRF, a session, one small query).
+
+Each is run paced (each client waits an exponential think time of mean 1/``--rate`` s) and closed
+loop. Reported: client-side p50/p99 (wrk, corrected for coordinated omission), server-side p50/p99 of
+the recommendation service (its own timer, per request, from the serving counters), the serving mix
+(live / fallback and why), and server CPU (gunicorn + PostgreSQL) per request, with the ratios to the
+baselines. JSON under ``var/bench/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from . import harness
+from .harness import BENCH_DIR, CpuMeter, Stack, console
+
+TARGET_P99_MS = 15.0
+EVENTS_PER_VISITOR = 50
+COPY_CHUNK = 500_000
+TYPES = np.array(["view", "impression", "click", "add_to_cart", "purchase"])
+TYPE_P = np.array([0.55, 0.25, 0.10, 0.07, 0.03])
+TRAIN_CONFIG = {
+    "data": {"negatives_ratio": 2},
+    "model": {"embedding_dim": 16, "dense_arch": [32, 16], "over_arch": [32, 1]},
+    "train": {"epochs": 1, "batch_size": 2048, "threads": 2, "device": "cpu"},
+}
+
+
+# --------------------------------------------------------------------------- the interaction log
+
+
+def events_copy(*, upto: int, seed: int, total_visitors: int) -> int:
+    """Grow ``events_event`` to ``upto`` rows with COPY (visitors first). Each visitor prefers a few
+    products of a skewed catalogue; times over the last 90 days. Returns the rows written."""
+    import psycopg
+    from django.db import connection
+
+    from shop.catalog.models import Product
+
+    with connection.cursor() as cur:
+        cur.execute("SELECT count(*) FROM events_event")
+        have = cur.fetchone()[0]
+    if have >= upto:
+        return 0
+    products = np.array(sorted(Product.objects.filter(is_active=True).values_list("id", flat=True)))
+    with connection.cursor() as cur:  # the visitors (ids 1..N as uuids), once
+        cur.execute(
+            "INSERT INTO events_visitor (id, attributes, created_at) "
+            "SELECT lpad(to_hex(g), 32, '0')::uuid, '{}'::jsonb, now() - interval '91 days' "
+            "FROM generate_series(1, %s) g ON CONFLICT DO NOTHING",
+            [total_visitors],
+        )
+    rng = np.random.default_rng(seed + have)
+    visitors = [f"{v:032x}" for v in range(1, total_visitors + 1)]
+    s = connection.settings_dict
+    dsn = dict(host=s["HOST"], port=s["PORT"], user=s["USER"], dbname=s["NAME"], password=s["PASSWORD"] or None)
+    now = time.time()
+    with psycopg.connect(**dsn) as conn, conn.cursor() as cur:
+        with Progress(
+            TextColumn("[bold]COPY interaction log"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=console,
+        ) as progress:  # fmt: skip
+            task = progress.add_task("events", total=upto, completed=have)
+            lo = have
+            while lo < upto:
+                n = min(COPY_CHUNK, upto - lo)
+                vis = rng.integers(0, total_visitors, n)
+                # a visitor's taste: products near its own point of the catalogue, plus skewed popular ones
+                home = (vis * 7919) % len(products)
+                near = (home + rng.integers(-20, 21, n)) % len(products)
+                popular = np.minimum((rng.power(0.3, n) * len(products)).astype(np.int64), len(products) - 1)
+                pid = products[np.where(rng.random(n) < 0.7, near, popular)]
+                kind = TYPES[rng.choice(len(TYPES), n, p=TYPE_P)]
+                ts = now - rng.random(n) * 90 * 86400
+                when = [time.strftime("%Y-%m-%d %H:%M:%S+00", time.gmtime(t)) for t in ts]
+                buf = io.StringIO()
+                for i in range(n):
+                    buf.write(
+                        f"bench:{lo + i}\t{visitors[vis[i]]}\t{pid[i]}\t{kind[i]}\t\t1\timport\tdesktop\t{when[i]}\t{when[i]}\n"
+                    )
+                with cur.copy(
+                    "COPY events_event (idempotency_key, visitor_id, product_id, type, placement, quantity, source,"
+                    " device, occurred_at, received_at) FROM STDIN"
+                ) as cp:
+                    cp.write(buf.getvalue())
+                conn.commit()
+                lo += n
+                progress.update(task, completed=lo)
+        cur.execute("ANALYZE events_event")
+        conn.commit()
+    return upto - have
+
+
+# --------------------------------------------------------------------------- load
+
+
+WRK_SCRIPT = r"""
+local paths = __PATHS__
+local cookie = "__COOKIE__"
+local think_ms = __THINK_MS__
+local out_path = "__OUT__"
+local counter = 0
+function setup(thread)
+  counter = counter + 1
+  thread:set("tid", counter)
+end
+function init(args)
+  math.randomseed(__SEED__ + tid * 7919)
+  headers = {["Cookie"] = cookie, ["Accept"] = "application/json"}
+end
+function request()
+  return wrk.format("GET", paths[math.random(#paths)], headers)
+end
+__DELAY__
+function done(summary, latency, requests)
+  local f = assert(io.open(out_path, "w"))
+  local e = summary.errors
+  f:write(string.format(
+    '{"requests": %d, "duration_us": %d, "errors": %d, "status_errors": %d, ' ..
+    '"p50_us": %.1f, "p90_us": %.1f, "p99_us": %.1f, "max_us": %d}',
+    summary.requests, summary.duration, e.connect + e.read + e.write + e.timeout, e.status,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
+  f:close()
+end
+"""
+WRK_DELAY = r"""
+function delay()
+  return math.floor(-math.log(1 - math.random()) * think_ms)
+end
+"""
+
+
+def run_wrk(*, base_url: str, paths: list[str], cookie: str, clients: int, duration_s: int, think_ms: float,
+            seed: int, tmp: Path) -> dict[str, Any]:  # fmt: skip
+    out = tmp / f"wrk-{time.monotonic_ns()}.json"
+    script = (
+        WRK_SCRIPT.replace("__PATHS__", "{" + ",".join(json.dumps(p) for p in paths) + "}")
+        .replace("__COOKIE__", cookie)
+        .replace("__THINK_MS__", f"{think_ms:.3f}")
+        .replace("__OUT__", str(out))
+        .replace("__SEED__", str(seed))
+        .replace("__DELAY__", WRK_DELAY if think_ms > 0 else "")
+    )
+    lua = tmp / f"wrk-{time.monotonic_ns()}.lua"
+    lua.write_text(script)
+    # few wrk threads (each drives clients / threads connections): wrk shares the 2 cores with the server
+    threads = max(1, min(4, clients))
+    argv = ["wrk", "-t", str(threads), "-c", str(clients), "-d", f"{duration_s}s", "--timeout", "10s", "-s", str(lua),
+            base_url]  # fmt: skip
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=duration_s + 60, check=False)
+    if proc.returncode != 0 or not out.exists():
+        raise RuntimeError(f"wrk failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    raw = json.loads(out.read_text())
+    wall = raw["duration_us"] / 1e6
+    return {
+        "requests": raw["requests"],
+        "requests_per_s": round(raw["requests"] / wall, 1) if wall else 0.0,
+        "p50_ms": round(raw["p50_us"] / 1000, 3),
+        "p90_ms": round(raw["p90_us"] / 1000, 3),
+        "p99_ms": round(raw["p99_us"] / 1000, 3),
+        "max_ms": round(raw["max_us"] / 1000, 3),
+        "errors": raw["errors"],
+        "non_2xx": raw["status_errors"],
+    }
+
+
+def server_side(*, after_id: int, placement: str) -> dict[str, Any]:
+    """The recommendation service's own per-request timer and serving mix, from the serving counters
+    the web processes wrote after ``after_id``."""
+    from shop.recs.models import ServingStat
+    from shop.recs.stats import BUCKETS, _quantile
+
+    hist = [0] * (len(BUCKETS) + 1)
+    by_source: dict[str, int] = {}
+    reasons: dict[str, int] = {}
+    stages: dict[str, float] = {}
+    n = 0
+    total_ms = 0.0
+    for r in ServingStat.objects.filter(id__gt=after_id, placement=placement):
+        n += r.requests
+        total_ms += r.latency_ms_sum
+        hist = [a + b for a, b in zip(hist, r.latency_hist, strict=True)]
+        by_source[r.source] = by_source.get(r.source, 0) + r.requests
+        if r.reason:
+            reasons[r.reason] = reasons.get(r.reason, 0) + r.requests
+        for k, v in r.stage_ms_sum.items():
+            stages[k] = stages.get(k, 0.0) + v
+    return {
+        "requests": n,
+        "mean_ms": round(total_ms / n, 3) if n else None,
+        "p50_ms_bucket": _quantile(hist, 0.5),
+        "p99_ms_bucket": _quantile(hist, 0.99),
+        "by_source": by_source,
+        "reasons": reasons,
+        "stage_ms_mean": {k: round(v / n, 3) for k, v in stages.items()} if n else {},
+    }
+
+
+def _get_json(url: str, cookie: str) -> dict:
+    req = urllib.request.Request(url, headers={"Cookie": cookie, "Accept": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read())
+
+
+def wait_serving(base_url: str, cookie: str, *, snapshot: str, timeout_s: float) -> float:
+    """Until 10 answers in a row (any worker) come from processes serving ``snapshot``."""
+    t0 = time.perf_counter()
+    streak = 0
+    with console.status(f"Waiting for the web processes to load the model on {snapshot}..."):
+        while time.perf_counter() - t0 < timeout_s:
+            proc = _get_json(f"{base_url}/api/recs/serving-stats?minutes=1", cookie)["process"]
+            streak = streak + 1 if proc["snapshot"] == snapshot else 0
+            if streak >= 10:
+                return time.perf_counter() - t0
+            time.sleep(0.3)
+    raise RuntimeError(f"the web processes did not load {snapshot} within {timeout_s:.0f}s")
+
+
+def staff_cookie() -> str:
+    from django.conf import settings
+    from django.contrib.auth import get_user_model
+    from django.contrib.sessions.backends.db import SessionStore
+
+    user, _ = get_user_model().objects.get_or_create(username="bench-staff", defaults={"is_staff": True})
+    session = SessionStore()
+    session["_auth_user_id"] = str(user.pk)
+    session["_auth_user_backend"] = "django.contrib.auth.backends.ModelBackend"
+    session["_auth_user_hash"] = user.get_session_auth_hash()
+    session.create()
+    return f"{settings.SESSION_COOKIE_NAME}={session.session_key}"
+
+
+# --------------------------------------------------------------------------- main
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.recs", description=__doc__.split("\n\n")[0])
+    p.add_argument("--events", type=int, default=1_000_000, help="logged events (default 1,000,000)")
+    p.add_argument("--train-events", type=int, default=200_000, help="events the model is trained on")
+    p.add_argument("--products", type=int, default=5000)
+    p.add_argument("--clients", type=int, default=100)
+    p.add_argument("--rate", type=float, default=1.0, help="requests per second per client (paced runs)")
+    p.add_argument("--duration", type=int, default=15, help="seconds per run")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--threads", type=int, default=4)
+    p.add_argument("--candidates", type=int, default=500)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--database-url", default=None)
+    p.add_argument("--out", type=Path, default=None)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is not installed (scripts/system-deps.sh installs it)")
+    out_path = (
+        args.out
+        or BENCH_DIR / f"recs-{args.events // 1_000_000 or args.events}{'M' if args.events >= 1_000_000 else ''}.json"
+    )
+    work = Path(tempfile.mkdtemp(prefix="shop-bench-recs-"))
+    env = {
+        "MODEL_DIR": str(work / "models"),
+        "SNAPSHOT_DIR": str(work / "snapshots"),
+        "RECS_TRAIN_CONFIG": json.dumps(TRAIN_CONFIG),
+        "RECS_LIVE_CANDIDATES": str(args.candidates),
+        "RECS_SERVING_POLL_S": "1",
+        "RECS_STATS_FLUSH_S": "1",
+        "RECS_SERVING_THREADS": "1",
+        "CELERY_BROKER_URL": "memory://",
+        "EXPERIMENTS_CACHE_TTL_S": "60",
+        "OMP_NUM_THREADS": "1",
+    }
+    visitors = max(1, args.events // EVENTS_PER_VISITOR)
+    result: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}, "machine": harness.machine_info()}
+    try:
+        with Stack(database_url=args.database_url, products=args.products, seed=args.seed, workers=args.workers,
+                   threads=args.threads, extra_env=env) as stack:  # fmt: skip
+            from shop.experiments.models import Experiment
+            from shop.recs import execution, export, runs
+            from shop.recs.models import ServingStat, TaskRun
+
+            # no experiment: every request is the full pipeline (arms are measured by the experiment itself)
+            Experiment.objects.update(status=Experiment.Status.STOPPED)
+            t = time.perf_counter()
+            events_copy(upto=min(args.train_events, args.events), seed=args.seed, total_visitors=visitors)
+            with console.status("Training a small DLRM on the first events (not what is measured)..."):
+                run = runs.task_run_start(kind=TaskRun.Kind.RETRAIN, enqueue=False)
+                execution.task_run_execute(run_id=run.id)
+            run.refresh_from_db()
+            if run.state != "succeeded":
+                raise RuntimeError(f"training failed: {run.error}")
+            result["training_s"] = round(time.perf_counter() - t, 1)
+            t = time.perf_counter()
+            events_copy(upto=args.events, seed=args.seed, total_visitors=visitors)
+            result["copy_s"] = round(time.perf_counter() - t, 1)
+            t = time.perf_counter()
+            with console.status(f"Exporting {args.events:,} events as the serving snapshot..."):
+                snap = export.training_data_export()
+            result["export_s"] = round(time.perf_counter() - t, 1)
+            console.print(f"Snapshot {snap['snapshot']}: {snap['events']:,} events in {snap['seconds']:.1f}s")
+
+            cookie = staff_cookie()
+            base = stack.gunicorn.base_url
+            result["model_load_wait_s"] = round(wait_serving(base, cookie, snapshot=snap["snapshot"], timeout_s=900), 1)
+            rng = np.random.default_rng(args.seed)
+            picks = rng.choice(visitors, size=min(2000, visitors), replace=False) + 1
+            live_paths = [f"/api/recommendations?placement=home.recommended&k=8&visitor_id={v:032x}" for v in picks]
+            runs_spec = {
+                "live": live_paths,
+                "popularity": [f"/api/recommendations?placement=home.trending&k=8&visitor_id={v:032x}" for v in picks],
+                "plain JSON": ["/api/categories"],
+            }
+            placements = {"live": "home.recommended", "popularity": "home.trending"}
+            for path in live_paths[:20]:  # warm up each worker's first requests (imports, caches)
+                _get_json(base + path, cookie)
+            pids = {
+                "gunicorn": stack.gunicorn.pid,
+                "postgres": stack.postgres.postmaster_pid if stack.postgres else None,
+            }
+            rows = []
+            for mode, think_ms in (("paced", 1000.0 / args.rate), ("closed loop", 0.0)):
+                for name, paths in runs_spec.items():
+                    time.sleep(2.5)  # counters of the previous run flushed
+                    mark = ServingStat.objects.order_by("-id").values_list("id", flat=True).first() or 0
+                    meter = CpuMeter(pids=pids).start()
+                    console.print(f"[bold]{mode}[/] {name}: {args.clients} clients, {args.duration}s")
+                    w = run_wrk(base_url=base, paths=paths, cookie=cookie, clients=args.clients,
+                                duration_s=args.duration, think_ms=think_ms, seed=args.seed, tmp=work)  # fmt: skip
+                    cpu = meter.stop()
+                    time.sleep(2.5)
+                    server = server_side(after_id=mark, placement=placements[name]) if name in placements else None
+                    used = cpu["cpu_seconds"]
+                    server_cpu = used.get("gunicorn", 0.0) + used.get("postgres", 0.0)
+                    rows.append({
+                        "mode": mode, "endpoint": name, **w,
+                        "server_cpu_ms_per_request": round(1000 * server_cpu / w["requests"], 3) if w["requests"] else None,
+                        "cpu": cpu, "server": server,
+                    })  # fmt: skip
+            result["runs"] = rows
+            result["settings"] = stack.settings_used() if hasattr(stack, "settings_used") else {}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    report(result, args)
+    harness.write_json(out_path, result)
+    console.print(f"JSON: {out_path}")
+    return 0
+
+
+def report(result: dict[str, Any], args: argparse.Namespace) -> None:
+    table = Table(
+        title=f"/api/recommendations, {args.clients} clients, {args.events:,} logged events, "
+        f"{args.candidates} candidates (target: live p99 <= {TARGET_P99_MS:.0f} ms server side)"
+    )
+    for col in ("mode", "endpoint", "req/s", "p50", "p99", "srv p50", "srv p99", "srv mean", "CPU ms/req", "x plain"):
+        table.add_column(col, justify="left" if col in ("mode", "endpoint") else "right")
+    by = {(r["mode"], r["endpoint"]): r for r in result["runs"]}
+    notes = []
+    for r in result["runs"]:
+        plain = by.get((r["mode"], "plain JSON"))
+        cpu, base = r["server_cpu_ms_per_request"], plain["server_cpu_ms_per_request"] if plain else None
+        x = harness.ratio(cpu or 0, base or 0) if base else None
+        s = r["server"] or {}
+        table.add_row(
+            r["mode"], r["endpoint"], f"{r['requests_per_s']:.0f}", f"{r['p50_ms']:.1f}", f"{r['p99_ms']:.1f}",
+            f"<={s['p50_ms_bucket']}" if s else "", f"<={s['p99_ms_bucket']}" if s else "",
+            f"{s['mean_ms']}" if s else "", f"{cpu}", "" if x is None else f"{x:.2f}",
+        )  # fmt: skip
+        if s:
+            notes.append(
+                f"{r['mode']} {r['endpoint']}: served {s['by_source']}, fallback reasons {s['reasons']}, "
+                f"errors {r['errors']} non-2xx {r['non_2xx']}; mean ms per stage {s['stage_ms_mean']}"
+            )
+    console.print(table)
+    for n in notes:
+        console.print(n)
+    console.print(
+        "ms throughout. p50/p99: client side (wrk, corrected for coordinated omission), including gunicorn, DRF, "
+        "the session and queueing on the shared cores. srv: the recommendation service's own timer per request "
+        "(upper bound of its latency bucket). CPU ms/req: gunicorn + PostgreSQL CPU per request; x plain: "
+        "that over the plain JSON endpoint's in the same mode."
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
