@@ -30,7 +30,7 @@ GPU_TASKS = (
 )
 
 app.conf.update(
-    include=["worker.tasks"],
+    include=["worker.tasks", "worker.popularity"],
     task_queues=(Queue("default"), Queue("gpu")),
     task_default_queue="default",
     task_routes={name: {"queue": "gpu"} for name in GPU_TASKS},

@@ -54,6 +54,11 @@ class Product(models.Model):
     image_seed = models.PositiveIntegerField(default=0)
     external_id = models.CharField(max_length=64, null=True, blank=True, unique=True)
     created_at = models.DateTimeField(db_index=True)
+    # Time-decayed interest, kept by catalog.popularity (refreshed by beat, never per request):
+    # log2 of sum(weight * 2 ** ((occurred_at - EPOCH) / half_life)) over the product's events. Ordering
+    # by it is ordering by the decayed score now; null means no event yet.
+    popularity = models.FloatField(null=True, blank=True, editable=False, help_text="7-day half-life, log2")
+    trending = models.FloatField(null=True, blank=True, editable=False, help_text="1-day half-life, log2")
 
     class Meta:
         ordering = ["name"]
@@ -61,6 +66,17 @@ class Product(models.Model):
             models.Index(fields=["category", "is_active"]),
             models.Index(fields=["is_active", "-created_at"]),
             models.Index(fields=["price"]),
+            models.Index(
+                models.F("popularity").desc(nulls_last=True),
+                models.F("created_at").desc(),
+                name="product_popularity_idx",
+                condition=models.Q(is_active=True),
+            ),
+            models.Index(
+                models.F("trending").desc(nulls_last=True),
+                name="product_trending_idx",
+                condition=models.Q(is_active=True),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -72,3 +88,15 @@ class Product(models.Model):
     @property
     def in_stock(self) -> bool:
         return self.stock > 0
+
+
+class PopularityState(models.Model):
+    """Where the popularity refresh stopped in the interaction log (one row): the next refresh reads
+    only events after ``last_event_id``, so its cost follows new events, never the log's length."""
+
+    last_event_id = models.BigIntegerField(default=0)
+    refreshed_at = models.DateTimeField(null=True, blank=True)
+    events_applied = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"popularity up to event {self.last_event_id}"

@@ -30,7 +30,7 @@ from shop.events.models import Event, EventType
 from shop.events.services import EventIn, events_record
 
 from .models import Product
-from .selectors import POPULARITY_EVENT_TYPES, CategoryTree, products_by_ids
+from .selectors import CategoryTree, popular_product_ids, products_by_ids
 
 DEFAULT_RAIL_SIZE = 8
 # A lone card does not read as a row; a rail with fewer candidates is left out (its products stay free).
@@ -109,20 +109,11 @@ def _scope_key(context: RailContext) -> str:
 
 
 def popular_ids(context: RailContext) -> list[int]:
-    """Most added-to-cart and purchased in the scope (cached), topped up with the newest."""
+    """Highest 7-day decayed popularity in the scope (an indexed column; cached), topped up with the newest."""
     key = f"rails:popular:{_scope_key(context)}"
     ids = cache.get(key)
     if ids is None:
-        qs = Event.objects.filter(type__in=POPULARITY_EVENT_TYPES, product__is_active=True, product__stock__gt=0)
-        scope = context.scope_ids()
-        if scope is not None:
-            qs = qs.filter(product__category_id__in=scope)
-        ids = list(
-            qs.values("product_id")
-            .annotate(n=Count("id"))
-            .order_by("-n", "product_id")
-            .values_list("product_id", flat=True)[:CANDIDATE_POOL]
-        )
+        ids = popular_product_ids(category_ids=context.scope_ids(), limit=CANDIDATE_POOL)
         if len(ids) < CANDIDATE_POOL:
             have = set(ids)
             ids = (ids + [i for i in new_arrival_ids(context) if i not in have])[:CANDIDATE_POOL]

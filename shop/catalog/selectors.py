@@ -10,12 +10,11 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from django.core.cache import cache
-from django.db.models import Case, Count, IntegerField, OuterRef, Q, QuerySet, Subquery, Value, When
-from django.db.models.functions import Coalesce
+from django.db.models import Case, F, IntegerField, Q, QuerySet, Value, When
 from django.http import Http404
 from django.urls import get_script_prefix, reverse
 
-from shop.events.models import Event, EventType
+from shop.events.models import EventType
 
 from .models import Category, Product
 
@@ -23,7 +22,7 @@ CATEGORY_TREE_CACHE_KEY = "catalog:category_tree:version"
 CATEGORY_TREE_TTL = 120
 STALE_TREE_RETRY_SECONDS = 10
 
-# Events that count towards "popular": intent, not mere exposure.
+# Events that counted towards "popular" before the decayed score (catalog.popularity) replaced the count.
 POPULARITY_EVENT_TYPES = (EventType.PURCHASE, EventType.ADD_TO_CART)
 
 SORTS: dict[str, str] = {
@@ -167,19 +166,6 @@ def _card_queryset() -> QuerySet[Product]:
     return Product.objects.filter(is_active=True).select_related("brand", "category")
 
 
-def _popularity_annotation() -> Coalesce:
-    # A correlated subquery (index event_product_type_idx), not a JOIN + GROUP BY: the paginator's
-    # COUNT(*) can then drop it instead of counting a grouped subquery.
-    per_product = (
-        Event.objects.filter(product_id=OuterRef("pk"), type__in=POPULARITY_EVENT_TYPES)
-        .order_by()
-        .values("product_id")
-        .annotate(n=Count("id"))
-        .values("n")
-    )
-    return Coalesce(Subquery(per_product, output_field=IntegerField()), Value(0), output_field=IntegerField())
-
-
 def _apply_sort(qs: QuerySet[Product], *, sort: str) -> QuerySet[Product]:
     if sort == "price_asc":
         return qs.order_by("price", "name", "id")
@@ -189,8 +175,26 @@ def _apply_sort(qs: QuerySet[Product], *, sort: str) -> QuerySet[Product]:
         return qs.order_by("-created_at", "-id")
     if sort == "name":
         return qs.order_by("name", "id")
-    # popular (default): purchases and adds to cart, newest first among equals
-    return qs.annotate(popularity=_popularity_annotation()).order_by("-popularity", "-created_at", "-id")
+    # popular (default): the time-decayed score kept by catalog.popularity (a column, no event
+    # aggregate per request), newest first among equals and for products nobody has touched yet
+    return qs.order_by(F("popularity").desc(nulls_last=True), "-created_at", "-id")
+
+
+def _ranked_ids(field: str, *, category_ids: Iterable[int] | None, limit: int) -> list[int]:
+    qs = Product.objects.filter(is_active=True, stock__gt=0, **{f"{field}__isnull": False})
+    if category_ids is not None:
+        qs = qs.filter(category_id__in=list(category_ids))
+    return list(qs.order_by(F(field).desc(), "-created_at", "-id").values_list("id", flat=True)[:limit])
+
+
+def popular_product_ids(*, category_ids: Iterable[int] | None = None, limit: int) -> list[int]:
+    """In-stock products with the highest 7-day decayed popularity (index product_popularity_idx)."""
+    return _ranked_ids("popularity", category_ids=category_ids, limit=limit)
+
+
+def trending_product_ids(*, category_ids: Iterable[int] | None = None, limit: int) -> list[int]:
+    """In-stock products with the highest 1-day decayed interest (index product_trending_idx)."""
+    return _ranked_ids("trending", category_ids=category_ids, limit=limit)
 
 
 def product_list(*, category_ids: Iterable[int] | None = None, sort: str = DEFAULT_SORT) -> QuerySet[Product]:

@@ -11,6 +11,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from shop.catalog.popularity import COMMIT_LAG, popularity_refresh
 from shop.catalog.rails import PLACEMENTS, Candidates, Placement, RailContext, RailRequest, no_ids, rails_fill
 from shop.events.middleware import visitor_id_from_cookie
 from shop.events.models import Event, EventType
@@ -47,6 +48,11 @@ def card_positions(html: str, placement: str) -> list[int]:
     return [int(m) for m in re.findall(pattern, html)]
 
 
+def scores_refresh() -> None:
+    """What beat does every few minutes: fold the new events into the decayed popularity scores."""
+    popularity_refresh(now=timezone.now() + COMMIT_LAG + timedelta(seconds=1))
+
+
 def page_view_id(html: str) -> str:
     return re.search(r'<body data-page-view-id="([0-9a-f-]{36})"', html).group(1)
 
@@ -60,6 +66,7 @@ def test_home_shows_popular_and_new_arrival_rails(client, without_personal_rails
     newest = ProductFactory(name="Cold Brew Concentrate", created_at=now)
     ProductFactory.create_batch(20, created_at=now - timedelta(days=60))
     EventFactory.create_batch(3, product=old_hit, type=EventType.PURCHASE)
+    scores_refresh()
 
     response = client.get("/")
 
@@ -161,6 +168,7 @@ def test_category_sorting(client, tree, sort, expected):
     EventFactory.create_batch(2, product=spices["Basil"], type=EventType.PURCHASE)
     EventFactory(product=spices["Anise"], type=EventType.ADD_TO_CART)
     EventFactory.create_batch(5, product=spices["Cumin"], type=EventType.VIEW)  # views are not "popular"
+    scores_refresh()
 
     html = client.get(f"/c/coffee-tea/?sort={sort}").content.decode()
 
@@ -173,6 +181,7 @@ def test_category_has_popular_rail_from_descendants(client, tree):
     hit = ProductFactory(name="Single Origin Beans", category=tree["ground"])
     ProductFactory.create_batch(3, category=tree["coffee"])
     EventFactory.create_batch(2, product=hit, type=EventType.ADD_TO_CART)
+    scores_refresh()
 
     html = client.get("/c/pantry/").content.decode()
 

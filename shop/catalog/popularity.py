@@ -1,0 +1,154 @@
+"""Time-decayed popularity per product, kept up to date off the request path.
+
+Each event of interest adds ``weight * 2 ** ((occurred_at - EPOCH) / half_life)`` to its product's
+score. Dividing every score by the same ``2 ** ((now - EPOCH) / half_life)`` gives the decayed score
+now, so *ordering* by the stored sum is ordering by today's decayed score: nothing has to be
+re-decayed as time passes, and a refresh touches only the products with new events. The sum is kept
+as its base-2 logarithm (added with log-sum-exp), so it never overflows however far ``occurred_at``
+lies from ``EPOCH``.
+
+Two scores with the same machinery: ``popularity`` (7-day half-life: the "popular" sort and rails)
+and ``trending`` (1-day half-life: what is taking off right now).
+
+:func:`popularity_refresh` reads the interaction log after a watermark (the last event id applied),
+in id order, in batches, and commits the watermark with the scores, so a refresh that stops half way
+loses nothing. Events received in the last ``COMMIT_LAG`` are left for the next refresh: a row
+inserted by a transaction that has not committed yet is invisible, and its id may be lower than one
+already visible.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.utils import timezone
+
+from shop.events.models import Event, EventType
+
+from .models import PopularityState, Product
+
+EPOCH = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+POPULARITY_HALF_LIFE = dt.timedelta(days=7)
+TRENDING_HALF_LIFE = dt.timedelta(days=1)
+# What counts, and how much. "popular" keeps the shop's meaning (intent: adds to cart and sales, never
+# mere views); "trending" also counts views, so a product taking off shows up before it sells.
+POPULARITY_WEIGHTS: dict[str, float] = {EventType.ADD_TO_CART: 1.0, EventType.PURCHASE: 2.0}
+TRENDING_WEIGHTS: dict[str, float] = {EventType.VIEW: 1.0, EventType.ADD_TO_CART: 2.0, EventType.PURCHASE: 4.0}
+SCORED_TYPES = frozenset(POPULARITY_WEIGHTS) | frozenset(TRENDING_WEIGHTS)
+COMMIT_LAG = dt.timedelta(seconds=120)
+BATCH = 20_000
+
+
+def _log2_sum(a: float | None, b: float) -> float:
+    """log2(2**a + 2**b) without overflow; ``a`` None means an empty sum."""
+    if a is None:
+        return b
+    hi, lo = (a, b) if a >= b else (b, a)
+    return hi + math.log2(1.0 + 2.0 ** (lo - hi))
+
+
+def log2_contribution(*, weight: float, occurred_at: dt.datetime, half_life: dt.timedelta) -> float:
+    return math.log2(weight) + (occurred_at - EPOCH) / half_life
+
+
+def decayed(log2_score: float | None, *, now: dt.datetime, half_life: dt.timedelta) -> float:
+    """The score's value at ``now`` (weighted events, each halved every ``half_life``)."""
+    if log2_score is None:
+        return 0.0
+    exponent = log2_score - (now - EPOCH) / half_life
+    return 2.0**exponent if exponent > -1000 else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshResult:
+    events: int
+    products: int
+    last_event_id: int
+
+
+def popularity_refresh(
+    *,
+    now: dt.datetime | None = None,
+    batch: int = BATCH,
+    max_batches: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> RefreshResult:
+    """Apply the events logged since the last refresh to ``Product.popularity`` and ``.trending``.
+
+    Idempotent and safe to run concurrently (the state row is locked per batch); reads only the new
+    events (by primary key) and writes only the products they name. ``progress`` is called with the
+    events applied by each batch.
+    """
+    now = now or timezone.now()
+    cutoff = now - COMMIT_LAG
+    total_events = products_touched = 0
+    batches = 0
+    while max_batches is None or batches < max_batches:
+        with transaction.atomic():
+            state, _ = PopularityState.objects.select_for_update().get_or_create(pk=1)
+            rows = list(
+                Event.objects.filter(id__gt=state.last_event_id)
+                .order_by("id")
+                .values_list("id", "product_id", "type", "occurred_at", "received_at")[:batch]
+            )
+            full = len(rows) == batch
+            # Stop before the first row received too recently: it and everything after it wait for
+            # the next refresh (an older, uncommitted row may still appear before it).
+            for i, row in enumerate(rows):
+                if row[4] > cutoff:
+                    rows, full = rows[:i], False
+                    break
+            if not rows:
+                state.refreshed_at = now
+                state.save(update_fields=["refreshed_at"])
+                break
+            touched = _apply(r for r in rows if r[1] is not None and r[2] in SCORED_TYPES)
+            state.last_event_id = rows[-1][0]
+            state.events_applied += len(rows)
+            state.refreshed_at = now
+            state.save(update_fields=["last_event_id", "events_applied", "refreshed_at"])
+        total_events += len(rows)
+        products_touched += touched
+        batches += 1
+        if progress is not None:
+            progress(len(rows))
+        if not full:
+            break
+    state = PopularityState.objects.filter(pk=1).first()
+    return RefreshResult(
+        events=total_events, products=products_touched, last_event_id=state.last_event_id if state else 0
+    )
+
+
+def _apply(rows: Iterable[tuple[int, int, str, dt.datetime, dt.datetime]]) -> int:
+    """Add the rows' contributions to their products' scores; returns how many products changed."""
+    pop: dict[int, float] = {}
+    trend: dict[int, float] = {}
+    now = timezone.now()
+    for _id, product_id, type_, occurred_at, _received in rows:
+        when = min(occurred_at, now)  # a clock ahead of ours gets no extra weight
+        if type_ in POPULARITY_WEIGHTS:
+            pop[product_id] = _log2_sum(
+                pop.get(product_id),
+                log2_contribution(weight=POPULARITY_WEIGHTS[type_], occurred_at=when, half_life=POPULARITY_HALF_LIFE),
+            )
+        if type_ in TRENDING_WEIGHTS:
+            trend[product_id] = _log2_sum(
+                trend.get(product_id),
+                log2_contribution(weight=TRENDING_WEIGHTS[type_], occurred_at=when, half_life=TRENDING_HALF_LIFE),
+            )
+    ids = set(pop) | set(trend)
+    if not ids:
+        return 0
+    products = list(Product.objects.filter(pk__in=list(ids)).only("pk", "popularity", "trending"))
+    for p in products:
+        if p.pk in pop:
+            p.popularity = _log2_sum(p.popularity, pop[p.pk])
+        if p.pk in trend:
+            p.trending = _log2_sum(p.trending, trend[p.pk])
+    Product.objects.bulk_update(products, ["popularity", "trending"], batch_size=1000)
+    return len(products)

@@ -1,0 +1,137 @@
+"""Decayed popularity: weights halve every half-life, refreshes read only new events, pages use the score."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from shop.catalog.models import PopularityState, Product
+from shop.catalog.popularity import (
+    COMMIT_LAG,
+    POPULARITY_HALF_LIFE,
+    decayed,
+    popularity_refresh,
+)
+from shop.catalog.selectors import popular_product_ids, product_list, trending_product_ids
+from shop.events.models import Event, EventType
+from tests.factories import EventFactory, ProductFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def refresh(**kwargs):
+    # events younger than COMMIT_LAG wait for the next refresh; step past it
+    return popularity_refresh(now=timezone.now() + COMMIT_LAG + timedelta(seconds=1), **kwargs)
+
+
+def test_an_event_loses_half_its_weight_every_half_life():
+    now = timezone.now()
+    fresh, week_old = ProductFactory(), ProductFactory()
+    EventFactory(product=fresh, type=EventType.ADD_TO_CART, occurred_at=now)
+    EventFactory(product=week_old, type=EventType.ADD_TO_CART, occurred_at=now - POPULARITY_HALF_LIFE)
+    EventFactory(product=week_old, type=EventType.ADD_TO_CART, occurred_at=now - 2 * POPULARITY_HALF_LIFE)
+
+    refresh()
+
+    fresh.refresh_from_db()
+    week_old.refresh_from_db()
+    assert decayed(fresh.popularity, now=now, half_life=POPULARITY_HALF_LIFE) == pytest.approx(1.0)
+    assert decayed(week_old.popularity, now=now, half_life=POPULARITY_HALF_LIFE) == pytest.approx(0.75)
+    # a month on, both have faded by the same factor: the ordering holds without rewriting any row
+    later = now + timedelta(days=28)
+    assert decayed(week_old.popularity, now=later, half_life=POPULARITY_HALF_LIFE) == pytest.approx(0.75 / 16)
+
+
+def test_recent_interest_beats_a_bigger_but_older_one():
+    now = timezone.now()
+    old_hit, new_hit = ProductFactory(name="Old hit"), ProductFactory(name="New hit")
+    EventFactory.create_batch(6, product=old_hit, type=EventType.PURCHASE, occurred_at=now - timedelta(days=28))
+    EventFactory.create_batch(2, product=new_hit, type=EventType.ADD_TO_CART, occurred_at=now)
+    EventFactory.create_batch(50, product=old_hit, type=EventType.IMPRESSION)  # exposure is not interest
+
+    refresh()
+
+    # all-time counts would say old hit (6 sales); decayed: 6 x 2 / 16 = 0.75 < 2
+    assert popular_product_ids(limit=5) == [new_hit.pk, old_hit.pk]
+    assert [p.pk for p in product_list(sort="popular")][:2] == [new_hit.pk, old_hit.pk]
+
+
+def test_trending_counts_views_with_a_short_half_life():
+    now = timezone.now()
+    steady, spiking = ProductFactory(), ProductFactory()
+    EventFactory.create_batch(4, product=steady, type=EventType.ADD_TO_CART, occurred_at=now - timedelta(days=3))
+    EventFactory.create_batch(3, product=spiking, type=EventType.VIEW, occurred_at=now)
+
+    refresh()
+
+    assert popular_product_ids(limit=5) == [steady.pk]
+    assert trending_product_ids(limit=5)[0] == spiking.pk
+
+
+def test_refresh_reads_only_new_events_and_applies_each_once():
+    product = ProductFactory()
+    EventFactory.create_batch(3, product=product, type=EventType.ADD_TO_CART)
+
+    first = refresh()
+    product.refresh_from_db()
+    score = product.popularity
+    again = refresh()
+
+    assert (first.events, first.products) == (3, 1)
+    assert again.events == 0  # nothing new: nothing read, nothing rewritten
+    product.refresh_from_db()
+    assert product.popularity == score
+    EventFactory(product=product, type=EventType.PURCHASE)
+    assert refresh().events == 1
+    product.refresh_from_db()
+    assert product.popularity > score
+
+
+def test_refresh_in_small_batches_gives_the_same_scores():
+    products = ProductFactory.create_batch(3)
+    for i, p in enumerate(products):
+        EventFactory.create_batch(i + 1, product=p, type=EventType.ADD_TO_CART)
+    result = refresh(batch=2)
+    assert result.events == 6
+    one_go = dict(Product.objects.values_list("pk", "popularity"))
+
+    Product.objects.update(popularity=None, trending=None)
+    PopularityState.objects.all().delete()
+    refresh(batch=100)
+    assert dict(Product.objects.values_list("pk", "popularity")) == pytest.approx(one_go)
+
+
+def test_events_younger_than_the_commit_lag_wait_for_the_next_refresh():
+    product = ProductFactory()
+    EventFactory(product=product, type=EventType.ADD_TO_CART)
+
+    assert popularity_refresh(now=timezone.now()).events == 0  # may still sit behind an open transaction
+    product.refresh_from_db()
+    assert product.popularity is None
+    assert refresh().events == 1
+
+
+def test_refresh_command_reports_what_it_applied():
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    EventFactory.create_batch(2, type=EventType.ADD_TO_CART, occurred_at=timezone.now() - timedelta(hours=1))
+    PopularityState.objects.all().delete()
+    out = StringIO()
+    # received_at is now: the command leaves them for later, as beat would
+    call_command("popularity_refresh", stdout=out, verbosity=0)
+    assert "Applied 0 events" in out.getvalue()
+
+
+def test_beat_runs_the_refresh_task_by_name(settings):
+    from worker.popularity import REFRESH_TASK, refresh
+
+    entry = settings.CELERY_BEAT_SCHEDULE["catalog-popularity-refresh"]
+    assert entry["task"] == REFRESH_TASK
+    product = ProductFactory()
+    event = EventFactory(product=product, type=EventType.PURCHASE)
+    Event.objects.filter(pk=event.pk).update(received_at=timezone.now() - 2 * COMMIT_LAG)  # committed long ago
+    assert refresh.apply().get() == {"events": 1, "products": 1, "last_event_id": event.pk}
