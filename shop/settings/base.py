@@ -7,15 +7,24 @@ SQLite under ``var/`` (WAL mode) and a filesystem Celery broker.
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = BASE_DIR / "var"
 
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+environ.Env.read_env(env.str("ENV_FILE", default=str(BASE_DIR / ".env")), overwrite=False)
 
-DEBUG = env.bool("DEBUG", default=True)
-SECRET_KEY = env.str("SECRET_KEY", default="dev-insecure-key-change-me-in-production")
+# Safe by default for every entry point (manage.py, gunicorn, celery): DEBUG is opt-in (the demo
+# turns it on) and there is no published key. `make demo` generates one into var/dev-secret-key.
+DEBUG = env.bool("DEBUG", default=False)
+SECRET_KEY = env.str("SECRET_KEY", default="")
+if not SECRET_KEY:
+    raise ImproperlyConfigured(
+        "SECRET_KEY is not set. Put one in the environment or in .env, e.g. "
+        "SECRET_KEY=$(python -c 'import secrets; print(secrets.token_urlsafe(50))'); "
+        "`make demo` generates one for you (var/dev-secret-key)."
+    )
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -133,12 +142,20 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 24,
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.BasicAuthentication",
         "rest_framework.authentication.TokenAuthentication",  # the merchant console (staff only)
     ],
+    # Deny by default: an endpoint that forgets its permission is staff-only, never public.
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
+    "DEFAULT_PARSER_CLASSES": ["shop.api.parsers.BoundedJSONParser"],
+    "EXCEPTION_HANDLER": "shop.api.exceptions.api_exception_handler",
+    # Proxies in front of gunicorn whose X-Forwarded-For is believed for per-address throttles (0: none).
+    "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
     "DEFAULT_THROTTLE_RATES": {
         "events": env.str("EVENTS_THROTTLE_RATE", default="6000/min"),
+        "events_ip": env.str("EVENTS_IP_THROTTLE_RATE", default="12000/min"),
         "cart": env.str("CART_THROTTLE_RATE", default="600/min"),
+        "cart_ip": env.str("CART_IP_THROTTLE_RATE", default="3000/min"),
+        "login": env.str("LOGIN_THROTTLE_RATE", default="10/min"),  # storefront log-in attempts per address
         "auth_token": env.str("AUTH_TOKEN_THROTTLE_RATE", default="10/min"),  # password guesses per address
     },
 }
@@ -151,7 +168,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {"EventTypeEnum": "shop.events.models.EventType"},
+    "ENUM_NAME_OVERRIDES": {"ClientEventTypeEnum": "shop.events.models.CLIENT_EVENT_CHOICES"},
 }
 
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
