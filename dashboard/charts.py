@@ -208,7 +208,7 @@ def lift_ci_chart(table: pd.DataFrame) -> alt.LayerChart:
     df["ci_low"] = df["ci_low"].fillna(df["lift"])
     df["ci_high"] = df["ci_high"].fillna(df["lift"])
     df["row"] = df["metric"] + " · " + df["arm"]
-    y = alt.Y("row:N", title=None, sort=list(df["row"]))
+    y = alt.Y("row:N", title=None, sort=list(df["row"]), axis=alt.Axis(labelLimit=360))
     bars = (
         alt.Chart(df)
         .mark_bar(height=10, opacity=0.45)
@@ -228,7 +228,7 @@ def lift_ci_chart(table: pd.DataFrame) -> alt.LayerChart:
     )
     points = alt.Chart(df).mark_point(filled=True, color="black").encode(x="lift:Q", y=y)
     zero = alt.Chart(pd.DataFrame({"x": [0.0]})).mark_rule(strokeDash=[4, 4]).encode(x="x:Q")
-    return (bars + points + zero).properties(height=max(120, 28 * len(df)))
+    return (bars + points + zero).properties(height=alt.Step(26))
 
 
 def lift_over_time_frame(results: Mapping[str, Any]) -> pd.DataFrame:

@@ -28,7 +28,12 @@ from shop.events.selectors import event_traffic, visitor_list_recent, visitor_re
 from shop.orders.selectors import order_revenue
 from shop.recs import promotion, runs
 from shop.recs.models import TaskRun
-from shop.recs.selectors import accelerator_benchmarks_latest, candidates_sweep_latest, model_version_list
+from shop.recs.selectors import (
+    accelerator_benchmarks_latest,
+    candidates_sweep_latest,
+    model_version_list,
+    serving_guardrails_by_arm,
+)
 
 CHANGE_MODELS_PERMISSION = "recs.change_modelversion"
 
@@ -377,6 +382,36 @@ class BenchmarkStartApi(StaffApi):
         return Response({"task_id": str(run.id), "state": run.state}, status=status.HTTP_202_ACCEPTED)
 
 
+class GuardrailQuery(serializers.Serializer):
+    minutes = serializers.IntegerField(min_value=1, max_value=60 * 24 * 7, default=60 * 24)
+
+
+class GuardrailSerializer(serializers.Serializer):
+    arm = serializers.CharField()
+    requests = serializers.IntegerField()
+    latency_ms_p50 = serializers.FloatField(allow_null=True, help_text="Upper bound of the histogram bucket.")
+    latency_ms_p99 = serializers.FloatField(allow_null=True, help_text="Upper bound of the histogram bucket.")
+    fallbacks = serializers.IntegerField(help_text="Requests an earlier source did not serve (with a reason).")
+    fallback_rate = serializers.FloatField(allow_null=True)
+
+
+class GuardrailsApi(StaffApi):
+    @extend_schema(
+        operation_id="console_guardrails",
+        summary="Serving latency and fallback rate per experiment arm",
+        parameters=[GuardrailQuery],
+        responses={
+            200: GuardrailSerializer(many=True),
+            400: validation_response("Bad parameter.", name="GuardrailQueryError"),
+        },
+    )
+    def get(self, request):
+        query = GuardrailQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        rows = serving_guardrails_by_arm(minutes=query.validated_data["minutes"])
+        return Response(GuardrailSerializer(rows, many=True).data)
+
+
 # ------------------------------------------------------------------------------------------ visitors
 
 
@@ -448,6 +483,7 @@ console_urlpatterns = [
     path("models/<str:version>/promote", ModelPromoteApi.as_view(), name="model-promote"),
     path("accelerator", AcceleratorApi.as_view(), name="accelerator"),
     path("benchmark", BenchmarkStartApi.as_view(), name="benchmark"),
+    path("guardrails", GuardrailsApi.as_view(), name="guardrails"),
     path("visitors", VisitorListApi.as_view(), name="visitors"),
     path("visitors/<uuid:visitor_id>/events", VisitorHistoryApi.as_view(), name="visitor-events"),
 ]

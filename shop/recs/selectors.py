@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
 from django.db.models import Subquery
+from django.utils import timezone
 
 from shop.events.models import Visitor
 
-from .models import AcceleratorBenchmark, ModelVersion, Recommendation, ServingPointer, TaskRun
+from .models import AcceleratorBenchmark, ModelVersion, Recommendation, ServingPointer, ServingStat, TaskRun
+from .stats import _quantile as latency_quantile
 
 
 def _serving_set():
@@ -161,3 +163,43 @@ def candidates_sweep_latest() -> dict | None:
     if not isinstance(report, dict) or not isinstance(report.get("rows"), list):
         return None
     return {**report, "written_at": written}
+
+
+@dataclass(frozen=True)
+class ArmGuardrail:
+    """Serving health of one experiment arm: latency from the per-request histogram and how often an
+    earlier source did not serve (a fallback, with a reason)."""
+
+    arm: str
+    requests: int
+    latency_ms_p50: float | None  # upper bound of the histogram bucket holding it
+    latency_ms_p99: float | None
+    fallbacks: int
+    fallback_rate: float | None
+
+
+def serving_guardrails_by_arm(*, minutes: int) -> list[ArmGuardrail]:
+    """Per arm over the last ``minutes`` (rows written by the serving counters), arms by name."""
+    since = timezone.now().replace(second=0, microsecond=0) - timedelta(minutes=minutes - 1)
+    size = len(ServingStat.LATENCY_BUCKETS_MS) + 1
+    acc: dict[str, dict] = {}
+    for arm, requests, reason, hist in ServingStat.objects.filter(minute__gte=since).values_list(
+        "arm", "requests", "reason", "latency_hist"
+    ):
+        a = acc.setdefault(arm, {"requests": 0, "fallbacks": 0, "hist": [0] * size})
+        a["requests"] += requests
+        if reason:
+            a["fallbacks"] += requests
+        if isinstance(hist, list) and len(hist) == size:
+            a["hist"] = [x + y for x, y in zip(a["hist"], hist, strict=True)]
+    return [
+        ArmGuardrail(
+            arm=arm or "(no experiment)",
+            requests=a["requests"],
+            latency_ms_p50=latency_quantile(a["hist"], 0.5),
+            latency_ms_p99=latency_quantile(a["hist"], 0.99),
+            fallbacks=a["fallbacks"],
+            fallback_rate=a["fallbacks"] / a["requests"] if a["requests"] else None,
+        )
+        for arm, a in sorted(acc.items())
+    ]

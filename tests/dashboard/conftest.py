@@ -279,3 +279,29 @@ def experiment_traffic(db) -> ExperimentTraffic:
                 EventFactory(visitor=visitor, product=product, type=EventType.PURCHASE, arm=arm, occurred_at=later)
                 OrderFactory(visitor=visitor, total=Decimal("20.00") * (1 + i % 2), placed_at=later)
     return ExperimentTraffic(key=experiment.key, visitors_per_arm=per_arm, buyers=buyers)
+
+
+@pytest.fixture
+def serving_rows(db):
+    """Serving counters for two arms this minute: dlrm served live (one slow request) and fell back twice."""
+    from shop.recs.models import ServingStat
+
+    minute = timezone.now().replace(second=0, microsecond=0)
+    size = len(ServingStat.LATENCY_BUCKETS_MS) + 1
+
+    def hist(**at_bound):
+        h = [0] * size
+        for bound, n in at_bound.items():
+            h[ServingStat.LATENCY_BUCKETS_MS.index(int(bound.removeprefix("b")))] += n
+        return h
+
+    common = {"minute": minute, "placement": "home", "latency_ms_sum": 10.0, "latency_ms_max": 40.0}
+    ServingStat.objects.bulk_create(
+        [
+            ServingStat(arm="dlrm", source="live", requests=98, latency_hist=hist(b5=97, b50=1), **common),
+            ServingStat(
+                arm="dlrm", source="popularity", reason="budget", requests=2, latency_hist=hist(b2=2), **common
+            ),
+            ServingStat(arm="popularity", source="popularity", requests=50, latency_hist=hist(b1=50), **common),
+        ]
+    )

@@ -234,3 +234,21 @@ def test_admin_links_to_the_console(client, accounts, settings):
     assert page.status_code == 200
     assert b'href="http://console.example:8501/"' in page.content
     assert b"Merchant console" in page.content
+
+
+def test_guardrails_per_arm(accounts, serving_rows):
+    c = _token_client(accounts.staff)
+    rows = {r["arm"]: r for r in c.get("/api/console/guardrails", {"minutes": 5}).json()}
+    assert rows["dlrm"] == {
+        "arm": "dlrm",
+        "requests": 100,
+        "latency_ms_p50": 5.0,
+        "latency_ms_p99": 5.0,
+        "fallbacks": 2,
+        "fallback_rate": 0.02,
+    }
+    assert rows["popularity"]["fallbacks"] == 0 and rows["popularity"]["latency_ms_p99"] == 1.0
+    assert c.get("/api/console/guardrails", {"minutes": 0}).status_code == 400
+    shopper = APIClient()
+    shopper.force_authenticate(accounts.shopper)
+    assert shopper.get("/api/console/guardrails").status_code == 403

@@ -265,6 +265,16 @@ def test_experiment_page_shows_the_api_results(api, accounts, experiment_traffic
     assert len(at.get("vega_lite_chart")) >= 2  # the lift CI bars and the lift over time
 
 
+def test_experiment_page_guardrails_are_the_api_figures(api, accounts, experiment_traffic, serving_rows):
+    at = _open(_login(_app(), "staffer"), "experiment")
+    _assert_clean(at)
+    rows = api_get(api, "/api/console/guardrails", at.session_state["token"], minutes=1440)
+    shown = at.dataframe[-1].value
+    assert list(shown["arm"]) == [r["arm"] for r in rows] == ["dlrm", "popularity"]
+    assert list(shown["latency_ms_p99"]) == [r["latency_ms_p99"] for r in rows]
+    assert list(shown["fallback_rate"]) == [r["fallback_rate"] for r in rows] == [0.02, 0.0]
+
+
 def test_experiment_page_with_no_traffic_names_the_command(api, accounts):
     from shop.experiments.services import experiment_ensure_default
 

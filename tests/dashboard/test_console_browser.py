@@ -1,0 +1,165 @@
+"""The console in a real headless Chromium (Debian's package, driven by Playwright): ``streamlit run`` as a
+subprocess against a live shop that simulated shoppers have just browsed, and an accelerator benchmark
+that really ran. The Experiment and Accelerator pages must draw their charts: no exception box, no blank."""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from django.core.management import call_command
+
+from tests.dashboard.conftest import APP, PASSWORD
+from tests.e2e.conftest import browser, page  # noqa: F401 - the shared Chromium fixtures
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def console(live_server, tmp_path):
+    """``streamlit run dashboard/app.py`` reading the live server's API; its URL."""
+    port = _free_port()
+    log = open(tmp_path / "streamlit.log", "w")  # noqa: SIM115 - closed after the process
+    env = {**os.environ, "CONSOLE_API_URL": live_server.url}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", APP, "--server.port", str(port), "--server.address", "127.0.0.1",
+         "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/_stcore/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"streamlit did not start: {(tmp_path / 'streamlit.log').read_text()[-2000:]}")
+            time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture
+def shopped(live_server, settings, accounts, bench_rows):
+    """A seeded catalogue, the default three-arm experiment running, 40 simulated shoppers through the live
+    server, and a real quick accelerator benchmark stored the way the worker stores it."""
+    from shop.experiments.selectors import running_experiment_forget
+    from shop.experiments.services import experiment_ensure_default
+    from shop.recs import execution, runs
+    from shop.recs.models import AcceleratorBenchmark, TaskRun
+    from shop.simulator.run import Config, simulate
+
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "login": "1000/min"},
+    }
+    call_command("seed_catalog", products=150, seed=42, verbosity=0)
+    experiment_ensure_default()
+    running_experiment_forget()
+    summary = simulate(Config(url=live_server.url, shoppers=40, minutes=0, seed=7, concurrency=4, think_s=0))
+    assert summary.counters.http_errors == 0 and summary.counters.orders > 0
+
+    AcceleratorBenchmark.objects.all().delete()  # the fixture's synthetic row: this test shows a real one
+    run = runs.task_run_start(kind=TaskRun.Kind.BENCHMARK, params={"quick": True}, enqueue=False)
+    execution.task_run_execute(run_id=run.id)
+    assert AcceleratorBenchmark.objects.count() == 1
+    return summary
+
+
+def _log_in(tab, url: str) -> None:
+    tab.goto(url)
+    tab.get_by_role("textbox", name="Username").fill("staffer")
+    tab.get_by_role("textbox", name="Password").fill(PASSWORD)
+    tab.get_by_role("button", name="Log in").click()
+    tab.get_by_role("heading", name="Overview").wait_for(timeout=30_000)
+
+
+def _open(tab, name: str, heading: str) -> None:
+    tab.get_by_test_id("stSidebarNav").get_by_text(name, exact=True).click()
+    tab.get_by_role("heading", name=heading).wait_for(timeout=30_000)
+
+
+def _charts_drawn(tab, minimum: int) -> list:
+    """Wait until at least ``minimum`` Vega charts have drawn; return their elements."""
+    tab.wait_for_function(
+        f'document.querySelectorAll(\'[data-testid="stVegaLiteChart"] canvas, '
+        f'[data-testid="stVegaLiteChart"] svg.marks\').length >= {minimum}',
+        timeout=30_000,
+    )
+    tab.wait_for_timeout(1000)  # let the last chart finish its first paint
+    return tab.locator('[data-testid="stVegaLiteChart"]').all()
+
+
+def _not_blank(element) -> int:
+    """Distinct colours in a chart's screenshot (a blank chart has one or two)."""
+    from PIL import Image
+
+    img = Image.open(io.BytesIO(element.screenshot())).convert("RGB")
+    return len(set(img.getdata()))
+
+
+def _screenshot(tab, path: Path) -> None:
+    """The whole page: Streamlit scrolls inside its own container, so grow the viewport to the content."""
+    height = tab.evaluate(
+        'Math.max(...[...document.querySelectorAll(\'[data-testid="stMain"], [data-testid="stAppViewContainer"]\')]'
+        ".map(e => e.scrollHeight), 1000)"
+    )
+    tab.set_viewport_size({"width": 1400, "height": int(height) + 50})
+    tab.wait_for_timeout(1500)
+    tab.screenshot(path=str(path))
+    tab.set_viewport_size({"width": 1400, "height": 1000})
+
+
+def _shots_dir(tmp_path: Path) -> Path:
+    out = Path(os.environ.get("CONSOLE_SCREENSHOTS") or tmp_path)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def test_experiment_and_accelerator_pages_draw_their_charts(console, shopped, page, tmp_path):  # noqa: F811
+    shots = _shots_dir(tmp_path)
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    _log_in(page, console)
+
+    _open(page, "Experiment", "Experiment")
+    page.get_by_text("Verdict").wait_for(timeout=30_000)
+    charts = _charts_drawn(page, 2)
+    assert len(charts) >= 2  # lift with its 95% CI per arm and metric; lift over time
+    assert page.locator('[data-testid="stException"]').count() == 0
+    colours = [_not_blank(c) for c in charts]
+    assert all(n > 20 for n in colours), colours
+    _screenshot(page, shots / "console-experiment.png")
+
+    _open(page, "Accelerator latency", "Accelerator latency")
+    page.get_by_text("Scoring one user's candidates, by batch size").wait_for(timeout=30_000)
+    charts = _charts_drawn(page, 4)
+    assert len(charts) >= 4  # latency, scores/s, embedding vs MLP split, candidates sweep
+    assert page.locator('[data-testid="stException"]').count() == 0
+    colours = [_not_blank(c) for c in charts]
+    assert all(n > 20 for n in colours), colours
+    assert page.get_by_text("No GPU results").count() == 1  # this machine has no CUDA
+    _screenshot(page, shots / "console-accelerator.png")
