@@ -51,6 +51,7 @@ _error: str = "model not loaded yet"
 _lock = threading.Lock()  # guards starting the thread and a reload; requests never take it
 _thread: threading.Thread | None = None
 _wake = threading.Event()
+_stop = threading.Event()
 
 
 def serving_model() -> ServingModel | None:
@@ -125,7 +126,7 @@ def _loop() -> None:
     from .stats import serving_stats_flush
 
     last_flush = time.monotonic()
-    while True:
+    while not _stop.is_set():
         try:
             serving_reload()
         except Exception:  # the database may be down for a moment: try again next round
@@ -139,6 +140,7 @@ def _loop() -> None:
         close_old_connections()
         _wake.wait(min(settings.RECS_SERVING_POLL_S, settings.RECS_STATS_FLUSH_S))
         _wake.clear()
+    close_old_connections()
 
 
 def serving_start() -> bool:
@@ -157,3 +159,17 @@ def serving_start() -> bool:
         _thread = threading.Thread(target=_loop, name="recs-serving", daemon=True)
         _thread.start()
     return True
+
+
+def serving_stop(timeout: float = 10.0) -> None:
+    """Stop the loader thread (tests; it is a daemon otherwise and dies with the process)."""
+    global _thread
+    thread = _thread
+    if thread is None:
+        return
+    _stop.set()
+    _wake.set()
+    thread.join(timeout)
+    with _lock:
+        _thread = None
+    _stop.clear()

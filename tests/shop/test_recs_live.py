@@ -291,3 +291,30 @@ def test_a_slow_database_falls_back_within_the_statement_timeout(served, setting
     assert body["source"] == "fallback" and body["reason"] == "db_timeout" and len(body["items"]) == 6
     assert elapsed < 2.0
     assert _serving_reasons(staff_client)["db_timeout"] == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_model_loads_in_a_background_thread_never_on_the_request(served, settings, staff_client):
+    """A fresh process: the first request does not wait for the model (it falls back, "model_loading");
+    the loader thread builds the pipeline and publishes it, and later requests are live."""
+    import time
+
+    shop, version = served
+    serving.serving_forget()
+    settings.RECS_SERVING_LOAD = True
+    settings.RECS_SERVING_POLL_S = 0.2
+    try:
+        t0 = time.perf_counter()
+        first = _get(staff_client, placement="home.recommended", k=5, visitor_id=shop.visitors[0]).json()
+        assert time.perf_counter() - t0 < 2.0
+        assert first["source"] == "fallback" and first["reason"] == "model_loading"
+        deadline = time.monotonic() + 60
+        while serving.serving_model() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert serving.serving_model() is not None and serving.serving_model().version == version.version
+        later = _get(staff_client, placement="home.recommended", k=5, visitor_id=shop.visitors[0]).json()
+        assert later["source"] == "live" and later["model_version"] == version.version
+        process = staff_client.get("/api/recs/serving-stats", {"minutes": 5}).json()["process"]
+        assert process["model_version"] == version.version and process["snapshot"].startswith("snap-")
+    finally:
+        serving.serving_stop()
