@@ -11,9 +11,15 @@ Call sites use the small helpers below, never the metric objects' label spelling
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
+from pathlib import Path
 
 from prometheus_client import Counter, Histogram
+
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    # each process writes its samples there from the first metric on: the folder must exist before that
+    Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
 
 # Seconds: from a fraction of a millisecond (one stage of a live request) to an hour (a retrain).
 _FAST = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)

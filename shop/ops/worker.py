@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import threading
 import time
 from pathlib import Path
@@ -55,11 +54,17 @@ _stop = threading.Event()
 
 
 def on_worker_init(**kwargs) -> None:
-    """Before the pool forks: an empty multi-process metrics folder (stale files would add old counts)."""
+    """Before the pool forks: drop other processes' files from the multi-process metrics folder (a restarted
+    container keeps its /tmp; stale files would add old counts). This process's own files stay: Django is
+    already set up here, so its metrics exist."""
     folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if folder:
-        shutil.rmtree(folder, ignore_errors=True)
-        Path(folder).mkdir(parents=True, exist_ok=True)
+    if not folder:
+        return
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    mine = f"_{os.getpid()}.db"
+    for f in Path(folder).glob("*.db"):
+        if not f.name.endswith(mine):
+            f.unlink(missing_ok=True)
 
 
 def on_worker_ready(sender=None, **kwargs) -> None:
