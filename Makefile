@@ -44,7 +44,8 @@ demo: seed
 	@echo "  Merchant admin: http://localhost:$(PORT)/admin/  (create a login: make superuser)"
 	@echo "  Merchant console: http://localhost:$(CONSOLE_PORT)/  (log in with a staff account of the shop)"
 	@echo ""
-	$(DEMO_ENV) PORT=$(PORT) $(BIN)/honcho start -f Procfile
+	@# honcho gives every process type its own PORT; the closed loop finds the shop through DEMO_URL
+	$(DEMO_ENV) PORT=$(PORT) DEMO_URL=http://127.0.0.1:$(PORT) $(BIN)/honcho start -f Procfile
 
 superuser: migrate
 	$(DEMO_ENV) $(MANAGE) createsuperuser
