@@ -114,10 +114,12 @@ def _fresh_events(*, model: ServingModel, visitor_id: uuid.UUID, user_id: int | 
     limit = settings.RECS_FRESH_EVENTS
     try:
         if connection.vendor == "postgresql" and settings.RECS_DB_TIMEOUT_MS > 0:
+            nested = connection.in_atomic_block
             with transaction.atomic(), connection.cursor() as cur:
                 cur.execute("SET LOCAL statement_timeout = %s", [int(settings.RECS_DB_TIMEOUT_MS)])
                 rows = list(qs[:limit])
-                cur.execute("SET LOCAL statement_timeout = DEFAULT")  # in case an outer transaction goes on
+                if nested:  # SET LOCAL lasts until the outer transaction ends: give it its timeout back
+                    cur.execute("SET LOCAL statement_timeout = DEFAULT")
         else:
             rows = list(qs[:limit])
     except DatabaseError as exc:
@@ -215,10 +217,12 @@ def recommendations_serve(
     product_id: int | None = None,
     device: str = "",
     cart_ids: Iterable[int] | None = None,
+    arm_override: str | None = None,
 ) -> Served:
     """The list for one visitor and placement (see the module docstring). Never raises for a serving
     fault: the next source answers and ``reason`` says why. ``cart_ids``: the cart when the caller has
-    read it already (else it is read here)."""
+    read it already (else it is read here). ``arm_override``: what another arm would show this visitor (a
+    staff preview: served, but not counted in the serving figures)."""
     if placement not in PLACEMENTS:
         raise ValueError(f"unknown placement {placement!r}")
     serving_start()  # the loader thread, once per process; never waits for the model
@@ -226,6 +230,10 @@ def recommendations_serve(
     timings: dict[str, float] = {}
     assignment = assignment_for(visitor_id=visitor_id)
     arm = assignment.arm if assignment.arm in ARMS else DEFAULT_ARM
+    if arm_override is not None:
+        if arm_override not in ARMS:
+            raise ValueError(f"unknown arm {arm_override!r}")
+        arm = arm_override
     t = time.perf_counter_ns()
     timings["assign"] = _ms(t - t_start)
     cart = cart_product_ids(visitor_id=visitor_id) if cart_ids is None else cart_ids
@@ -296,7 +304,8 @@ def recommendations_serve(
         reason=reason,
         timings_ms=timings,
     )
-    serving_record(
-        placement=placement, arm=arm, source=source, reason=reason, model_version=version, timings_ms=timings
-    )
+    if arm_override is None:
+        serving_record(
+            placement=placement, arm=arm, source=source, reason=reason, model_version=version, timings_ms=timings
+        )
     return served
