@@ -8,7 +8,13 @@ import streamlit as st
 
 from dashboard import client, session
 
-PLACEMENTS = ["home", "product", "cart", "trending"]
+# the placements GET /api/recommendations accepts (its OpenAPI enum), with the rails' titles
+PLACEMENTS = {
+    "home.recommended": "Home: Recommended for you",
+    "product.recommended": "Product page: You may also like",
+    "cart.recommended": "Cart: Complete your order",
+    "home.trending": "Home: Trending now",
+}
 
 st.title("Recommendations inspector")
 
@@ -34,7 +40,7 @@ labels = {
 typed = st.text_input("Visitor id (or pick one below)", key="inspect_typed").strip()
 picked = st.selectbox("Recently active visitors", list(labels), format_func=labels.get, key="inspect_pick")
 visitor_id = typed or picked
-placement = st.segmented_control("Placement", PLACEMENTS, default="home", key="inspect_placement") or "home"
+placement = st.selectbox("Placement", PLACEMENTS, format_func=PLACEMENTS.get, key="inspect_placement")
 k = st.slider("Items", 1, 24, 8, key="inspect_k")
 
 left, right = st.columns([2, 3])
@@ -56,13 +62,14 @@ with left:
 
 
 def _arms() -> list[str | None]:
-    """The running experiment's arms (each one previewed), or only the visitor's own assignment."""
+    """The current experiment's arms (each one previewed), or only what the visitor is served now."""
     try:
         results = client.get(client.EXPERIMENT_RESULTS, token=session.token())
     except client.ApiError:
         return [None]
-    names = [a.get("name") or a.get("arm") for a in results.get("arms") or [] if isinstance(a, dict)]
-    return [n for n in names if n] or [None]
+    if results["experiment"]["status"] != "running":
+        return [None]
+    return [a["key"] for a in results["experiment"]["arms"]] or [None]
 
 
 with right:
@@ -77,15 +84,20 @@ with right:
             session.api_failed(e, what=f"Recommendations ({arm or 'assigned arm'})")
             continue
         st.markdown(
-            f"**{recs.get('arm') or arm or 'no experiment'}** · source `{recs.get('source')}`"
-            + (f" ({recs['reason']})" if recs.get("reason") else "")
-            + f" · model {recs.get('model_version') or '–'}"
+            f"**{recs['arm'] or 'no experiment'}** · source `{recs['source']}`"
+            + (f" (fell back: {recs['reason']})" if recs["reason"] else "")
+            + f" · model {recs['model_version'] or '–'}"
         )
-        items = recs.get("items") or []
+        items = recs["items"]
         if items:
-            st.dataframe(pd.DataFrame(items), hide_index=True)
+            st.dataframe(
+                pd.DataFrame(items)[["product_id", "name", "price", "score"]],
+                hide_index=True,
+                key=f"inspect_items_{arm}",
+                column_config={"score": st.column_config.NumberColumn("score", format="%.4f")},
+            )
         else:
             st.caption("No items.")
-        timings = recs.get("latency_ms") or recs.get("timings_ms") or recs.get("stages") or {}
+        timings = recs["latency_ms"]
         if timings:
-            st.caption(" · ".join(f"{k_}: {v:.2f} ms" for k_, v in timings.items() if isinstance(v, int | float)))
+            st.caption("Per stage: " + " · ".join(f"{stage} {ms:.2f} ms" for stage, ms in timings.items()))

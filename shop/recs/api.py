@@ -92,6 +92,9 @@ class RecommendationsQuery(serializers.Serializer):
     placement = serializers.ChoiceField(choices=sorted(live.PLACEMENTS))
     k = serializers.IntegerField(min_value=1, max_value=100, default=8)
     visitor_id = serializers.UUIDField(required=False, help_text="Another visitor's list: staff only.")
+    arm = serializers.ChoiceField(
+        choices=sorted(live.ARMS), required=False, help_text="What this arm would show (a preview): staff only."
+    )
 
 
 class RecommendedItemSerializer(serializers.Serializer):
@@ -131,8 +134,15 @@ class RecommendationsApi(APIView):
                 raise PermissionDenied({"visitor_id": "only staff may ask for another visitor's recommendations"})
             visitor_id = q["visitor_id"]
             user_id = Visitor.objects.filter(pk=visitor_id).values_list("user_id", flat=True).first()
+        if "arm" in q and not request.user.is_staff:
+            raise PermissionDenied({"arm": "only staff may preview another arm"})
         served = live.recommendations_serve(
-            visitor_id=visitor_id, user_id=user_id, placement=q["placement"], k=q["k"], device=device_get(request)
+            visitor_id=visitor_id,
+            user_id=user_id,
+            placement=q["placement"],
+            k=q["k"],
+            device=device_get(request),
+            arm_override=q.get("arm"),
         )
         products = products_by_ids(ids=served.product_ids)
         items = [

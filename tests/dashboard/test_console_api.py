@@ -252,3 +252,23 @@ def test_guardrails_per_arm(accounts, serving_rows):
     shopper = APIClient()
     shopper.force_authenticate(accounts.shopper)
     assert shopper.get("/api/console/guardrails").status_code == 403
+
+
+def test_arm_preview_is_staff_only_and_not_counted(accounts, seeded, experiment_traffic):
+    from shop.recs.models import ServingStat
+    from shop.recs.stats import serving_stats_flush
+
+    serving_stats_flush()
+    before = ServingStat.objects.count()
+    c = _token_client(accounts.staff)
+    visitor = c.get("/api/console/visitors").json()[0]["visitor_id"]
+    for arm in ("popularity", "heuristic", "dlrm"):
+        body = c.get(
+            "/api/recommendations", {"placement": "home.recommended", "k": 4, "visitor_id": visitor, "arm": arm}
+        ).json()
+        assert body["arm"] == arm
+    assert serving_stats_flush() == 0 and ServingStat.objects.count() == before
+    bad = c.get("/api/recommendations", {"placement": "home.recommended", "arm": "nope"})
+    assert bad.status_code == 400 and "arm" in bad.json()
+    anonymous = APIClient().get("/api/recommendations", {"placement": "home.recommended", "arm": "dlrm"})
+    assert anonymous.status_code == 403 and "arm" in anonymous.json()

@@ -296,3 +296,24 @@ def test_experiment_page_without_any_experiment_says_so(api, accounts):
     _assert_clean(at)
     assert "No experiment is running" in _texts(at)
     assert not at.dataframe
+
+
+def test_inspector_previews_every_arm_with_the_api_lists(api, accounts, experiment_traffic, seeded):
+    at = _open(_login(_app(), "staffer"), "inspector")
+    _assert_clean(at)
+    token = at.session_state["token"]
+    visitor = at.selectbox(key="inspect_pick").value
+    text = _texts(at)
+    lists = []
+    for arm in ("popularity", "heuristic", "dlrm"):
+        expected = api_get(
+            api, "/api/recommendations", token, placement="home.recommended", k=8, visitor_id=visitor, arm=arm
+        )
+        assert expected["arm"] == arm
+        assert f"**{arm}** · source `{expected['source']}`" in text
+        if expected["items"]:
+            lists.append([i["product_id"] for i in expected["items"]])
+    assert lists  # the catalogue has products: every arm shows something, if only the popular list
+    shown = [list(d.value["product_id"]) for d in at.dataframe[1:]]  # the first table is the history
+    assert shown == lists
+    assert "Per stage: assign" in text
