@@ -406,13 +406,15 @@ def print_table(report: dict) -> None:
         console.print(
             f"{cmp.get('method', 'dlrm')} vs best baseline ({cmp['best_baseline']}) on {metric}: "
             + (f"{lift * 100:+.1f}%" if lift is not None else "n/a")
-            + (f" [paired 95% CI {pb['rel_lo'] * 100:+.1f}%, {pb['rel_hi'] * 100:+.1f}%]" if pb else "")
+            + (f" (paired 95% CI {pb['rel_lo'] * 100:+.1f}%, {pb['rel_hi'] * 100:+.1f}%)" if pb else ""),
+            markup=False,
         )
         ro = report.get(f"dlrm_vs_retrieval_only_{metric}")
         if ro:
             console.print(
                 f"{cmp.get('method', 'dlrm')} vs retrieval_only on {metric}: {ro['rel'] * 100:+.1f}% "
-                f"[paired 95% CI {ro['rel_lo'] * 100:+.1f}%, {ro['rel_hi'] * 100:+.1f}%]"
+                f"(paired 95% CI {ro['rel_lo'] * 100:+.1f}%, {ro['rel_hi'] * 100:+.1f}%)",
+                markup=False,
             )
     pipe = report["methods"].get(PIPELINE, {})
     if "candidate_recall" in pipe:

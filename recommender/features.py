@@ -413,22 +413,74 @@ class FeatureSpace:
     # --- state ------------------------------------------------------------------------------------
     def to_state(self) -> dict:
         """Plain python + numpy: {"config": {...}, "vocabs": {name: {"ids": [...], "oov_buckets": n}},
-        "price_edges": [...]} (JSON-serialisable)."""
+        "price_edges": [...], "schema": feature_schema(), "versions": {...}} (JSON-serialisable)."""
         from dataclasses import asdict
 
         return {
             "config": asdict(self.config),
             "vocabs": {k: v.to_state() for k, v in self.vocabs.items()},
             "price_edges": self.price_edges.tolist(),
+            "schema": feature_schema(),
+            "versions": library_versions(),
         }
 
     @classmethod
     def from_state(cls, state: dict) -> FeatureSpace:
+        """Raises :class:`SchemaMismatch` when the state was written for other features than this code builds."""
+        check_schema(state.get("schema"), state.get("versions"))
+        known = {f.name for f in dataclasses.fields(FeatureConfig)}
         return cls(
-            FeatureConfig(**state["config"]),
+            FeatureConfig(**{k: v for k, v in state["config"].items() if k in known}),
             {k: Vocab.from_state(v) for k, v in state["vocabs"].items()},
             np.asarray(state["price_edges"], dtype=np.float64),
         )
+
+
+class SchemaMismatch(ValueError):
+    """A saved feature space (or model) was built for features other than the ones this code builds."""
+
+
+def feature_schema() -> dict[str, list[str]]:
+    """Names and order of every model input this code builds (what a saved model must have been trained on)."""
+    return {
+        "sparse": list(SPARSE_KEYS),
+        "user_dense": list(USER_DENSE),
+        "item_dense": list(ITEM_DENSE),
+        "pair_dense": list(PAIR_DENSE),
+        "dense": list(DENSE_FEATURES),
+    }
+
+
+def library_versions() -> dict[str, str]:
+    import importlib.metadata
+
+    out = {"torch": torch.__version__}
+    for dist in ("torchrec", "fbgemm-gpu-cpu", "fbgemm-gpu"):
+        try:
+            out[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def check_schema(saved: dict | None, versions: dict | None = None) -> None:
+    """Raise :class:`SchemaMismatch` naming the difference when ``saved`` is not :func:`feature_schema`."""
+    built_with = f" (saved with {', '.join(f'{k} {v}' for k, v in (versions or {}).items())})" if versions else ""
+    if saved is None:
+        raise SchemaMismatch(
+            "the saved features carry no schema: they come from an older build of the recommender; retrain"
+        )
+    current = feature_schema()
+    for part, names in current.items():
+        old = list(saved.get(part, []))
+        if old != names:
+            missing, extra = [n for n in names if n not in old], [n for n in old if n not in names]
+            detail = f"missing {missing}" if missing else ""
+            detail += ("; " if detail and extra else "") + (f"unknown {extra}" if extra else "")
+            raise SchemaMismatch(
+                f"feature schema differs in {part}: {detail or 'same names, other order'}{built_with}; "
+                "retrain, or roll back to the code that built it"
+            )
 
 
 def _bag_rows(ex: Examples) -> np.ndarray:

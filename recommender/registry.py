@@ -309,7 +309,17 @@ class Registry:
         candidate = self._read_metrics(version)
         champion_version = self.active()
         champion = self._read_metrics(champion_version) if champion_version else None
-        decision = gate(candidate, champion, tolerance)
+        held = candidate.get("holdout_gate")
+        if isinstance(held, Mapping) and held.get("champion") == champion_version:
+            # decided on a fresh holdout through the served pipeline, against this very champion
+            decision = GateDecision(bool(held.get("passed")), [str(r) for r in held.get("reasons", [])])
+        else:
+            decision = gate(candidate, champion, tolerance)
+            if isinstance(held, Mapping):
+                decision.reasons.insert(
+                    0, f"holdout gate was against {held.get('champion')}, not the active {champion_version}: "
+                    "validation metrics decide"
+                )  # fmt: skip
         if decision.passed:
             self.promote(version)
         return decision

@@ -626,19 +626,21 @@ def model_from_artifact(artifact) -> tuple[nn.Module, object, object]:
     ``vocabularies=FeatureSpace.to_state()`` (extra keys allowed), ``config=Config.to_dict()``.
     """
     from recommender.config import Config
-    from recommender.features import FeatureSpace
+    from recommender.features import FeatureSpace, SchemaMismatch
     from recommender.model import build_model
+    from recommender.registry import ArtifactError
 
     config = Config.from_dict(artifact.config)
-    space = FeatureSpace.from_state(artifact.vocabularies)
+    try:
+        space = FeatureSpace.from_state(artifact.vocabularies)
+    except SchemaMismatch as e:
+        raise ArtifactError(f"model {artifact.version}: {e}", version=artifact.version, file="vocabularies") from e
     model = build_model(
         config.model, table_sizes=space.table_sizes(), table_features=space.table_features(), num_dense=space.num_dense
     )
     try:
         model.load_state_dict(artifact.weights["model"])
     except (KeyError, RuntimeError) as e:
-        from recommender.registry import ArtifactError
-
         raise ArtifactError(
             f"model {artifact.version}: weights.pt does not fit the registered config ({e})",
             version=artifact.version,

@@ -98,6 +98,9 @@ def train_and_register(
         "train_loss": [round(float(x), 5) for x in result.metrics.get("train_loss", [])],
         "device": str(result.device),
     }
+    progress("holdout gate", 0.85)
+    metrics["data_until"] = int(data.interactions.timestamp.max()) if len(data.interactions) else None
+    metrics["holdout_gate"] = _holdout_gate(model_dir, checked, data, config, int(result.metrics["split_cutoff"]))
     progress("registering", 0.95)
     version = Registry(model_dir).register(
         weights=result.model,
@@ -108,6 +111,39 @@ def train_and_register(
     return Trained(
         version=version, metrics=metrics, seconds=seconds, examples=metrics["train_examples"], device=str(result.device)
     )
+
+
+def _holdout_gate(model_dir: Path, challenger, data, config, cutoff: int) -> dict:
+    """The challenger (trained before ``cutoff``) against the active champion on the same fresh holdout
+    (events after both were trained), through the served pipeline; see ``recommender.gate``."""
+    from recommender.gate import holdout_gate
+    from recommender.holdout import make_holdout
+    from recommender.registry import ArtifactError, Registry
+    from recommender.serving import model_from_artifact
+
+    registry = Registry(model_dir)
+    champion_version, champion, notes = registry.active(), None, []
+    if champion_version:
+        try:
+            artifact = registry.load(champion_version)
+            champion = model_from_artifact(artifact)
+            until = artifact.metrics.get("data_until")
+            if until is not None and int(until) + 1 > cutoff:
+                fresh = make_holdout(data, int(until) + 1, config, users=EVAL_USERS, seed=config.train.seed)
+                if len(fresh.users) >= 20:
+                    cutoff = int(until) + 1  # after everything the champion saw: no advantage either way
+                else:
+                    notes.append(f"only {len(fresh.users)} users after the champion's data: holdout from {cutoff}")
+        except (ArtifactError, FileNotFoundError, RuntimeError, ValueError) as e:
+            notes.append(f"champion {champion_version} cannot be loaded for comparison ({e})")
+            champion_version, champion = None, None
+    holdout = make_holdout(data, cutoff, config, users=EVAL_USERS, seed=config.train.seed)
+    decision = holdout_gate(
+        holdout, (challenger.model, challenger.features), champion, config, champion_version=champion_version
+    ).to_dict()
+    decision["reasons"] = notes + decision["reasons"]
+    decision["champion"] = registry.active()  # an unloadable champion cannot serve either: popularity decides
+    return decision
 
 
 def _finite(x) -> float | None:

@@ -173,6 +173,33 @@ def test_pipeline_from_registry_artifact_scores_like_the_registered_model(shop, 
     np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5, atol=1e-5)
 
 
+def test_an_artifact_built_for_other_features_fails_to_load_with_a_clear_message(shop, tmp_path):
+    from recommender.features import feature_schema
+    from recommender.registry import ArtifactError, Registry
+    from recommender.serving import model_from_artifact
+
+    data, split, pipe = shop
+    reg = Registry(tmp_path)
+    state = pipe.features.space.to_state()
+    assert state["schema"] == feature_schema() and "torch" in state["versions"] and "torchrec" in state["versions"]
+    ok = reg.register(
+        weights={"model": pipe.scorer.model.state_dict()}, vocabularies=state, config=Config().to_dict(), metrics={}
+    )
+    model_from_artifact(reg.load(ok))  # loads
+    old = dict(state, schema=dict(state["schema"], pair_dense=state["schema"]["pair_dense"][:4]))
+    bad = reg.register(
+        weights={"model": pipe.scorer.model.state_dict()}, vocabularies=old, config=Config().to_dict(), metrics={}
+    )
+    with pytest.raises(ArtifactError, match=r"feature schema differs in pair_dense: missing \['s1_history_count'"):
+        model_from_artifact(reg.load(bad))
+    legacy = {k: v for k, v in state.items() if k != "schema"}
+    gone = reg.register(
+        weights={"model": pipe.scorer.model.state_dict()}, vocabularies=legacy, config=Config().to_dict(), metrics={}
+    )
+    with pytest.raises(ArtifactError, match="no schema"):
+        RecPipeline.from_artifact(reg.load(gone), history=split.history, items=data.items, device="cpu")
+
+
 def test_batch_recommendations_match_one_by_one(shop):
     data, split, pipe = shop
     users = [str(u) for u in split.users[:6]] + ["someone-new"]
