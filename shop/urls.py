@@ -13,4 +13,5 @@ urlpatterns = [
     path("", include("shop.catalog.urls")),
 ]
 
+handler404 = "shop.api.exceptions.page_not_found"  # JSON under /api/
 handler500 = "shop.api.exceptions.server_error"  # 503 + Retry-After for outages, JSON under /api/

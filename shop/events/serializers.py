@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from shop.api.fields import StrictCharField
+
 from .models import CLIENT_EVENT_CHOICES, CLIENT_EVENT_TYPES, SERVER_KEY_PREFIXES, Event
 from .selectors import event_product_ids_known
 
@@ -31,14 +33,14 @@ class EventItemSerializer(serializers.Serializer):
         help_text="Only what a browser sees: views, cart changes and purchases are logged by the server.",
     )
     product_id = serializers.IntegerField(min_value=1)
-    idempotency_key = serializers.CharField(
+    idempotency_key = StrictCharField(
         max_length=_KEY_MAX,
         help_text=(
             "Unique per interaction of this visitor, e.g. imp:{page_view_id}:{placement}:{position}; a replay is "
             "stored once. Keys starting with a server prefix (" + ", ".join(SERVER_KEY_PREFIXES) + ") are refused."
         ),
     )
-    placement = serializers.CharField(
+    placement = StrictCharField(
         max_length=_PLACEMENT_MAX,
         allow_blank=True,
         default="",
@@ -49,7 +51,7 @@ class EventItemSerializer(serializers.Serializer):
     )
     page_view_id = serializers.UUIDField(allow_null=True, default=None)
     occurred_at = serializers.DateTimeField(allow_null=True, default=None, help_text="ISO-8601; null: time received.")
-    device = serializers.CharField(max_length=_DEVICE_MAX, allow_blank=True, allow_null=True, default="")
+    device = StrictCharField(max_length=_DEVICE_MAX, allow_blank=True, allow_null=True, default="")
 
     def validate_device(self, value: str | None) -> str:
         return value or ""
@@ -209,10 +211,12 @@ class EventBatchResultSerializer(serializers.Serializer):
 class EventBatchErrorSerializer(serializers.Serializer):
     """400 body: DRF validation errors, or ``detail`` for a body that is not JSON."""
 
-    events = serializers.DictField(
+    events = serializers.JSONField(
         required=False,
-        child=serializers.JSONField(),
-        help_text='Event index (0-based, as a string) -> field -> messages; or {"non_field_errors": [...]}.',
+        help_text=(
+            'Event index (0-based, as a string) -> field -> messages, or {"non_field_errors": [...]}; '
+            "a list of messages when `events` itself is missing or not a list."
+        ),
     )
     visitor_id = serializers.ListField(child=serializers.CharField(), required=False)
     non_field_errors = serializers.ListField(child=serializers.CharField(), required=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from shop.api.fields import StrictCharField
 from shop.catalog.serializers import ProductSerializer
 
 from .services import MAX_LINE_QUANTITY
@@ -12,24 +13,24 @@ from .services import MAX_LINE_QUANTITY
 class CartItemAddSerializer(serializers.Serializer):
     product_id = serializers.IntegerField(min_value=1)
     quantity = serializers.IntegerField(min_value=1, max_value=MAX_LINE_QUANTITY, default=1)
-    nonce = serializers.CharField(
+    nonce = StrictCharField(
         max_length=90,
         required=False,
         allow_blank=True,
         help_text="Makes a retry safe: a nonce already used changes nothing (event key add:{nonce}).",
     )
-    placement = serializers.CharField(max_length=64, allow_blank=True, default="", help_text="Where it was found.")
+    placement = StrictCharField(max_length=64, allow_blank=True, default="", help_text="Where it was found.")
     position = serializers.IntegerField(min_value=0, max_value=32767, allow_null=True, default=None)
     page_view_id = serializers.UUIDField(allow_null=True, default=None)
 
 
 class CartItemUpdateSerializer(serializers.Serializer):
     quantity = serializers.IntegerField(min_value=0, max_value=MAX_LINE_QUANTITY, help_text="0 removes the line.")
-    nonce = serializers.CharField(max_length=90, required=False, allow_blank=True)
+    nonce = StrictCharField(max_length=90, required=False, allow_blank=True)
 
 
 class CartItemRemoveParamsSerializer(serializers.Serializer):
-    nonce = serializers.CharField(max_length=90, required=False, allow_blank=True, help_text="Event key rm:{nonce}.")
+    nonce = StrictCharField(max_length=90, required=False, allow_blank=True, help_text="Event key rm:{nonce}.")
 
 
 class CartLineSerializer(serializers.Serializer):
@@ -37,7 +38,7 @@ class CartLineSerializer(serializers.Serializer):
     quantity = serializers.IntegerField()
     unit_price = serializers.DecimalField(max_digits=10, decimal_places=2)
     line_total = serializers.DecimalField(max_digits=12, decimal_places=2)
-    problem = serializers.CharField(help_text='Why the line cannot be bought as it is; "" when it can.')
+    problem = StrictCharField(help_text='Why the line cannot be bought as it is; "" when it can.')
 
 
 class CartSerializer(serializers.Serializer):
@@ -47,22 +48,22 @@ class CartSerializer(serializers.Serializer):
 
 
 class CheckoutSerializer(serializers.Serializer):
-    full_name = serializers.CharField(max_length=120)
+    full_name = StrictCharField(max_length=120)
     email = serializers.EmailField()
-    address = serializers.CharField(max_length=1000)
+    address = StrictCharField(max_length=1000)
 
 
 class OrderLineSerializer(serializers.Serializer):
     product_id = serializers.IntegerField()
-    name = serializers.CharField(source="product.name")
+    name = StrictCharField(source="product.name")
     quantity = serializers.IntegerField()
     unit_price = serializers.DecimalField(max_digits=10, decimal_places=2)
     line_total = serializers.DecimalField(max_digits=12, decimal_places=2)
 
 
 class OrderSerializer(serializers.Serializer):
-    number = serializers.CharField()
+    number = StrictCharField()
     total = serializers.DecimalField(max_digits=12, decimal_places=2)
     placed_at = serializers.DateTimeField()
-    url = serializers.CharField(source="get_absolute_url", help_text="The order confirmation page.")
+    url = StrictCharField(source="get_absolute_url", help_text="The order confirmation page.")
     lines = OrderLineSerializer(many=True)
