@@ -32,7 +32,7 @@ class DataConfig:
     engaged with then; ``category_negatives`` per positive are popular items of the category of one of the
     user's earlier items.
     Both are 0 by default: on Ta Feng they made the pipeline worse than training on stage 1's own output
-    (``recommender.evaluate.candidate_examples``), which the next-basket evaluation uses. History negatives
+    (``recommender.rows.training_rows``), which the retrain and the evaluation use. History negatives
     weigh ``hard_negative_weight``; random and category ones ``negative_weight``: at serving the non-past
     candidates outnumber the sampled ones many times over, so weighting them up keeps the ranker's scores of
     past and non-past candidates comparable (an importance weight, not a tuning knob for AUC).
