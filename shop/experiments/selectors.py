@@ -103,6 +103,11 @@ def experiment_visitor_rows(*, experiment: Experiment) -> tuple[list[VisitorRow]
     if experiment.stopped_at is not None:
         window &= Q(occurred_at__lt=experiment.stopped_at)
     armed = Q(arm__in=arm_keys)
+    # Clicks come from the browser and carry no arm: a rail click is a click on a placement where
+    # the experiment's rails were rendered.
+    rail_placements = list(
+        Event.objects.filter(window, armed, type=EventType.IMPRESSION).values_list("placement", flat=True).distinct()
+    )
     per_visitor = (
         Event.objects.filter(window)
         .values("visitor_id")
@@ -112,7 +117,7 @@ def experiment_visitor_rows(*, experiment: Experiment) -> tuple[list[VisitorRow]
             first_seen=Min("occurred_at", filter=armed),
             model_version=Max("model_version", filter=armed),
             impressions=Count("id", filter=armed & Q(type=EventType.IMPRESSION)),
-            clicks=Count("id", filter=armed & Q(type=EventType.CLICK)),
+            clicks=Count("id", filter=Q(type=EventType.CLICK, placement__in=rail_placements)),
             carts=Count("id", filter=Q(type=EventType.ADD_TO_CART)),
         )
         .filter(first_seen__isnull=False)

@@ -202,13 +202,15 @@ def compare(
     z = z_critical(alpha)
     n = control.n + arm.n
     half_seq = sequential_halfwidth(unit_variance=variance * n, n=n, alpha=alpha, tuning=tuning)
+    # metrics are non-negative, so a lift is never below -100%: intersecting an interval with the
+    # possible values keeps its coverage
     return Comparison(
         **base,
         lift=lift,
-        ci_low=lift - z * se,
+        ci_low=max(-1.0, lift - z * se),
         ci_high=lift + z * se,
         p_value=float(2 * _scipy_stats.norm.sf(abs(lift) / se)),
-        seq_ci_low=lift - half_seq,
+        seq_ci_low=max(-1.0, lift - half_seq),
         seq_ci_high=lift + half_seq,
         visitors_per_arm_needed=needed,
     )

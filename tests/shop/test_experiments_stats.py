@@ -169,3 +169,10 @@ def test_verdicts_say_what_the_numbers_say():
     bad = srm(visitors={"popularity": 1000, "dlrm": 700}, weights={"popularity": 1, "dlrm": 1})
     text = verdict(arm="dlrm", control="popularity", metric="conversion", comparison=win, srm_result=bad)
     assert text.startswith("Do not trust")
+
+
+def test_lift_intervals_never_go_below_minus_100_percent():
+    c = compare(control=_binary(3, 20), arm=_binary(1, 20))
+    assert c.lift == pytest.approx(-2 / 3)
+    assert c.ci_low == -1.0 and c.seq_ci_low == -1.0  # the normal approximation alone would say less
+    assert c.ci_high > c.lift and c.seq_ci_high > c.ci_high

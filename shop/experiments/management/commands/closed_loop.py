@@ -29,7 +29,7 @@ from shop.experiments.report import results_renderable
 from shop.experiments.selectors import experiment_results, running_experiment_forget
 from shop.experiments.services import DEFAULT_ARMS, experiment_create, experiment_start
 from shop.recs import execution, runs, selectors
-from shop.recs.models import TaskRun
+from shop.recs.models import ModelVersion, TaskRun
 from shop.simulator.run import Config, simulate
 
 _DONE = ("succeeded", "failed")
@@ -63,8 +63,10 @@ class Command(BaseCommand):
         version = self._retrain_and_score(inline=o["inline"], timeout=o["task_timeout"])
 
         experiment = self._fresh_experiment()
+        active = ModelVersion.objects.filter(is_active=True).values_list("version", flat=True).first()
         self.console.print(
-            f"Started experiment [bold]{experiment.key}[/bold] (new salt); model version: {version or 'none promoted'}"
+            f"Started experiment [bold]{experiment.key}[/bold] (new salt); this retrain: {version or 'not promoted'}; "
+            f"serving model: {active or 'none (rails fall back)'}"
         )
         time.sleep(settings.EXPERIMENTS_CACHE_TTL_S + 1)  # web processes drop their cached experiment by then
         self.console.print(Rule("Round 2: the same shoppers return with their cookies, and as many new ones arrive"))
