@@ -30,10 +30,20 @@ def _tool(name: str) -> str:
     pytest.skip(reason)
 
 
-def _compose(*args: str, env_file: Path | None = ROOT / ".env.example") -> subprocess.CompletedProcess:
+def _user_env(extra: str = "") -> Path:
+    """.env.example as a user fills it in: the two secrets set (the example leaves SECRET_KEY empty)."""
+    import tempfile
+
+    lines = [ln for ln in (ROOT / ".env.example").read_text().splitlines() if not ln.startswith("SECRET_KEY=")]
+    path = Path(tempfile.mkdtemp(prefix="compose-env-")) / ".env"
+    path.write_text("\n".join([*lines, "SECRET_KEY=compose-config-check-not-a-real-key", extra]) + "\n")
+    return path
+
+
+def _compose(*args: str, env_file: Path | None = None) -> subprocess.CompletedProcess:
+    env_file = env_file or _user_env()
     cmd = [_tool("docker-compose")]
-    if env_file is not None:
-        cmd += ["--env-file", str(env_file)]
+    cmd += ["--env-file", str(env_file)]
     cmd += ["-f", str(COMPOSE), *args]
     env = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "POSTGRES_PASSWORD", "COMPOSE_PROFILES"}}
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
@@ -117,9 +127,7 @@ def test_workers_queues_and_gpu_reservation(resolved):
 
 
 def test_gpu_profile_with_worker_queues_default_leaves_gpu_work_to_the_gpu_worker(tmp_path):
-    env = tmp_path / "env"
-    env.write_text((ROOT / ".env.example").read_text() + "\nWORKER_QUEUES=default\n")
-    out = _compose("--profile", "gpu", "config", env_file=env)
+    out = _compose("--profile", "gpu", "config", env_file=_user_env("WORKER_QUEUES=default"))
     assert out.returncode == 0, out.stderr
     cmd = yaml.safe_load(out.stdout)["services"]["worker"]["command"]
     assert cmd[cmd.index("-Q") + 1] == "default"
