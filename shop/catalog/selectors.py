@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from django.core.cache import cache
+from django.db import connection
 from django.db.models import Case, F, IntegerField, Q, QuerySet, Value, When
 from django.http import Http404
 from django.urls import get_script_prefix, reverse
@@ -219,7 +220,8 @@ def search_terms(query: str) -> list[str]:
 def product_search(*, query: str, sort: str = "relevance") -> QuerySet[Product]:
     """Products matching every word of ``query`` in name, description, brand or category.
 
-    Plain ``icontains`` so it runs on PostgreSQL and SQLite alike. Relevance: a match in the
+    On PostgreSQL, full-text prefix matching on an index (``catalog.search``); elsewhere plain
+    ``icontains``. A term may also match the brand or category name. Relevance: a match in the
     name weighs most, then brand, then category, then description; the whole phrase in the name
     or a name that starts with the first word earns a bonus.
     """
@@ -227,14 +229,22 @@ def product_search(*, query: str, sort: str = "relevance") -> QuerySet[Product]:
     if not terms:
         return Product.objects.none()
     qs = _card_queryset()
+    rank = None
+    if connection.vendor == "postgresql":
+        from .search import product_search_fts  # django.contrib.postgres: PostgreSQL only
+
+        names = {node.id: node.name.lower() for node in category_tree_get().nodes.values()}
+        qs, rank = product_search_fts(qs, terms=terms, category_names=names)
+    else:
+        for term in terms:
+            qs = qs.filter(
+                Q(name__icontains=term)
+                | Q(brand__name__icontains=term)
+                | Q(category__name__icontains=term)
+                | Q(description__icontains=term)
+            )
     score = Value(0)
     for term in terms:
-        qs = qs.filter(
-            Q(name__icontains=term)
-            | Q(brand__name__icontains=term)
-            | Q(category__name__icontains=term)
-            | Q(description__icontains=term)
-        )
         score = score + Case(
             When(name__icontains=term, then=Value(8)),
             When(brand__name__icontains=term, then=Value(5)),
@@ -250,7 +260,30 @@ def product_search(*, query: str, sort: str = "relevance") -> QuerySet[Product]:
     score = score + Case(*bonus, default=Value(0), output_field=IntegerField())
     if sort in SORTS:
         return _apply_sort(qs, sort=sort)
+    if rank is not None:  # text rank (name above description) breaks ties between field bonuses
+        return qs.annotate(relevance=score, text_rank=rank).order_by("-relevance", "-text_rank", "name", "id")
     return qs.annotate(relevance=score).order_by("-relevance", "name", "id")
+
+
+def search_suggestions(*, query: str, limit: int = 8) -> list[dict[str, str]]:
+    """What to offer under the search box as ``query`` is typed: categories whose name holds it (from
+    the in-memory tree, no query), then the best-matching active product names (one query)."""
+    needle = query.strip().lower()
+    if not search_terms(needle):
+        return []
+    tree = category_tree_get()
+    out = [
+        {"label": node.name, "kind": "category", "url": node.url}
+        for node in sorted(tree.nodes.values(), key=lambda n: (n.depth, n.name))
+        if needle in node.name.lower()
+    ][: max(1, limit // 3)]
+    seen = {s["label"].lower() for s in out}
+    rows = product_search(query=query).select_related(None).only("pk", "slug", "name")[: limit * 2]
+    for p in rows:
+        if p.name.lower() not in seen and len(out) < limit:
+            seen.add(p.name.lower())
+            out.append({"label": p.name, "kind": "product", "url": p.get_absolute_url()})
+    return out
 
 
 def product_get(*, pk: int) -> Product:

@@ -6,6 +6,7 @@ app_name = "catalog"
 urlpatterns = [
     path("", views.home, name="home"),
     path("search/", views.search, name="search"),
+    path("search/suggest/", views.search_suggest, name="search_suggest"),
     path("c/<slug:slug>/", views.category_detail, name="category"),
     path("products/<int:pk>/", views.product_by_id, name="product_by_id"),
     path("products/<int:pk>/image.svg", views.product_image, name="product_image"),

@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import uuid
 
+from django.core.cache import cache
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse, HttpResponseNotModified
+from django.http import HttpRequest, HttpResponse, HttpResponseNotModified, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.cache import patch_cache_control
 from django.views.decorators.http import require_safe
@@ -26,6 +27,7 @@ from .selectors import (
     product_get,
     product_list,
     product_search,
+    search_suggestions,
 )
 from .web import attribution_get, device_get, is_prefetch, page_view_id_get
 
@@ -112,6 +114,32 @@ def search(request: HttpRequest) -> HttpResponse:
             "rails": rails,
         },
     )
+
+
+SUGGEST_LIMIT = 8
+SUGGEST_TTL = 60
+SUGGEST_MAX_QUERY = 200
+
+
+@require_safe
+def search_suggest(request: HttpRequest) -> JsonResponse:
+    """``GET /search/suggest/?q=``: suggestions for the search box, as JSON. Public and read-only: only
+    what the search page itself shows anyone (active products' names and links, category names),
+    cached per query for everyone (nothing per visitor)."""
+    raw = request.GET.get("q", "")
+    if len(raw) > SUGGEST_MAX_QUERY:
+        return JsonResponse({"errors": {"q": [f"At most {SUGGEST_MAX_QUERY} characters."]}}, status=400)
+    query = " ".join(raw.split())
+    suggestions: list[dict[str, str]] = []
+    if len(query) >= 2:
+        key = "search:suggest:" + hashlib.blake2b(query.lower().encode(), digest_size=16).hexdigest()
+        suggestions = cache.get(key)
+        if suggestions is None:
+            suggestions = search_suggestions(query=query, limit=SUGGEST_LIMIT)
+            cache.set(key, suggestions, SUGGEST_TTL)
+    response = JsonResponse({"query": query, "suggestions": suggestions})
+    patch_cache_control(response, private=True, max_age=SUGGEST_TTL)
+    return response
 
 
 @require_safe

@@ -396,3 +396,30 @@ def test_product_image_is_a_cacheable_svg(client):
 
 def test_image_of_unknown_product_is_404(client):
     assert client.get("/products/999999/image.svg").status_code == 404
+
+
+# ---------- queries per page type (warm caches: what a returning shopper costs) ----------
+
+
+def test_category_page_queries_do_not_grow_with_the_catalog_or_the_log(client, tree, django_assert_num_queries):
+    ProductFactory.create_batch(30, category=tree["ground"])
+    EventFactory.create_batch(20, type=EventType.ADD_TO_CART, product__category=tree["ground"])
+    scores_refresh()
+    client.get("/c/pantry/")  # cookie set, tree and rail caches warm
+    # the page of products and the paginator's count; rails, tree and navigation come from caches
+    with django_assert_num_queries(2):
+        client.get("/c/pantry/")
+    ProductFactory.create_batch(30, category=tree["coffee"])
+    EventFactory.create_batch(40, type=EventType.PURCHASE, product__category=tree["coffee"])
+    with django_assert_num_queries(2):
+        client.get("/c/pantry/?sort=popular&page=2")
+
+
+def test_search_page_queries_do_not_grow_with_the_results(client, tree, django_assert_num_queries):
+    ProductFactory.create_batch(30, name="Oat Latte Mix", category=tree["coffee"])
+    client.get("/search/?q=latte")
+    with django_assert_num_queries(2):  # the page of results and their count
+        client.get("/search/?q=latte")
+    ProductFactory.create_batch(30, name="Latte Cups", category=tree["home"])
+    with django_assert_num_queries(2):
+        client.get("/search/?q=latte&page=2")

@@ -1,0 +1,79 @@
+"""Product search on PostgreSQL: full-text prefix matching over name and description, served by the
+GIN index ``product_search_idx`` (migration 0003), ranked with ``ts_rank`` (name above description)
+on top of the storefront's field bonuses. ``selectors.product_search`` uses it on PostgreSQL and
+keeps its portable ``icontains`` path elsewhere (SQLite)."""
+
+from __future__ import annotations
+
+import re
+from functools import reduce
+
+from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector
+from django.core.cache import cache
+from django.db.models import Q, QuerySet
+
+from .models import Brand, Product
+
+CONFIG = "simple"  # no stemming or stop words: brand names and product words match as typed
+_TOKEN = re.compile(r"[^\W_]+")
+
+
+def product_document() -> SearchVector:
+    """The indexed expression (keep in step with migration 0003's index)."""
+    return SearchVector("name", "description", config=CONFIG)
+
+
+def _ranked_document() -> SearchVector:
+    return SearchVector("name", weight="A", config=CONFIG) + SearchVector("description", weight="D", config=CONFIG)
+
+
+def prefix_query(term: str) -> SearchQuery | None:
+    """``word:*`` for each word of ``term`` (so "choc" finds "chocolate"); None when it has no word.
+    Only letters and digits reach the query syntax."""
+    tokens = _TOKEN.findall(term.lower())
+    if not tokens:
+        return None
+    return SearchQuery(" & ".join(f"{t}:*" for t in tokens), search_type="raw", config=CONFIG)
+
+
+BRANDS_CACHE_KEY = "catalog:brand_names"
+BRANDS_TTL = 120
+
+
+def _brand_names() -> list[tuple[int, str]]:
+    """(id, lower-cased name) of every brand: a few hundred rows, cached, so a term's brand matches
+    become a literal id list the planner can combine with the indexes."""
+    brands = cache.get(BRANDS_CACHE_KEY)
+    if brands is None:
+        brands = [(pk, name.lower()) for pk, name in Brand.objects.values_list("id", "name")]
+        cache.set(BRANDS_CACHE_KEY, brands, BRANDS_TTL)
+    return brands
+
+
+def product_search_fts(
+    qs: QuerySet[Product], *, terms: list[str], category_names: dict[int, str]
+) -> tuple[QuerySet[Product], SearchRank | None]:
+    """``qs`` narrowed to products matching every term in their name or description (full text), brand
+    or category name; and the text rank to order them by. Every condition is on a product column
+    (brand and category matches become literal id lists, from a cached brand list and the in-memory
+    category tree), so PostgreSQL can OR the GIN index with the foreign-key indexes instead of
+    scanning the catalog."""
+    queries: list[SearchQuery] = []
+    qs = qs.alias(document=product_document())
+    brands = _brand_names()
+    for term in terms:
+        cond = Q(pk__in=[])  # matches nothing; each branch below widens it
+        category_ids = [pk for pk, name in category_names.items() if term in name]
+        if category_ids:
+            cond |= Q(category_id__in=category_ids)
+        brand_ids = [pk for pk, name in brands if term in name]
+        if brand_ids:
+            cond |= Q(brand_id__in=brand_ids)
+        query = prefix_query(term)
+        if query is not None:
+            cond |= Q(document=query)
+            queries.append(query)
+        qs = qs.filter(cond)
+    if not queries:
+        return qs, None
+    return qs, SearchRank(_ranked_document(), reduce(lambda a, b: a | b, queries))

@@ -1,0 +1,90 @@
+"""Search on PostgreSQL: full-text prefix matching on an index, ranking, and suggestions as you type."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.db import connection
+
+from shop.catalog.models import Product
+from shop.catalog.search import prefix_query, product_document
+from tests.factories import BrandFactory, CategoryFactory, ProductFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def result_ids(html: str) -> list[int]:
+    return [int(m) for m in re.findall(r'data-product-id="(\d+)" data-placement="search.results"', html)]
+
+
+@pytest.fixture
+def catalog():
+    snacks = CategoryFactory(name="Snacks", slug="snacks")
+    teas = CategoryFactory(name="Herbal Teas", slug="herbal-teas")
+    acme = BrandFactory(name="Acme Foods")
+    return {
+        "bar": ProductFactory(name="Dark Chocolate Bar", category=snacks, brand=acme, description="Rich cocoa."),
+        "cookie": ProductFactory(name="Oat Cookies", category=snacks, description="Baked with chocolate chips."),
+        "mint": ProductFactory(name="Peppermint Infusion", category=teas, description="Caffeine free."),
+        "gone": ProductFactory(name="Chocolate Spread", category=snacks, is_active=False),
+    }
+
+
+def test_words_match_by_prefix_and_all_must_match(client, catalog):
+    assert result_ids(client.get("/search/?q=choc").content.decode()) == [catalog["bar"].pk, catalog["cookie"].pk]
+    assert result_ids(client.get("/search/?q=choc oat").content.decode()) == [catalog["cookie"].pk]
+    assert result_ids(client.get("/search/?q=acme").content.decode()) == [catalog["bar"].pk]  # brand
+    assert result_ids(client.get("/search/?q=herbal").content.decode()) == [catalog["mint"].pk]  # category
+
+
+def test_query_syntax_never_reaches_postgres_unescaped(client, catalog):
+    for q in ["choc:*", "!choc", "choc & | (", "'\"", "a_b", "🙂"]:
+        response = client.get("/search/", {"q": q})
+        assert response.status_code == 200, q
+    assert result_ids(client.get("/search/", {"q": "choc)!"}).content.decode()) == [
+        catalog["bar"].pk,
+        catalog["cookie"].pk,
+    ]
+
+
+def test_the_text_filter_is_served_by_the_gin_index(catalog):
+    if connection.vendor != "postgresql":
+        pytest.skip("full-text index is PostgreSQL only")
+    # the filter search applies, on its own: its expression must be the index's, or the index is dead
+    qs = Product.objects.alias(document=product_document()).filter(document=prefix_query("chocolate"))
+    with connection.cursor() as cur:
+        cur.execute("SET LOCAL enable_seqscan = off")  # a tiny table would otherwise be scanned anyway
+        sql, params = qs.query.sql_with_params()
+        cur.execute("EXPLAIN " + sql, params)
+        plan = "\n".join(row[0] for row in cur.fetchall())
+    assert "product_search_idx" in plan
+    assert {p.pk for p in qs} == {catalog["bar"].pk, catalog["cookie"].pk, catalog["gone"].pk}
+
+
+def test_suggestions_offer_categories_then_active_products(client, catalog):
+    response = client.get("/search/suggest/", {"q": "sna"})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["query"] == "sna"
+    assert body["suggestions"][0] == {"label": "Snacks", "kind": "category", "url": "/c/snacks/"}
+
+    products = client.get("/search/suggest/", {"q": "choc"}).json()["suggestions"]
+    assert [s["label"] for s in products] == ["Dark Chocolate Bar", "Oat Cookies"]  # never the inactive one
+    assert products[0]["url"] == catalog["bar"].get_absolute_url()
+    assert "private" in response["Cache-Control"]
+
+
+def test_suggestions_refuse_bad_input_by_field_and_ignore_one_letter(client, catalog):
+    too_long = client.get("/search/suggest/", {"q": "x" * 201})
+    assert too_long.status_code == 400
+    assert "q" in too_long.json()["errors"]
+    assert client.get("/search/suggest/", {"q": "c"}).json()["suggestions"] == []
+    assert client.get("/search/suggest/").json()["suggestions"] == []
+    assert client.post("/search/suggest/", {"q": "choc"}).status_code == 405
+
+
+def test_search_box_carries_the_suggestion_hooks(client, catalog):
+    html = client.get("/").content.decode()
+    assert 'list="search-suggestions"' in html and 'data-suggest-url="/search/suggest/"' in html
+    assert "js/suggest.js" in html
