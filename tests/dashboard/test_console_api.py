@@ -272,3 +272,44 @@ def test_arm_preview_is_staff_only_and_not_counted(accounts, seeded, experiment_
     assert bad.status_code == 400 and "arm" in bad.json()
     anonymous = APIClient().get("/api/recommendations", {"placement": "home.recommended", "arm": "dlrm"})
     assert anonymous.status_code == 403 and "arm" in anonymous.json()
+
+
+def test_promote_then_roll_back_moves_registry_and_database_together(accounts, settings, tmp_path, monkeypatch):
+    import torch
+
+    from recommender.registry import Registry
+    from shop.recs.training import model_version_activate
+
+    sent = []
+    monkeypatch.setattr("shop.recs.runs.task_send", lambda **kw: sent.append(kw["kind"]))
+    settings.MODEL_DIR = tmp_path / "models"
+    registry = Registry(settings.MODEL_DIR)
+    ids = [
+        registry.register(
+            weights={"model": {"w": torch.ones(2) * i}}, vocabularies={}, config={}, metrics={"auc": 0.7 + i / 100}
+        )
+        for i in range(2)
+    ]
+    registry.promote(ids[0])
+    registry.promote(ids[1])  # v0002 serves, v0001 is in the registry's history
+    rows = [ModelVersion.objects.create(version=v, metrics={}) for v in ids]
+    model_version_activate(version=rows[1])
+
+    c = _token_client(accounts.merchant)
+    back = c.post("/api/console/models/rollback")
+    assert back.status_code == 200, back.content
+    assert back.json()["active"] == ids[0] and back.json()["previous"] == ids[1]
+    assert registry.active() == ids[0]
+    assert ModelVersion.objects.get(is_active=True).version == ids[0]
+    assert ModelVersion.objects.get(version=ids[1]).status == ModelVersion.Status.RETIRED
+
+    forward = c.post(f"/api/console/models/{ids[1]}/promote")
+    assert forward.status_code == 200
+    assert (forward.json()["active"], forward.json()["previous"]) == (ids[1], ids[0])
+    assert registry.active() == ids[1]
+    assert ModelVersion.objects.get(is_active=True).version == ids[1]
+    # each switch queues a batch score (the second finds the first still queued: one run at a time)
+    assert back.json()["batch_score_task"] is not None and forward.json()["batch_score_task"] is None
+    assert sent == [TaskRun.Kind.BATCH_SCORE]
+    again = c.post(f"/api/console/models/{ids[1]}/promote")
+    assert again.status_code == 200 and again.json()["previous"] == ids[1]  # idempotent

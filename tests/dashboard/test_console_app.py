@@ -130,6 +130,22 @@ def test_overview_shows_the_api_figures(api, accounts, seeded):
     assert shown["Revenue"] == f"{float(figures['revenue']):,.2f}" == "42.50"
 
 
+def test_overview_serving_mix_and_fallback_reasons_are_the_api_figures(api, accounts, seeded, serving_rows):
+    at = _login(_app(), "staffer")
+    _assert_clean(at)
+    stats = api_get(api, "/api/recs/serving-stats", at.session_state["token"], minutes=60)
+    mix, reasons = at.dataframe[0].value, at.dataframe[1].value
+    assert (
+        dict(zip(mix["source"], mix["requests"], strict=True))
+        == stats["by_source"]
+        == {
+            "live": 98,
+            "popularity": 52,
+        }
+    )
+    assert dict(zip(reasons["reason"], reasons["count"], strict=True)) == stats["fallback_reasons"] == {"budget": 2}
+
+
 def test_overview_with_no_activity_names_the_command(api, accounts):
     at = _login(_app(), "staffer")
     _assert_clean(at)
@@ -166,6 +182,28 @@ def test_models_page_promotion_needs_confirmation_and_reports_the_registry_refus
     from shop.recs.models import ModelVersion
 
     assert ModelVersion.objects.get(is_active=True).version == "v0002"
+
+
+def test_models_page_retrain_shows_the_run_progress(api, accounts, model_versions, monkeypatch):
+    from shop.recs.models import TaskRun
+
+    monkeypatch.setattr("shop.recs.runs.task_send", lambda **kw: None)  # no worker here: the run stays queued
+    at = _open(_login(_app(), "staffer"), "models")
+    at.button(key="retrain").click()
+    at.run()
+    _assert_clean(at)
+    run = TaskRun.objects.get(kind=TaskRun.Kind.RETRAIN)
+    assert at.session_state["retrain_task"] == str(run.id)
+    assert at.get("progress")[0].proto.text == "pending: queued (0%)"
+    TaskRun.objects.filter(pk=run.pk).update(state=TaskRun.State.RUNNING, stage="training", percent=42.0)
+    at.run()
+    assert at.get("progress")[0].proto.text == "running: training (42%)"
+    assert at.get("progress")[0].proto.value == 42
+    TaskRun.objects.filter(pk=run.pk).update(
+        state=TaskRun.State.SUCCEEDED, stage="done", percent=100.0, result={"version": "v0003", "promoted": False}
+    )
+    at.run()
+    assert "Trained v0003: kept as a candidate (the gate said no)" in _texts(at)
 
 
 def test_models_page_without_versions_names_the_command(api, accounts):
