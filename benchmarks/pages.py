@@ -106,7 +106,15 @@ end
 """
 
 WRK_DELAY = r"""
+local started = false
 function delay()
+  -- wrk also calls delay() before a connection's first request: a browser does not open a
+  -- connection and then sit on it, so the first request goes at once (an idle new connection holds
+  -- one of gunicorn's gthread threads for up to 5 s, queueing the requests behind it)
+  if not started then
+    started = true
+    return 0
+  end
   -- exponential think time with mean think_ms (a person reading the page)
   return math.floor(-math.log(1 - math.random()) * think_ms)
 end

@@ -14,6 +14,12 @@ from pathlib import Path
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 threads = int(os.environ.get("WEB_THREADS", "4"))
+# Threads, so a kept-alive connection waits in the worker's poller instead of holding a process
+# between a shopper's pages; README "Serving" has the measurement behind the numbers.
+worker_class = os.environ.get("WEB_WORKER_CLASS", "gthread")
+# Longer than a shopper's usual pause between pages (gunicorn's default of 2 s closes most of them).
+keepalive = int(os.environ.get("WEB_KEEPALIVE_S", "5"))
+backlog = 2048
 # Model loading and the first request of a process can take a while on a small CPU.
 timeout = int(os.environ.get("WEB_TIMEOUT_S", "60"))
 graceful_timeout = 30
