@@ -77,7 +77,7 @@ class Command(BaseCommand):
         self.console.print(Rule(f"Lift table: {experiment.key}"))
         experiment.refresh_from_db()
         data = results_as_dict(experiment=experiment, results=experiment_results(experiment=experiment))
-        self.console.print(results_renderable(data))
+        self.console.print(results_renderable(data), soft_wrap=False)  # wrap the verdicts, never crop them
 
     # --- steps ---------------------------------------------------------------------------------------
     def _wait_ready(self, url: str, timeout: float) -> None:
