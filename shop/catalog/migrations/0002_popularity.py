@@ -3,6 +3,48 @@
 from django.db import migrations, models
 
 
+def _popularity_indexes():
+    return [
+        migrations.AddIndex(
+            model_name="product",
+            index=models.Index(
+                models.OrderBy(models.F("popularity"), descending=True, nulls_last=True),
+                models.OrderBy(models.F("created_at"), descending=True),
+                condition=models.Q(("is_active", True)),
+                name="product_popularity_idx",
+            ),
+        ),
+        migrations.AddIndex(
+            model_name="product",
+            index=models.Index(
+                models.OrderBy(models.F("trending"), descending=True, nulls_last=True),
+                condition=models.Q(("is_active", True)),
+                name="product_trending_idx",
+            ),
+        ),
+    ]
+
+
+POPULARITY_INDEXES = _popularity_indexes()
+
+
+def _indexes_add(apps, schema_editor):
+    if schema_editor.connection.vendor != "postgresql":
+        return
+    model = apps.get_model("catalog", "Product")
+    for op in POPULARITY_INDEXES:
+        schema_editor.add_index(model, op.index.clone())
+
+
+def _indexes_remove(apps, schema_editor):
+    if schema_editor.connection.vendor != "postgresql":
+        return
+    model = apps.get_model("catalog", "Product")
+    for op in POPULARITY_INDEXES:
+        schema_editor.remove_index(model, op.index.clone())
+
+
+
 class Migration(migrations.Migration):
     dependencies = [
         ("catalog", "0001_initial"),
@@ -28,21 +70,10 @@ class Migration(migrations.Migration):
             name="trending",
             field=models.FloatField(blank=True, editable=False, help_text="1-day half-life, log2", null=True),
         ),
-        migrations.AddIndex(
-            model_name="product",
-            index=models.Index(
-                models.OrderBy(models.F("popularity"), descending=True, nulls_last=True),
-                models.OrderBy(models.F("created_at"), descending=True),
-                condition=models.Q(("is_active", True)),
-                name="product_popularity_idx",
-            ),
-        ),
-        migrations.AddIndex(
-            model_name="product",
-            index=models.Index(
-                models.OrderBy(models.F("trending"), descending=True, nulls_last=True),
-                condition=models.Q(("is_active", True)),
-                name="product_trending_idx",
-            ),
+        # Descending NULLS LAST expression indexes are PostgreSQL's; SQLite refuses NULLS LAST in an
+        # index, and the demo's small catalogue does without. The model state records both either way.
+        migrations.SeparateDatabaseAndState(
+            state_operations=[*POPULARITY_INDEXES],
+            database_operations=[migrations.RunPython(_indexes_add, _indexes_remove)],
         ),
     ]
