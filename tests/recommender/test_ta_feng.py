@@ -56,10 +56,11 @@ def test_slice_trains(slice_50k):
 
 @pytest.mark.slow
 def test_whole_file_pipeline_against_baselines(capsys):
-    """The issue's figure: next basket on the whole log, the DLRM pipeline (candidates -> DLRM -> rules) against
-    popularity, the user's own past items and co-occurrence on the same 1,000 customers. Prints the table and
-    writes var/bench/eval_ta_feng.json. Asserted: what holds run after run (beats popularity, a useful AUC);
-    the +10% target over the best baseline is reported in the JSON, not asserted."""
+    """Next basket on the whole log, the DLRM pipeline (candidates -> DLRM -> rules) against the baselines and
+    stage 1's own order on the same 1,000 customers. Prints the table and writes
+    var/bench/eval_ta_feng_1000.json. Asserted: the ranker earns its place (the paired bootstrap interval
+    of its gain over stage 1's order lies above zero on Recall@10 and NDCG@10), it beats popularity, and
+    validation AUC is useful; the margin over TIFU-KNN is reported, not asserted (1,000 users)."""
     data = interactions_from_retail_log(ta_feng_zip())
     cfg = next_basket_config()
     cfg.train.progress = False
@@ -68,7 +69,7 @@ def test_whole_file_pipeline_against_baselines(capsys):
     t = time.perf_counter()
     report = evaluate_next_basket(data, config=cfg, eval_users=1000, progress=False)
     report["seconds"] = round(time.perf_counter() - t, 1)
-    out = REPO / "var" / "bench" / "eval_ta_feng.json"
+    out = REPO / "var" / "bench" / "eval_ta_feng_1000.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
     with capsys.disabled():
@@ -78,3 +79,6 @@ def test_whole_file_pipeline_against_baselines(capsys):
     assert m["dlrm_pipeline"]["recall@10"] > m["popularity"]["recall@10"]
     assert m["dlrm_pipeline"]["ndcg@10"] > m["popularity"]["ndcg@10"]
     assert m["dlrm_pipeline"]["candidate_recall"] > m["dlrm_pipeline"]["recall@10"]
+    for metric in ("recall@10", "ndcg@10"):
+        assert m["dlrm_pipeline"][metric] > m["retrieval_only"][metric]
+        assert report[f"dlrm_vs_retrieval_only_{metric}"]["diff_lo"] > 0, report[f"dlrm_vs_retrieval_only_{metric}"]
