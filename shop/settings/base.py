@@ -200,11 +200,15 @@ if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
         "unacked_restore_interval": env.int("CELERY_UNACKED_RESTORE_INTERVAL", default=10),
         "unacked_restore_throttle": 1,
     }
+RECS_CHECK_EVERY_S = env.float("RECS_CHECK_EVERY_S", default=60.0)
 CELERY_BEAT_SCHEDULE = {
     # Cheap check; retrains only when RECS_RETRAIN_EVERY_MINUTES passed or RECS_RETRAIN_AFTER_EVENTS arrived.
+    # A check not picked up within one period expires: checks queued behind a long training run
+    # are dropped instead of piling up and firing back to back when it ends.
     "recs-retrain-if-due": {
         "task": "worker.tasks.retrain_if_due",
-        "schedule": env.float("RECS_CHECK_EVERY_S", default=60.0),
+        "schedule": RECS_CHECK_EVERY_S,
+        "options": {"expires": RECS_CHECK_EVERY_S},
     },
     # Decayed product popularity (the "popular" sort and rails): reads only the events since the last run.
     "catalog-popularity-refresh": {
