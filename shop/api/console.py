@@ -34,6 +34,7 @@ from shop.recs.selectors import (
     model_version_list,
     serving_guardrails_by_arm,
 )
+from shop.recs.stats import serving_stats_flush
 
 CHANGE_MODELS_PERMISSION = "recs.change_modelversion"
 
@@ -408,6 +409,7 @@ class GuardrailsApi(StaffApi):
     def get(self, request):
         query = GuardrailQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
+        serving_stats_flush()  # this process's counters too, as the serving-stats endpoint does
         rows = serving_guardrails_by_arm(minutes=query.validated_data["minutes"])
         return Response(GuardrailSerializer(rows, many=True).data)
 
