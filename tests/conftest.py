@@ -13,6 +13,9 @@ from pytest_redis import factories as redis_factories
 
 TESTS = Path(__file__).resolve().parent
 
+# the Chromium fixtures (browser, page) for every browser test, one browser per session
+pytest_plugins = ["tests.browser"]
+
 postgresql_proc = pg_factories.postgresql_proc(
     executable=str(TESTS.parent / "scripts" / "pg_ctl"), host="127.0.0.1", port=None, dbname="shop"
 )

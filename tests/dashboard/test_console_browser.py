@@ -17,7 +17,6 @@ import pytest
 from django.core.management import call_command
 
 from tests.dashboard.conftest import APP, PASSWORD
-from tests.e2e.conftest import browser, page  # noqa: F401 - the shared Chromium fixtures
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e, pytest.mark.slow]
 
@@ -140,7 +139,7 @@ def _shots_dir(tmp_path: Path) -> Path:
     return out
 
 
-def test_experiment_and_accelerator_pages_draw_their_charts(console, shopped, page, tmp_path):  # noqa: F811
+def test_experiment_and_accelerator_pages_draw_their_charts(console, shopped, page, tmp_path):
     shots = _shots_dir(tmp_path)
     page.set_viewport_size({"width": 1400, "height": 1000})
     _log_in(page, console)

@@ -1,4 +1,5 @@
-"""A real headless Chromium (Debian's package) driven by Playwright against a live server."""
+"""A real headless Chromium (Debian's package) driven by Playwright against a live server: one browser per
+test session, shared by every browser test (a second sync Playwright in the same thread cannot start)."""
 
 from __future__ import annotations
 
