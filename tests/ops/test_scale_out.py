@@ -93,7 +93,7 @@ def _done(run_id, workers, timeout=180.0) -> TaskRun:
 def test_batch_score_chunks_spread_over_two_workers_and_publish_once(two_workers):
     shop = build_shop(visitors=40, products=60)
     retrain = _done(runs.task_run_start(kind="retrain").id, two_workers)
-    assert retrain.result["promoted"] is True
+    assert retrain.result["promoted"] is True, retrain.result
     batch = _done(retrain.result["batch_score_run"], two_workers)
 
     chunks = math.ceil(len(shop.visitors) / CHUNK)

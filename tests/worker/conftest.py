@@ -24,7 +24,7 @@ TINY_TRAIN = {
     "data": {"negatives_ratio": 2},
     "features": {"min_user_count": 1},
     "model": {"embedding_dim": 8, "dense_arch": [16, 8], "over_arch": [16, 1]},
-    "train": {"epochs": 1, "batch_size": 256, "threads": 1, "device": "cpu"},
+    "train": {"epochs": 4, "batch_size": 128, "threads": 1, "device": "cpu"},
 }
 
 

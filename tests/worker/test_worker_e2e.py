@@ -39,7 +39,7 @@ def test_events_to_rail_through_a_real_worker(celery_worker, client):
 
     retrain = runs.task_run_start(kind="retrain", trigger="test")
     retrain = _wait_done(retrain.id, celery_worker)
-    assert retrain.result["promoted"] is True
+    assert retrain.result["promoted"] is True, retrain.result
     assert retrain.device.startswith(("cpu", "cuda")) and retrain.hostname
     version = ModelVersion.objects.get(is_active=True)
     assert version.version == retrain.result["version"]
