@@ -22,7 +22,8 @@ from rest_framework.views import APIView
 from tests.factories import UserFactory
 
 REPO = Path(__file__).resolve().parents[2]
-_SCRUB = ("SECRET_KEY", "DEBUG", "DJANGO_SETTINGS_MODULE", "ALLOWED_HOSTS")
+# DJANGO_ALLOW_ASYNC_UNSAFE: the browser tests set it for their own process; a deployment never has it
+_SCRUB = ("SECRET_KEY", "DEBUG", "DJANGO_SETTINGS_MODULE", "ALLOWED_HOSTS", "DJANGO_ALLOW_ASYNC_UNSAFE")
 
 
 def _settings_in_a_fresh_process(code: str, **env: str) -> subprocess.CompletedProcess:
