@@ -20,7 +20,7 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, astuple, dataclass, field
 from pathlib import Path
 
@@ -409,11 +409,36 @@ class RecPipeline:
         t_hist = time.perf_counter_ns()
         cands = self._live_candidates(history, n_cand, self._rows(session_item_ids), int(now))
         t1 = time.perf_counter_ns()
+        request = None
+        if use_model and self.scorer is not None:
+
+            def request(rows):
+                return self.features.live_request(
+                    str(user_id), history, rows, int(now), device_name, signals=cands.signals
+                )
+
+        # the history slice serves both stages; it is counted in the feature step (the pessimistic side)
+        return self._rank_and_rules(
+            user_id, cands, request, k=k, exclude_item_ids=exclude_item_ids, t0=t0, t1=t1, t_shared=t_hist - t0
+        )
+
+    def _rank_and_rules(
+        self,
+        user_id: str,
+        cands: Candidates,
+        request: Callable[[np.ndarray], tuple[UserFeatures, torch.Tensor]] | None,
+        *,
+        k: int,
+        exclude_item_ids: Sequence[str],
+        t0: int,
+        t1: int,
+        t_shared: int = 0,
+    ) -> Recommendations:
+        """Stage 2 (``request`` builds the features of the candidate rows; None keeps stage 1's order) and
+        stage 3 for one user. ``t_shared`` of retrieval's time [t0, t1) is counted in the feature step."""
         rows, sources = cands.items, cands.sources
-        if use_model and self.scorer is not None and len(rows):
-            user, pair = self.features.live_request(
-                str(user_id), history, rows, int(now), device_name, signals=cands.signals
-            )
+        if request is not None and len(rows):
+            user, pair = request(rows)
             t2 = time.perf_counter_ns()
             scores = self.scorer.score(user, rows, pair).numpy()
             order = np.argsort(-scores, kind="stable")
@@ -428,10 +453,9 @@ class RecPipeline:
             in_stock=self.in_stock,
             exclude=self._rows(exclude_item_ids),
             category=self.category,
-            max_per_category=cfg.max_per_category,
+            max_per_category=self.config.max_per_category,
         )
         t4 = time.perf_counter_ns()
-        # the history slice serves both stages; it is counted in the feature step (the pessimistic side)
         return Recommendations(
             user_id=user_id,
             rows=rows[keep],
@@ -439,7 +463,7 @@ class RecPipeline:
             scores=scores[keep],
             sources=[SOURCES[s] for s in sources[keep]],
             n_candidates=len(rows),
-            timings=StageTimings(t1 - t_hist, (t_hist - t0) + (t2 - t1), t3 - t2, t4 - t3, t4 - t0),
+            timings=StageTimings(t1 - t0 - t_shared, t_shared + (t2 - t1), t3 - t2, t4 - t3, t4 - t0),
         )
 
     def _live_candidates(self, history: UserHistory, n_candidates: int, session: np.ndarray, now: int) -> Candidates:
@@ -466,35 +490,13 @@ class RecPipeline:
         history = self.features.index.user_history(str(user_id), int(now))
         cands = self._live_candidates(history, n_cand, self._rows(session_item_ids), int(now))
         t1 = time.perf_counter_ns()
-        rows, sources = cands.items, cands.sources
-        if self.scorer is not None and len(rows):
-            user, pair = self.features.user_request(user_id, rows, now, device_name, signals=cands.signals)
-            t2 = time.perf_counter_ns()
-            scores = self.scorer.score(user, rows, pair).numpy()
-            order = np.argsort(-scores, kind="stable")
-            rows, sources, scores = rows[order], sources[order], scores[order]
-            t3 = time.perf_counter_ns()
-        else:
-            scores = np.full(len(rows), np.nan, dtype=np.float32)
-            t2 = t3 = time.perf_counter_ns()
-        keep = apply_rules(
-            rows,
-            k=k,
-            in_stock=self.in_stock,
-            exclude=self._rows(exclude_item_ids),
-            category=self.category,
-            max_per_category=cfg.max_per_category,
-        )
-        t4 = time.perf_counter_ns()
-        return Recommendations(
-            user_id=user_id,
-            rows=rows[keep],
-            item_ids=self.item_ids[rows[keep]],
-            scores=scores[keep],
-            sources=[SOURCES[s] for s in sources[keep]],
-            n_candidates=len(rows),
-            timings=StageTimings(t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t0),
-        )
+        request = None
+        if self.scorer is not None:
+
+            def request(rows):
+                return self.features.user_request(user_id, rows, now, device_name, signals=cands.signals)
+
+        return self._rank_and_rules(user_id, cands, request, k=k, exclude_item_ids=exclude_item_ids, t0=t0, t1=t1)
 
     def recommend_batch(
         self,
