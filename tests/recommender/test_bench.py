@@ -21,7 +21,7 @@ def test_quick_bench_writes_every_figure(tmp_path, capsys):
         ("int8", "baseline"),
     }
     for c in cells:
-        assert c["p50_ms"] > 0 and c["p99_ms"] >= c["p50_ms"] and c["scores_per_s"] > 0
+        assert 0 < c["p50_ms"] <= c["p95_ms"] <= c["p99_ms"] and c["scores_per_s"] > 0
         assert c["embedding_p50_ms"] > 0 and c["mlp_p50_ms"] > 0
     floors = report["floors"]["cpu/threads=1"]
     assert floors["memory_bandwidth_gb_s"] > 0 and floors["matmul_big_gflop_s"] > 0
