@@ -292,20 +292,36 @@ class Registry:
     def rollback(self) -> str:
         """Go back to the previously active version (skipping any that no longer verify); return it."""
         with self._locked():
-            pointer = self._read_pointer()
-            history = list(pointer.get("history", []))
-            while history:
-                previous = history.pop()
-                try:
-                    self.verify(previous)
-                except ArtifactError:
-                    continue
-                self._write_pointer({"version": previous, "history": history})
-                return previous
+            history = list(self._read_pointer().get("history", []))
+            previous = self._newest_verified(history)
+            self._write_pointer({"version": previous, "history": history})
+            return previous
+
+    def rollback_target(self) -> str:
+        """The version :meth:`rollback` would go back to, without moving the pointer (ArtifactError if none)."""
+        return self._newest_verified(list(self._read_pointer().get("history", [])))
+
+    def _newest_verified(self, history: list[str]) -> str:
+        """Pop ``history`` down to its newest version that still verifies and return it."""
+        while history:
+            previous = history.pop()
+            try:
+                self.verify(previous)
+            except ArtifactError:
+                continue
+            return previous
         raise ArtifactError("nothing to roll back to: no earlier active version that still verifies")
 
     def promote_if_better(self, version: str, *, tolerance: float = 0.0) -> GateDecision:
         """Champion/challenger: promote ``version`` only if ``gate`` passes against the active model."""
+        decision = self.decide(version, tolerance=tolerance)
+        if decision.passed:
+            self.promote(version)
+        return decision
+
+    def decide(self, version: str, *, tolerance: float = 0.0) -> GateDecision:
+        """The champion/challenger decision for ``version`` against the active model, without promoting it
+        (a caller that records versions elsewhere promotes once its own record is committed)."""
         candidate = self._read_metrics(version)
         champion_version = self.active()
         champion = self._read_metrics(champion_version) if champion_version else None
@@ -320,8 +336,6 @@ class Registry:
                     0, f"holdout gate was against {held.get('champion')}, not the active {champion_version}: "
                     "validation metrics decide"
                 )  # fmt: skip
-        if decision.passed:
-            self.promote(version)
         return decision
 
     def gc_incomplete(self, *, older_than_s: float = 3600.0) -> list[str]:
