@@ -10,7 +10,8 @@ from rest_framework.permissions import AllowAny, IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from shop.catalog.selectors import products_by_ids
+from shop.api.schema import detail_response
+from shop.api.throttles import AddressScopedRateThrottle, VisitorScopedRateThrottle
 from shop.catalog.web import device_get
 from shop.events.models import Visitor
 
@@ -116,13 +117,41 @@ class RecommendationsSerializer(serializers.Serializer):
     latency_ms = serializers.DictField(child=serializers.FloatField(), help_text="Per stage, and total.")
 
 
+class _StaffExempt:
+    """Staff (the console's inspector, load tests by an operator) are not throttled."""
+
+    def allow_request(self, request, view) -> bool:
+        if request.user.is_staff:
+            return True
+        return super().allow_request(request, view)
+
+
+class RecsVisitorThrottle(_StaffExempt, VisitorScopedRateThrottle):
+    """Scope ``recs``: per visitor (signed cookie), else per address."""
+
+
+class RecsAddressThrottle(_StaffExempt, AddressScopedRateThrottle):
+    """Scope ``recs_ip``: per client address, whatever the cookies say."""
+
+
 class RecommendationsApi(APIView):
     """The current visitor's recommendations for a placement (what its rail would show)."""
 
     permission_classes = [AllowAny]
+    throttle_classes = [RecsVisitorThrottle, RecsAddressThrottle]
+    throttle_scope = "recs"
 
     @extend_schema(
-        parameters=[RecommendationsQuery], responses={200: RecommendationsSerializer, 400: _Error, 403: _Error}
+        parameters=[RecommendationsQuery],
+        responses={
+            200: RecommendationsSerializer,
+            400: _Error,
+            403: _Error,
+            429: detail_response(
+                "Throttled (scope `recs` per visitor, `recs_ip` per address; staff exempt). "
+                "The Retry-After header says when to retry."
+            ),
+        },
     )
     def get(self, request):
         query = RecommendationsQuery(data=request.query_params)
@@ -144,25 +173,25 @@ class RecommendationsApi(APIView):
             device=device_get(request),
             arm_override=q.get("arm"),
         )
-        products = products_by_ids(ids=served.product_ids)
+        cards = live.product_cards(ids=served.product_ids)
         items = [
-            {"product_id": pid, "name": p.name, "price": p.price, "url": p.get_absolute_url(), "score": score}
+            {**card, "score": score}
             for pid, score in zip(served.product_ids, served.scores, strict=True)
-            if (p := products.get(pid)) is not None
+            if (card := cards.get(pid)) is not None
         ]
+        # Built as plain data (the serializer documents it): this is the hottest endpoint, and a nested
+        # serializer's per-request field copies cost more than the rest of the view.
         return Response(
-            RecommendationsSerializer(
-                {
-                    "placement": served.placement,
-                    "items": items,
-                    "arm": served.arm,
-                    "experiment": served.experiment,
-                    "model_version": served.model_version,
-                    "source": served.source,
-                    "reason": served.reason,
-                    "latency_ms": served.timings_ms,
-                }
-            ).data
+            {
+                "placement": served.placement,
+                "items": items,
+                "arm": served.arm,
+                "experiment": served.experiment,
+                "model_version": served.model_version,
+                "source": served.source,
+                "reason": served.reason,
+                "latency_ms": served.timings_ms,
+            }
         )
 
 

@@ -24,12 +24,15 @@ import uuid
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
+from django.urls import reverse
 
+from shop.catalog.models import Product
 from shop.catalog.rails import RailContext, popular_ids, trending_ids
 from shop.events.models import Event, EventType
 from shop.experiments.selectors import assignment_for
@@ -103,28 +106,80 @@ def cart_product_ids(*, visitor_id: uuid.UUID) -> list[int]:
     return list(CartItem.objects.filter(cart__visitor_id=visitor_id).values_list("product_id", flat=True))
 
 
-def _fresh_events(*, model: ServingModel, visitor_id: uuid.UUID, user_id: int | None):
-    """This shopper's newest events since the snapshot as plain recommender data (bounded; one indexed
-    query under a statement timeout on PostgreSQL). Raises :class:`_Unserved` when the database is slow."""
-    from recommender.data import Interactions
+@dataclass
+class _Reads:
+    """What one request read about its visitor: the cart (None until read) and the fresh event rows."""
 
-    qs = Event.objects.filter(id__gt=model.max_event_id)
-    qs = qs.filter(user_id=user_id) if user_id is not None else qs.filter(visitor_id=visitor_id)
-    qs = qs.order_by("-occurred_at").values_list("product_id", "type", keys.epoch_seconds("occurred_at"), "device")
-    limit = settings.RECS_FRESH_EVENTS
+    cart: list[int] | None = None
+    rows: list[tuple] = field(default_factory=list)
+
+
+def _reads_sql(*, model: ServingModel, visitor_id: uuid.UUID, user_id: int | None, cart: bool) -> list[str]:
+    """The statements of the visitor read: the cart (when wanted) and the newest events since the snapshot.
+
+    Every value is typed here (ints, a UUID's hex digits), so the statements can travel together in one
+    simple-protocol message (which takes no bind parameters): one round trip instead of one per statement.
+    """
+    vid = uuid.UUID(str(visitor_id)).hex
+    who = f"e.user_id = {int(user_id)}" if user_id is not None else f"e.visitor_id = '{vid}'::uuid"
+    out = []
+    if cart:
+        out.append(
+            "SELECT ci.product_id FROM orders_cartitem ci JOIN orders_cart c ON c.id = ci.cart_id "
+            f"WHERE c.visitor_id = '{vid}'::uuid"
+        )
+    out.append(  # served by the (visitor, occurred_at) / (user, occurred_at) index, newest first
+        "SELECT e.product_id, e.type, CAST(FLOOR(EXTRACT(EPOCH FROM e.occurred_at)) AS BIGINT), e.device "
+        f"FROM events_event e WHERE {who} AND e.id > {int(model.max_event_id)} "
+        f"ORDER BY e.occurred_at DESC LIMIT {int(settings.RECS_FRESH_EVENTS)}"
+    )
+    return out
+
+
+def _visitor_read(*, model: ServingModel, visitor_id: uuid.UUID, user_id: int | None, reads: _Reads) -> None:
+    """The visitor's cart (unless the caller has it) and newest events since the snapshot, into ``reads``.
+
+    On PostgreSQL: one round trip, no explicit transaction: ``SET LOCAL statement_timeout`` and the SELECTs
+    go as one message, which PostgreSQL runs as one implicit transaction (the timeout ends with it). Inside
+    a caller's transaction the same message runs under a savepoint, and the timeout is given back. Raises
+    :class:`_Unserved` when the database is slow or failing.
+    """
+    want_cart = reads.cart is None
     try:
-        if connection.vendor == "postgresql" and settings.RECS_DB_TIMEOUT_MS > 0:
-            nested = connection.in_atomic_block
-            with transaction.atomic(), connection.cursor() as cur:
-                cur.execute("SET LOCAL statement_timeout = %s", [int(settings.RECS_DB_TIMEOUT_MS)])
-                rows = list(qs[:limit])
-                if nested:  # SET LOCAL lasts until the outer transaction ends: give it its timeout back
-                    cur.execute("SET LOCAL statement_timeout = DEFAULT")
-        else:
-            rows = list(qs[:limit])
+        if connection.vendor != "postgresql":
+            if want_cart:
+                reads.cart = cart_product_ids(visitor_id=visitor_id)
+            qs = Event.objects.filter(id__gt=model.max_event_id)
+            qs = qs.filter(user_id=user_id) if user_id is not None else qs.filter(visitor_id=visitor_id)
+            qs = qs.order_by("-occurred_at").values_list(
+                "product_id", "type", keys.epoch_seconds("occurred_at"), "device"
+            )
+            reads.rows = list(qs[: settings.RECS_FRESH_EVENTS])
+            return
+        statements = _reads_sql(model=model, visitor_id=visitor_id, user_id=user_id, cart=want_cart)
+        timeout = int(settings.RECS_DB_TIMEOUT_MS)
+        nested = connection.in_atomic_block
+        if timeout > 0:
+            statements.insert(0, f"SET LOCAL statement_timeout = {timeout}")
+            if nested:  # SET LOCAL lasts until the outer transaction ends: give it its timeout back
+                statements.append("SET LOCAL statement_timeout = DEFAULT")
+        with transaction.atomic() if nested else nullcontext(), connection.cursor() as cur:
+            cur.execute("; ".join(statements))  # nosec B608: typed values only (see _reads_sql)
+            if timeout > 0:
+                cur.nextset()
+            if want_cart:
+                reads.cart = [r[0] for r in cur.fetchall()]
+                cur.nextset()
+            reads.rows = cur.fetchall()
     except DatabaseError as exc:
         raise _Unserved("db_timeout" if "timeout" in str(exc).lower() else "db_error") from exc
-    rows.reverse()  # oldest first
+
+
+def _fresh_interactions(*, rows: list[tuple], visitor_id: uuid.UUID, user_id: int | None):
+    """The fresh event rows (newest first) as plain recommender data, oldest first."""
+    from recommender.data import Interactions
+
+    rows = rows[::-1]
     n = len(rows)
     user = keys.user_key(visitor_id=visitor_id, user_id=user_id)
     return Interactions(
@@ -135,7 +190,7 @@ def _fresh_events(*, model: ServingModel, visitor_id: uuid.UUID, user_id: int | 
         placement=None,
         position=None,
         device=np.array([r[3] or "" for r in rows], dtype=object),
-    ), rows
+    )
 
 
 def _live(
@@ -150,15 +205,18 @@ def _live(
     device: str,
     t_start: int,
     timings: dict[str, float],
+    reads: _Reads,
 ) -> tuple[list[int], list[float | None]]:
     t0 = time.perf_counter_ns()
-    fresh, rows = _fresh_events(model=model, visitor_id=visitor_id, user_id=user_id)
+    _visitor_read(model=model, visitor_id=visitor_id, user_id=user_id, reads=reads)
     timings["db"] = timings.get("db", 0.0) + _ms(time.perf_counter_ns() - t0)
-    exclude = exclude | {pid for pid, kind, _, _ in rows if kind == EventType.PURCHASE}
+    rows = reads.rows
+    exclude = exclude | set(reads.cart or ()) | {pid for pid, kind, _, _ in rows if kind == EventType.PURCHASE}
     pipe = model.pipeline
     user = keys.user_key(visitor_id=visitor_id, user_id=user_id)
-    if not len(fresh) and pipe.user_index.get_indexer([user])[0] < 0 and product_id is None:
+    if not rows and pipe.user_index.get_indexer([user])[0] < 0 and product_id is None:
         raise _Unserved("no_activity")  # nothing personal to rank on: a popular list says as much
+    fresh = _fresh_interactions(rows=rows, visitor_id=visitor_id, user_id=user_id)
     budget_ns = settings.RECS_LATENCY_BUDGET_MS * 1e6 - (time.perf_counter_ns() - t_start)
     if budget_ns <= 0:
         raise _Unserved("over_budget")
@@ -195,6 +253,23 @@ def _live(
     ids = [int(i) for i in rec.item_ids]
     scores = [None if np.isnan(s) else round(float(s), 6) for s in rec.scores]
     return ids, scores
+
+
+def product_cards(*, ids: Sequence[int]) -> dict[int, dict]:
+    """What a recommendation shows of each active product (id, name, price, url), keyed by id: one query
+    of four columns, no model instances."""
+    if not ids:
+        return {}
+    rows = Product.objects.filter(pk__in=list(ids), is_active=True).values_list("id", "name", "price", "slug")
+    return {
+        pid: {
+            "product_id": pid,
+            "name": name,
+            "price": f"{price:.2f}",  # as the API's other prices: a string with two decimals
+            "url": reverse("catalog:product", kwargs={"pk": pid, "slug": slug}),
+        }
+        for pid, name, price, slug in rows
+    }
 
 
 def batch_model_version() -> str | None:
@@ -236,23 +311,16 @@ def recommendations_serve(
         arm = arm_override
     t = time.perf_counter_ns()
     timings["assign"] = _ms(t - t_start)
-    cart = cart_product_ids(visitor_id=visitor_id) if cart_ids is None else cart_ids
-    exclude = set(exclude_ids) | set(cart)
+    exclude = set(exclude_ids)
     if product_id is not None:
         exclude.add(product_id)
-    timings["db"] = _ms(time.perf_counter_ns() - t)
+    reads = _Reads(cart=None if cart_ids is None else list(cart_ids))
     model = serving_model()
     version = None
     ids: list[int] = []
     scores: list[float | None] = []
     source, reason = POPULARITY, ""
-    if placement == TRENDING:
-        t = time.perf_counter_ns()
-        ids = _without(trending_ids(RailContext()), exclude, k)
-        timings["popularity"] = _ms(time.perf_counter_ns() - t)
-    elif arm == "popularity":
-        pass  # the control arm: the popular list below
-    else:
+    if placement != TRENDING and arm != "popularity":
         try:
             if model is None:
                 status = serving_status()
@@ -268,11 +336,27 @@ def recommendations_serve(
                 device=device,
                 t_start=t_start,
                 timings=timings,
+                reads=reads,
             )
             source, version = LIVE, model.version if arm == "dlrm" else None
         except _Unserved as e:
             reason = e.reason
-        if source != LIVE and arm == "dlrm":
+    if reads.cart is None:  # the popular lists, or the live read did not get that far
+        t = time.perf_counter_ns()
+        try:
+            reads.cart = cart_product_ids(visitor_id=visitor_id)
+        except DatabaseError:
+            reads.cart, reason = [], reason or "db_error"
+        timings["db"] = timings.get("db", 0.0) + _ms(time.perf_counter_ns() - t)
+    exclude |= set(reads.cart)
+    if placement == TRENDING:
+        t = time.perf_counter_ns()
+        ids = _without(trending_ids(RailContext()), exclude, k)
+        timings["popularity"] = _ms(time.perf_counter_ns() - t)
+    elif arm != "popularity":
+        # An anonymous visitor with nothing to rank on has no batch list either (batch lists are scored
+        # for visitors with events, and every event after the snapshot is a fresh one): skip that query.
+        if source != LIVE and arm == "dlrm" and not (reason == "no_activity" and user_id is None):
             t = time.perf_counter_ns()
             try:
                 batch = recommendations_for_visitor(visitor_id=visitor_id, limit=k + len(exclude))

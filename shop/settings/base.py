@@ -158,6 +158,9 @@ REST_FRAMEWORK = {
         "cart_ip": env.str("CART_IP_THROTTLE_RATE", default="3000/min"),
         "login": env.str("LOGIN_THROTTLE_RATE", default="10/min"),  # storefront log-in attempts per address
         "auth_token": env.str("AUTH_TOKEN_THROTTLE_RATE", default="10/min"),  # password guesses per address
+        # GET /api/recommendations (staff exempt): per visitor, and per address whatever the cookies say
+        "recs": env.str("RECS_THROTTLE_RATE", default="120/min"),
+        "recs_ip": env.str("RECS_IP_THROTTLE_RATE", default="3000/min"),
     },
 }
 SPECTACULAR_SETTINGS = {
