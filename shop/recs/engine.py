@@ -54,12 +54,26 @@ def load_snapshot(snapshot: Path):
 
 def _ranking_metrics_at(model, space, data, config, cutoff: int, *, k: int = 10, users: int = EVAL_USERS) -> dict:
     """Recall@k / NDCG@k of the served pipeline (stage 1 fitted before ``cutoff``, ``model`` ranking, rules)
-    for up to ``users`` users, against what they engaged with after ``cutoff``."""
+    for up to ``users`` users, against what they engaged with after ``cutoff``; and under ``baselines`` the
+    same figures on the same users for global popularity and for stage 1's own order through the same
+    rules (``retrieval_only``), so a version's quality is read beside what it replaces."""
+    from recommender.baselines import PopularityBaseline
     from recommender.holdout import make_holdout, served_ranking
+    from recommender.metrics import ranking_metrics
 
     holdout = make_holdout(data, cutoff, config, users=users, seed=config.train.seed)
     out = served_ranking(holdout, model, space, config, k=k)
     out.pop("per_user_ndcg", None)
+    if not len(holdout.users):
+        return out
+    stage1 = served_ranking(holdout, None, space, config, k=k, use_model=False)
+    stage1.pop("per_user_ndcg", None)
+    stage1.pop("ranked_users", None)
+    popular = PopularityBaseline(holdout.history, tuple(config.data.positive_weights))
+    out["baselines"] = {
+        "popularity": ranking_metrics([popular.rank(u, holdout.cutoff, k) for u in holdout.users], holdout.truth, k),
+        "retrieval_only": stage1,
+    }
     return out
 
 
