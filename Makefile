@@ -79,5 +79,10 @@ bench-recs: setup system-deps
 	$(BIN)/python -m benchmarks.recs --events 1000000
 	$(BIN)/python -m benchmarks.recs --events 10000000
 
+# Faults on real servers (README "Reliability and security", R1-R3): worker kills, replays, a PostgreSQL crash.
+.PHONY: bench-reliability
+bench-reliability: setup system-deps
+	$(BIN)/python -m benchmarks.reliability r1 r2 r3
+
 clean:
 	rm -rf var/shop.sqlite3* var/static var/broker

@@ -1,0 +1,1091 @@
+"""Reliability under faults: ingest while processes are killed and PostgreSQL crashes, and replays.
+
+    .venv/bin/python -m benchmarks.reliability r1 r2 r3 [--events 10000 --rate 200]
+
+Real servers on loopback, as ``benchmarks.harness`` and the tests start them: a throwaway PostgreSQL
+(fsync on), Redis (broker db 0, cache db 1), gunicorn with the deployed configuration and one Celery
+worker (``--pool solo``, queues default and gpu). One stack serves every scenario named; each scenario
+uses its own idempotency keys and visitors and checks only its own rows.
+
+- ``r1`` ingest under faults: ``--events`` events with client-generated keys at ``--rate`` events/s
+  (batches of ``--batch-size``); a gunicorn worker is SIGKILLed ``--gunicorn-kills`` times and the
+  Celery worker ``--celery-kills`` times (while an export task is running on it) during the run. The
+  client retries a batch that got no answer or a 5xx with the same keys, as a beacon would, and logs
+  every acknowledged (202) batch to a JSONL file. Pass: every acknowledged event is in the database,
+  no (visitor, key) stored twice, nothing stored that was never sent, no 5xx other than 503, every
+  task run sent during the run succeeded (the killed one redelivered).
+- ``r2`` replay: ``--replay-events`` events posted once, then every batch posted again ``--replays``
+  times. Pass: every replayed batch answered 202 with all its events counted as duplicates, and the
+  row count and aggregates (per type, visitors, page views, positions, a digest of every row) equal
+  after each round what they were after the first post.
+- ``r3`` PostgreSQL crash: load at ``--rate``; ``pg_ctl stop -m immediate`` at 35% of the schedule,
+  restarted after ``--down-s`` seconds. Pass: no acknowledged event lost, every answer while it was
+  down a 503 JSON ``{"detail"}`` with ``Retry-After`` (no other 5xx, no dropped connection), and the
+  first 202 for a batch sent after the restart within 10 s of the restart command.
+
+Baselines in the same run: post latency in the undisturbed part of the run beside the part around
+the faults (r1, r3), and the first post of a batch beside its replays (r2). JSON goes to
+``var/bench/reliability-<scenario>.json``; the exit status is 0 only if every scenario passed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from . import harness
+from .harness import BENCH_DIR, LOOPBACK, ROOT, Stack, console
+
+SCENARIOS = ("r1", "r2", "r3")
+RECOVERY_TARGET_S = 10.0
+PLACEMENTS = ("home.popular", "category.grid", "search.results", "product.similar")
+# A killed worker's unacknowledged task is handed out again after this many seconds. Production
+# keeps the hard time limit + 300 s (a long training run must never run twice); the benchmark
+# shortens it so the redelivery is seen within the run, and says so in its output.
+VISIBILITY_TIMEOUT_S = 10
+
+
+# --------------------------------------------------------------------------- servers
+
+
+class Redis:
+    """redis-server on a free loopback port (no persistence), stoppable and restartable on that port."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.port = harness.free_port()
+        self.dir = tmp / "redis"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.proc: subprocess.Popen | None = None
+
+    def url(self, db: int) -> str:
+        return f"redis://{LOOPBACK}:{self.port}/{db}"
+
+    def start(self, timeout: float = 20) -> Redis:
+        exe = shutil.which("redis-server") or "/usr/bin/redis-server"
+        self.proc = subprocess.Popen(
+            [exe, "--bind", LOOPBACK, "--port", str(self.port), "--save", "", "--appendonly", "no"],
+            cwd=self.dir,
+            stdout=open(self.dir / "redis.log", "ab"),  # noqa: SIM115 - the child holds it
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=harness.pinned(None, die_with_parent=True),
+        )
+        deadline = time.monotonic() + timeout
+        import redis
+
+        while time.monotonic() < deadline:
+            with contextlib.suppress(redis.exceptions.ConnectionError):
+                if redis.Redis(host=LOOPBACK, port=self.port, socket_timeout=1).ping():
+                    return self
+            time.sleep(0.05)
+        raise RuntimeError("redis-server did not answer")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            harness.kill_group(self.proc, first=signal.SIGTERM, grace=5)
+
+
+class CeleryWorker:
+    """``celery -A worker worker -Q default,gpu --pool solo`` as deployed (one process), killable."""
+
+    def __init__(self, *, env: dict[str, str], log_dir: Path) -> None:
+        self.env = env
+        self.log_dir = log_dir
+        self.proc: subprocess.Popen | None = None
+        self.starts = 0
+
+    @property
+    def log_path(self) -> Path:
+        return self.log_dir / f"celery-{self.starts}.log"
+
+    def start(self, timeout: float = 90) -> float:
+        """Start it and wait for "ready."; returns the seconds that took."""
+        t0 = time.perf_counter()
+        self.starts += 1
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "worker",
+                    "worker",
+                    "-Q",
+                    "default,gpu",
+                    "--pool",
+                    "solo",
+                    "--without-gossip",
+                    "--without-mingle",
+                    "--without-heartbeat",
+                    "-n",
+                    f"reliability{self.starts}@%h",
+                    "--loglevel",
+                    "INFO",
+                ],  # fmt: skip
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=harness.pinned(None, die_with_parent=True),
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"celery worker exited:\n{self.log_tail()}")
+            if b"ready." in self.log_path.read_bytes():
+                return time.perf_counter() - t0
+            time.sleep(0.1)
+        raise RuntimeError(f"celery worker not ready within {timeout:.0f} s:\n{self.log_tail()}")
+
+    def kill(self) -> None:
+        """SIGKILL: no warm shutdown, nothing acknowledged or requeued by the worker itself."""
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            harness.kill_group(self.proc, first=signal.SIGQUIT, grace=15)
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
+
+
+def gunicorn_worker_kill(master_pid: int, expected_workers: int, timeout: float = 30) -> dict[str, Any]:
+    """SIGKILL one gunicorn worker (the busiest) and wait for the master to replace it."""
+    master = psutil.Process(master_pid)
+    children = master.children()
+    if not children:
+        raise RuntimeError("gunicorn has no worker to kill")
+    victim = max(children, key=lambda p: sum(p.cpu_times()[:2]))
+    t0 = time.perf_counter()
+    os.kill(victim.pid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        alive = [p for p in master.children() if p.pid != victim.pid and p.is_running()]
+        if len(alive) >= expected_workers:
+            return {"pid": victim.pid, "respawn_s": round(time.perf_counter() - t0, 3)}
+        time.sleep(0.02)
+    return {"pid": victim.pid, "respawn_s": None}
+
+
+def pg_stop_immediate(pg: harness.Postgres) -> float:
+    t0 = time.perf_counter()
+    out = pg._pg_ctl("stop", "-D", str(pg.datadir), "-m", "immediate", "-w", "-t", "30", timeout=60)
+    if out.returncode != 0:
+        raise RuntimeError(f"pg_ctl stop -m immediate failed:\n{out.stdout}\n{out.stderr}")
+    return time.perf_counter() - t0
+
+
+def pg_start(pg: harness.Postgres) -> float:
+    """Start the same cluster again on the same port (crash recovery from the WAL); seconds until it accepts."""
+    t0 = time.perf_counter()
+    opts = (
+        f"-p {pg.port} -c listen_addresses={LOOPBACK} -c unix_socket_directories={pg.tmp} "
+        "-c max_connections=200 -c logging_collector=off"
+    )
+    out = pg._pg_ctl("start", "-D", str(pg.datadir), "-w", "-t", "60", "-l", str(pg.logfile), "-o", opts)
+    if out.returncode != 0:
+        raise RuntimeError(f"PostgreSQL did not restart:\n{out.stdout}\n{out.stderr}")
+    return time.perf_counter() - t0
+
+
+# --------------------------------------------------------------------------- the client
+
+
+@dataclass
+class Attempt:
+    sent: float  # seconds since the run began
+    done: float
+    status: int | None  # None: no HTTP answer (connection dropped or refused)
+    error: str = ""
+    retry_after: str | None = None
+    json_detail: bool = False
+
+
+@dataclass
+class Batch:
+    index: int
+    visitor: str
+    cookie: str
+    keys: list[str]
+    body: bytes
+    due: float = 0.0
+    attempts: list[Attempt] = field(default_factory=list)
+    acked_at: float | None = None
+    accepted: int | None = None
+    duplicates: int | None = None
+    gave_up: str = ""
+
+
+def batches_make(
+    *, tag: str, events: int, batch_size: int, product_ids: list[int], visitors: int, seed: int
+) -> list[Batch]:
+    """Impressions and clicks with client-generated keys ``<tag>:<batch>:<i>``, one visitor per batch."""
+    from shop.events.middleware import visitor_cookie_value
+
+    rng = random.Random(seed)
+    pool = [uuid.UUID(int=rng.getrandbits(128), version=4) for _ in range(visitors)]
+    out: list[Batch] = []
+    for b in range(-(-events // batch_size)):
+        n = min(batch_size, events - b * batch_size)
+        visitor = rng.choice(pool)
+        pv = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        placement = rng.choice(PLACEMENTS)
+        now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        items = []
+        for i in range(n):
+            items.append(
+                {
+                    "type": "click" if rng.random() < 0.1 else "impression",
+                    "product_id": rng.choice(product_ids),
+                    "placement": placement,
+                    "position": i,
+                    "page_view_id": pv,
+                    "idempotency_key": f"{tag}:{b}:{i}",
+                    "occurred_at": now,
+                    "device": rng.choice(("desktop", "mobile")),
+                }
+            )
+        out.append(
+            Batch(
+                index=b,
+                visitor=str(visitor),
+                cookie=f"vid={visitor_cookie_value(visitor)}",
+                keys=[e["idempotency_key"] for e in items],
+                body=json.dumps({"events": items}, separators=(",", ":")).encode(),
+            )
+        )
+    return out
+
+
+class AckLog:
+    """The client's record of acknowledged batches, one JSON line each, written as the 202s arrive."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._f = open(path, "w")  # noqa: SIM115 - closed by close()
+
+    def write(self, batch: Batch) -> None:
+        line = {
+            "batch": batch.index,
+            "visitor": batch.visitor,
+            "keys": batch.keys,
+            "accepted": batch.accepted,
+            "duplicates": batch.duplicates,
+            "attempts": len(batch.attempts),
+            "t": round(batch.acked_at or 0.0, 3),
+        }
+        self._f.write(json.dumps(line, separators=(",", ":")) + "\n")
+        self._f.flush()
+
+    def close(self) -> None:
+        self._f.close()
+
+
+def ack_log_read(path: Path) -> set[tuple[str, str]]:
+    """Every (visitor, key) the client saw acknowledged."""
+    acked: set[tuple[str, str]] = set()
+    with open(path) as f:
+        for line in f:
+            row = json.loads(line)
+            acked.update((row["visitor"], k) for k in row["keys"])
+    return acked
+
+
+def ledger_compare(
+    *, acked: set[tuple[str, str]], sent: set[tuple[str, str]], stored: Iterable[tuple[str, str]]
+) -> dict[str, Any]:
+    """The client's log against the database: lost = acknowledged but not stored; duplicates = a
+    (visitor, key) stored more than once; phantoms = stored but never sent."""
+    counts = Counter(stored)
+    stored_set = set(counts)
+    lost = acked - stored_set
+    return {
+        "acknowledged": len(acked),
+        "sent": len(sent),
+        "stored": sum(counts.values()),
+        "lost": len(lost),
+        "lost_sample": sorted(lost)[:5],
+        "duplicates": sum(n - 1 for n in counts.values() if n > 1),
+        "phantoms": len(stored_set - sent),
+        "stored_unacknowledged": len((stored_set & sent) - acked),
+    }
+
+
+async def _post(client: httpx.AsyncClient, batch: Batch, t0: float) -> Attempt:
+    sent = time.perf_counter() - t0
+    try:
+        r = await client.post(
+            "/api/events", content=batch.body, headers={"Content-Type": "application/json", "Cookie": batch.cookie}
+        )
+    except httpx.HTTPError as exc:
+        return Attempt(sent=sent, done=time.perf_counter() - t0, status=None, error=type(exc).__name__)
+    attempt = Attempt(sent=sent, done=time.perf_counter() - t0, status=r.status_code)
+    attempt.retry_after = r.headers.get("Retry-After")
+    if r.status_code == 202:
+        body = r.json()
+        batch.accepted, batch.duplicates = body.get("accepted"), body.get("duplicates")
+    else:
+        attempt.error = r.text[:200]
+        with contextlib.suppress(ValueError):
+            attempt.json_detail = r.headers.get("Content-Type", "").startswith("application/json") and isinstance(
+                r.json().get("detail"), str
+            )
+    return attempt
+
+
+async def send_with_retries(
+    client: httpx.AsyncClient, batch: Batch, t0: float, log: AckLog | None, *, give_up_s: float
+) -> None:
+    """Post until a 202 (then log it), a 4xx (give up: a client error is not retried) or ``give_up_s``.
+    No answer or a 5xx: the same batch again after a backoff (honouring Retry-After, at most 5 s)."""
+    start = time.perf_counter()
+    delay = 0.2
+    while True:
+        attempt = await _post(client, batch, t0)
+        batch.attempts.append(attempt)
+        if attempt.status == 202:
+            batch.acked_at = attempt.done
+            if log is not None:
+                log.write(batch)
+            return
+        if attempt.status is not None and 400 <= attempt.status < 500:
+            batch.gave_up = f"HTTP {attempt.status}: {attempt.error}"
+            return
+        if time.perf_counter() - start > give_up_s:
+            batch.gave_up = f"no 202 within {give_up_s:g} s"
+            return
+        wait = delay * random.uniform(0.5, 1.5)
+        if attempt.retry_after:
+            with contextlib.suppress(ValueError):
+                wait = min(5.0, float(attempt.retry_after))
+        await asyncio.sleep(wait)
+        delay = min(2.0, delay * 2)
+
+
+async def load_run(
+    base_url: str,
+    batches: list[Batch],
+    *,
+    rate_batches_per_s: float | None,
+    concurrency: int,
+    log: AckLog | None,
+    faults: list[tuple[float, Any]] = (),
+    title: str,
+    give_up_s: float = 120.0,
+) -> float:
+    """Post every batch: paced at ``rate_batches_per_s`` (open loop: a batch goes at its time whatever
+    the others are doing) or, with None, as fast as ``concurrency`` posters go. ``faults`` are
+    ``(fraction of the schedule, callable)`` run in a thread at their time. Returns the wall time."""
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    t0 = time.perf_counter()
+    sem = asyncio.Semaphore(concurrency)
+    schedule_s = len(batches) / rate_batches_per_s if rate_batches_per_s else 0.0
+
+    async with httpx.AsyncClient(base_url=base_url, timeout=30, limits=limits, trust_env=False) as client:
+        with Progress(
+            TextColumn(f"[bold]{title}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[note]}"),
+            console=console,
+        ) as progress:
+            task = progress.add_task(title, total=len(batches), note="")
+
+            async def one(batch: Batch) -> None:
+                async with sem:
+                    await send_with_retries(client, batch, t0, log, give_up_s=give_up_s)
+                progress.advance(task)
+
+            async def fault_at(fraction: float, fn: Any) -> None:
+                await asyncio.sleep(max(0.0, t0 + fraction * schedule_s - time.perf_counter()))
+                progress.update(task, note=f"fault: {getattr(fn, '__name__', 'fault')}")
+                await asyncio.to_thread(fn)
+                progress.update(task, note="")
+
+            jobs = [asyncio.create_task(fault_at(f, fn)) for f, fn in faults]
+            for i, batch in enumerate(batches):
+                if rate_batches_per_s:
+                    batch.due = i / rate_batches_per_s
+                    await asyncio.sleep(max(0.0, t0 + batch.due - time.perf_counter()))
+                jobs.append(asyncio.create_task(one(batch)))
+            await asyncio.gather(*jobs)
+    return time.perf_counter() - t0
+
+
+# --------------------------------------------------------------------------- database reads
+
+
+def _connect(database_url: str):
+    import psycopg
+
+    return psycopg.connect(harness._psycopg_dsn(database_url), autocommit=True, connect_timeout=10)
+
+
+def stored_keys(database_url: str, tag: str) -> list[tuple[str, str]]:
+    with _connect(database_url) as c:
+        rows = c.execute(
+            "SELECT visitor_id::text, idempotency_key FROM events_event WHERE idempotency_key LIKE %s",
+            [tag + ":%"],
+        ).fetchall()
+    return [(v, k) for v, k in rows]
+
+
+def aggregates(database_url: str, tag: str) -> dict[str, Any]:
+    """Counts and sums over one scenario's rows, and a digest of every row's content and arrival time."""
+    with _connect(database_url) as c:
+        row = c.execute(
+            "SELECT count(*), count(DISTINCT visitor_id), count(DISTINCT page_view_id), "
+            "coalesce(sum(position), 0), coalesce(sum(quantity), 0), max(received_at)::text, "
+            "md5(string_agg(visitor_id::text || '|' || idempotency_key || '|' || product_id || '|' || type "
+            "|| '|' || placement || '|' || received_at::text || '|' || occurred_at::text, ',' "
+            "ORDER BY visitor_id, idempotency_key)) "
+            "FROM events_event WHERE idempotency_key LIKE %s",
+            [tag + ":%"],
+        ).fetchone()
+        by_type = dict(
+            c.execute(
+                "SELECT type, count(*) FROM events_event WHERE idempotency_key LIKE %s GROUP BY type ORDER BY type",
+                [tag + ":%"],
+            ).fetchall()
+        )
+        table_rows = c.execute("SELECT count(*) FROM events_event").fetchone()[0]
+    keys = ("rows", "visitors", "page_views", "sum_position", "sum_quantity", "last_received_at", "digest")
+    return {**dict(zip(keys, row, strict=True)), "by_type": by_type, "table_rows": table_rows}
+
+
+# --------------------------------------------------------------------------- summaries
+
+
+def attempts_summary(batches: list[Batch]) -> dict[str, Any]:
+    statuses: Counter[str] = Counter()
+    for b in batches:
+        for a in b.attempts:
+            statuses[str(a.status) if a.status is not None else f"no answer ({a.error})"] += 1
+    server_errors = {k: v for k, v in statuses.items() if k.isdigit() and int(k) >= 500 and k != "503"}
+    return {
+        "batches": len(batches),
+        "posts": sum(len(b.attempts) for b in batches),
+        "statuses": dict(sorted(statuses.items())),
+        "unexpected_5xx": sum(server_errors.values()),
+        "acknowledged_batches": sum(b.acked_at is not None for b in batches),
+        "retried_batches": sum(len(b.attempts) > 1 for b in batches),
+        # a batch stored by an attempt whose answer was lost: its retry reports duplicates
+        "stored_before_ack": sum(1 for b in batches if b.acked_at is not None and (b.duplicates or 0) > 0),
+        "gave_up": [f"batch {b.index}: {b.gave_up}" for b in batches if b.gave_up][:10],
+        "gave_up_count": sum(bool(b.gave_up) for b in batches),
+    }
+
+
+def split_latency(batches: list[Batch], windows: list[tuple[float, float]]) -> dict[str, Any]:
+    """Latency of answered posts outside every fault window (the run's own baseline) and inside one."""
+    calm, near = [], []
+    for b in batches:
+        for a in b.attempts:
+            if a.status is None:
+                continue
+            inside = any(lo <= a.sent <= hi for lo, hi in windows)
+            (near if inside else calm).append(a.done - a.sent)
+    calm_s, near_s = harness.latency_summary_ms(calm), harness.latency_summary_ms(near)
+    return {
+        "undisturbed": {**calm_s, "posts": len(calm)},
+        "around_faults": {**near_s, "posts": len(near)},
+        "ratio_p50": harness.ratio(near_s["p50_ms"], calm_s["p50_ms"]),
+        "ratio_p99": harness.ratio(near_s["p99_ms"], calm_s["p99_ms"]),
+    }
+
+
+def latency_table(title: str, lat: dict[str, Any], ours: str, base: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column("")
+    table.add_column(ours, justify="right")
+    table.add_column(base, justify="right")
+    table.add_column("ratio", justify="right")
+    a, b = lat["around_faults"], lat["undisturbed"]
+    table.add_row("posts", f"{a['posts']:,}", f"{b['posts']:,}", "")
+    for key in ("p50_ms", "p99_ms", "max_ms"):
+        r = harness.ratio(a[key], b[key])
+        table.add_row(f"latency {key[:-3]} (ms)", f"{a[key]:,.1f}", f"{b[key]:,.1f}", f"{r or 0:.2f}x")
+    return table
+
+
+def checks_table(title: str, checks: list[tuple[str, str, bool]]) -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column("check")
+    table.add_column("figure", justify="right")
+    table.add_column("result")
+    for name, figure, ok in checks:
+        table.add_row(name, figure, "[green]PASS[/]" if ok else "[bold red]FAIL[/]")
+    return table
+
+
+def statuses_text(att: dict[str, Any]) -> str:
+    return ", ".join(f"{k}: {v:,}" for k, v in att["statuses"].items())
+
+
+# --------------------------------------------------------------------------- scenarios
+
+
+@dataclass
+class Context:
+    stack: Stack
+    redis: Redis
+    worker: CeleryWorker
+    product_ids: list[int]
+    args: argparse.Namespace
+    out_dir: Path
+
+
+def _export_runs_loop(ctx: Context, stop: threading.Event, kill_requests: list[float], out: dict[str, Any]) -> None:
+    """Task traffic during r1: export runs one after another through the shop's runs service; when a
+    kill is due, the Celery worker is SIGKILLed while a run is executing, then started again."""
+    from django.db import connection
+
+    from shop.recs import runs
+    from shop.recs.models import TaskRun
+
+    t0 = out["t0"]
+    try:
+        while not stop.is_set() or kill_requests:
+            run = runs.task_run_start(kind=TaskRun.Kind.EXPORT, trigger="reliability r1")
+            out["runs"].append(str(run.id))
+            killed = False
+            deadline = time.monotonic() + 180
+            while time.monotonic() < deadline:
+                state = TaskRun.objects.filter(pk=run.id).values_list("state", flat=True).first()
+                if state in (TaskRun.State.SUCCEEDED, TaskRun.State.FAILED):
+                    break
+                due = kill_requests and time.perf_counter() - t0 >= kill_requests[0]
+                if due and not killed and state == TaskRun.State.RUNNING:
+                    kill_requests.pop(0)
+                    at = time.perf_counter() - t0
+                    ctx.worker.kill()
+                    after = TaskRun.objects.filter(pk=run.id).values_list("state", flat=True).first()
+                    ready_s = ctx.worker.start()
+                    out["kills"].append(
+                        {
+                            "at_s": round(at, 3),
+                            "run": str(run.id),
+                            "state_after_kill": after,
+                            "in_flight": after == TaskRun.State.RUNNING,
+                            "restart_ready_s": round(ready_s, 3),
+                        }
+                    )
+                    killed = True
+                time.sleep(0.02)
+            else:
+                out["stuck"].append(str(run.id))
+            if stop.is_set() and not kill_requests:
+                break
+    except Exception as exc:  # reported, and the scenario fails
+        out["error"] = f"{type(exc).__name__}: {exc}"
+    finally:
+        connection.close()
+
+
+def scenario_r1(ctx: Context) -> dict[str, Any]:
+    args = ctx.args
+    tag = f"r1-{uuid.uuid4().hex[:8]}"
+    batches = batches_make(
+        tag=tag,
+        events=args.events,
+        batch_size=args.batch_size,
+        product_ids=ctx.product_ids,
+        visitors=args.visitors,
+        seed=args.seed,
+    )
+    rate = args.rate / args.batch_size
+    schedule_s = len(batches) / rate
+    ack_path = ctx.out_dir / "reliability-r1-acks.jsonl"
+    log = AckLog(ack_path)
+    gunicorn = ctx.stack.gunicorn
+    n_g = args.gunicorn_kills
+    g_at = [0.25 + 0.5 * i / max(1, n_g - 1) if n_g > 1 else 0.4 for i in range(n_g)]  # 25% .. 75%
+    c_at = [0.45 + 0.2 * i for i in range(args.celery_kills)]
+    g_kills: list[dict[str, Any]] = []
+    windows: list[tuple[float, float]] = []
+    t0_holder: dict[str, Any] = {"t0": 0.0, "runs": [], "kills": [], "stuck": []}
+
+    def kill_gunicorn_worker() -> None:
+        at = time.perf_counter() - t0_holder["t0"]
+        info = gunicorn_worker_kill(gunicorn.pid, gunicorn.workers)
+        g_kills.append({"at_s": round(at, 3), **info})
+        windows.append((at - 1.0, at + (info["respawn_s"] or 5.0) + 2.0))
+
+    faults = [(f, kill_gunicorn_worker) for f in g_at]
+    stop = threading.Event()
+    t0_holder["t0"] = time.perf_counter()
+    kill_requests = [f * schedule_s for f in c_at]
+    tasks = threading.Thread(target=_export_runs_loop, args=(ctx, stop, kill_requests, t0_holder), daemon=True)
+    tasks.start()
+    console.print(
+        f"R1: {args.events:,} events in {len(batches):,} batches of {args.batch_size} at {args.rate:g} events/s "
+        f"({schedule_s:.0f} s); gunicorn worker SIGKILL at {', '.join(f'{100 * f:.0f}%' for f in g_at) or 'never'}; "
+        f"Celery worker SIGKILL at {', '.join(f'{100 * f:.0f}%' for f in c_at) or 'never'} (during an export task); "
+        f"visibility timeout {VISIBILITY_TIMEOUT_S} s for the run."
+    )
+    try:
+        wall = asyncio.run(
+            load_run(
+                gunicorn.base_url,
+                batches,
+                rate_batches_per_s=rate,
+                concurrency=args.concurrency,
+                log=log,
+                faults=faults,
+                title="R1 ingest under kills",
+            )
+        )
+    finally:
+        log.close()
+        stop.set()
+    with console.status(
+        "Waiting for the task runs to finish (a killed one comes back after the visibility timeout)..."
+    ):
+        tasks.join(timeout=240)
+    for k in t0_holder["kills"]:
+        windows.append((k["at_s"] - 1.0, k["at_s"] + k["restart_ready_s"] + 2.0))
+
+    from shop.recs.models import TaskRun
+
+    run_rows = list(TaskRun.objects.filter(pk__in=t0_holder["runs"]).values("id", "state", "deliveries", "error"))
+    killed_runs = {k["run"] for k in t0_holder["kills"]}
+    tasks_failed = [r for r in run_rows if r["state"] != TaskRun.State.SUCCEEDED]
+    redelivered = [r for r in run_rows if str(r["id"]) in killed_runs]
+
+    acked = ack_log_read(ack_path)
+    sent = {(b.visitor, k) for b in batches for k in b.keys}
+    ledger = ledger_compare(acked=acked, sent=sent, stored=stored_keys(ctx.stack.database_url, tag))
+    att = attempts_summary(batches)
+    lat = split_latency(batches, windows)
+    in_flight = [k for k in t0_holder["kills"] if k["in_flight"]]
+    checks = [
+        ("acknowledged events logged", f"{ledger['acknowledged']:,} of {ledger['sent']:,}", ledger["acknowledged"] > 0),
+        ("acknowledged but not stored (lost)", str(ledger["lost"]), ledger["lost"] == 0),
+        ("(visitor, key) stored twice", str(ledger["duplicates"]), ledger["duplicates"] == 0),
+        ("stored but never sent", str(ledger["phantoms"]), ledger["phantoms"] == 0),
+        ("5xx other than 503", str(att["unexpected_5xx"]), att["unexpected_5xx"] == 0),
+        (
+            "gunicorn worker SIGKILLs (new worker after s)",
+            ", ".join(str(k["respawn_s"]) for k in g_kills) or "0",
+            len(g_kills) == n_g and all(k["respawn_s"] is not None for k in g_kills),
+        ),
+        (
+            "Celery worker kills mid-task",
+            f"{len(in_flight)} of {len(t0_holder['kills'])} (wanted {args.celery_kills})",
+            len(in_flight) == args.celery_kills,
+        ),
+        (
+            "task runs sent / not succeeded",
+            f"{len(run_rows)} / {len(tasks_failed)}",
+            len(run_rows) > 0 and not tasks_failed and not t0_holder["stuck"] and "error" not in t0_holder,
+        ),
+        (
+            "killed run redelivered and succeeded",
+            ", ".join(f"{r['state']} after {r['deliveries']} deliveries" for r in redelivered) or "-",
+            len(redelivered) == len(killed_runs) == args.celery_kills
+            and all(r["state"] == TaskRun.State.SUCCEEDED and r["deliveries"] >= 2 for r in redelivered),
+        ),
+    ]
+    result = {
+        "scenario": "r1",
+        "tag": tag,
+        "events": args.events,
+        "batch_size": args.batch_size,
+        "rate_events_per_s": args.rate,
+        "schedule_s": round(schedule_s, 1),
+        "wall_s": round(wall, 2),
+        "achieved_events_per_s": round(args.events / wall, 1),
+        "ack_log": str(ack_path),
+        "ledger": ledger,
+        "attempts": att,
+        "gunicorn_kills": g_kills,
+        "celery_kills": t0_holder["kills"],
+        "task_runs": [{**r, "id": str(r["id"])} for r in run_rows],
+        "task_loop_error": t0_holder.get("error"),
+        "visibility_timeout_s": VISIBILITY_TIMEOUT_S,
+        "latency": lat,
+        "checks": [{"check": n, "figure": f, "pass": ok} for n, f, ok in checks],
+        "passed": all(ok for _, _, ok in checks),
+    }
+    console.print(checks_table("R1 ingest under faults", checks))
+    console.print(
+        latency_table("R1 post latency: around the kills vs the rest of the run", lat, "around kills", "undisturbed")
+    )
+    console.print(
+        f"R1 answers: {statuses_text(att)}; batches retried: {att['retried_batches']}, "
+        f"stored before their answer was lost (retry reported duplicates): {att['stored_before_ack']}"
+    )
+    return result
+
+
+def scenario_r2(ctx: Context) -> dict[str, Any]:
+    args = ctx.args
+    tag = f"r2-{uuid.uuid4().hex[:8]}"
+    batches = batches_make(
+        tag=tag,
+        events=args.replay_events,
+        batch_size=args.batch_size,
+        product_ids=ctx.product_ids,
+        visitors=args.visitors,
+        seed=args.seed + 2,
+    )
+    base_url = ctx.stack.gunicorn.base_url
+    log = AckLog(ctx.out_dir / "reliability-r2-acks.jsonl")
+    try:
+        asyncio.run(
+            load_run(
+                base_url, batches, rate_batches_per_s=None, concurrency=args.concurrency, log=log, title="R2 first post"
+            )
+        )
+    finally:
+        log.close()
+    first_att = attempts_summary(batches)
+    first_lat = [a.done - a.sent for b in batches for a in b.attempts if a.status == 202]
+    before = aggregates(ctx.stack.database_url, tag)
+    rounds = []
+    replay_lat: list[float] = []
+    for n in range(1, args.replays + 1):
+        replay = [
+            Batch(index=b.index, visitor=b.visitor, cookie=b.cookie, keys=b.keys, body=b.body)
+            for b in random.Random(n).sample(batches, len(batches))
+        ]
+        asyncio.run(
+            load_run(
+                base_url,
+                replay,
+                rate_batches_per_s=None,
+                concurrency=args.concurrency,
+                log=None,
+                title=f"R2 replay {n}",
+            )
+        )
+        after = aggregates(ctx.stack.database_url, tag)
+        att = attempts_summary(replay)
+        replay_lat += [a.done - a.sent for b in replay for a in b.attempts if a.status == 202]
+        not_dup = [b.index for b in replay if b.acked_at is None or b.accepted != 0 or b.duplicates != len(b.keys)]
+        changed = sorted(k for k in before if k != "table_rows" and before[k] != after[k])
+        rounds.append(
+            {
+                "round": n,
+                "attempts": att,
+                "batches_not_all_duplicates": len(not_dup),
+                "changed": changed,
+                "table_rows_added": after["table_rows"] - before["table_rows"],
+                "aggregates": after,
+            }
+        )
+    first = harness.latency_summary_ms(first_lat)
+    again = harness.latency_summary_ms(replay_lat)
+    checks = [
+        (
+            "first post: events stored",
+            f"{before['rows']:,} of {args.replay_events:,}",
+            before["rows"] == args.replay_events,
+        ),
+        *[
+            (
+                f"replay {r['round']}: aggregates changed / rows added",
+                f"{len(r['changed'])} / {r['table_rows_added']}",
+                not r["changed"] and r["table_rows_added"] == 0,
+            )
+            for r in rounds
+        ],
+        *[
+            (
+                f"replay {r['round']}: batches not 202 all-duplicate",
+                f"{r['batches_not_all_duplicates']} of {len(batches)}",
+                r["batches_not_all_duplicates"] == 0,
+            )
+            for r in rounds
+        ],
+    ]
+    result = {
+        "scenario": "r2",
+        "tag": tag,
+        "events": args.replay_events,
+        "batches": len(batches),
+        "replays": args.replays,
+        "first_post": first_att,
+        "aggregates_after_first_post": before,
+        "rounds": rounds,
+        "latency": {"first_post": first, "replay": again, "ratio_p50": harness.ratio(again["p50_ms"], first["p50_ms"])},
+        "checks": [{"check": n, "figure": f, "pass": ok} for n, f, ok in checks],
+        "passed": all(ok for _, _, ok in checks),
+    }
+    console.print(checks_table(f"R2 replay every batch {args.replays} times", checks))
+    agg = Table(title="R2 aggregates after the first post and after each replay", title_justify="left")
+    agg.add_column("")
+    agg.add_column("first post", justify="right")
+    for r in rounds:
+        agg.add_column(f"replay {r['round']}", justify="right")
+    for key in ("rows", "visitors", "page_views", "sum_position", "sum_quantity", "by_type", "digest"):
+        agg.add_row(key, str(before[key]), *[str(r["aggregates"][key]) for r in rounds])
+    console.print(agg)
+    lt = Table(title="R2 post latency: replays vs first posts (same batches)", title_justify="left")
+    for col in ("", "replays", "first posts", "ratio"):
+        lt.add_column(col, justify="right" if col else "left")
+    for key in ("p50_ms", "p99_ms", "max_ms"):
+        lt.add_row(
+            f"latency {key[:-3]} (ms)",
+            f"{again[key]:,.1f}",
+            f"{first[key]:,.1f}",
+            f"{harness.ratio(again[key], first[key]) or 0:.2f}x",
+        )
+    console.print(lt)
+    return result
+
+
+def scenario_r3(ctx: Context) -> dict[str, Any]:
+    args = ctx.args
+    pg = ctx.stack.postgres
+    if pg is None:
+        raise SystemExit("r3 stops PostgreSQL: it needs the throwaway cluster (no --database-url)")
+    tag = f"r3-{uuid.uuid4().hex[:8]}"
+    events = args.r3_events
+    batches = batches_make(
+        tag=tag,
+        events=events,
+        batch_size=args.batch_size,
+        product_ids=ctx.product_ids,
+        visitors=args.visitors,
+        seed=args.seed + 3,
+    )
+    rate = args.rate / args.batch_size
+    schedule_s = len(batches) / rate
+    ack_path = ctx.out_dir / "reliability-r3-acks.jsonl"
+    log = AckLog(ack_path)
+    marks: dict[str, float] = {}
+    clock = {"t0": 0.0}
+
+    def postgres_crash() -> None:
+        from django.db import connections
+
+        marks["stop_issued"] = time.perf_counter() - clock["t0"]
+        marks["stop_s"] = pg_stop_immediate(pg)
+        marks["down"] = time.perf_counter() - clock["t0"]
+        time.sleep(args.down_s)
+        marks["start_issued"] = time.perf_counter() - clock["t0"]
+        marks["start_s"] = pg_start(pg)
+        marks["accepting"] = time.perf_counter() - clock["t0"]
+        connections.close_all()  # this process's reads reconnect
+
+    console.print(
+        f"R3: {events:,} events at {args.rate:g} events/s ({schedule_s:.0f} s); PostgreSQL stopped with "
+        f"`pg_ctl stop -m immediate` at 35% and started again {args.down_s:g} s later."
+    )
+    clock["t0"] = time.perf_counter()
+    try:
+        wall = asyncio.run(
+            load_run(
+                ctx.stack.gunicorn.base_url,
+                batches,
+                rate_batches_per_s=rate,
+                concurrency=args.concurrency,
+                log=log,
+                faults=[(0.35, postgres_crash)],
+                title="R3 ingest across a PostgreSQL crash",
+            )
+        )
+    finally:
+        log.close()
+    # attempts are timed from load_run's own t0, which began within microseconds of clock["t0"]
+    down_lo, down_hi = marks.get("stop_issued", 0.0), marks.get("accepting", 0.0)
+    during = [a for b in batches for a in b.attempts if a.sent >= marks.get("down", 0.0) and a.done <= down_hi]
+    bad_during = [a for a in during if not (a.status == 503 and a.retry_after and a.json_detail)]
+    after_restart = sorted(
+        (a for b in batches for a in b.attempts if a.sent >= marks.get("start_issued", 1e9) and a.status == 202),
+        key=lambda a: a.done,
+    )
+    first_ok = after_restart[0].done if after_restart else None
+    recovery_from_start = round(first_ok - marks["start_issued"], 3) if first_ok is not None else None
+    recovery_from_accepting = round(first_ok - marks["accepting"], 3) if first_ok is not None else None
+
+    acked = ack_log_read(ack_path)
+    sent = {(b.visitor, k) for b in batches for k in b.keys}
+    ledger = ledger_compare(acked=acked, sent=sent, stored=stored_keys(ctx.stack.database_url, tag))
+    att = attempts_summary(batches)
+    lat = split_latency(batches, [(down_lo - 1.0, (first_ok or down_hi) + 6.0)])
+    during_statuses = Counter(str(a.status) if a.status is not None else f"no answer ({a.error})" for a in during)
+    checks = [
+        ("acknowledged events logged", f"{ledger['acknowledged']:,} of {ledger['sent']:,}", ledger["acknowledged"] > 0),
+        ("acknowledged but not stored (lost)", str(ledger["lost"]), ledger["lost"] == 0),
+        ("(visitor, key) stored twice", str(ledger["duplicates"]), ledger["duplicates"] == 0),
+        (
+            "answers while down",
+            ", ".join(f"{k}: {v}" for k, v in sorted(during_statuses.items())) or "none",
+            len(during) > 0,
+        ),
+        ("  of them not 503 JSON + Retry-After", str(len(bad_during)), len(during) > 0 and not bad_during),
+        ("5xx other than 503 (whole run)", str(att["unexpected_5xx"]), att["unexpected_5xx"] == 0),
+        (
+            f"recovery: restart -> first 202 (<= {RECOVERY_TARGET_S:g} s)",
+            f"{recovery_from_start} s (accepting -> 202: {recovery_from_accepting} s)",
+            recovery_from_start is not None and recovery_from_start <= RECOVERY_TARGET_S,
+        ),
+    ]
+    result = {
+        "scenario": "r3",
+        "tag": tag,
+        "events": events,
+        "rate_events_per_s": args.rate,
+        "down_s": args.down_s,
+        "wall_s": round(wall, 2),
+        "marks_s": {k: round(v, 3) for k, v in marks.items()},
+        "answers_while_down": dict(during_statuses),
+        "recovery_s": recovery_from_start,
+        "recovery_from_accepting_s": recovery_from_accepting,
+        "ledger": ledger,
+        "attempts": att,
+        "latency": lat,
+        "checks": [{"check": n, "figure": f, "pass": ok} for n, f, ok in checks],
+        "passed": all(ok for _, _, ok in checks),
+    }
+    console.print(checks_table("R3 PostgreSQL stopped (immediate) during load", checks))
+    console.print(
+        latency_table("R3 post latency: around the outage vs the rest of the run", lat, "around outage", "undisturbed")
+    )
+    console.print(
+        f"R3 timeline (s from start): stop issued {marks.get('stop_issued', 0):.2f}, down {marks.get('down', 0):.2f}, "
+        f"start issued {marks.get('start_issued', 0):.2f}, accepting {marks.get('accepting', 0):.2f} "
+        f"(crash recovery {marks.get('start_s', 0):.2f} s), first 202 {f'{first_ok:.2f}' if first_ok is not None else '-'}; "
+        f"answers: {statuses_text(att)}"
+    )
+    return result
+
+
+RUNNERS = {"r1": scenario_r1, "r2": scenario_r2, "r3": scenario_r3}
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.reliability", description=__doc__.split("\n\n")[0])
+    parser.add_argument("scenarios", nargs="+", choices=SCENARIOS, help="which scenarios to run, in this order")
+    parser.add_argument("--events", type=int, default=10_000, help="r1: events to post (default 10000)")
+    parser.add_argument("--rate", type=float, default=200.0, help="r1, r3: events per second offered (default 200)")
+    parser.add_argument("--batch-size", type=int, default=20, help="events per post (default 20)")
+    parser.add_argument("--visitors", type=int, default=200, help="visitors the batches are spread over (200)")
+    parser.add_argument("--concurrency", type=int, default=16, help="connections at most (default 16)")
+    parser.add_argument("--gunicorn-kills", type=int, default=2, help="r1: gunicorn worker SIGKILLs (default 2)")
+    parser.add_argument("--celery-kills", type=int, default=1, help="r1: Celery worker SIGKILLs (default 1)")
+    parser.add_argument("--replay-events", type=int, default=2000, help="r2: events posted, then replayed (2000)")
+    parser.add_argument("--replays", type=int, default=3, help="r2: replays of every batch (default 3)")
+    parser.add_argument("--r3-events", type=int, default=4000, help="r3: events to post (default 4000)")
+    parser.add_argument("--down-s", type=float, default=5.0, help="r3: seconds PostgreSQL stays down (default 5)")
+    parser.add_argument("--products", type=int, default=500, help="catalog size to seed (default 500)")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--out-dir", type=Path, default=BENCH_DIR, help=f"JSON and acknowledged-key logs ({BENCH_DIR})")
+    args = parser.parse_args(argv)
+    if not 1 <= args.batch_size <= 500:
+        parser.error("--batch-size must be between 1 and 500 (the API's limit)")
+    for name in ("events", "replay_events", "r3_events", "visitors", "concurrency"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if not 0 < args.rate <= 100_000:
+        parser.error("--rate must be in (0, 100000] events/s")
+    if args.gunicorn_kills < 0 or args.celery_kills < 0 or args.replays < 1 or args.down_s < 0:
+        parser.error("kills must be >= 0, --replays >= 1, --down-s >= 0")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    console.rule(f"[bold]Reliability: {' '.join(s.upper() for s in args.scenarios)}")
+    tmp = Path(tempfile.mkdtemp(prefix="shop-reliability-"))
+    redis = Redis(tmp).start()
+    console.print(f"[bold]Redis[/]: {redis.url(0)} (broker db 0, cache db 1)")
+    extra_env = {
+        "CELERY_BROKER_URL": redis.url(0),
+        "CACHE_URL": redis.url(1),
+        "CELERY_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT_S),
+        "CELERY_UNACKED_RESTORE_INTERVAL": "1",
+        "EVENTS_THROTTLE_RATE": harness.BENCH_THROTTLE_RATE,
+        "EVENTS_IP_THROTTLE_RATE": harness.BENCH_THROTTLE_RATE,
+        "MODEL_DIR": str(tmp / "models"),
+        "SNAPSHOT_DIR": str(tmp / "snapshots"),
+        "RECS_SERVING_LOAD": "false",
+        "WORKER_METRICS_PORT": "0",
+        "WORKER_HEARTBEAT_FILE": str(tmp / "worker-heartbeat"),
+        "OMP_NUM_THREADS": "1",
+    }
+    results: dict[str, Any] = {}
+    worker: CeleryWorker | None = None
+    try:
+        with Stack(
+            database_url=None,
+            products=args.products,
+            seed=args.seed,
+            workers=None,
+            threads=None,
+            extra_env=extra_env,
+        ) as stack:
+            worker = CeleryWorker(env=stack.env, log_dir=tmp)
+            with console.status("Starting the Celery worker..."):
+                ready = worker.start()
+            console.print(f"[bold]Celery[/]: one worker, --pool solo, queues default,gpu (ready in {ready:.1f} s)")
+            from shop.catalog.models import Product
+
+            product_ids = list(Product.objects.filter(is_active=True).values_list("pk", flat=True))
+            ctx = Context(
+                stack=stack, redis=redis, worker=worker, product_ids=product_ids, args=args, out_dir=args.out_dir
+            )
+            for name in args.scenarios:
+                console.rule(f"[bold]{name.upper()}")
+                result = RUNNERS[name](ctx)
+                result.update(
+                    command="python -m benchmarks.reliability " + " ".join(sys.argv[1:] if argv is None else argv),
+                    machine=harness.machine_info(),
+                    postgres=stack.postgres_facts(),
+                )
+                results[name] = result
+                path = harness.write_json(args.out_dir / f"reliability-{name}.json", result)
+                verdict = "[bold green]PASS[/]" if result["passed"] else "[bold red]FAIL[/]"
+                console.print(f"{name.upper()}: {verdict}  (wrote {path})")
+            worker.stop()
+    finally:
+        if worker is not None:
+            worker.stop()
+        redis.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    summary = Table(title="Reliability summary", title_justify="left")
+    summary.add_column("scenario")
+    summary.add_column("result")
+    for name, r in results.items():
+        summary.add_row(name.upper(), "[green]PASS[/]" if r["passed"] else "[bold red]FAIL[/]")
+    console.print(summary)
+    return 0 if results and all(r["passed"] for r in results.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""Reliability scenarios R1-R3 (``python -m benchmarks.reliability``), short versions, on real servers:
+a throwaway PostgreSQL, Redis, gunicorn and a Celery worker on loopback.
+
+R1: ingest while a gunicorn worker and the Celery worker (mid-task) are SIGKILLed; R2: every batch
+replayed 3 times; R3: PostgreSQL stopped with ``pg_ctl stop -m immediate`` during load. The client's
+log of acknowledged keys is compared with the database; the comparison itself is tested below on
+ledgers that must fail.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks.reliability import ack_log_read, ledger_compare
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+# --------------------------------------------------------------------------- the check that can fail
+
+
+def test_ledger_reports_an_acknowledged_event_missing_from_the_database():
+    sent = {("v1", "k1"), ("v1", "k2"), ("v2", "k1")}
+    acked = {("v1", "k1"), ("v2", "k1")}
+    out = ledger_compare(acked=acked, sent=sent, stored=[("v1", "k1"), ("v1", "k2")])
+    assert out["lost"] == 1 and out["lost_sample"] == [("v2", "k1")]
+    assert out["stored_unacknowledged"] == 1  # v1/k2: stored, answer never seen; not a loss
+    assert out["duplicates"] == 0 and out["phantoms"] == 0
+
+
+def test_ledger_reports_duplicates_and_rows_never_sent():
+    sent = {("v1", "k1"), ("v2", "k1")}
+    stored = [("v1", "k1"), ("v1", "k1"), ("v1", "k1"), ("v2", "k1"), ("v3", "k9")]
+    out = ledger_compare(acked=sent, sent=sent, stored=stored)
+    assert out["duplicates"] == 2
+    assert out["phantoms"] == 1
+    assert out["lost"] == 0 and out["stored"] == 5
+
+
+def test_ack_log_is_read_back_per_visitor(tmp_path):
+    log = tmp_path / "acks.jsonl"
+    log.write_text(
+        json.dumps({"batch": 0, "visitor": "a", "keys": ["r1:0:0", "r1:0:1"]})
+        + "\n"
+        + json.dumps({"batch": 1, "visitor": "b", "keys": ["r1:0:0"]})
+        + "\n"
+    )
+    assert ack_log_read(log) == {("a", "r1:0:0"), ("a", "r1:0:1"), ("b", "r1:0:0")}
+
+
+# --------------------------------------------------------------------------- the scenarios, end to end
+
+
+@pytest.fixture(scope="module")
+def reliability_run(tmp_path_factory):
+    out_dir = tmp_path_factory.mktemp("reliability")
+    argv = [
+        *("r1", "r2", "r3"),
+        *("--events", "1000", "--rate", "100", "--batch-size", "20", "--gunicorn-kills", "1", "--celery-kills", "1"),
+        *("--replay-events", "500", "--replays", "3"),
+        *("--r3-events", "1000", "--down-s", "3"),
+        *("--products", "200", "--out-dir", str(out_dir)),
+    ]
+    run = subprocess.run(
+        [sys.executable, "-m", "benchmarks.reliability", *argv],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=420,
+        check=False,
+    )
+    results = {}
+    for name in ("r1", "r2", "r3"):
+        path = out_dir / f"reliability-{name}.json"
+        if path.exists():
+            results[name] = json.loads(path.read_text())
+    return run, results, out_dir
+
+
+def _why(run) -> str:
+    return run.stdout[-4000:] + run.stderr[-4000:]
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_r1_every_acknowledged_event_is_stored_once_across_worker_kills(reliability_run):
+    run, results, out_dir = reliability_run
+    assert "r1" in results, _why(run)
+    r1 = results["r1"]
+    ledger = r1["ledger"]
+    # the log was written and read back: a run that acknowledged nothing proves nothing
+    acks = (out_dir / "reliability-r1-acks.jsonl").read_text().splitlines()
+    assert sum(len(json.loads(line)["keys"]) for line in acks) == ledger["acknowledged"] == 1000
+    assert ledger["lost"] == 0, ledger
+    assert ledger["duplicates"] == 0 and ledger["phantoms"] == 0, ledger
+    assert ledger["stored"] == 1000
+    assert r1["attempts"]["unexpected_5xx"] == 0, r1["attempts"]
+    assert len(r1["gunicorn_kills"]) == 1 and r1["gunicorn_kills"][0]["respawn_s"] is not None
+    # the Celery worker died with a task on it; the task came back and finished
+    (kill,) = r1["celery_kills"]
+    assert kill["in_flight"], kill
+    runs = {r["id"]: r for r in r1["task_runs"]}
+    assert runs[kill["run"]]["state"] == "succeeded" and runs[kill["run"]]["deliveries"] >= 2, runs
+    assert all(r["state"] == "succeeded" for r in runs.values()), runs
+    assert r1["passed"], r1["checks"]
+    assert "R1 ingest under faults" in run.stdout and "PASS" in run.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_r2_three_replays_change_no_count_or_aggregate(reliability_run):
+    run, results, _ = reliability_run
+    assert "r2" in results, _why(run)
+    r2 = results["r2"]
+    first = r2["aggregates_after_first_post"]
+    assert first["rows"] == 500 and sum(first["by_type"].values()) == 500
+    assert len(r2["rounds"]) == 3
+    for rnd in r2["rounds"]:
+        assert rnd["changed"] == [] and rnd["table_rows_added"] == 0, rnd
+        assert rnd["aggregates"]["digest"] == first["digest"]
+        assert rnd["batches_not_all_duplicates"] == 0, rnd
+    assert r2["passed"], r2["checks"]
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_r3_postgres_crash_answers_503_loses_nothing_and_recovers_quickly(reliability_run):
+    run, results, _ = reliability_run
+    assert "r3" in results, _why(run)
+    r3 = results["r3"]
+    down = r3["answers_while_down"]
+    assert down and set(down) == {"503"}, down  # only 503 JSON while down, no 500, no dropped connection
+    assert r3["ledger"]["lost"] == 0 and r3["ledger"]["duplicates"] == 0, r3["ledger"]
+    assert r3["ledger"]["acknowledged"] == 1000, r3["ledger"]
+    assert r3["attempts"]["unexpected_5xx"] == 0
+    assert r3["recovery_s"] is not None and r3["recovery_s"] <= 10, r3["marks_s"]
+    assert r3["passed"], r3["checks"]
+    assert run.returncode == 0, _why(run)
