@@ -1,6 +1,6 @@
 """Reliability under faults: ingest while processes are killed and PostgreSQL crashes, and replays.
 
-    .venv/bin/python -m benchmarks.reliability r1 r2 r3 [--events 10000 --rate 200]
+    .venv/bin/python -m benchmarks.reliability r1 r2 r3 r5 [--events 10000 --rate 200]
 
 Real servers on loopback, as ``benchmarks.harness`` and the tests start them: a throwaway PostgreSQL
 (fsync on), Redis (broker db 0, cache db 1), gunicorn with the deployed configuration and one Celery
@@ -22,6 +22,15 @@ uses its own idempotency keys and visitors and checks only its own rows.
   restarted after ``--down-s`` seconds. Pass: no acknowledged event lost, every answer while it was
   down a 503 JSON ``{"detail"}`` with ``Retry-After`` (no other 5xx, no dropped connection), and the
   first 202 for a batch sent after the restart within 10 s of the restart command.
+
+- ``r5`` model publishes: a first model trained by the worker (export, train, gate; the tiny training
+  configuration), then ``--publishes`` versions registered and promoted through the shop's promotion
+  service every ``--publish-every-s`` seconds while ``--recs-clients`` clients ask for
+  ``GET /api/recommendations``; three are corrupt (weights file truncated, NaN weights, wrong
+  shapes). A corrupt version that became active is rolled back at once, and a last good version is
+  rolled back at the end. Pass: no 5xx or dropped answer, every corrupt publish refused, no answer
+  naming a corrupt or unvalidated version, a rollback call and the time until the rolled-back version
+  answers live each <= 1 s (web processes look for a new version every RECS_SERVING_POLL_S).
 
 Baselines in the same run: post latency in the undisturbed part of the run beside the part around
 the faults (r1, r3), and the first post of a batch beside its replays (r2). JSON goes to
@@ -59,7 +68,7 @@ from rich.table import Table
 from . import harness
 from .harness import BENCH_DIR, LOOPBACK, ROOT, Stack, console
 
-SCENARIOS = ("r1", "r2", "r3")
+SCENARIOS = ("r1", "r2", "r3", "r5")
 RECOVERY_TARGET_S = 10.0
 PLACEMENTS = ("home.popular", "category.grid", "search.results", "product.similar")
 # A killed worker's unacknowledged task is handed out again after this many seconds. Production
@@ -982,7 +991,336 @@ def scenario_r3(ctx: Context) -> dict[str, Any]:
     return result
 
 
-RUNNERS = {"r1": scenario_r1, "r2": scenario_r2, "r3": scenario_r3}
+# --------------------------------------------------------------------------- R5: model publishes
+
+
+TINY_TRAIN = {
+    "data": {"negatives_ratio": 2},
+    "features": {"min_user_count": 1},
+    "model": {"embedding_dim": 8, "dense_arch": [16, 8], "over_arch": [16, 1]},
+    "train": {"epochs": 2, "batch_size": 256, "threads": 1, "device": "cpu"},
+}
+CORRUPTIONS = ("truncated", "nan_weights", "wrong_shapes")
+
+
+def _perturbed(weights: dict, *, kind: str, seed: int) -> dict:
+    """A copy of an artifact's weights: slightly retrained (small noise), or corrupted by ``kind``."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    out = {
+        name: {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in sd.items()}
+        for name, sd in weights.items()
+    }
+    float_2d = [
+        (name, k)
+        for name, sd in out.items()
+        for k, v in sd.items()
+        if isinstance(v, torch.Tensor) and v.is_floating_point() and v.dim() == 2
+    ]
+    for sd in out.values():
+        for k, v in sd.items():
+            if isinstance(v, torch.Tensor) and v.is_floating_point():
+                sd[k] = v + 0.01 * torch.randn(v.shape, generator=gen, dtype=v.dtype)
+    if kind == "nan_weights":
+        for name, k in float_2d:  # every matrix: any score it computes is NaN
+            out[name][k] = torch.full_like(out[name][k], float("nan"))
+    elif kind == "wrong_shapes":
+        name, k = float_2d[-1]
+        v = out[name][k]
+        out[name][k] = torch.zeros(v.shape[0] + 3, v.shape[1] + 1, dtype=v.dtype)
+    return out
+
+
+def _publish(*, registry, artifact, kind: str, seed: int, snapshot: str) -> str:
+    """Register a new version (a retrained copy or a corrupted one) and record it as the shop does."""
+    from shop.recs.models import ModelVersion
+
+    version = registry.register(
+        weights=_perturbed(artifact.weights, kind=kind, seed=seed),
+        vocabularies=artifact.vocabularies,
+        config=artifact.config,
+        metrics=artifact.metrics,
+    )
+    if kind == "truncated":
+        path = registry.versions_dir / version / "weights.pt"
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    ModelVersion.objects.create(
+        version=version, metrics=artifact.metrics, snapshot=snapshot, status=ModelVersion.Status.CANDIDATE
+    )
+    return version
+
+
+@dataclass
+class RecsSample:
+    t: float
+    status: int | None
+    source: str = ""
+    version: str | None = None
+    reason: str = ""
+    latency_s: float = 0.0
+
+
+async def _recs_clients(
+    base_url: str, cookies: list[str], *, clients: int, stop: asyncio.Event, t0: float, samples: list[RecsSample]
+) -> None:
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=base_url, timeout=30, limits=limits, trust_env=False) as client:
+
+        async def one(i: int) -> None:
+            rng = random.Random(i)
+            while not stop.is_set():
+                cookie = rng.choice(cookies)
+                t = time.perf_counter()
+                try:
+                    r = await client.get(
+                        "/api/recommendations",
+                        params={"placement": "home.recommended", "k": 10},
+                        headers={"Cookie": cookie},
+                    )
+                except httpx.HTTPError as exc:
+                    samples.append(RecsSample(t=t - t0, status=None, reason=type(exc).__name__))
+                    continue
+                body = r.json() if r.headers.get("Content-Type", "").startswith("application/json") else {}
+                samples.append(
+                    RecsSample(
+                        t=t - t0,
+                        status=r.status_code,
+                        source=str(body.get("source", "")),
+                        version=body.get("model_version"),
+                        reason=str(body.get("reason", "")),
+                        latency_s=time.perf_counter() - t,
+                    )
+                )
+
+        await asyncio.gather(*(one(i) for i in range(clients)))
+
+
+def _first_served(samples: list[RecsSample], *, version: str, after: float) -> float | None:
+    times = [s.t for s in samples if s.t >= after and s.status == 200 and s.source == "live" and s.version == version]
+    return min(times) - after if times else None
+
+
+def scenario_r5(ctx: Context) -> dict[str, Any]:
+    """20 publishes (3 corrupt) while 50 clients ask for recommendations."""
+    from django.conf import settings
+
+    from recommender.registry import Registry
+    from shop.events.middleware import visitor_cookie_value
+    from shop.recs import runs
+    from shop.recs.models import ModelVersion, TaskRun
+    from shop.recs.promotion import CannotSwitch, model_version_promote, model_version_rollback
+
+    args = ctx.args
+    # a first model, trained by the worker on what r1-r3 (or this) logged
+    if not ModelVersion.objects.exists():
+        tag = f"r5-{uuid.uuid4().hex[:8]}"
+        seed_batches = batches_make(
+            tag=tag, events=3000, batch_size=50, product_ids=ctx.product_ids, visitors=args.visitors, seed=args.seed + 5
+        )
+        asyncio.run(
+            load_run(
+                ctx.stack.gunicorn.base_url,
+                seed_batches,
+                rate_batches_per_s=None,
+                concurrency=4,
+                log=None,
+                title="R5 history to train on",
+            )
+        )
+    with console.status("R5: training a first model on the worker (export, train, gate)..."):
+        run = runs.task_run_start(kind=TaskRun.Kind.RETRAIN, trigger="reliability r5")
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            run.refresh_from_db()
+            if run.is_finished:
+                break
+            time.sleep(0.5)
+    if run.state != TaskRun.State.SUCCEEDED:
+        raise RuntimeError(
+            f"R5: the first training run did not succeed: {run.state} {run.error}\n{ctx.worker.log_tail()}"
+        )
+    base = ModelVersion.objects.order_by("-created_at").first()
+    if not base.is_active:
+        model_version_promote(version=base.version, by="reliability r5 (first model)")
+    registry = Registry(settings.MODEL_DIR)
+    artifact = registry.load(base.version)
+    from shop.events.models import Event
+
+    visitors = list(Event.objects.values_list("visitor_id", flat=True).distinct()[:300])
+    cookies = [f"vid={visitor_cookie_value(v)}" for v in visitors]
+
+    # 20 publishes: corrupt ones at 5, 11 and 16
+    corrupt_at = {max(1, round(args.publishes * f)): k for f, k in zip((0.25, 0.55, 0.8), CORRUPTIONS, strict=True)}
+    publishes: list[dict[str, Any]] = []
+    validated = {base.version}
+    samples: list[RecsSample] = []
+    warm: dict[str, Any] = {}
+    t0 = time.perf_counter()
+
+    async def drive() -> None:
+        stop = asyncio.Event()
+        clients = asyncio.create_task(
+            _recs_clients(
+                ctx.stack.gunicorn.base_url, cookies, clients=args.recs_clients, stop=stop, t0=t0, samples=samples
+            )
+        )
+        # publishing starts once the web processes serve the first model live (loaded off the request path)
+        waited = time.perf_counter()
+        while time.perf_counter() - waited < 180 and not any(s.source == "live" for s in samples[-200:]):
+            await asyncio.sleep(0.5)
+        warm["live_after_s"] = round(time.perf_counter() - waited, 1)
+        with Progress(
+            TextColumn("[bold]R5 publishes"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[note]}"),
+            console=console,
+        ) as progress:
+            task = progress.add_task("publish", total=args.publishes, note="")
+            for n in range(1, args.publishes + 1):
+                kind = corrupt_at.get(n, "retrained")
+                entry: dict[str, Any] = {"n": n, "kind": kind}
+                version = await asyncio.to_thread(
+                    _publish, registry=registry, artifact=artifact, kind=kind, seed=n, snapshot=base.snapshot
+                )
+                entry["version"] = version
+                entry["t"] = round(time.perf_counter() - t0, 3)
+                try:
+                    await asyncio.to_thread(model_version_promote, version=version, by="reliability r5")
+                    entry["promote"] = "accepted"
+                    if kind == "retrained":
+                        validated.add(version)
+                except CannotSwitch as exc:
+                    entry["promote"] = f"refused: {exc}"[:200]
+                active = await asyncio.to_thread(
+                    lambda: ModelVersion.objects.filter(is_active=True).values_list("version", flat=True).first()
+                )
+                entry["active_after"] = active
+                progress.update(task, note=f"{version} {kind}: {entry['promote'][:40]}")
+                if kind != "retrained" and active == version:
+                    # a corrupt version became active: the merchant's rollback, timed
+                    t_rb = time.perf_counter()
+                    switch = await asyncio.to_thread(model_version_rollback, by="reliability r5")
+                    entry["rollback"] = {
+                        "to": switch.active,
+                        "call_s": round(time.perf_counter() - t_rb, 3),
+                        "at": round(t_rb - t0, 3),
+                    }
+                publishes.append(entry)
+                progress.advance(task)
+                await asyncio.sleep(args.publish_every_s)
+        # one more rollback of a good version, timed until the clients are served the previous one
+        t_rb = time.perf_counter()
+        switch = await asyncio.to_thread(model_version_rollback, by="reliability r5 (final)")
+        final = {
+            "from": switch.previous,
+            "to": switch.active,
+            "call_s": round(time.perf_counter() - t_rb, 3),
+            "at": round(t_rb - t0, 3),
+        }
+        publishes.append({"n": "final", "kind": "rollback", "rollback": final})
+        await asyncio.sleep(max(args.publish_every_s, settings.RECS_SERVING_POLL_S + 10))
+        stop.set()
+        await clients
+
+    asyncio.run(drive())
+
+    bad_versions = {p["version"] for p in publishes if p.get("kind") in CORRUPTIONS}
+    for p in publishes:
+        rb = p.get("rollback")
+        if rb:
+            served_after = _first_served(samples, version=rb["to"], after=rb["at"])
+            rb["served_after_s"] = round(served_after, 3) if served_after is not None else None
+    statuses = Counter(str(s.status) if s.status is not None else f"no answer ({s.reason})" for s in samples)
+    server_errors = sum(v for k, v in statuses.items() if k.isdigit() and int(k) >= 500)
+    no_answer = sum(v for k, v in statuses.items() if not k.isdigit())
+    served_versions = Counter(s.version for s in samples if s.status == 200 and s.version)
+    by_source_version = Counter(f"{s.source} {s.version}" for s in samples if s.status == 200 and s.version)
+    bad_spans = {
+        v: [
+            round(min(s.t for s in samples if s.version == v), 2),
+            round(max(s.t for s in samples if s.version == v), 2),
+        ]
+        for v in served_versions
+        if v in bad_versions
+    }
+    served_bad = {v: n for v, n in served_versions.items() if v in bad_versions}
+    served_unvalidated = {v: n for v, n in served_versions.items() if v not in validated}
+    sources = Counter(s.source for s in samples if s.status == 200)
+    reasons = Counter(s.reason for s in samples if s.status == 200 and s.reason)
+    rollbacks = [p["rollback"] for p in publishes if p.get("rollback")]
+    worst_call = max((r["call_s"] for r in rollbacks), default=None)
+    final = publishes[-1]["rollback"]  # stays active to the end: the one that can be timed until served
+    worst_served = final.get("served_after_s")
+    mid_served = [r.get("served_after_s") for r in rollbacks[:-1]]
+    lat = harness.latency_summary_ms(s.latency_s for s in samples if s.status == 200)
+    corrupt_outcomes = {p["kind"]: p["promote"] for p in publishes if p.get("kind") in CORRUPTIONS}
+    checks = [
+        ("requests answered", f"{len(samples):,} ({statuses_text({'statuses': dict(statuses)})})", len(samples) > 0),
+        ("5xx / no answer", f"{server_errors} / {no_answer}", server_errors == 0 and no_answer == 0),
+        (
+            "publishes (corrupt)",
+            f"{sum(1 for p in publishes if p['kind'] != 'rollback')} ({len(bad_versions)})",
+            len(bad_versions) == 3,
+        ),
+        *[(f"corrupt {k}: promote", v[:60], v.startswith("refused")) for k, v in corrupt_outcomes.items()],
+        ("answers naming a corrupt version", str(sum(served_bad.values())), not served_bad),
+        ("answers naming an unvalidated version", str(sum(served_unvalidated.values())), not served_unvalidated),
+        ("rollback call (worst, s)", str(worst_call), worst_call is not None and worst_call <= 1.0),
+        (
+            "rollback until served live (final, s)",
+            str(worst_served if worst_served is not None else "never"),
+            worst_served is not None and worst_served <= 1.0,
+        ),
+    ]
+    result = {
+        "scenario": "r5",
+        "publishes": publishes,
+        "validated_versions": sorted(validated),
+        "requests": len(samples),
+        "statuses": dict(statuses),
+        "sources": dict(sources),
+        "fallback_reasons": dict(reasons),
+        "served_versions": dict(served_versions),
+        "served_corrupt": served_bad,
+        "served_by_source_version": dict(by_source_version),
+        "corrupt_served_between_s": bad_spans,
+        "latency": lat,
+        "serving_poll_s": settings.RECS_SERVING_POLL_S,
+        "first_live_answer_after_s": warm.get("live_after_s"),
+        "mid_run_rollbacks_served_after_s": mid_served,
+        "clients": args.recs_clients,
+        "checks": [{"check": n, "figure": f, "pass": ok} for n, f, ok in checks],
+        "passed": all(ok for _, _, ok in checks),
+    }
+    console.print(checks_table(f"R5 {args.publishes} publishes (3 corrupt) under {args.recs_clients} clients", checks))
+    pt = Table(title="R5 publishes", title_justify="left")
+    for col in ("#", "version", "kind", "promote", "active after", "rollback call s", "served after s"):
+        pt.add_column(col)
+    for p in publishes:
+        rb = p.get("rollback") or {}
+        pt.add_row(
+            str(p["n"]),
+            p.get("version", rb.get("to", "")),
+            p["kind"],
+            p.get("promote", "")[:50],
+            p.get("active_after", rb.get("to", "")),
+            str(rb.get("call_s", "")),
+            str(rb.get("served_after_s", "")),
+        )
+    console.print(pt)
+    console.print(
+        f"R5 answers by source: {dict(sources)}; by source and version: {dict(by_source_version)}; "
+        f"corrupt versions named between (s): {bad_spans}; fallback reasons: {dict(reasons)}; "
+        f"latency p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms; serving poll {settings.RECS_SERVING_POLL_S:g} s"
+    )
+    return result
+
+
+RUNNERS = {"r1": scenario_r1, "r2": scenario_r2, "r3": scenario_r3, "r5": scenario_r5}
 
 
 # --------------------------------------------------------------------------- command line
@@ -1002,6 +1340,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--replays", type=int, default=3, help="r2: replays of every batch (default 3)")
     parser.add_argument("--r3-events", type=int, default=4000, help="r3: events to post (default 4000)")
     parser.add_argument("--down-s", type=float, default=5.0, help="r3: seconds PostgreSQL stays down (default 5)")
+    parser.add_argument("--publishes", type=int, default=20, help="r5: model versions published (default 20)")
+    parser.add_argument("--publish-every-s", type=float, default=2.0, help="r5: seconds between publishes (2)")
+    parser.add_argument("--recs-clients", type=int, default=50, help="r5: clients asking for recommendations (50)")
     parser.add_argument("--products", type=int, default=500, help="catalog size to seed (default 500)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--out-dir", type=Path, default=BENCH_DIR, help=f"JSON and acknowledged-key logs ({BENCH_DIR})")
@@ -1013,6 +1354,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if not 0 < args.rate <= 100_000:
         parser.error("--rate must be in (0, 100000] events/s")
+    if args.publishes < 4:
+        parser.error("--publishes must be at least 4 (three of them are corrupt)")
     if args.gunicorn_kills < 0 or args.celery_kills < 0 or args.replays < 1 or args.down_s < 0:
         parser.error("kills must be >= 0, --replays >= 1, --down-s >= 0")
     return args
@@ -1034,7 +1377,9 @@ def main(argv: list[str] | None = None) -> int:
         "EVENTS_IP_THROTTLE_RATE": harness.BENCH_THROTTLE_RATE,
         "MODEL_DIR": str(tmp / "models"),
         "SNAPSHOT_DIR": str(tmp / "snapshots"),
-        "RECS_SERVING_LOAD": "false",
+        "RECS_THROTTLE_RATE": harness.BENCH_THROTTLE_RATE,
+        "RECS_IP_THROTTLE_RATE": harness.BENCH_THROTTLE_RATE,
+        "RECS_TRAIN_CONFIG": json.dumps(TINY_TRAIN),
         "WORKER_METRICS_PORT": "0",
         "WORKER_HEARTBEAT_FILE": str(tmp / "worker-heartbeat"),
         "OMP_NUM_THREADS": "1",
