@@ -68,7 +68,7 @@ from rich.table import Table
 from . import harness
 from .harness import BENCH_DIR, LOOPBACK, ROOT, Stack, console
 
-SCENARIOS = ("r1", "r2", "r3", "r5")
+SCENARIOS = ("r1", "r2", "r3", "r4", "r5")
 RECOVERY_TARGET_S = 10.0
 PLACEMENTS = ("home.popular", "category.grid", "search.results", "product.similar")
 # A killed worker's unacknowledged task is handed out again after this many seconds. Production
@@ -1320,7 +1320,187 @@ def scenario_r5(ctx: Context) -> dict[str, Any]:
     return result
 
 
-RUNNERS = {"r1": scenario_r1, "r2": scenario_r2, "r3": scenario_r3, "r5": scenario_r5}
+# --------------------------------------------------------------------------- R4: Redis down
+
+
+@dataclass
+class PageSample:
+    t: float
+    target: str
+    status: int | None
+    error: str = ""
+
+
+async def _storefront_clients(
+    base_url: str, targets: dict[str, Any], *, clients: int, stop: asyncio.Event, t0: float, samples: list[PageSample]
+) -> None:
+    """Shoppers on the storefront: pages, the recommendations API and the beacon, one request after another."""
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=base_url, timeout=30, limits=limits, trust_env=False) as client:
+
+        async def one(i: int) -> None:
+            rng = random.Random(1000 + i)
+            names = list(targets)
+            n = 0
+            while not stop.is_set():
+                name = names[(i + n) % len(names)]
+                n += 1
+                method, url, kwargs = targets[name](rng)
+                t = time.perf_counter()
+                try:
+                    r = await client.request(method, url, **kwargs)
+                    samples.append(PageSample(t=t - t0, target=name, status=r.status_code, error=r.text[:120]))
+                except httpx.HTTPError as exc:
+                    samples.append(PageSample(t=t - t0, target=name, status=None, error=type(exc).__name__))
+                await asyncio.sleep(0.05)
+
+        await asyncio.gather(*(one(i) for i in range(clients)))
+
+
+def scenario_r4(ctx: Context) -> dict[str, Any]:
+    """Redis (broker and cache) down for ``--redis-down-s`` while shoppers browse and a task is sent."""
+    from shop.catalog.models import Category, Product
+    from shop.events.middleware import visitor_cookie_value
+    from shop.recs import runs
+    from shop.recs.models import TaskRun
+
+    args = ctx.args
+    products = list(Product.objects.filter(is_active=True).order_by("pk")[:50])
+    categories = list(Category.objects.order_by("pk")[:10])
+    product_urls = [p.get_absolute_url() for p in products]
+    category_urls = [c.get_absolute_url() for c in categories]
+    visitors = [uuid.UUID(int=random.Random(args.seed + 4).getrandbits(128) + i, version=4) for i in range(50)]
+    cookies = [f"vid={visitor_cookie_value(v)}" for v in visitors]
+
+    def beacon(rng: random.Random):
+        pv = str(uuid.uuid4())
+        events = [
+            {"type": "impression", "product_id": p.pk, "placement": "home.popular", "position": i,
+             "page_view_id": pv, "idempotency_key": f"r4:{pv}:{i}"}
+            for i, p in enumerate(rng.sample(products, 4))
+        ]  # fmt: skip
+        return "POST", "/api/events", {"json": {"events": events}, "headers": {"Cookie": rng.choice(cookies)}}
+
+    targets = {
+        "home": lambda rng: ("GET", "/", {"headers": {"Cookie": rng.choice(cookies)}}),
+        "product": lambda rng: ("GET", rng.choice(product_urls), {"headers": {"Cookie": rng.choice(cookies)}}),
+        "category": lambda rng: ("GET", rng.choice(category_urls), {"headers": {"Cookie": rng.choice(cookies)}}),
+        "recommendations": lambda rng: (
+            "GET",
+            "/api/recommendations",
+            {"params": {"placement": "home.recommended", "k": 10}, "headers": {"Cookie": rng.choice(cookies)}},
+        ),
+        "events": beacon,
+    }
+    marks: dict[str, float] = {}
+    task: dict[str, Any] = {}
+    samples: list[PageSample] = []
+    t0 = time.perf_counter()
+
+    def outage() -> None:
+        from django.db import connection
+
+        marks["down"] = time.perf_counter() - t0
+        ctx.redis.stop()
+        time.sleep(min(5.0, args.redis_down_s / 3))
+        # a task sent while the broker is down, through the shop's own path (a run row, then the message)
+        marks["task_sent"] = time.perf_counter() - t0
+        try:
+            run = runs.task_run_start(kind=TaskRun.Kind.EXPORT, trigger="reliability r4 (broker down)")
+            task["run"] = str(run.id)
+            task["start"] = "returned"
+        except Exception as exc:
+            task["start"] = f"raised {type(exc).__name__}: {exc}"[:300]
+            task["run"] = str(
+                TaskRun.objects.filter(trigger="reliability r4 (broker down)").values_list("id", flat=True).first()
+            )
+        marks["task_start_returned"] = time.perf_counter() - t0
+        connection.close()
+        time.sleep(max(0.0, marks["down"] + args.redis_down_s - (time.perf_counter() - t0)))
+        ctx.redis.start()
+        marks["up"] = time.perf_counter() - t0
+
+    async def drive() -> None:
+        stop = asyncio.Event()
+        clients = asyncio.create_task(
+            _storefront_clients(ctx.stack.gunicorn.base_url, targets, clients=8, stop=stop, t0=t0, samples=samples)
+        )
+        await asyncio.sleep(5.0)
+        await asyncio.to_thread(outage)
+        await asyncio.sleep(10.0)
+        stop.set()
+        await clients
+
+    console.print(
+        f"R4: 8 shoppers on home, product, category pages, the recommendations API and the beacon; Redis (broker "
+        f"db 0, cache db 1) stopped for {args.redis_down_s:g} s; an export task sent through the shop while it is down."
+    )
+    with console.status("R4: shoppers browsing; Redis goes down, comes back..."):
+        asyncio.run(drive())
+    # the task sent during the outage: does it run once the broker is back?
+    with console.status("R4: waiting for the task sent during the outage..."):
+        deadline = time.monotonic() + args.task_wait_s
+        state = None
+        while time.monotonic() < deadline:
+            state = TaskRun.objects.filter(pk=task.get("run")).values_list("state", flat=True).first()
+            if state in (TaskRun.State.SUCCEEDED, TaskRun.State.FAILED):
+                break
+            time.sleep(0.5)
+    task["state"] = state
+    task["done_after_up_s"] = round(time.perf_counter() - t0 - marks["up"], 1) if state == "succeeded" else None
+
+    def phase(t: float) -> str:
+        return "before" if t < marks["down"] else "during" if t < marks["up"] else "after"
+
+    table_rows: dict[tuple[str, str], Counter] = {}
+    for smp in samples:
+        key = (smp.target, phase(smp.t))
+        table_rows.setdefault(key, Counter())[str(smp.status) if smp.status is not None else "no answer"] += 1
+    during = [smp for smp in samples if phase(smp.t) == "during"]
+    bad = [smp for smp in during if smp.status is None or smp.status >= 500]
+    bad_by_target = Counter(smp.target for smp in bad)
+    samples_bad = sorted({f"{smp.target} {smp.status}: {smp.error[:80]}" for smp in bad})[:5]
+    all_bad = [smp for smp in samples if smp.status is None or smp.status >= 500]
+    checks = [
+        ("requests while Redis down", f"{len(during):,}", len(during) > 0),
+        ("  of them 5xx or no answer", f"{len(bad):,} ({dict(bad_by_target)})", len(during) > 0 and not bad),
+        ("5xx or no answer (whole run)", f"{len(all_bad):,}", not all_bad),
+        ("task sent while down: send", task.get("start", "-")[:60], task.get("start") == "returned"),
+        (
+            "task sent while down: ran after Redis returned",
+            f"{task.get('state')} ({task.get('done_after_up_s')} s after)",
+            task.get("state") == "succeeded",
+        ),
+    ]
+    result = {
+        "scenario": "r4",
+        "redis_down_s": args.redis_down_s,
+        "marks_s": {k: round(v, 3) for k, v in marks.items()},
+        "answers": {f"{t} {p}": dict(c) for (t, p), c in sorted(table_rows.items())},
+        "error_samples": samples_bad,
+        "task": task,
+        "checks": [{"check": n, "figure": f, "pass": ok} for n, f, ok in checks],
+        "passed": all(ok for _, _, ok in checks),
+    }
+    console.print(checks_table(f"R4 Redis down for {args.redis_down_s:g} s", checks))
+    at = Table(title="R4 answers by target and phase", title_justify="left")
+    for col in ("target", "before", "during", "after"):
+        at.add_column(col)
+    for target in targets:
+        at.add_row(
+            target,
+            *[
+                ", ".join(f"{k}: {v}" for k, v in sorted(table_rows.get((target, p), Counter()).items())) or "-"
+                for p in ("before", "during", "after")
+            ],
+        )
+    console.print(at)
+    for line in samples_bad:
+        console.print(f"[red]R4 error:[/] {line}")
+    return result
+
+
+RUNNERS = {"r1": scenario_r1, "r2": scenario_r2, "r3": scenario_r3, "r4": scenario_r4, "r5": scenario_r5}
 
 
 # --------------------------------------------------------------------------- command line
@@ -1340,6 +1520,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--replays", type=int, default=3, help="r2: replays of every batch (default 3)")
     parser.add_argument("--r3-events", type=int, default=4000, help="r3: events to post (default 4000)")
     parser.add_argument("--down-s", type=float, default=5.0, help="r3: seconds PostgreSQL stays down (default 5)")
+    parser.add_argument("--redis-down-s", type=float, default=30.0, help="r4: seconds Redis stays down (30)")
+    parser.add_argument("--task-wait-s", type=float, default=60.0, help="r4: how long the sent task may take (60)")
     parser.add_argument("--publishes", type=int, default=20, help="r5: model versions published (default 20)")
     parser.add_argument("--publish-every-s", type=float, default=2.0, help="r5: seconds between publishes (2)")
     parser.add_argument("--recs-clients", type=int, default=50, help="r5: clients asking for recommendations (50)")
