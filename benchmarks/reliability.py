@@ -68,7 +68,7 @@ from rich.table import Table
 from . import harness
 from .harness import BENCH_DIR, LOOPBACK, ROOT, Stack, console
 
-SCENARIOS = ("r1", "r2", "r3", "r4", "r5")
+SCENARIOS = ("r1", "r2", "r3", "r4", "r5", "r6")
 RECOVERY_TARGET_S = 10.0
 PLACEMENTS = ("home.popular", "category.grid", "search.results", "product.similar")
 # A killed worker's unacknowledged task is handed out again after this many seconds. Production
@@ -1500,7 +1500,276 @@ def scenario_r4(ctx: Context) -> dict[str, Any]:
     return result
 
 
-RUNNERS = {"r1": scenario_r1, "r2": scenario_r2, "r3": scenario_r3, "r4": scenario_r4, "r5": scenario_r5}
+# --------------------------------------------------------------------------- R6: soak
+
+
+def _storefront_targets(ctx: Context, seed: int) -> dict[str, Any]:
+    """What a shopper's browser asks for: pages, the recommendations API and the beacon (impressions)."""
+    from shop.catalog.models import Category, Product
+    from shop.events.middleware import visitor_cookie_value
+
+    products = list(Product.objects.filter(is_active=True).order_by("pk")[:50])
+    product_urls = [p.get_absolute_url() for p in products]
+    category_urls = [c.get_absolute_url() for c in Category.objects.order_by("pk")[:10]]
+    rng0 = random.Random(seed)
+    cookies = [f"vid={visitor_cookie_value(uuid.UUID(int=rng0.getrandbits(128), version=4))}" for _ in range(200)]
+
+    def beacon(rng: random.Random):
+        pv = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        events = [
+            {"type": "impression", "product_id": p.pk, "placement": "home.popular", "position": i,
+             "page_view_id": pv, "idempotency_key": f"r6:{pv}:{i}"}
+            for i, p in enumerate(rng.sample(products, 4))
+        ]  # fmt: skip
+        return "POST", "/api/events", {"json": {"events": events}, "headers": {"Cookie": rng.choice(cookies)}}
+
+    return {
+        "home": lambda rng: ("GET", "/", {"headers": {"Cookie": rng.choice(cookies)}}),
+        "product": lambda rng: ("GET", rng.choice(product_urls), {"headers": {"Cookie": rng.choice(cookies)}}),
+        "category": lambda rng: ("GET", rng.choice(category_urls), {"headers": {"Cookie": rng.choice(cookies)}}),
+        "recommendations": lambda rng: (
+            "GET",
+            "/api/recommendations",
+            {"params": {"placement": "home.recommended", "k": 10}, "headers": {"Cookie": rng.choice(cookies)}},
+        ),
+        "events": beacon,
+    }
+
+
+@dataclass
+class TimedSample:
+    t: float
+    target: str
+    status: int | None
+    latency_s: float
+
+
+async def _mixed_load(
+    base_url: str, targets: dict[str, Any], *, duration_s: float, rate: float | None, clients: int, seed: int,
+    progress_title: str,
+) -> list[TimedSample]:  # fmt: skip
+    """Closed loop (``rate`` None: ``clients`` back-to-back requesters) or open loop at ``rate`` requests/s
+    (a request starts at its time whatever the others do; ``clients`` connections at most)."""
+    samples: list[TimedSample] = []
+    names = list(targets)
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    t0 = time.perf_counter()
+    async with httpx.AsyncClient(base_url=base_url, timeout=30, limits=limits, trust_env=False) as client:
+
+        async def once(rng: random.Random, name: str) -> None:
+            method, url, kwargs = targets[name](rng)
+            t = time.perf_counter()
+            try:
+                r = await client.request(method, url, **kwargs)
+                status = r.status_code
+            except httpx.HTTPError:
+                status = None
+            samples.append(TimedSample(t=t - t0, target=name, status=status, latency_s=time.perf_counter() - t))
+
+        with Progress(TextColumn(f"[bold]{progress_title}"), BarColumn(), TimeElapsedColumn(),
+                      TextColumn("{task.fields[note]}"), console=console) as progress:  # fmt: skip
+            task = progress.add_task(progress_title, total=duration_s, note="")
+
+            async def ticker() -> None:
+                while True:
+                    await asyncio.sleep(1.0)
+                    el = time.perf_counter() - t0
+                    progress.update(task, completed=min(el, duration_s), note=f"{len(samples) / el:,.0f} req/s")
+
+            tick = asyncio.create_task(ticker())
+            if rate is None:
+
+                async def loop(i: int) -> None:
+                    rng = random.Random(seed + i)
+                    n = 0
+                    while time.perf_counter() - t0 < duration_s:
+                        await once(rng, names[(i + n) % len(names)])
+                        n += 1
+
+                await asyncio.gather(*(loop(i) for i in range(clients)))
+            else:
+                rng = random.Random(seed)
+                jobs = []
+                n = 0
+                next_t = 0.0
+                while next_t < duration_s:
+                    await asyncio.sleep(max(0.0, t0 + next_t - time.perf_counter()))
+                    jobs.append(asyncio.create_task(once(random.Random(seed + n), names[n % len(names)])))
+                    n += 1
+                    next_t += rng.expovariate(rate)
+                    if len(jobs) > 2000:
+                        jobs = [j for j in jobs if not j.done()]
+                await asyncio.gather(*jobs)
+            tick.cancel()
+            progress.update(task, completed=duration_s)
+    return samples
+
+
+def _worker_rss_mb(worker: CeleryWorker) -> float:
+    proc = psutil.Process(worker.proc.pid)
+    return sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)]) / 2**20
+
+
+def _tasks_succeeded(worker: CeleryWorker, name: str) -> int:
+    """Tasks of ``name`` the worker (its current process) logged as succeeded."""
+    text = worker.log_path.read_text(errors="replace")
+    return sum(1 for line in text.splitlines() if f"Task {name}[" in line and " succeeded in " in line)
+
+
+def scenario_r6(ctx: Context) -> dict[str, Any]:
+    """Soak: the storefront mix at 70% of the capacity measured first, tasks flowing to the worker."""
+    from celery import current_app
+
+    from worker.popularity import REFRESH_TASK
+
+    args = ctx.args
+    targets = _storefront_targets(ctx, args.seed + 6)
+    base = ctx.stack.gunicorn.base_url
+    asyncio.run(  # warm-up, not measured: first requests import, connect and fill caches
+        _mixed_load(base, targets, duration_s=5.0, rate=None, clients=args.soak_clients, seed=args.seed + 99,
+                    progress_title="R6 warm-up (not measured)")
+    )  # fmt: skip
+    capacity_samples = asyncio.run(
+        _mixed_load(base, targets, duration_s=args.capacity_s, rate=None, clients=args.soak_clients, seed=args.seed,
+                    progress_title="R6 capacity (closed loop)")
+    )  # fmt: skip
+    capacity = sum(1 for x in capacity_samples if x.status is not None and x.status < 500) / args.capacity_s
+    cap_lat = harness.latency_summary_ms(x.latency_s for x in capacity_samples if x.status is not None)
+    rate = args.soak_load * capacity
+    console.print(f"R6: capacity {capacity:,.1f} req/s (closed loop, {args.soak_clients} clients, p99 {cap_lat['p99_ms']:.0f} ms); "
+                  f"soak at {100 * args.soak_load:.0f}% = {rate:,.1f} req/s for {args.soak_minutes:g} min, "
+                  f"{args.soak_tasks_per_s:g} tasks/s to the worker")  # fmt: skip
+
+    # tasks: beat's popularity refresh (idempotent, light), sent by name as beat sends it
+    sent = {"n": 0}
+    stop = threading.Event()
+
+    def send_tasks() -> None:
+        interval = 1.0 / args.soak_tasks_per_s
+        next_t = time.perf_counter()
+        while not stop.is_set():
+            current_app.send_task(REFRESH_TASK)
+            sent["n"] += 1
+            next_t += interval
+            time.sleep(max(0.0, next_t - time.perf_counter()))
+
+    done0 = _tasks_succeeded(ctx.worker, "worker.popularity.refresh")
+    rss0 = _worker_rss_mb(ctx.worker)
+    sender = threading.Thread(target=send_tasks, daemon=True)
+    sender.start()
+    rss_series = [(0.0, rss0)]
+    t_soak = time.perf_counter()
+
+    def sample_rss() -> None:
+        while not stop.is_set():
+            time.sleep(10)
+            with contextlib.suppress(psutil.Error):
+                rss_series.append((round(time.perf_counter() - t_soak, 1), round(_worker_rss_mb(ctx.worker), 2)))
+
+    sampler = threading.Thread(target=sample_rss, daemon=True)
+    sampler.start()
+    try:
+        soak = asyncio.run(
+            _mixed_load(base, targets, duration_s=60 * args.soak_minutes, rate=rate, clients=args.soak_clients * 2,
+                        seed=args.seed + 1, progress_title="R6 soak (open loop)")
+        )  # fmt: skip
+    finally:
+        stop.set()
+        sender.join(10)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and _tasks_succeeded(ctx.worker, "worker.popularity.refresh") - done0 < sent["n"]:
+        time.sleep(0.5)
+    done = _tasks_succeeded(ctx.worker, "worker.popularity.refresh") - done0
+    rss1 = _worker_rss_mb(ctx.worker)
+    # growth after the first tenth of the tasks (imports and caches warming up are not a leak)
+    warm_rss = next((r for t, r in rss_series if t >= 6 * args.soak_minutes), rss0)
+    growth_per_1000 = (rss1 - warm_rss) / max(1, done * 0.9) * 1000
+    answered = [x for x in soak if x.status is not None]
+    errors = [x for x in soak if x.status is None or x.status >= 400]
+    error_rate = len(errors) / max(1, len(soak))
+    per_target = {}
+    for name in targets:
+        xs = [x for x in soak if x.target == name]
+        per_target[name] = {**harness.latency_summary_ms(x.latency_s for x in xs if x.status is not None),
+                            "requests": len(xs), "errors": sum(1 for x in xs if x.status is None or x.status >= 400)}  # fmt: skip
+    lat = harness.latency_summary_ms(x.latency_s for x in answered)
+    statuses = Counter(str(x.status) if x.status is not None else "no answer" for x in soak)
+    checks = [
+        ("requests (achieved req/s)", f"{len(soak):,} ({len(soak) / (60 * args.soak_minutes):,.1f})", len(soak) > 0),
+        (f"p99 (target {args.p99_target_ms:g} ms)", f"{lat['p99_ms']:,.1f} ms", lat["p99_ms"] <= args.p99_target_ms),
+        ("errors (< 0.1%)", f"{len(errors)} ({100 * error_rate:.3f}%)", error_rate < 0.001),
+        ("tasks sent / run", f"{sent['n']:,} / {done:,}", sent["n"] > 0 and done >= sent["n"]),
+        (
+            "worker RSS growth per 1,000 tasks (< 5 MB)",
+            f"{growth_per_1000:.2f} MB ({warm_rss:.0f} -> {rss1:.0f} MB)",
+            growth_per_1000 < 5.0,
+        ),  # fmt: skip
+    ]
+    result = {
+        "scenario": "r6",
+        "minutes": args.soak_minutes,
+        "capacity_rps": round(capacity, 1),
+        "capacity_latency": cap_lat,
+        "offered_rps": round(rate, 1),
+        "load_fraction": args.soak_load,
+        "requests": len(soak),
+        "statuses": dict(statuses),
+        "latency": lat,
+        "per_target": per_target,
+        "error_rate": error_rate,
+        "tasks_sent": sent["n"],
+        "tasks_succeeded": done,
+        "worker_rss_mb": {"start": round(rss0, 2), "after_warm_up": round(warm_rss, 2), "end": round(rss1, 2)},
+        "worker_rss_series": rss_series,
+        "rss_growth_mb_per_1000_tasks": round(growth_per_1000, 3),
+        "p99_target_ms": args.p99_target_ms,
+        "checks": [{"check": n, "figure": f, "pass": ok} for n, f, ok in checks],
+        "passed": all(ok for _, _, ok in checks),
+    }
+    console.print(
+        checks_table(f"R6 soak: {args.soak_minutes:g} min at {100 * args.soak_load:.0f}% of capacity", checks)
+    )
+    pt = Table(title="R6 latency per target: soak (70%) vs capacity run (closed loop)", title_justify="left")
+    for col in ("target", "requests", "errors", "p50 ms", "p99 ms", "max ms"):
+        pt.add_column(col, justify="right" if col != "target" else "left")
+    for name, r in per_target.items():
+        pt.add_row(
+            name,
+            f"{r['requests']:,}",
+            str(r["errors"]),
+            f"{r['p50_ms']:.1f}",
+            f"{r['p99_ms']:.1f}",
+            f"{r['max_ms']:.1f}",
+        )
+    pt.add_row(
+        "[bold]all (soak)",
+        f"{len(soak):,}",
+        str(len(errors)),
+        f"{lat['p50_ms']:.1f}",
+        f"{lat['p99_ms']:.1f}",
+        f"{lat['max_ms']:.1f}",
+    )
+    pt.add_row(
+        "capacity run",
+        f"{len(capacity_samples):,}",
+        "",
+        f"{cap_lat['p50_ms']:.1f}",
+        f"{cap_lat['p99_ms']:.1f}",
+        f"{cap_lat['max_ms']:.1f}",
+    )
+    console.print(pt)
+    console.print(f"R6 answers: {dict(statuses)}")
+    return result
+
+
+RUNNERS = {
+    "r1": scenario_r1,
+    "r2": scenario_r2,
+    "r3": scenario_r3,
+    "r4": scenario_r4,
+    "r5": scenario_r5,
+    "r6": scenario_r6,
+}
 
 
 # --------------------------------------------------------------------------- command line
@@ -1522,6 +1791,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--down-s", type=float, default=5.0, help="r3: seconds PostgreSQL stays down (default 5)")
     parser.add_argument("--redis-down-s", type=float, default=30.0, help="r4: seconds Redis stays down (30)")
     parser.add_argument("--task-wait-s", type=float, default=60.0, help="r4: how long the sent task may take (60)")
+    parser.add_argument("--soak-minutes", type=float, default=2.0, help="r6: soak length (2; the documented run: 15)")
+    parser.add_argument("--soak-load", type=float, default=0.7, help="r6: share of the measured capacity offered (0.7)")
+    parser.add_argument("--capacity-s", type=float, default=20.0, help="r6: seconds of the capacity run (20)")
+    parser.add_argument("--soak-clients", type=int, default=16, help="r6: clients in the capacity run (16)")
+    parser.add_argument("--soak-tasks-per-s", type=float, default=10.0, help="r6: tasks sent to the worker per s (10)")
+    parser.add_argument("--p99-target-ms", type=float, default=50.0, help="r6: p99 target (50 ms, as bench-pages)")
     parser.add_argument("--publishes", type=int, default=20, help="r5: model versions published (default 20)")
     parser.add_argument("--publish-every-s", type=float, default=2.0, help="r5: seconds between publishes (2)")
     parser.add_argument("--recs-clients", type=int, default=50, help="r5: clients asking for recommendations (50)")
