@@ -13,6 +13,7 @@ from shop.api.schema import detail_response
 from .presenters import results_as_dict
 from .selectors import experiment_current_get, experiment_get, experiment_results
 from .serializers import ExperimentResultsSerializer
+from .serving_mix import experiment_serving_mix
 
 _RESPONSES = {
     200: ExperimentResultsSerializer,
@@ -28,7 +29,11 @@ class _ResultsApi(APIView):
     def _respond(self, experiment):
         if experiment is None:
             raise NotFound("No such experiment.")
-        data = results_as_dict(experiment=experiment, results=experiment_results(experiment=experiment))
+        data = results_as_dict(
+            experiment=experiment,
+            results=experiment_results(experiment=experiment),
+            serving_mix=experiment_serving_mix(experiment=experiment),
+        )
         return Response(ExperimentResultsSerializer(data).data)
 
 

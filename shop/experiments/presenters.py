@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from .analysis import Results
 from .models import Experiment
+from .serving_mix import ServingMix
 
 
 def _srm_verdict(results: Results) -> str:
@@ -17,7 +18,33 @@ def _srm_verdict(results: Results) -> str:
     return f"Visitors split as configured (p = {s.p_value:.2g})."
 
 
-def results_as_dict(*, experiment: Experiment, results: Results) -> dict:
+def serving_mix_as_dict(mix: ServingMix | None) -> dict | None:
+    if mix is None:
+        return None
+    return {
+        "arms": [
+            {
+                "arm": a.arm,
+                "requests": a.requests,
+                "intended": a.intended,
+                "by_source": a.by_source,
+                "fallback_reasons": a.fallback_reasons,
+                "own": a.own,
+                "own_share": a.own_share,
+                "no_history": a.no_history,
+                "faults": a.faults,
+                "fault_share": a.fault_share,
+                "note": a.note,
+            }
+            for a in mix.arms
+        ],
+        "warnings": mix.warnings,
+    }
+
+
+def results_as_dict(*, experiment: Experiment, results: Results, serving_mix: ServingMix | None = None) -> dict:
+    """``serving_mix``: what each arm served in the window (``serving_mix.experiment_serving_mix``); None
+    leaves it out of the verdict."""
     s = results.srm_result
     return {
         "experiment": {
@@ -63,7 +90,9 @@ def results_as_dict(*, experiment: Experiment, results: Results) -> dict:
             }
             for m in results.metrics
         ],
-        "verdict": results.verdict,
+        # what an arm served qualifies what its lift means: said beside the verdict, not in a footnote
+        "verdict": " ".join([results.verdict, *(serving_mix.warnings if serving_mix else [])]),
+        "serving_mix": serving_mix_as_dict(serving_mix),
         "by_day": [dataclasses.asdict(d) for d in results.by_day],
         "by_model_version": [dataclasses.asdict(v) for v in results.by_model_version],
         "generated_at": timezone.now(),

@@ -22,6 +22,37 @@ def _interval(lo: float | None, hi: float | None) -> str:
     return "n/a" if lo is None else f"[{lo * 100:+.1f}%, {hi * 100:+.1f}%]"
 
 
+def _share(n: int, total: int) -> str:
+    return f"{n:,} ({n / total * 100:.0f}%)" if total else f"{n:,}"
+
+
+def serving_mix_table(mix: dict, arms: list[str]) -> Table:
+    """Per arm: personalised rail renders by the source that answered them, and why any fell back."""
+    by_arm = {a["arm"]: a for a in mix["arms"]}
+    table = Table(title="What each arm served (personalised rails; trending left out)")
+    table.add_column("served by")
+    for arm in arms:
+        table.add_column(arm, justify="right")
+    rows = [
+        ("rail renders", lambda a: f"{a['requests']:,}"),
+        ("live re-rank", lambda a: _share(a["by_source"].get("live", 0), a["requests"])),
+        ("batch list", lambda a: _share(a["by_source"].get("batch", 0), a["requests"])),
+        ("popular list (the arm's ranking)", lambda a: _share(a["by_source"].get("popularity", 0), a["requests"])),
+        ("fallback: no history yet", lambda a: _share(a["no_history"], a["requests"])),
+        ("fallback: fault", lambda a: _share(a["faults"], a["requests"])),
+    ]
+    for label, cell in rows:
+        table.add_row(label, *[cell(by_arm[arm]) if arm in by_arm else "-" for arm in arms])
+    reasons = sorted({r for a in mix["arms"] for r in a["fallback_reasons"] if r != "no_activity"})
+    for reason in reasons:
+        table.add_row(
+            f"  {reason}",
+            *[_share(by_arm[arm]["fallback_reasons"].get(reason, 0), by_arm[arm]["requests"]) if arm in by_arm else "-"
+              for arm in arms],
+        )  # fmt: skip
+    return table
+
+
 def results_renderable(data: dict) -> Group:
     """``data`` is ``presenters.results_as_dict`` output."""
     exp = data["experiment"]
@@ -75,6 +106,11 @@ def results_renderable(data: dict) -> Group:
     srm_text = Text(srm["verdict"], style="bold red" if srm["mismatch"] else "green")
     conv = next(m for m in data["metrics"] if m["primary"])
     lines = [Text("- " + c["verdict"]) for c in conv["comparisons"]]
+    mix = data.get("serving_mix")
+    parts = [head, table]
+    if mix is not None:
+        parts.append(serving_mix_table(mix, arms))
+        lines += [Text("- " + w, style="bold yellow") for w in mix["warnings"]]
     if exp["crossovers"]:
         lines.append(Text(f"- {exp['crossovers']} visitors were seen under more than one arm and are left out."))
-    return Group(head, table, Text.assemble(("SRM: ", "bold"), srm_text), Panel(Group(*lines), title="Verdict"))
+    return Group(*parts, Text.assemble(("SRM: ", "bold"), srm_text), Panel(Group(*lines), title="Verdict"))

@@ -21,6 +21,7 @@ __all__ = [
     "Assignment",
     "assignment_for",
     "experiment_current_get",
+    "experiment_exposed_count",
     "experiment_get",
     "experiment_results",
     "experiment_spec_get",
@@ -36,7 +37,7 @@ _cached: tuple[float, ExperimentSpec | None] | None = None  # (monotonic expiry,
 def experiment_spec_get(*, experiment: Experiment) -> ExperimentSpec:
     arms = tuple(
         ArmSpec(key=a.key, weight=a.weight, is_control=a.is_control)
-        for a in experiment.arms.all().order_by("-is_control", "id")
+        for a in sorted(experiment.arms.all(), key=lambda a: (not a.is_control, a.id))  # keeps the prefetch
     )
     return ExperimentSpec(key=experiment.key, salt=experiment.salt, arms=arms)
 
@@ -169,3 +170,13 @@ def experiment_results(*, experiment: Experiment) -> Results:
         crossovers=crossovers,
         tuning=settings.EXPERIMENTS_SEQUENTIAL_TUNING,
     )
+
+
+def experiment_exposed_count(*, experiment: Experiment) -> int:
+    """Visitors with at least one event carrying one of the experiment's arms in its window (one query)."""
+    if experiment.started_at is None:
+        return 0
+    qs = Event.objects.filter(occurred_at__gte=experiment.started_at, arm__in=[a.key for a in experiment.arms.all()])
+    if experiment.stopped_at is not None:
+        qs = qs.filter(occurred_at__lt=experiment.stopped_at)
+    return qs.values("visitor_id").distinct().count()

@@ -99,11 +99,40 @@ class ExperimentModelVersionSerializer(serializers.Serializer):
     rail_ctr = serializers.FloatField()
 
 
+class ExperimentArmServingSerializer(serializers.Serializer):
+    arm = serializers.CharField()
+    requests = serializers.IntegerField(help_text="Personalised rail renders and API answers for this arm's visitors.")
+    intended = serializers.ChoiceField(choices=["live/batch", "popularity"], help_text="What the arm means to serve.")
+    by_source = serializers.DictField(child=serializers.IntegerField(), help_text="live, batch, popularity, fallback.")
+    fallback_reasons = serializers.DictField(
+        child=serializers.IntegerField(),
+        help_text="Why requests fell back to the popular list (no_activity: no history).",
+    )
+    own = serializers.IntegerField(help_text="Requests the arm's own ranking answered.")
+    own_share = serializers.FloatField(allow_null=True)
+    no_history = serializers.IntegerField(help_text="Popular list because the visitor had no history (not a fault).")
+    faults = serializers.IntegerField(help_text="Popular list because the arm's ranking failed (budget, busy, ...).")
+    fault_share = serializers.FloatField(allow_null=True)
+    note = serializers.CharField(allow_blank=True)
+
+
+class ExperimentServingMixSerializer(serializers.Serializer):
+    arms = ExperimentArmServingSerializer(many=True)
+    warnings = serializers.ListField(
+        child=serializers.CharField(), help_text="Arms that mostly served something other than their ranking."
+    )
+
+
 class ExperimentResultsSerializer(serializers.Serializer):
     experiment = ExperimentSummarySerializer()
     srm = ExperimentSrmSerializer()
     metrics = ExperimentMetricSerializer(many=True)
-    verdict = serializers.CharField(help_text="Plain words on the primary metric (conversion).")
+    verdict = serializers.CharField(
+        help_text="Plain words on the primary metric (conversion), and on any arm that mostly fell back."
+    )
+    serving_mix = ExperimentServingMixSerializer(
+        allow_null=True, help_text="What each arm served in the experiment's window (from the serving counters)."
+    )
     by_day = ExperimentDaySerializer(many=True)
     by_model_version = ExperimentModelVersionSerializer(many=True)
     generated_at = serializers.DateTimeField()

@@ -19,6 +19,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from scipy import optimize as _scipy_optimize
 from scipy import stats as _scipy_stats
 
 ALPHA = 0.05
@@ -178,6 +179,43 @@ def sample_size_per_arm(
         return None
     z = z_critical(alpha) + float(_scipy_stats.norm.ppf(power))
     return math.ceil(z * z * (control_unit_variance + arm_unit_variance) / (delta * delta))
+
+
+def _lift_unit_variance(control_rate: float, lift: float) -> float:
+    """n x Var(relative lift) for two arms of n visitors each, by the delta method ``relative_lift`` uses:
+    p_a (1 - p_a) / p_c^2 + p_a^2 (1 - p_c) / p_c^3, with p_a = p_c (1 + lift)."""
+    pc = control_rate
+    pa = pc * (1 + lift)
+    return pa * (1 - pa) / pc**2 + pa * pa * (1 - pc) / pc**3
+
+
+def visitors_for_lift(*, control_rate: float, lift: float, alpha: float = ALPHA, power: float = POWER) -> int | None:
+    """Visitors per arm for the lift test this module reports (relative lift of a rate, delta-method
+    interval, two-sided at ``alpha``) to detect a true relative ``lift`` with probability ``power``."""
+    arm_rate = control_rate * (1 + lift)
+    if lift == 0 or not 0 < control_rate < 1 or not 0 < arm_rate < 1:
+        return None
+    z = z_critical(alpha) + float(_scipy_stats.norm.ppf(power))
+    return math.ceil(z * z * _lift_unit_variance(control_rate, lift) / (lift * lift))
+
+
+def minimum_detectable_lift(
+    *, control_rate: float, visitors_per_arm: int, alpha: float = ALPHA, power: float = POWER
+) -> float | None:
+    """Smallest relative lift (upwards) of a rate such as conversion that the lift test this module reports
+    detects with probability ``power`` when each arm has ``visitors_per_arm``: the lift L solving
+    (z_{1-a/2} + z_power) * SE(L) = L (None when even a rate of 1 would not be detected)."""
+    if visitors_per_arm < 1 or not 0 < control_rate < 1:
+        return None
+    z = z_critical(alpha) + float(_scipy_stats.norm.ppf(power))
+
+    def gap(lift: float) -> float:
+        return z * math.sqrt(_lift_unit_variance(control_rate, lift) / visitors_per_arm) - lift
+
+    top = 1 / control_rate - 1  # the arm's rate reaches 1
+    if gap(top) > 0:
+        return None
+    return float(_scipy_optimize.brentq(gap, 0.0, top, xtol=1e-9))
 
 
 def compare(

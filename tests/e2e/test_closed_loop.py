@@ -86,3 +86,10 @@ def test_closed_loop_on_sqlite_trains_a_model_and_prints_the_lift_table(server, 
     visitors = re.search(r"│ visitors\s+│\s+([\d,]+)\s+│\s+([\d,]+)\s+│\s+([\d,]+)\s+│", out)
     assert visitors is not None, out[-3000:]
     assert sum(int(v.replace(",", "")) for v in visitors.groups()) > 0  # rails recorded the visitors' arms
+    # what each arm served, from the serving counters of the experiment's window
+    assert "What each arm served" in out
+    renders = re.search(r"│ rail renders\s+│\s+([\d,]+)\s+│\s+([\d,]+)\s+│\s+([\d,]+)\s+│", out)
+    assert renders is not None, out[-3000:]
+    assert all(int(v.replace(",", "")) > 0 for v in renders.groups())  # every arm's renders were counted
+    popular = re.search(r"│ popular list \(the arm's ranking\)\s+│\s+([\d,]+) \(100%\)", out)
+    assert popular is not None, out[-3000:]  # the control serves nothing but the popular list

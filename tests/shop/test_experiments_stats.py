@@ -12,12 +12,14 @@ from shop.experiments.stats import (
     MeanStat,
     RatioStat,
     compare,
+    minimum_detectable_lift,
     relative_lift,
     sample_size_per_arm,
     sequential_halfwidth,
     sequential_rho,
     srm,
     verdict,
+    visitors_for_lift,
 )
 
 
@@ -137,6 +139,27 @@ def test_sample_size_by_hand():
     assert sample_size_per_arm(control_unit_variance=0.09, arm_unit_variance=0.09, delta=0.0) is None
     c = compare(control=_binary(100, 1000), arm=_binary(120, 1000))
     assert c.more_visitors_per_arm == c.visitors_per_arm_needed - 1000 > 2000
+
+
+def test_minimum_detectable_lift_by_hand_and_by_simulation():
+    # 25% -> 30% (+20%), delta-method variance of the relative lift per visitor pair:
+    # 0.3 * 0.7 / 0.25^2 + 0.3^2 * 0.75 / 0.25^3 = 3.36 + 4.32 = 7.68;
+    # (1.95996 + 0.84162)^2 * 7.68 / 0.2^2 = 7.84887 * 192 = 1506.98 -> 1507 per arm
+    assert visitors_for_lift(control_rate=0.25, lift=0.2) == 1507
+    assert visitors_for_lift(control_rate=0.6, lift=1.0) is None  # a rate above 1
+    # and back: with 1,507 per arm the smallest detectable lift is +20%
+    assert minimum_detectable_lift(control_rate=0.25, visitors_per_arm=1507) == pytest.approx(0.2, abs=2e-4)
+    assert minimum_detectable_lift(control_rate=0.25, visitors_per_arm=0) is None
+    assert minimum_detectable_lift(control_rate=0.0, visitors_per_arm=100) is None
+    assert minimum_detectable_lift(control_rate=0.9, visitors_per_arm=5) is None  # not even a rate of 100%
+    # a true lift of the MDE is found by the lift test about 80% of the time
+    rng = np.random.default_rng(11)
+    n, p = 1250, 0.25
+    mde = minimum_detectable_lift(control_rate=p, visitors_per_arm=n)
+    control = rng.binomial(n, p, size=2000)
+    arm = rng.binomial(n, p * (1 + mde), size=2000)
+    hits = sum(compare(control=_binary(c, n), arm=_binary(a, n)).significant for c, a in zip(control, arm, strict=True))
+    assert 0.74 < hits / 2000 < 0.86
 
 
 def test_srm_matches_scipy_and_warns_only_below_the_threshold():

@@ -4,8 +4,16 @@
 2. a first round of simulated shoppers browses it (no model yet: rails fall back to simpler rankings);
 3. retrain the DLRM on what they did and batch-score (in the worker, or here with --inline);
 4. start a fresh experiment (a new salt) so the measurement covers only the round with a model;
-5. the same shoppers come back with their browsers' cookies, and new ones arrive;
-6. print the lift table of that experiment.
+5. the same shoppers come back with their browsers' cookies, and new ones arrive; with ``--visitors N``
+   more new shoppers keep arriving, a cohort of ``--shoppers`` at a time, until N visitors have been
+   exposed to the experiment (or ``--max-minutes`` have passed);
+6. print the lift table of that experiment, what each arm actually served (live re-rank, batch list, or
+   the popular list and why), and the smallest conversion lift that sample can detect.
+
+Power: conversion near 25% and three equal arms need about 1,500 visitors per arm (4,500 in all) for
+the lift test to detect a +20% conversion lift with 80% power at alpha 0.05 (``stats.visitors_for_lift``);
+the demo's single round 2 (about 170 per arm) detects only lifts near +60%. ``make experiment`` runs the
+longer loop.
 
 The shoppers only ever speak HTTP to the site (shop.simulator); this command is the operator who
 retrains the model and starts the experiment between the rounds.
@@ -21,16 +29,19 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.rule import Rule
 
 from shop.experiments.models import Experiment
 from shop.experiments.presenters import results_as_dict
 from shop.experiments.report import results_renderable
-from shop.experiments.selectors import experiment_results, running_experiment_forget
+from shop.experiments.selectors import experiment_exposed_count, experiment_results, running_experiment_forget
 from shop.experiments.services import DEFAULT_ARMS, experiment_create, experiment_start
+from shop.experiments.serving_mix import experiment_serving_mix
+from shop.experiments.stats import minimum_detectable_lift, visitors_for_lift
 from shop.recs import execution, runs, selectors
 from shop.recs.models import ModelVersion, TaskRun
-from shop.simulator.run import Config, simulate
+from shop.simulator.run import Config, session_count, simulate
 
 _DONE = ("succeeded", "failed")
 
@@ -48,8 +59,20 @@ class Command(BaseCommand):
         parser.add_argument("--inline", action="store_true", help="Retrain and batch-score here (no worker).")
         parser.add_argument("--ready-timeout", type=float, default=180.0, help="Seconds to wait for the site.")
         parser.add_argument("--task-timeout", type=float, default=1800.0, help="Seconds to wait for training/scoring.")
+        parser.add_argument(
+            "--visitors",
+            type=int,
+            default=0,
+            help="Keep new shoppers arriving in round 2 until this many visitors were exposed to the experiment "
+            "(0: one cohort of returning and one of new shoppers, the demo's size).",
+        )
+        parser.add_argument(
+            "--max-minutes", type=float, default=0.0, help="Stop adding cohorts after this long in round 2 (0: never)."
+        )
 
     def handle(self, *args, **o):
+        if o["shoppers"] < 1 or o["visitors"] < 0 or o["max_minutes"] < 0:
+            raise CommandError("--shoppers must be >= 1; --visitors and --max-minutes >= 0.")
         logging.getLogger("httpx").setLevel(logging.WARNING)
         self.console = Console(file=self.stdout, width=150, soft_wrap=True)
         self._wait_ready(o["url"], o["ready_timeout"])
@@ -62,22 +85,84 @@ class Command(BaseCommand):
         self.console.print(Rule("Retrain the DLRM on their interactions, then batch-score"))
         version = self._retrain_and_score(inline=o["inline"], timeout=o["task_timeout"])
 
+        control_rate = self._control_conversion()
         experiment = self._fresh_experiment()
         active = ModelVersion.objects.filter(is_active=True).values_list("version", flat=True).first()
         self.console.print(
             f"Started experiment [bold]{experiment.key}[/bold] (new salt); this retrain: {version or 'not promoted'}; "
             f"serving model: {active or 'none (rails fall back)'}"
         )
+        self._print_plan(experiment=experiment, target=o["visitors"], control_rate=control_rate)
         time.sleep(settings.EXPERIMENTS_CACHE_TTL_S + 1)  # web processes drop their cached experiment by then
         self.console.print(Rule("Round 2: the same shoppers return with their cookies, and as many new ones arrive"))
+        round2 = time.monotonic()
         # returning shoppers (their history is in the model) and newcomers (no history) in one round
         self._simulate(Config(shoppers=o["shoppers"], seed=o["seed"], round=1, **base), state)
-        self._simulate(Config(shoppers=o["shoppers"], seed=o["seed"] + 1000, round=1, **base), {})
+        cohort = 1
+        while True:
+            self._simulate(Config(shoppers=o["shoppers"], seed=o["seed"] + 1000 * cohort, round=1, **base), {})
+            exposed = experiment_exposed_count(experiment=experiment)
+            if not o["visitors"] or exposed >= o["visitors"]:
+                break
+            minutes = (time.monotonic() - round2) / 60
+            if o["max_minutes"] and minutes >= o["max_minutes"]:
+                self.console.print(
+                    f"[yellow]Stopping at {exposed:,} of {o['visitors']:,} visitors: --max-minutes "
+                    f"{o['max_minutes']:g} reached ({minutes:.1f} min).[/yellow]"
+                )
+                break
+            self.console.print(f"  {exposed:,} of {o['visitors']:,} visitors exposed; another cohort of new shoppers")
+            cohort += 1
 
+        # every web process writes its serving counters every RECS_STATS_FLUSH_S: wait for the last ones
+        time.sleep(settings.RECS_STATS_FLUSH_S + min(settings.RECS_SERVING_POLL_S, settings.RECS_STATS_FLUSH_S) + 2)
         self.console.print(Rule(f"Lift table: {experiment.key}"))
         experiment.refresh_from_db()
-        data = results_as_dict(experiment=experiment, results=experiment_results(experiment=experiment))
+        results = experiment_results(experiment=experiment)
+        data = results_as_dict(
+            experiment=experiment, results=results, serving_mix=experiment_serving_mix(experiment=experiment)
+        )
         self.console.print(results_renderable(data), soft_wrap=False)  # wrap the verdicts, never crop them
+        self._print_power(results)
+
+    # --- power ----------------------------------------------------------------------------------------
+    def _control_conversion(self) -> float | None:
+        """Conversion of the control arm of the experiment that ran during round 1 (None when unknown)."""
+        running = Experiment.objects.filter(status=Experiment.Status.RUNNING).first()
+        if running is None:
+            return None
+        results = experiment_results(experiment=running)
+        conv = next(m for m in results.metrics if m.metric.primary)
+        control = next((v for v in conv.arms if v.arm == results.control), None)
+        return control.value if control is not None and 0 < control.value < 1 else None
+
+    def _print_plan(self, *, experiment: Experiment, target: int, control_rate: float | None) -> None:
+        arms = experiment.arms.count()
+        if control_rate is None:
+            return
+        need = visitors_for_lift(control_rate=control_rate, lift=0.2)
+        line = (
+            f"Power: at round 1's control conversion of {control_rate:.1%}, detecting a +20% conversion lift "
+            f"(80% power, alpha 0.05) takes about {need:,} visitors per arm ({need * arms:,} in {arms} arms)"
+        )
+        if target:
+            mde = minimum_detectable_lift(control_rate=control_rate, visitors_per_arm=target // arms)
+            line += f"; this run aims at {target:,} ({target // arms:,} per arm): smallest detectable lift {mde:+.1%}"
+        self.console.print(line + ".")
+
+    def _print_power(self, results) -> None:
+        conv = next(m for m in results.metrics if m.metric.primary)
+        control = next((v for v in conv.arms if v.arm == results.control), None)
+        if control is None or not 0 < control.value < 1:
+            return
+        for comp in conv.comparisons:
+            n = min(comp.comparison.control_n, comp.comparison.arm_n)
+            mde = minimum_detectable_lift(control_rate=control.value, visitors_per_arm=n)
+            if mde is not None:
+                self.console.print(
+                    f"Smallest conversion lift of {comp.arm} over {results.control} this sample detects "
+                    f"(80% power, alpha 0.05): {mde:+.1%} ({n:,} visitors in the smaller arm, control {control.value:.1%})."
+                )
 
     # --- steps ---------------------------------------------------------------------------------------
     def _wait_ready(self, url: str, timeout: float) -> None:
@@ -93,7 +178,17 @@ class Command(BaseCommand):
             time.sleep(1.0)
 
     def _simulate(self, config: Config, state: dict[int, dict]) -> None:
-        summary = simulate(config, browser_state=state)
+        with Progress(
+            TextColumn("[bold]shopping"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("sessions"),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=True,
+        ) as progress:
+            task = progress.add_task("sessions", total=session_count(config))
+            summary = simulate(config, browser_state=state, on_session_done=lambda: progress.advance(task))
         c = summary.counters
         self.console.print(
             f"{summary.shoppers} shoppers, {summary.sessions} sessions, {c.pages} pages, {c.events_sent} beacon events, "
@@ -139,6 +234,8 @@ class Command(BaseCommand):
             f"  version {result.get('version')}: promoted={result.get('promoted')}, "
             f"{result.get('examples')} examples, {result.get('training_seconds')} s"
         )
+        for reason in result.get("reasons") or []:  # the gate's own words: why it was (not) promoted
+            self.console.print(f"    gate: {reason}")
         batch_id = result.get("batch_score_run")
         if batch_id:
             if inline:

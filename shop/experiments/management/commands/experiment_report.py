@@ -11,6 +11,7 @@ from rich.console import Console
 from shop.experiments.presenters import results_as_dict
 from shop.experiments.report import results_renderable
 from shop.experiments.selectors import experiment_current_get, experiment_get, experiment_results
+from shop.experiments.serving_mix import experiment_serving_mix
 
 
 class Command(BaseCommand):
@@ -27,7 +28,11 @@ class Command(BaseCommand):
         experiment = experiment_get(key=key) if key else experiment_current_get()
         if experiment is None:
             raise CommandError(f"No experiment {key!r}." if key else "No experiment has run yet.")
-        data = results_as_dict(experiment=experiment, results=experiment_results(experiment=experiment))
+        data = results_as_dict(
+            experiment=experiment,
+            results=experiment_results(experiment=experiment),
+            serving_mix=experiment_serving_mix(experiment=experiment),
+        )
         if as_json:
             self.stdout.write(json.dumps(data, cls=DjangoJSONEncoder, indent=2))
             return
