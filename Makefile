@@ -79,10 +79,11 @@ bench-recs: setup system-deps
 	$(BIN)/python -m benchmarks.recs --events 1000000
 	$(BIN)/python -m benchmarks.recs --events 10000000
 
-# Faults on real servers (README "Reliability and security", R1-R3): worker kills, replays, a PostgreSQL crash.
+# Faults on real servers (README "Reliability and security", R1-R6): worker kills, replays, a PostgreSQL crash,
+# corrupt model publishes, Redis down, a 2-minute soak (the documented 15-minute one: add --soak-minutes 15).
 .PHONY: bench-reliability
 bench-reliability: setup system-deps
-	$(BIN)/python -m benchmarks.reliability r1 r2 r3
+	$(BIN)/python -m benchmarks.reliability r1 r2 r3 r5 r4 r6
 
 clean:
 	rm -rf var/shop.sqlite3* var/static var/broker

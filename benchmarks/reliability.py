@@ -1,6 +1,7 @@
-"""Reliability under faults: ingest while processes are killed and PostgreSQL crashes, and replays.
+"""Reliability on real servers: worker kills, replays, a PostgreSQL crash, Redis down, corrupt model publishes, a soak.
 
-    .venv/bin/python -m benchmarks.reliability r1 r2 r3 r5 [--events 10000 --rate 200]
+    .venv/bin/python -m benchmarks.reliability r1 r2 r3 r5 r4 r6 [--events 10000 --rate 200]
+    .venv/bin/python -m benchmarks.reliability r6 --soak-minutes 15      # the documented soak
 
 Real servers on loopback, as ``benchmarks.harness`` and the tests start them: a throwaway PostgreSQL
 (fsync on), Redis (broker db 0, cache db 1), gunicorn with the deployed configuration and one Celery
@@ -23,6 +24,10 @@ uses its own idempotency keys and visitors and checks only its own rows.
   down a 503 JSON ``{"detail"}`` with ``Retry-After`` (no other 5xx, no dropped connection), and the
   first 202 for a batch sent after the restart within 10 s of the restart command.
 
+- ``r4`` Redis down: 8 shoppers on the home, product and category pages, the recommendations API and
+  the beacon; Redis (broker and cache) stopped for ``--redis-down-s`` seconds, and an export task
+  sent through the shop's runs service while it is down. Pass: no 5xx or dropped answer while it is
+  down, and that task runs once Redis is back (within ``--task-wait-s``).
 - ``r5`` model publishes: a first model trained by the worker (export, train, gate; the tiny training
   configuration), then ``--publishes`` versions registered and promoted through the shop's promotion
   service every ``--publish-every-s`` seconds while ``--recs-clients`` clients ask for
@@ -32,8 +37,15 @@ uses its own idempotency keys and visitors and checks only its own rows.
   naming a corrupt or unvalidated version, a rollback call and the time until the rolled-back version
   answers live each <= 1 s (web processes look for a new version every RECS_SERVING_POLL_S).
 
+- ``r6`` soak: a 5 s warm-up, the capacity of the same mix measured closed loop (``--capacity-s``),
+  then ``--soak-minutes`` (2; the documented run is 15) open loop at ``--soak-load`` (70%) of it while
+  beat's popularity refresh is sent to the worker ``--soak-tasks-per-s`` times a second. Pass: p99
+  within ``--p99-target-ms`` (50, as bench-pages), errors < 0.1%, every task run, worker RSS growth
+  after the first tenth of the soak < 5 MB per 1,000 tasks.
+
 Baselines in the same run: post latency in the undisturbed part of the run beside the part around
-the faults (r1, r3), and the first post of a batch beside its replays (r2). JSON goes to
+the faults (r1, r3), the first post of a batch beside its replays (r2), the capacity run beside the
+soak (r6). JSON goes to
 ``var/bench/reliability-<scenario>.json``; the exit status is 0 only if every scenario passed.
 """
 
