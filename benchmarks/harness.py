@@ -444,63 +444,90 @@ def _psycopg_dsn(database_url: str) -> str:
 
 # --------------------------------------------------------------------------- synthetic interaction log
 
-EVENTS_CHUNK = 250_000
 EVENTS_PER_VISITOR = 50
-# Event mix of a browsing crowd: mostly views and impressions, a few adds to cart and purchases.
-# Products are drawn with a power-law skew (low ids most often), occurred_at over the last 180 days.
-_EVENTS_SQL = """
-WITH p AS (SELECT array_agg(id ORDER BY id) AS ids FROM catalog_product WHERE is_active)
-INSERT INTO events_event (idempotency_key, visitor_id, product_id, type, placement, quantity, source, device,
-                          occurred_at, received_at)
-SELECT 'bench:' || g,
-       md5('bench-visitor-' || (g %% %(visitors)s))::uuid,
-       p.ids[1 + floor(power(x.u, 3) * array_length(p.ids, 1))::int],
-       CASE WHEN x.r < 0.60 THEN 'view' WHEN x.r < 0.85 THEN 'impression' WHEN x.r < 0.92 THEN 'click'
-            WHEN x.r < 0.98 THEN 'add_to_cart' ELSE 'purchase' END,
-       '', 1, 'import', 'desktop',
-       now() - x.age * interval '180 days', now() - x.age * interval '180 days'
-FROM generate_series(%(lo)s, %(hi)s) AS g, p,
-     LATERAL (SELECT random() + 0 * g AS u, random() + 0 * g AS r, random() + 0 * g AS age) AS x
-"""
+COPY_CHUNK = 500_000
+EVENT_TYPES = ("view", "impression", "click", "add_to_cart", "purchase")
+EVENT_TYPE_P = (0.55, 0.25, 0.10, 0.07, 0.03)
 
 
-def events_generate(total: int, *, seed: int) -> None:
-    """Grow the interaction log to ``total`` synthetic rows (PostgreSQL; rows already there count),
-    so pages can be measured against a long log. Idempotent: keys are ``bench:<n>``."""
+def events_copy(*, upto: int, seed: int, total_visitors: int) -> int:
+    """Grow ``events_event`` to ``upto`` rows with COPY (PostgreSQL; rows already there count, so a
+    database can be reused), visitors first. Each visitor prefers a few products near its own point of
+    a skewed catalogue; times over the last 90 days. Idempotency keys are ``bench:<n>``. Returns the
+    rows written."""
+    import numpy as np
+    import psycopg
     from django.db import connection
 
+    from shop.catalog.models import Product
+
     if connection.vendor != "postgresql":
-        raise RuntimeError("--events needs PostgreSQL")
+        raise RuntimeError("generating an interaction log needs PostgreSQL")
     with connection.cursor() as cur:
         cur.execute("SELECT count(*) FROM events_event")
         have = cur.fetchone()[0]
-        if have >= total:
-            console.print(f"Interaction log already holds {have:,} events.")
-            return
-        visitors = max(1, total // EVENTS_PER_VISITOR)
-        cur.execute("SELECT setseed(%s)", [((seed % 1000) / 1000.0)])
+    if have >= upto:
+        console.print(f"Interaction log already holds {have:,} events.")
+        return 0
+    products = np.array(sorted(Product.objects.filter(is_active=True).values_list("id", flat=True)))
+    with connection.cursor() as cur:  # the visitors (ids 1..N as uuids), once
         cur.execute(
             "INSERT INTO events_visitor (id, attributes, created_at) "
-            "SELECT md5('bench-visitor-' || g)::uuid, '{}'::jsonb, now() FROM generate_series(0, %s) g "
-            "ON CONFLICT DO NOTHING",
-            [visitors - 1],
+            "SELECT lpad(to_hex(g), 32, '0')::uuid, '{}'::jsonb, now() - interval '91 days' "
+            "FROM generate_series(1, %s) g ON CONFLICT DO NOTHING",
+            [total_visitors],
         )
+    rng = np.random.default_rng(seed + have)
+    types = np.array(EVENT_TYPES)
+    visitors = [f"{v:032x}" for v in range(1, total_visitors + 1)]
+    s = connection.settings_dict
+    dsn = dict(host=s["HOST"], port=s["PORT"], user=s["USER"], dbname=s["NAME"], password=s["PASSWORD"] or None)
+    now = time.time()
+    with psycopg.connect(**dsn) as conn, conn.cursor() as cur:
         with Progress(
-            TextColumn("[bold]Generating the interaction log"),
+            TextColumn("[bold]COPY interaction log"),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
             console=console,
         ) as progress:
-            task = progress.add_task("events", total=total, completed=have)
+            task = progress.add_task("events", total=upto, completed=have)
             lo = have
-            while lo < total:
-                hi = min(total, lo + EVENTS_CHUNK) - 1
-                cur.execute(_EVENTS_SQL, {"visitors": visitors, "lo": lo, "hi": hi})
-                progress.update(task, completed=hi + 1)
-                lo = hi + 1
+            while lo < upto:
+                n = min(COPY_CHUNK, upto - lo)
+                vis = rng.integers(0, total_visitors, n)
+                # a visitor's taste: products near its own point of the catalogue, plus skewed popular ones
+                home = (vis * 7919) % len(products)
+                near = (home + rng.integers(-20, 21, n)) % len(products)
+                popular = np.minimum((rng.power(0.3, n) * len(products)).astype(np.int64), len(products) - 1)
+                pid = products[np.where(rng.random(n) < 0.7, near, popular)]
+                kind = types[rng.choice(len(types), n, p=EVENT_TYPE_P)]
+                ts = now - rng.random(n) * 90 * 86400
+                when = [time.strftime("%Y-%m-%d %H:%M:%S+00", time.gmtime(t)) for t in ts]
+                with cur.copy(
+                    "COPY events_event (idempotency_key, visitor_id, product_id, type, placement, quantity, source,"
+                    " device, occurred_at, received_at) FROM STDIN"
+                ) as cp:
+                    cp.write(
+                        "".join(
+                            f"bench:{lo + i}\t{visitors[vis[i]]}\t{pid[i]}\t{kind[i]}\t\t1\timport\tdesktop"
+                            f"\t{when[i]}\t{when[i]}\n"
+                            for i in range(n)
+                        )
+                    )
+                conn.commit()
+                lo += n
+                progress.update(task, completed=lo)
         cur.execute("ANALYZE events_event")
-    console.print(f"Interaction log: {total:,} events from {visitors:,} visitors.")
+        conn.commit()
+    console.print(f"Interaction log: {upto:,} events from {total_visitors:,} visitors.")
+    return upto - have
+
+
+def events_generate(total: int, *, seed: int) -> int:
+    """Grow the interaction log to ``total`` synthetic rows (:func:`events_copy`, one visitor per
+    ``EVENTS_PER_VISITOR`` events)."""
+    return events_copy(upto=total, seed=seed, total_visitors=max(1, total // EVENTS_PER_VISITOR))
 
 
 # --------------------------------------------------------------------------- gunicorn

@@ -12,8 +12,6 @@ Later work plugs recommendations in by replacing a placement's source (see
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
 import logging
 import uuid
 from collections.abc import Callable, Sequence
@@ -21,16 +19,14 @@ from dataclasses import dataclass, field, replace
 
 from django.core.cache import cache
 from django.db import DatabaseError
-from django.db.models import Count
-from django.urls import get_script_prefix
-from django.utils import timezone
-from django.utils.safestring import SafeString, mark_safe
+from django.utils.safestring import SafeString
 
-from shop.events.models import Event, EventType
+from shop.events.models import EventType
 from shop.events.services import EventIn, events_record
 
+from .cards import cards_get
 from .models import Product
-from .selectors import CategoryTree, popular_product_ids, products_by_ids
+from .selectors import CategoryTree, popular_product_ids, products_by_ids, trending_product_ids
 
 DEFAULT_RAIL_SIZE = 8
 # A lone card does not read as a row; a rail with fewer candidates is left out (its products stay free).
@@ -39,11 +35,7 @@ MIN_RAIL_SIZE = 2
 CANDIDATE_POOL = 32
 POPULAR_TTL = 300
 NEW_ARRIVALS_TTL = 60
-RAIL_HTML_TTL = 60
-RAIL_HTML_VERSION = 1  # bump when a rail's or a card's markup changes
 TRENDING_TTL = 60
-TRENDING_WINDOW = dt.timedelta(hours=48)
-TRENDING_EVENT_TYPES = (EventType.VIEW, EventType.ADD_TO_CART, EventType.PURCHASE)
 
 log = logging.getLogger(__name__)
 
@@ -136,25 +128,12 @@ def new_arrival_ids(context: RailContext) -> list[int]:
 
 
 def trending_ids(context: RailContext) -> list[int]:
-    """Most viewed, added and bought in the last 48 hours (cached briefly), topped up with the popular."""
+    """Highest 1-day decayed interest (views, adds, sales) in the scope: an indexed column kept by
+    ``catalog.popularity``, so the cost does not grow with the log (cached briefly); topped up with the popular."""
     key = f"rails:trending:{_scope_key(context)}"
     ids = cache.get(key)
     if ids is None:
-        qs = Event.objects.filter(
-            type__in=TRENDING_EVENT_TYPES,
-            occurred_at__gte=timezone.now() - TRENDING_WINDOW,
-            product__is_active=True,
-            product__stock__gt=0,
-        )
-        scope = context.scope_ids()
-        if scope is not None:
-            qs = qs.filter(product__category_id__in=scope)
-        ids = list(
-            qs.values("product_id")
-            .annotate(n=Count("id"))
-            .order_by("-n", "product_id")
-            .values_list("product_id", flat=True)[:CANDIDATE_POOL]
-        )
+        ids = trending_product_ids(category_ids=context.scope_ids(), limit=CANDIDATE_POOL)
         if len(ids) < CANDIDATE_POOL:
             have = set(ids)
             ids = (ids + [i for i in popular_ids(context) if i not in have])[:CANDIDATE_POOL]
@@ -311,38 +290,46 @@ def rails_fill(*, requests: Sequence[RailRequest | str], context: RailContext) -
     return [rail for rail in (rail_from_plan(plan, products) for plan in plans) if rail is not None]
 
 
-def _fragment_key(plan: RailPlan) -> str:
-    # Everything the HTML depends on: a fragment is a pure function of its key, so visitors who
-    # get the same ids (and arm, model version) share it and nothing per-visitor can leak.
-    raw = repr(
-        (RAIL_HTML_VERSION, get_script_prefix(), plan.placement, plan.title, plan.see_all_url)
-        + (plan.product_ids, plan.arm, plan.model_version, plan.min_size)
-    )
-    return "rails:html:" + hashlib.blake2b(raw.encode(), digest_size=16).hexdigest()
+@dataclass(frozen=True, slots=True)
+class RailHtml:
+    """A rendered rail: its placement (for anchors) and its markup (``{{ rail }}`` renders the markup)."""
+
+    placement: str
+    html: SafeString
+
+    def __html__(self) -> str:
+        return self.html
+
+    def __str__(self) -> str:
+        return self.html
 
 
-def rails_html(*, requests: Sequence[RailRequest | str], context: RailContext) -> list[SafeString]:
-    """The rails of a page as rendered HTML, each fragment cached by what it shows.
+def rails_html(*, requests: Sequence[RailRequest | str], context: RailContext) -> list[RailHtml]:
+    """The rails of a page, rendered from the cards this process holds (``catalog.cards``).
 
-    Queries: each cold source once, plus one for the products of the rails whose fragment is not
-    cached (none when all are). A cached fragment may show a price or stock level up to
-    ``RAIL_HTML_TTL`` seconds old, as the id lists behind it already may.
+    Queries: each cold source once, plus one for the products of the rails whose cards this process
+    does not hold (none when all are held). A card may show a price or stock level up to
+    ``cards.CARD_TTL`` seconds old, as the id lists behind it already may.
     """
-    from .templatetags.storefront import rail_section  # rendering lives with the other card helpers
+    from .templatetags.storefront import rail_markup  # rendering lives with the other card helpers
 
     plans = rails_plan(requests=requests, context=context)
-    keys = [_fragment_key(plan) for plan in plans]
-    cached = cache.get_many(keys) if keys else {}
-    missing = [(key, plan) for key, plan in zip(keys, plans, strict=True) if key not in cached]
-    if missing:
-        products = products_by_ids(ids=[pid for _, plan in missing for pid in plan.product_ids])
-        fresh = {}
-        for key, plan in missing:
-            rail = rail_from_plan(plan, products)
-            fresh[key] = rail_section(rail) if rail is not None else ""  # "" remembers "too few left"
-        cache.set_many(fresh, RAIL_HTML_TTL)
-        cached.update(fresh)
-    return [mark_safe(cached[key]) for key in keys if cached[key]]  # rendered by rail_section, which escapes
+    cards = cards_get(ids=[pid for plan in plans for pid in plan.product_ids])
+    out: list[RailHtml] = []
+    for plan in plans:
+        items = [cards[pid] for pid in plan.product_ids if cards.get(pid) is not None]
+        if len(items) < plan.min_size:
+            continue  # too few of its products are still active
+        html = rail_markup(
+            placement=plan.placement,
+            title=plan.title,
+            see_all_url=plan.see_all_url,
+            items=items,
+            arm=plan.arm,
+            model_version=plan.model_version,
+        )
+        out.append(RailHtml(placement=plan.placement, html=html))
+    return out
 
 
 def context_for_category(*, base: RailContext, tree: CategoryTree, category_id: int, **overrides) -> RailContext:

@@ -17,7 +17,7 @@ from shop.events.services import event_record
 
 from .images import product_svg
 from .models import Product
-from .rails import RailContext, RailRequest, context_for_category, rails_fill, rails_html
+from .rails import RailContext, RailRequest, context_for_category, rails_html
 from .selectors import (
     DEFAULT_SORT,
     SEARCH_SORTS,
@@ -57,7 +57,7 @@ def _rail_base(request: HttpRequest) -> RailContext:
 
 @require_safe
 def home(request: HttpRequest) -> HttpResponse:
-    rails = rails_fill(
+    rails = rails_html(
         requests=["home.recommended", "home.trending", "home.popular", "home.new_arrivals"],
         context=_rail_base(request),
     )

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from shop.catalog.models import PopularityState, Product
@@ -14,6 +16,7 @@ from shop.catalog.popularity import (
     decayed,
     popularity_refresh,
 )
+from shop.catalog.rails import RailContext, trending_ids
 from shop.catalog.selectors import popular_product_ids, product_list, trending_product_ids
 from shop.events.models import Event, EventType
 from tests.factories import EventFactory, ProductFactory
@@ -68,6 +71,22 @@ def test_trending_counts_views_with_a_short_half_life():
 
     assert popular_product_ids(limit=5) == [steady.pk]
     assert trending_product_ids(limit=5)[0] == spiking.pk
+
+
+def test_trending_rail_follows_the_decayed_score_and_never_reads_the_log(django_assert_num_queries):
+    now = timezone.now()
+    faded, rising = ProductFactory(name="Faded"), ProductFactory(name="Rising")
+    # two days ago: many views (a 48-hour count would rank it first); now: a few, weighing more
+    EventFactory.create_batch(12, product=faded, type=EventType.VIEW, occurred_at=now - timedelta(hours=40))
+    EventFactory.create_batch(4, product=rising, type=EventType.VIEW, occurred_at=now)
+    refresh()
+
+    with CaptureQueriesContext(connection) as ctx:
+        ids = trending_ids(RailContext())
+    assert ids[:2] == [rising.pk, faded.pk]  # 4 > 12 / 2 ** (40 / 24) = 3.8
+    assert ctx.captured_queries and not any("events_event" in q["sql"] for q in ctx.captured_queries)
+    with django_assert_num_queries(0):  # cached for everyone until the next refresh window
+        assert trending_ids(RailContext()) == ids
 
 
 def test_refresh_reads_only_new_events_and_applies_each_once():

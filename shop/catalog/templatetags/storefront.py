@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from urllib.parse import quote
 
@@ -12,9 +11,10 @@ from django.conf import settings
 from django.urls import get_script_prefix, reverse
 from django.utils.html import format_html
 from django.utils.http import urlencode
-from django.utils.safestring import mark_safe
+from django.utils.safestring import SafeString, mark_safe
 from django.utils.text import slugify
 
+from shop.catalog import cards
 from shop.catalog.web import page_view_id_get
 
 register = template.Library()
@@ -52,11 +52,7 @@ def cart_count(context) -> int:
 
 @register.filter
 def money(value) -> str:
-    try:
-        amount = Decimal(value)
-    except (TypeError, ValueError, InvalidOperation):
-        return ""
-    return f"${amount:,.2f}"
+    return cards.money(value)
 
 
 @register.simple_tag(takes_context=True)
@@ -74,20 +70,12 @@ def url_with(context, **changes) -> str:
 
 @register.filter
 def stock_label(product) -> str:
-    if product.stock <= 0:
-        return "Out of stock"
-    if product.stock <= 5:
-        return f"Only {product.stock} left"
-    return "In stock"
+    return cards.stock_label(product)
 
 
 @register.filter
 def stock_class(product) -> str:
-    if product.stock <= 0:
-        return "out"
-    if product.stock <= 5:
-        return "low"
-    return "in"
+    return cards.stock_class(product)
 
 
 @lru_cache(maxsize=256)
@@ -101,77 +89,54 @@ def route(name: str, *args) -> str:
     return _route(get_script_prefix(), name, args)
 
 
-@lru_cache(maxsize=8)
-def _products_prefix(script_prefix: str) -> str:
-    # "/products/0/" -> "/products/": one reverse per process instead of two per card
-    return reverse("catalog:product_by_id", kwargs={"pk": 0})[: -len("0/")]
-
-
-_CARD = (
-    '<article class="card" data-product-id="{pk}" data-placement="{placement}" data-position="{position}"{extra}>'
-    '<a class="card-link" href="{url}?from={placement_q}&amp;pos={position}">'
-    '<div class="card-media"><img src="{img}" alt="{name}" loading="lazy" decoding="async" width="400" height="400">'
-    "{flag}</div>"
-    '<div class="card-body">{brand}<h3 class="card-title">{name}</h3>'
-    '<div class="card-foot"><span class="price">{price}</span>'
-    '<span class="badge badge-{stock_class}">{stock_label}</span></div></div></a></article>'
-)
-
-
-_SOLD_OUT = mark_safe('<span class="card-flag">Sold out</span>')
-
-
 @register.simple_tag
 def product_card(product, placement: str, position: int, arm: str | None = None, model_version: str | None = None):
-    """One product card (rendered in Python: a page shows dozens of them, and a template include
-    per card costs more than the rest of the page). Carries the beacon's data attributes."""
-    prefix = _products_prefix(get_script_prefix())
-    extra = mark_safe("")
-    if arm:
-        extra += format_html(' data-arm="{}"', arm)
-    if model_version:
-        extra += format_html(' data-model-version="{}"', model_version)
-    return format_html(
-        _CARD,
-        pk=product.pk,
-        placement=placement,
-        placement_q=quote(placement, safe=""),
-        position=position,
-        extra=extra,
-        url=f"{prefix}{product.pk}/{product.slug}/",
-        img=f"{prefix}{product.pk}/image.svg",
-        name=product.name,
-        flag=_SOLD_OUT if product.stock <= 0 else "",
-        brand=format_html('<p class="card-brand">{}</p>', product.brand.name) if product.brand_id else "",
-        price=money(product.price),
-        stock_class=stock_class(product),
-        stock_label=stock_label(product),
-    )
-
-
-_RAIL_MORE = '<a class="rail-more" href="{}">See all <span aria-hidden="true">→</span></a>'
+    """One product card (rendered in Python, see ``catalog.cards``: a page shows dozens of them, and a
+    template include per card costs more than the rest of the page). Carries the beacon's data attributes."""
+    return mark_safe(cards.card_parts(product).render(placement, position, arm, model_version))
 
 
 @register.simple_tag
 def rail_section(rail) -> str:
-    """A whole rail (``<section>`` with its cards), rendered in Python like the cards it holds;
-    the storefront caches it per placement and product ids (``rails.rails_html``)."""
+    """A whole rail (``<section>`` with its cards) from a :class:`~shop.catalog.rails.Rail`."""
     if rail is None or not rail.products:
         return ""
-    slug = slugify(rail.placement)
-    cards = "\n".join(
-        product_card(p, rail.placement, i, rail.arm, rail.model_version) for i, p in enumerate(rail.products)
-    )
+    parts = [cards.card_parts(p) for p in rail.products]
+    return rail_markup(placement=rail.placement, title=rail.title, see_all_url=rail.see_all_url, items=parts,
+                       arm=rail.arm, model_version=rail.model_version)  # fmt: skip
+
+
+def rail_markup(
+    *,
+    placement: str,
+    title: str,
+    see_all_url: str,
+    items: list[cards.CardParts],
+    arm: str | None = None,
+    model_version: str | None = None,
+) -> SafeString:
+    """A rail's ``<section>``: its title, the "see all" link and the cards, in order (positions from 0)."""
+    slug = _rail_slug(placement)
+    body = "\n".join(card.render(placement, i, arm, model_version) for i, card in enumerate(items))
+    more = format_html(_RAIL_MORE, see_all_url) if see_all_url else ""
     return format_html(
         '<section class="rail" data-placement="{placement}" aria-labelledby="rail-{slug}">\n'
         '<div class="rail-head"><h2 id="rail-{slug}">{title}</h2>{more}</div>\n'
         '<div class="rail-track">\n{cards}\n</div>\n</section>\n',
-        placement=rail.placement,
+        placement=placement,
         slug=slug,
-        title=rail.title,
-        more=format_html(_RAIL_MORE, rail.see_all_url) if rail.see_all_url else "",
-        cards=mark_safe(cards),  # each card is escaped by format_html
+        title=title,
+        more=more,
+        cards=mark_safe(body),  # each card's parts are escaped (catalog.cards)
     )
+
+
+@lru_cache(maxsize=256)
+def _rail_slug(placement: str) -> str:
+    return slugify(placement)
+
+
+_RAIL_MORE = '<a class="rail-more" href="{}">See all <span aria-hidden="true">→</span></a>'
 
 
 @lru_cache(maxsize=8)
