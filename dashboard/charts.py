@@ -8,6 +8,13 @@ from typing import Any
 
 import altair as alt
 import pandas as pd
+import streamlit as st
+
+
+def number_columns(**specs: tuple[str, str]) -> dict:
+    """``column=(label, format)`` pairs as Streamlit number columns for ``st.dataframe(column_config=...)``."""
+    return {col: st.column_config.NumberColumn(label, format=fmt) for col, (label, fmt) in specs.items()}
+
 
 # ------------------------------------------------------------------------------------------ serving
 
@@ -65,11 +72,13 @@ def cells_frame(benchmarks: list[Mapping[str, Any]]) -> pd.DataFrame:
                     "threads": c["threads"],
                     "batch": c["batch"],
                     "p50_ms": c["p50_ms"],
+                    "p95_ms": c.get("p95_ms"),  # benchmarks stored before p95 was recorded have none
                     "p99_ms": c["p99_ms"],
                     "scores_per_s": c["scores_per_s"],
                     "embedding_ms": c.get("embedding_p50_ms"),
                     "mlp_ms": c.get("mlp_p50_ms"),
                     "baseline_p50_ms": bl.get("p50_ms"),
+                    "baseline_p95_ms": bl.get("p95_ms"),
                     "baseline_p99_ms": bl.get("p99_ms"),
                     "baseline_scores_per_s": bl.get("scores_per_s"),
                     "speedup_p50": (bl["p50_ms"] / c["p50_ms"]) if bl.get("p50_ms") and c["p50_ms"] else None,
@@ -79,12 +88,15 @@ def cells_frame(benchmarks: list[Mapping[str, Any]]) -> pd.DataFrame:
 
 
 def latency_chart(df: pd.DataFrame) -> alt.LayerChart:
-    long = df.melt(id_vars=["series", "batch"], value_vars=["p50_ms", "p99_ms"], var_name="percentile", value_name="ms")
+    long = df.melt(
+        id_vars=["series", "batch"], value_vars=["p50_ms", "p95_ms", "p99_ms"], var_name="percentile", value_name="ms"
+    ).dropna(subset=["ms"])
+    long["percentile"] = long["percentile"].str.removesuffix("_ms")
     base = alt.Chart(long).encode(
         x=alt.X("batch:Q", scale=alt.Scale(type="log"), title="batch size (candidates of one user)"),
         y=alt.Y("ms:Q", scale=alt.Scale(type="log"), title="latency (ms)"),
         color=alt.Color("series:N", title="device / precision"),
-        strokeDash=alt.StrokeDash("percentile:N"),
+        strokeDash=alt.StrokeDash("percentile:N", sort=["p50", "p95", "p99"], title="percentile"),
         tooltip=["series", "batch", "percentile", alt.Tooltip("ms:Q", format=".3f")],
     )
     return (base.mark_line() + base.mark_point()).properties(height=320)
@@ -271,4 +283,25 @@ def by_model_version_frame(results: Mapping[str, Any]) -> pd.DataFrame:
 def guardrails_frame(rows: list[Mapping[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(
         rows, columns=["arm", "requests", "latency_ms_p50", "latency_ms_p99", "fallbacks", "fallback_rate"]
+    )
+
+
+# ------------------------------------------------------------------------------------------- models
+
+
+def quality_frame(versions: list[Mapping[str, Any]]) -> pd.DataFrame:
+    """One row per version and ranker (the version, stage 1 alone, popularity) as the models API reports
+    them: NDCG@10, Recall@10, HR@10 on the same holdout users, and NDCG@10 over popularity's."""
+    rows = [{"version": v["version"], **q} for v in versions for q in v.get("quality") or []]
+    return pd.DataFrame(
+        rows,
+        columns=["version", "label", "ndcg_at_10", "recall_at_10", "hr_at_10", "users", "ndcg_vs_popularity"],
+    )
+
+
+def gate_frame(versions: list[Mapping[str, Any]]) -> pd.DataFrame:
+    """The promotion gate's fresh-holdout NDCG@10: the version, popularity and the champion it faced."""
+    rows = [{"version": v["version"], **v["gate"]} for v in versions if v.get("gate")]
+    return pd.DataFrame(
+        rows, columns=["version", "users", "challenger_ndcg", "popularity_ndcg", "champion", "champion_ndcg"]
     )

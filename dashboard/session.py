@@ -4,6 +4,8 @@ messages every page shows when the API cannot give it what it needs."""
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
+from typing import Any
 
 import streamlit as st
 
@@ -83,3 +85,28 @@ def api_failed(error: client.ApiError, *, what: str, fill: str | None = None) ->
         st.warning(f"{what}: this shop does not provide it ({error.path})." + (f" {fill}" if fill else ""))
     else:
         st.error(f"{what}: the shop answered {error.status}: {error}")
+
+
+def read(
+    path: str, *, what: str, params: Mapping[str, Any] | None = None, fill: str | None = None, fresh: bool = False
+) -> Any | None:
+    """The API's answer for ``path``, or None after saying plainly on the page why it is missing."""
+    try:
+        return client.get(path, token=token(), params=params, fresh=fresh)
+    except client.ApiError as e:
+        api_failed(e, what=what, fill=fill)
+        return None
+
+
+def act(path: str, *, what: str, conflict: str) -> tuple[bool, dict]:
+    """POST an action. (True, the answer) when done; (False, the 409 body) when the shop says it conflicts
+    (already running, nothing to roll back to), said on the page as ``conflict: <detail>``; (False, {}) on
+    any other refusal, said as :func:`api_failed` says it."""
+    try:
+        return True, client.post(path, token=token()) or {}
+    except client.ApiError as e:
+        if e.status != 409:
+            api_failed(e, what=what)
+            return False, {}
+        st.info(f"{conflict}: {e}")
+        return False, e.body

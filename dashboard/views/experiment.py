@@ -79,14 +79,16 @@ def results() -> None:
                 ]
             ],
             hide_index=True,
-            column_config={
-                "control": st.column_config.NumberColumn("control value", format="%.4f"),
-                "control_n": st.column_config.NumberColumn("control n"),
-                "arm_value": st.column_config.NumberColumn("arm value", format="%.4f"),
-                "arm_n": st.column_config.NumberColumn("arm n"),
-                "lift": st.column_config.NumberColumn("lift", format="percent"),
+            column_config=charts.number_columns(
+                control=("control value", "%.4f"),
+                control_n=("control n", "%d"),
+                arm_value=("arm value", "%.4f"),
+                arm_n=("arm n", "%d"),
+                lift=("lift", "percent"),
+                p_value=("p-value", "%.4f"),
+            )
+            | {
                 "ci": st.column_config.TextColumn("95% CI"),
-                "p_value": st.column_config.NumberColumn("p-value", format="%.4f"),
                 "seq_ci": st.column_config.TextColumn("always-valid 95% CI"),
             },
         )
@@ -107,20 +109,25 @@ def results() -> None:
         st.dataframe(
             versions,
             hide_index=True,
-            column_config={
-                c: st.column_config.NumberColumn(c, format="%.4f")
-                for c in ("conversion", "revenue_per_visitor", "add_to_cart", "rail_ctr")
-            },
+            column_config=charts.number_columns(
+                **{
+                    c: (c.replace("_", " "), "%.4f")
+                    for c in ("conversion", "revenue_per_visitor", "add_to_cart", "rail_ctr")
+                }
+            ),
         )
 
 
 @st.fragment(run_every=REFRESH_S)
 def guardrails() -> None:
     st.subheader("Guardrails per arm (last 24 hours)")
-    try:
-        rows = client.get(client.GUARDRAILS, token=session.token(), params={"minutes": 1440})
-    except client.ApiError as e:
-        session.api_failed(e, what="Guardrails", fill="They come with the live recommendation service.")
+    rows = session.read(
+        client.GUARDRAILS,
+        what="Guardrails",
+        params={"minutes": 1440},
+        fill="They come with the live recommendation service.",
+    )
+    if rows is None:
         return
     frame = charts.guardrails_frame(rows)
     if frame.empty:
@@ -129,11 +136,11 @@ def guardrails() -> None:
     st.dataframe(
         frame,
         hide_index=True,
-        column_config={
-            "latency_ms_p99": st.column_config.NumberColumn("p99 latency (ms, bucket bound)", format="%.1f"),
-            "latency_ms_p50": st.column_config.NumberColumn("p50 latency (ms, bucket bound)", format="%.1f"),
-            "fallback_rate": st.column_config.NumberColumn("fallback rate", format="percent"),
-        },
+        column_config=charts.number_columns(
+            latency_ms_p50=("p50 latency (ms, bucket bound)", "%.1f"),
+            latency_ms_p99=("p99 latency (ms, bucket bound)", "%.1f"),
+            fallback_rate=("fallback rate", "percent"),
+        ),
     )
 
 

@@ -18,10 +18,8 @@ PLACEMENTS = {
 
 st.title("Recommendations inspector")
 
-try:
-    visitors = client.get(client.VISITORS, token=session.token(), params={"minutes": 60 * 24 * 7, "limit": 100})
-except client.ApiError as e:
-    session.api_failed(e, what="Visitors")
+visitors = session.read(client.VISITORS, what="Visitors", params={"minutes": 60 * 24 * 7, "limit": 100})
+if visitors is None:
     st.stop()
 
 if not visitors:
@@ -46,11 +44,7 @@ k = st.slider("Items", 1, 24, 8, key="inspect_k")
 left, right = st.columns([2, 3])
 with left:
     st.subheader("Recent history")
-    try:
-        history = client.get(client.visitor_events_path(visitor_id), token=session.token(), params={"limit": 30})
-    except client.ApiError as e:
-        session.api_failed(e, what="History")
-        history = None
+    history = session.read(client.visitor_events_path(visitor_id), what="History", params={"limit": 30})
     if history is not None:
         if not history:
             st.info("This visitor has no events.")
@@ -78,10 +72,10 @@ with right:
         params = {"placement": placement, "k": k, "visitor_id": visitor_id}
         if arm:
             params["arm"] = arm
-        try:
-            recs = client.get(client.RECOMMENDATIONS, token=session.token(), params=params, fresh=True)
-        except client.ApiError as e:
-            session.api_failed(e, what=f"Recommendations ({arm or 'assigned arm'})")
+        recs = session.read(
+            client.RECOMMENDATIONS, what=f"Recommendations ({arm or 'assigned arm'})", params=params, fresh=True
+        )
+        if recs is None:
             continue
         st.markdown(
             f"**{recs['arm'] or 'no experiment'}** · source `{recs['source']}`"

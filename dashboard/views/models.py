@@ -7,17 +7,15 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard import client, session
+from dashboard import charts, client, session
 
 RETRAIN_KEY = "retrain_task"
 METRICS = ["auc", "ndcg@10", "recall@10", "logloss"]
 
 st.title("Models")
 
-try:
-    data = client.get(client.MODELS, token=session.token(), fresh=True)
-except client.ApiError as e:
-    session.api_failed(e, what="Model versions")
+data = session.read(client.MODELS, what="Model versions", fresh=True)
+if data is None:
     st.stop()
 
 versions = data["versions"]
@@ -48,22 +46,51 @@ else:
     st.dataframe(
         table,
         hide_index=True,
-        column_config={m: st.column_config.NumberColumn(m, format="%.4f") for m in METRICS}
-        | {"training s": st.column_config.NumberColumn("training s", format="%.1f")},
+        column_config=charts.number_columns(
+            **{m: (m, "%.4f") for m in METRICS}, **{"training s": ("training s", "%.1f")}
+        ),
     )
-    baselines = [
-        {"version": v["version"], "metric": k, "value": val}
-        for v in versions
-        for k, val in (v["metrics"] or {}).items()
-        if "baseline" in k and isinstance(val, int | float)
-    ]
-    if baselines:
-        st.caption("Baselines measured with each version (same users, same run)")
-        st.dataframe(pd.DataFrame(baselines).pivot(index="version", columns="metric", values="value"))
+
+    st.subheader("Offline quality beside the baselines")
+    st.caption(
+        "Measured when each version was trained, on the same holdout users in the same run: the full pipeline "
+        "with this version ranking, stage 1's own order through the same rules, and the best sellers."
+    )
+    quality = charts.quality_frame(versions)
+    if quality.empty:
+        st.info("No version carries ranking metrics yet.")
     else:
+        st.dataframe(
+            quality,
+            hide_index=True,
+            column_config=charts.number_columns(
+                ndcg_at_10=("NDCG@10", "%.4f"),
+                recall_at_10=("Recall@10", "%.4f"),
+                hr_at_10=("HR@10", "%.4f"),
+                users=("users", "%d"),
+                ndcg_vs_popularity=("NDCG@10 vs popularity", "%.2fx"),
+            )
+            | {"label": st.column_config.TextColumn("ranker")},
+        )
+    bare = [v["version"] for v in versions if not any(q["ranker"] != "model" for q in v.get("quality") or [])]
+    if bare:
         st.caption(
-            "These versions carry no baseline figures; compare offline with "
-            "`.venv/bin/python -m recommender.evaluate` (popularity, recency and co-occurrence baselines)."
+            f"{', '.join(bare[:8])}{' and more' if len(bare) > 8 else ''}: trained before baselines were stored "
+            "with a version; retrain to get them, or compare offline with `.venv/bin/python -m recommender.evaluate`."
+        )
+    gate = charts.gate_frame(versions)
+    if not gate.empty:
+        st.caption("The promotion gate's fresh holdout (NDCG@10, users after the champion's data)")
+        st.dataframe(
+            gate,
+            hide_index=True,
+            column_config=charts.number_columns(
+                users=("users", "%d"),
+                challenger_ndcg=("this version", "%.4f"),
+                popularity_ndcg=("popularity", "%.4f"),
+                champion_ndcg=("champion", "%.4f"),
+            )
+            | {"champion": st.column_config.TextColumn("champion version")},
         )
     st.subheader("The gate's decisions")
     for v in versions[:10]:
@@ -84,34 +111,25 @@ else:
             target = st.selectbox("Version to promote", choices, key="promote_version") if choices else None
             sure = st.checkbox(f"Yes, serve {target} to every shopper", key="promote_confirm") if target else False
             if st.button("Promote", disabled=not (target and sure), key="promote"):
-                try:
-                    out = client.post(client.promote_path(target), token=session.token())
+                done, out = session.act(
+                    client.promote_path(target), what=f"Promoting {target}", conflict=f"{target} was not promoted"
+                )
+                if done:
                     st.success(f"{out['active']} is now serving (was {out['previous'] or 'none'}).")
-                except client.ApiError as e:
-                    session.api_failed(e, what=f"Promoting {target}")
         with col2:
             sure_back = st.checkbox("Yes, go back to the previously active version", key="rollback_confirm")
             if st.button("Roll back", disabled=not sure_back, key="rollback"):
-                try:
-                    out = client.post(client.ROLLBACK, token=session.token())
+                done, out = session.act(client.ROLLBACK, what="Rolling back", conflict="Nothing to roll back to")
+                if done:
                     st.success(f"Rolled back: {out['active']} is serving again (was {out['previous'] or 'none'}).")
-                except client.ApiError as e:
-                    if e.status == 409:
-                        st.warning(f"Nothing to roll back to: {e}")
-                    else:
-                        session.api_failed(e, what="Rolling back")
 
 st.subheader("Retrain")
 if st.button("Retrain now", key="retrain"):
-    try:
-        started = client.post(client.RETRAIN, token=session.token())
+    done, started = session.act(
+        client.RETRAIN, what="Starting a retrain", conflict="A retrain is already queued or running; following it"
+    )
+    if started.get("task_id"):
         st.session_state[RETRAIN_KEY] = started["task_id"]
-    except client.ApiError as e:
-        if e.status == 409:
-            st.info("A retrain is already queued or running; following it.")
-            st.session_state[RETRAIN_KEY] = e.body.get("task_id") or st.session_state.get(RETRAIN_KEY)
-        else:
-            session.api_failed(e, what="Starting a retrain")
 
 
 @st.fragment(run_every=2)
@@ -119,10 +137,8 @@ def retrain_progress() -> None:
     task_id = st.session_state.get(RETRAIN_KEY)
     if not task_id:
         return
-    try:
-        run = client.get(client.task_path(task_id), token=session.token(), fresh=True)
-    except client.ApiError as e:
-        session.api_failed(e, what="Retrain progress")
+    run = session.read(client.task_path(task_id), what="Retrain progress", fresh=True)
+    if run is None:
         return
     st.progress(min(1.0, run["percent"] / 100), text=f"{run['state']}: {run['stage']} ({run['percent']:.0f}%)")
     if run["state"] == "failed":

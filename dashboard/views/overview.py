@@ -22,10 +22,8 @@ def _pct(x: float | None) -> str:
 
 @st.fragment(run_every=REFRESH_S)
 def kpis() -> None:
-    try:
-        data = client.get(client.OVERVIEW, token=session.token(), params={"minutes": minutes, "buckets": 30})
-    except client.ApiError as e:
-        session.api_failed(e, what="Shop figures")
+    data = session.read(client.OVERVIEW, what="Shop figures", params={"minutes": minutes, "buckets": 30})
+    if data is None:
         return
     series = pd.DataFrame(data["series"])
     st.caption(
@@ -36,48 +34,46 @@ def kpis() -> None:
             "No shopper activity in this window. Run the shopper simulator against the shop "
             "(`.venv/bin/python manage.py simulate --shoppers 300 --minutes 5 --seed 7`) or browse the storefront."
         )
-    row1 = st.columns(3)
-    row2 = st.columns(3)
-
-    def spark(col: str) -> list[float]:
-        return [0.0 if v is None else float(v) for v in series[col]] if len(series) else []
-
-    row1[0].metric("Visitors", f"{data['visitors']:,}", chart_data=spark("visitors"), border=True)
-    row1[1].metric("Sessions", f"{data['sessions']:,}", chart_data=spark("sessions"), border=True)
-    row1[2].metric(
-        "Events per minute", f"{data['events_per_minute']:,.1f}", chart_data=spark("events_per_minute"), border=True
-    )
-    row2[0].metric(
-        "Rail CTR",
-        _pct(data["ctr"]),
-        chart_data=spark("ctr"),
-        border=True,
-        help=f"{data['clicks']:,} clicks / {data['impressions']:,} impressions",
-    )
-    row2[1].metric(
-        "Conversion rate",
-        _pct(data["conversion_rate"]),
-        chart_data=spark("conversion_rate"),
-        border=True,
-        help=f"{data['purchasers']:,} visitors with a purchase / {data['visitors']:,} visitors",
-    )
-    row2[2].metric(
-        "Revenue",
-        f"{float(data['revenue']):,.2f}",
-        chart_data=spark("revenue"),
-        chart_type="bar",
-        border=True,
-        help=f"{data['orders']:,} orders (cancelled ones left out)",
-    )
+    cards = [
+        ("Visitors", f"{data['visitors']:,}", "visitors", None),
+        ("Sessions", f"{data['sessions']:,}", "sessions", None),
+        ("Events per minute", f"{data['events_per_minute']:,.1f}", "events_per_minute", None),
+        ("Rail CTR", _pct(data["ctr"]), "ctr", f"{data['clicks']:,} clicks / {data['impressions']:,} impressions"),
+        (
+            "Conversion rate",
+            _pct(data["conversion_rate"]),
+            "conversion_rate",
+            f"{data['purchasers']:,} visitors with a purchase / {data['visitors']:,} visitors",
+        ),
+        (
+            "Revenue",
+            f"{float(data['revenue']):,.2f}",
+            "revenue",
+            f"{data['orders']:,} orders (cancelled ones left out)",
+        ),
+    ]
+    for col, (label, value, key, help_text) in zip(st.columns(3) + st.columns(3), cards, strict=True):
+        spark = [0.0 if v is None else float(v) for v in series[key]] if len(series) else []
+        col.metric(
+            label,
+            value,
+            chart_data=spark,
+            chart_type="bar" if key == "revenue" else "line",
+            border=True,
+            help=help_text,
+        )
 
 
 @st.fragment(run_every=REFRESH_S)
 def serving_mix() -> None:
     st.subheader("Serving mix")
-    try:
-        stats = client.get(client.SERVING_STATS, token=session.token(), params={"minutes": min(minutes, 1440)})
-    except client.ApiError as e:
-        session.api_failed(e, what="Serving mix", fill="It comes with the live recommendation service.")
+    stats = session.read(
+        client.SERVING_STATS,
+        what="Serving mix",
+        params={"minutes": min(minutes, 1440)},
+        fill="It comes with the live recommendation service.",
+    )
+    if stats is None:
         return
     mix = charts.serving_mix_frame(stats)
     if mix.empty or mix["requests"].sum() == 0:

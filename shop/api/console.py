@@ -8,10 +8,11 @@ figure it shows is computed here or by the experiment and serving endpoints.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
 from django.urls import path
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.authtoken.models import Token
@@ -48,6 +49,22 @@ class StaffApi(APIView):
 
     authentication_classes = [TokenAuthentication, SessionAuthentication]
     permission_classes = [IsAdminUser]
+
+
+def read_schema(*, operation_id: str, summary: str, query, response):
+    """The schema of a staff GET whose query parameters ``query`` validates (a bad one is a 400 naming it)."""
+    return extend_schema(
+        operation_id=operation_id,
+        summary=summary,
+        parameters=[query] if isinstance(query, type) else query,
+        responses={200: response, 400: validation_response("Bad parameter.", name=f"{operation_id}_query_error")},
+    )
+
+
+def validated(query: type[serializers.Serializer], data) -> dict:
+    form = query(data=data)
+    form.is_valid(raise_exception=True)
+    return form.validated_data
 
 
 # -------------------------------------------------------------------------------------------- tokens
@@ -211,19 +228,80 @@ def _overview(*, minutes: int, buckets: int) -> dict:
 
 
 class OverviewApi(StaffApi):
-    @extend_schema(
+    @read_schema(
         operation_id="console_overview",
         summary="Shop KPIs for the last N minutes, with per-bucket series",
-        parameters=[OverviewQuery],
-        responses={200: OverviewSerializer, 400: validation_response("Bad parameter.", name="OverviewQueryError")},
+        query=OverviewQuery,
+        response=OverviewSerializer,
     )
     def get(self, request):
-        query = OverviewQuery(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        return Response(OverviewSerializer(_overview(**query.validated_data)).data)
+        return Response(OverviewSerializer(_overview(**validated(OverviewQuery, request.query_params))).data)
 
 
 # -------------------------------------------------------------------------------------------- models
+
+
+QUALITY_K = 10
+RANKERS = (
+    ("model", "this version (full pipeline)"),
+    ("retrieval_only", "stage 1 alone (its own order, same rules)"),
+    ("popularity", "popularity (best sellers)"),
+)
+
+
+class QualityRowSerializer(serializers.Serializer):
+    ranker = serializers.ChoiceField(choices=[r for r, _ in RANKERS])
+    label = serializers.CharField()
+    ndcg_at_10 = serializers.FloatField(allow_null=True)
+    recall_at_10 = serializers.FloatField(allow_null=True)
+    hr_at_10 = serializers.FloatField(allow_null=True)
+    users = serializers.IntegerField(allow_null=True, help_text="Holdout users ranked (the same for every row).")
+    ndcg_vs_popularity = serializers.FloatField(
+        allow_null=True, help_text="This row's NDCG@10 divided by popularity's on the same users."
+    )
+
+
+class GateFiguresSerializer(serializers.Serializer):
+    users = serializers.IntegerField(help_text="Users of the gate's fresh holdout.")
+    challenger_ndcg = serializers.FloatField(allow_null=True)
+    popularity_ndcg = serializers.FloatField(allow_null=True)
+    champion_ndcg = serializers.FloatField(allow_null=True)
+    champion = serializers.CharField(allow_null=True, help_text="The version it was compared with (null: none).")
+
+
+def model_version_quality(metrics: dict | None) -> list[dict]:
+    """The version's ranking quality at training time beside the baselines measured on the same holdout
+    users in the same run (``metrics["baselines"]``; versions trained before baselines were stored have the
+    model's row only)."""
+    metrics = metrics if isinstance(metrics, dict) else {}
+    baselines = metrics.get("baselines") if isinstance(metrics.get("baselines"), dict) else {}
+    figures = {"model": metrics, **{name: baselines.get(name) for name, _ in RANKERS[1:]}}
+    popular = (figures.get("popularity") or {}).get(f"ndcg@{QUALITY_K}")
+    rows = []
+    for name, label in RANKERS:
+        f = figures.get(name)
+        if not isinstance(f, dict) or f.get(f"ndcg@{QUALITY_K}") is None:
+            continue
+        ndcg = f[f"ndcg@{QUALITY_K}"]
+        rows.append(
+            {
+                "ranker": name,
+                "label": label,
+                "ndcg_at_10": ndcg,
+                "recall_at_10": f.get(f"recall@{QUALITY_K}"),
+                "hr_at_10": f.get(f"hr@{QUALITY_K}"),
+                "users": f.get("users", f.get("ranked_users")),
+                "ndcg_vs_popularity": ndcg / popular if popular else None,
+            }
+        )
+    return rows
+
+
+def model_version_gate(metrics: dict | None) -> dict | None:
+    gate = (metrics or {}).get("holdout_gate") if isinstance(metrics, dict) else None
+    if not isinstance(gate, dict):
+        return None
+    return {k: gate.get(k) for k in ("users", "challenger_ndcg", "popularity_ndcg", "champion_ndcg", "champion")}
 
 
 class ModelVersionSerializer(serializers.Serializer):
@@ -232,11 +310,23 @@ class ModelVersionSerializer(serializers.Serializer):
     status = serializers.CharField()
     is_active = serializers.BooleanField()
     metrics = serializers.JSONField(help_text="Offline metrics at training time (AUC, NDCG@10, ...).")
+    quality = serializers.SerializerMethodField(
+        help_text="NDCG@10 / Recall@10 / HR@10 of this version and of the baselines on the same users, same run."
+    )
+    gate = serializers.SerializerMethodField(help_text="The promotion gate's holdout figures (null: not recorded).")
     gate_reasons = serializers.ListField(child=serializers.CharField())
     training_seconds = serializers.FloatField()
     examples = serializers.IntegerField(help_text="Training examples.")
     snapshot = serializers.CharField(help_text="The event snapshot it was trained on.")
     device = serializers.CharField()
+
+    @extend_schema_field(QualityRowSerializer(many=True))
+    def get_quality(self, obj) -> list[dict]:
+        return model_version_quality(obj.metrics)
+
+    @extend_schema_field(GateFiguresSerializer(allow_null=True))
+    def get_gate(self, obj) -> dict | None:
+        return model_version_gate(obj.metrics)
 
 
 class ModelListSerializer(serializers.Serializer):
@@ -274,13 +364,25 @@ _Switched = inline_serializer(
 )
 
 
-def _switched(result: promotion.Switch) -> Response:
-    return Response({"active": result.active, "previous": result.previous, "batch_score_task": result.batch_score_task})
+class ModelSwitchApi(StaffApi):
+    """Promote and roll back: the same permission and the same answers (404 unknown version, 409 refused)."""
 
-
-class ModelPromoteApi(StaffApi):
     permission_classes = [IsAdminUser, CanChangeModels]
 
+    @staticmethod
+    def switch(change: Callable[[], promotion.Switch]) -> Response:
+        try:
+            result = change()
+        except promotion.UnknownVersion as e:
+            return Response({"detail": str(e)}, status=status.HTTP_404_NOT_FOUND)
+        except promotion.CannotSwitch as e:
+            return Response({"detail": str(e)}, status=status.HTTP_409_CONFLICT)
+        return Response(
+            {"active": result.active, "previous": result.previous, "batch_score_task": result.batch_score_task}
+        )
+
+
+class ModelPromoteApi(ModelSwitchApi):
     @extend_schema(
         operation_id="console_model_promote",
         summary="Make a version the serving model",
@@ -293,18 +395,11 @@ class ModelPromoteApi(StaffApi):
         },
     )
     def post(self, request, version: str):
-        try:
-            result = promotion.model_version_promote(version=version, by=request.user.get_username())
-        except promotion.UnknownVersion as e:
-            return Response({"detail": str(e)}, status=status.HTTP_404_NOT_FOUND)
-        except promotion.CannotSwitch as e:
-            return Response({"detail": str(e)}, status=status.HTTP_409_CONFLICT)
-        return _switched(result)
+        by = request.user.get_username()
+        return self.switch(lambda: promotion.model_version_promote(version=version, by=by))
 
 
-class ModelRollbackApi(StaffApi):
-    permission_classes = [IsAdminUser, CanChangeModels]
-
+class ModelRollbackApi(ModelSwitchApi):
     @extend_schema(
         operation_id="console_model_rollback",
         summary="Go back to the previously active version",
@@ -316,11 +411,8 @@ class ModelRollbackApi(StaffApi):
         },
     )
     def post(self, request):
-        try:
-            result = promotion.model_version_rollback(by=request.user.get_username())
-        except promotion.CannotSwitch as e:
-            return Response({"detail": str(e)}, status=status.HTTP_409_CONFLICT)
-        return _switched(result)
+        by = request.user.get_username()
+        return self.switch(lambda: promotion.model_version_rollback(by=by))
 
 
 # --------------------------------------------------------------------------------------- accelerator
@@ -397,20 +489,16 @@ class GuardrailSerializer(serializers.Serializer):
 
 
 class GuardrailsApi(StaffApi):
-    @extend_schema(
+    @read_schema(
         operation_id="console_guardrails",
         summary="Serving latency and fallback rate per experiment arm",
-        parameters=[GuardrailQuery],
-        responses={
-            200: GuardrailSerializer(many=True),
-            400: validation_response("Bad parameter.", name="GuardrailQueryError"),
-        },
+        query=GuardrailQuery,
+        response=GuardrailSerializer(many=True),
     )
     def get(self, request):
-        query = GuardrailQuery(data=request.query_params)
-        query.is_valid(raise_exception=True)
+        minutes = validated(GuardrailQuery, request.query_params)["minutes"]
         serving_stats_flush()  # this process's counters too, as the serving-stats endpoint does
-        rows = serving_guardrails_by_arm(minutes=query.validated_data["minutes"])
+        rows = serving_guardrails_by_arm(minutes=minutes)
         return Response(GuardrailSerializer(rows, many=True).data)
 
 
@@ -430,20 +518,16 @@ class ActiveVisitorSerializer(serializers.Serializer):
 
 
 class VisitorListApi(StaffApi):
-    @extend_schema(
+    @read_schema(
         operation_id="console_visitors",
         summary="Visitors seen in the last N minutes, latest first",
-        parameters=[VisitorListQuery],
-        responses={
-            200: ActiveVisitorSerializer(many=True),
-            400: validation_response("Bad parameter.", name="VisitorListQueryError"),
-        },
+        query=VisitorListQuery,
+        response=ActiveVisitorSerializer(many=True),
     )
     def get(self, request):
-        query = VisitorListQuery(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        since = timezone.now() - dt.timedelta(minutes=query.validated_data["minutes"])
-        rows = visitor_list_recent(since=since, limit=query.validated_data["limit"])
+        query = validated(VisitorListQuery, request.query_params)
+        since = timezone.now() - dt.timedelta(minutes=query["minutes"])
+        rows = visitor_list_recent(since=since, limit=query["limit"])
         return Response(ActiveVisitorSerializer(rows, many=True).data)
 
 
@@ -459,19 +543,15 @@ class VisitorEventSerializer(serializers.Serializer):
 
 
 class VisitorHistoryApi(StaffApi):
-    @extend_schema(
+    @read_schema(
         operation_id="console_visitor_history",
         summary="A visitor's latest events, newest first",
-        parameters=[OpenApiParameter("limit", int, description="1..200, default 50")],
-        responses={
-            200: VisitorEventSerializer(many=True),
-            400: validation_response("Bad parameter.", name="VisitorHistoryQueryError"),
-        },
+        query=[OpenApiParameter("limit", int, description="1..200, default 50")],
+        response=VisitorEventSerializer(many=True),
     )
     def get(self, request, visitor_id):
-        query = VisitorListQuery(data={"limit": request.query_params.get("limit", 50)})
-        query.is_valid(raise_exception=True)
-        rows = visitor_recent_events(visitor_id=visitor_id, limit=query.validated_data["limit"])
+        limit = validated(VisitorListQuery, {"limit": request.query_params.get("limit", 50)})["limit"]
+        rows = visitor_recent_events(visitor_id=visitor_id, limit=limit)
         return Response(VisitorEventSerializer(rows, many=True).data)
 
 

@@ -134,6 +134,7 @@ BENCH_RESULTS = {
             "batch": batch,
             "path": path,
             "p50_ms": p50 * (3 if path == "baseline" else 1),
+            "p95_ms": p50 * (4 if path == "baseline" else 1.5),
             "p99_ms": p50 * (5 if path == "baseline" else 2),
             "scores_per_s": batch / (p50 / 1e3),
             "embedding_p50_ms": p50 * 0.6,
@@ -194,7 +195,26 @@ def model_versions(db):
     )
     new = ModelVersion.objects.create(
         version="v0002",
-        metrics={"auc": 0.74, "ndcg@10": 0.12, "recall@10": 0.22, "logloss": 0.55},
+        metrics={
+            "auc": 0.74,
+            "ndcg@10": 0.12,
+            "recall@10": 0.22,
+            "hr@10": 0.4,
+            "ranked_users": 50,
+            "logloss": 0.55,
+            "baselines": {
+                "popularity": {"ndcg@10": 0.08, "recall@10": 0.15, "hr@10": 0.3, "users": 50},
+                "retrieval_only": {"ndcg@10": 0.1, "recall@10": 0.2, "hr@10": 0.36, "users": 50},
+            },
+            "holdout_gate": {
+                "passed": True,
+                "users": 40,
+                "challenger_ndcg": 0.11,
+                "popularity_ndcg": 0.07,
+                "champion_ndcg": 0.1,
+                "champion": "v0001",
+            },
+        },
         gate_reasons=["auc: candidate 0.7400 vs champion 0.7100 (tolerance 0.005) -> ok"],
         training_seconds=14.0,
         examples=1500,

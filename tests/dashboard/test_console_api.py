@@ -11,6 +11,7 @@ from rest_framework.test import APIClient
 
 from shop.recs.models import ModelVersion, TaskRun
 from tests.dashboard.conftest import PASSWORD
+from tests.worker.conftest import recs_dirs  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.django_db
 
@@ -153,6 +154,49 @@ def test_models_list_marks_the_active_version(accounts, model_versions):
     assert body["versions"][0]["gate_reasons"][0].startswith("auc: candidate 0.7400")
 
 
+def test_models_carry_quality_beside_the_baselines_and_the_gate_figures(accounts, model_versions):
+    new, old = _token_client(accounts.staff).get("/api/console/models").json()["versions"]
+    assert [(q["ranker"], q["ndcg_at_10"], q["recall_at_10"], q["hr_at_10"], q["users"]) for q in new["quality"]] == [
+        ("model", 0.12, 0.22, 0.4, 50),
+        ("retrieval_only", 0.1, 0.2, 0.36, 50),
+        ("popularity", 0.08, 0.15, 0.3, 50),
+    ]
+    assert [q["ndcg_vs_popularity"] for q in new["quality"]] == pytest.approx([1.5, 1.25, 1.0])
+    assert new["gate"] == {
+        "users": 40,
+        "challenger_ndcg": 0.11,
+        "popularity_ndcg": 0.07,
+        "champion_ndcg": 0.1,
+        "champion": "v0001",
+    }
+    # a version trained before baselines were stored: its own row only, no ratio, no gate figures
+    assert [(q["ranker"], q["ndcg_at_10"], q["ndcg_vs_popularity"]) for q in old["quality"]] == [("model", 0.1, None)]
+    assert old["gate"] is None
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("recs_dirs")
+def test_a_trained_version_stores_its_baselines_on_the_same_users(accounts):
+    """A real (tiny) retrain: the version's ranking metrics and both baselines come from one holdout."""
+    from shop.recs import execution, runs
+    from tests.worker.conftest import build_shop
+
+    build_shop(visitors=20, products=60)
+    run = runs.task_run_start(kind=TaskRun.Kind.RETRAIN, enqueue=False)
+    execution.task_run_execute(run_id=run.id)
+    run.refresh_from_db()
+    assert run.state == "succeeded", run.error
+    version = _token_client(accounts.staff).get("/api/console/models").json()["versions"][0]
+    rows = {q["ranker"]: q for q in version["quality"]}
+    assert set(rows) == {"model", "retrieval_only", "popularity"}
+    users = {q["users"] for q in rows.values()}
+    assert len(users) == 1 and users.pop() > 0  # the same holdout users for every row
+    for q in rows.values():
+        assert 0.0 <= q["ndcg_at_10"] <= 1.0 and 0.0 <= q["recall_at_10"] <= 1.0
+    assert rows["popularity"]["ndcg_vs_popularity"] == pytest.approx(1.0) or rows["popularity"]["ndcg_at_10"] == 0
+    assert version["gate"]["users"] > 0
+
+
 def test_promote_and_rollback_need_the_permission(accounts, model_versions):
     staff = _token_client(accounts.staff)
     assert staff.post("/api/console/models/v0001/promote").status_code == 403
@@ -274,7 +318,9 @@ def test_arm_preview_is_staff_only_and_not_counted(accounts, seeded, experiment_
     assert anonymous.status_code == 403 and "arm" in anonymous.json()
 
 
-def test_promote_then_roll_back_moves_registry_and_database_together(accounts, settings, tmp_path, monkeypatch):
+def test_promote_then_roll_back_moves_registry_and_database_together(
+    accounts, settings, tmp_path, monkeypatch, django_capture_on_commit_callbacks
+):
     import torch
 
     from recommender.registry import Registry
@@ -296,14 +342,19 @@ def test_promote_then_roll_back_moves_registry_and_database_together(accounts, s
     model_version_activate(version=rows[1])
 
     c = _token_client(accounts.merchant)
-    back = c.post("/api/console/models/rollback")
+
+    def post(path: str):
+        with django_capture_on_commit_callbacks(execute=True):  # as the request's commit would
+            return c.post(path)
+
+    back = post("/api/console/models/rollback")
     assert back.status_code == 200, back.content
     assert back.json()["active"] == ids[0] and back.json()["previous"] == ids[1]
     assert registry.active() == ids[0]
     assert ModelVersion.objects.get(is_active=True).version == ids[0]
     assert ModelVersion.objects.get(version=ids[1]).status == ModelVersion.Status.RETIRED
 
-    forward = c.post(f"/api/console/models/{ids[1]}/promote")
+    forward = post(f"/api/console/models/{ids[1]}/promote")
     assert forward.status_code == 200
     assert (forward.json()["active"], forward.json()["previous"]) == (ids[1], ids[0])
     assert registry.active() == ids[1]
@@ -311,5 +362,5 @@ def test_promote_then_roll_back_moves_registry_and_database_together(accounts, s
     # each switch queues a batch score (the second finds the first still queued: one run at a time)
     assert back.json()["batch_score_task"] is not None and forward.json()["batch_score_task"] is None
     assert sent == [TaskRun.Kind.BATCH_SCORE]
-    again = c.post(f"/api/console/models/{ids[1]}/promote")
+    again = post(f"/api/console/models/{ids[1]}/promote")
     assert again.status_code == 200 and again.json()["previous"] == ids[1]  # idempotent

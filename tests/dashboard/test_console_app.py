@@ -165,6 +165,30 @@ def test_models_page_lists_versions_and_refuses_promotion_without_permission(api
     assert not [b for b in at.button if b.label == "Promote"]
 
 
+def test_models_page_shows_each_versions_quality_beside_the_baselines_as_the_api_gives_them(
+    api, accounts, model_versions
+):
+    at = _open(_login(_app(), "staffer"), "models")
+    _assert_clean(at)
+    versions = api_get(api, "/api/console/models", at.session_state["token"])["versions"]
+    quality = at.dataframe[1].value
+    expected = [(v["version"], q) for v in versions for q in v["quality"]]
+    assert len(quality) == len(expected) == 4  # v0002: itself, stage 1 alone, popularity; v0001: itself only
+    for row, (version, q) in zip(quality.itertuples(), expected, strict=True):
+        assert (row.version, row.label) == (version, q["label"])
+        for col in ("ndcg_at_10", "recall_at_10", "hr_at_10", "users", "ndcg_vs_popularity"):
+            assert _same(getattr(row, col), q[col]), (version, col)
+    assert list(quality["ndcg_at_10"][:3]) == [0.12, 0.1, 0.08]
+    gate = at.dataframe[2].value
+    assert list(gate["version"]) == ["v0002"]
+    assert (gate["challenger_ndcg"][0], gate["popularity_ndcg"][0], gate["champion_ndcg"][0]) == (
+        versions[0]["gate"]["challenger_ndcg"],
+        versions[0]["gate"]["popularity_ndcg"],
+        versions[0]["gate"]["champion_ndcg"],
+    )
+    assert "v0001: trained before baselines were stored" in _texts(at)
+
+
 def test_models_page_promotion_needs_confirmation_and_reports_the_registry_refusal(
     api, accounts, model_versions, settings, tmp_path
 ):
@@ -223,6 +247,7 @@ def test_accelerator_page_shows_the_benchmark_rows(api, accounts, bench_rows):
     for row in table.itertuples():
         c = cells[(row.precision, row.batch)]
         assert row.p50_ms == c["p50_ms"]
+        assert row.p95_ms == c["p95_ms"]
         assert row.p99_ms == c["p99_ms"]
         assert row.scores_per_s == c["scores_per_s"]
         assert row.speedup_p50 == pytest.approx(3.0)  # the seeded baseline is 3x slower at p50
