@@ -57,10 +57,10 @@ METRICS: tuple[Metric, ...] = (
 def metric_stat(metric: str, rows: Sequence[VisitorRow]) -> Stat:
     if metric == "conversion":
         k = sum(1 for r in rows if r.orders > 0)
-        return MeanStat(n=len(rows), sum=k, sum_squares=k)
+        return MeanStat(n=len(rows), sum=k, sum_squares=k, nonzero=k)
     if metric == "add_to_cart":
         k = sum(1 for r in rows if r.added_to_cart)
-        return MeanStat(n=len(rows), sum=k, sum_squares=k)
+        return MeanStat(n=len(rows), sum=k, sum_squares=k, nonzero=k)
     if metric == "revenue_per_visitor":
         return MeanStat.from_values(r.revenue for r in rows)
     if metric == "rail_ctr":
@@ -204,6 +204,24 @@ def _by_model_version(grouped: dict[str, list[VisitorRow]]) -> list[ModelVersion
                 )
             )
     return out
+
+
+def proportion_head_to_head(
+    *, results: Results, metric: str, baseline: str, arm: str, alpha: float = ALPHA, tuning: float = SEQUENTIAL_TUNING
+) -> Comparison | None:
+    """``arm`` against ``baseline`` (neither need be the control) on a proportion metric such as conversion,
+    from the counts in ``results``; None when the metric is not a proportion or an arm is missing."""
+    m = next((m for m in results.metrics if m.metric.key == metric), None)
+    if m is None or m.metric.kind != "proportion":
+        return None
+    values = {v.arm: v for v in m.arms}
+    if baseline not in values or arm not in values:
+        return None
+
+    def stat(v: ArmValue) -> MeanStat:
+        return MeanStat(n=int(v.denominator), sum=v.numerator, sum_squares=v.numerator)  # 0/1 per visitor
+
+    return compare(control=stat(values[baseline]), arm=stat(values[arm]), alpha=alpha, tuning=tuning)
 
 
 def results_compute(

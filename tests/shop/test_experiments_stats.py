@@ -199,3 +199,30 @@ def test_lift_intervals_never_go_below_minus_100_percent():
     assert c.lift == pytest.approx(-2 / 3)
     assert c.ci_low == -1.0 and c.seq_ci_low == -1.0  # the normal approximation alone would say less
     assert c.ci_high > c.lift and c.seq_ci_high > c.ci_high
+
+
+def test_head_to_head_between_two_treatment_arms_matches_compare_on_their_counts():
+    import datetime as dt
+
+    from shop.experiments.analysis import VisitorRow, proportion_head_to_head, results_compute
+    from shop.experiments.assignment import ArmSpec, ExperimentSpec
+
+    spec = ExperimentSpec(
+        key="e",
+        salt="s",
+        arms=(ArmSpec("popularity", 1, True), ArmSpec("heuristic", 1, False), ArmSpec("dlrm", 1, False)),
+    )
+    when = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    rows = []
+    for arm, buyers in (("popularity", 20), ("heuristic", 25), ("dlrm", 35)):
+        for i in range(100):
+            bought = i < buyers
+            rows.append(VisitorRow(arm, when, "", int(bought), 10.0 * bought, bought, 4, 1))
+    results = results_compute(experiment=spec, rows=rows)
+    head = proportion_head_to_head(results=results, metric="conversion", baseline="heuristic", arm="dlrm")
+    expected = compare(control=_binary(25, 100), arm=_binary(35, 100))
+    assert head == expected and head.lift == pytest.approx(0.4)
+    assert (
+        proportion_head_to_head(results=results, metric="revenue_per_visitor", baseline="heuristic", arm="dlrm") is None
+    )
+    assert proportion_head_to_head(results=results, metric="conversion", baseline="heuristic", arm="nope") is None
