@@ -82,6 +82,9 @@ def results_as_dict(*, experiment: Experiment, results: Results, serving_mix: Se
                         **dataclasses.asdict(c.comparison),
                         "significant": c.comparison.significant,
                         "sequentially_significant": c.comparison.sequentially_significant,
+                        "enough_data": c.comparison.enough_data,
+                        "conclusive": c.comparison.conclusive,
+                        "more_visitors_for_minimum": c.comparison.more_visitors_for_minimum,
                         "more_visitors_per_arm": c.comparison.more_visitors_per_arm,
                         "verdict": c.verdict,
                     }

@@ -92,7 +92,7 @@ def results_renderable(data: dict) -> Group:
                 seq_cells.append("-")
                 p_cells.append("-")
                 continue
-            style = "green" if c["significant"] and c["lift"] > 0 else "red" if c["significant"] else ""
+            style = "green" if c["conclusive"] and c["lift"] > 0 else "red" if c["conclusive"] else ""
             lift_cells.append(Text(_pct(c["lift"]), style=style))
             ci_cells.append(_interval(c["ci_low"], c["ci_high"]))
             seq_cells.append(_interval(c["seq_ci_low"], c["seq_ci_high"]))

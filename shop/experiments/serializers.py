@@ -62,6 +62,19 @@ class ExperimentComparisonSerializer(serializers.Serializer):
         help_text="Fixed-horizon visitors per arm to detect the observed effect (alpha 0.05, power 0.8).",
     )
     more_visitors_per_arm = serializers.IntegerField(allow_null=True)
+    control_nonzero = serializers.IntegerField(
+        allow_null=True, help_text="Control visitors with a non-zero value (converted, bought, added, clicked)."
+    )
+    arm_nonzero = serializers.IntegerField(allow_null=True)
+    min_visitors = serializers.IntegerField(help_text="Visitors each arm needs before a verdict.")
+    min_nonzero = serializers.IntegerField(help_text="Visitors with a non-zero value each arm needs before a verdict.")
+    enough_data = serializers.BooleanField(
+        help_text="Both arms reached the minimum sample; below it the verdict says so."
+    )
+    conclusive = serializers.BooleanField(help_text="Significant at one look on enough data.")
+    more_visitors_for_minimum = serializers.IntegerField(
+        help_text="About this many more visitors per arm until the minimum sample, at the rates seen so far."
+    )
     verdict = serializers.CharField()
 
 
