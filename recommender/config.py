@@ -87,6 +87,9 @@ class ModelConfig:
     over_arch: tuple[int, ...] = (128, 64, 1)
     dcn_num_layers: int = 2
     dcn_low_rank_dim: int = 32
+    # stage 3: top-k positions kept for items new to the user; set by recommender.train.train_rows from the
+    # validation rows (recommender.rules.choose_explore_slots), travels with the model in its config
+    explore_slots: int = 0
 
     def __post_init__(self) -> None:
         self.dense_arch = tuple(self.dense_arch)

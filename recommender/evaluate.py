@@ -167,9 +167,12 @@ def next_basket_config():
 
 
 def _rank_with_pipeline(pipe, users, times, k: int, n_candidates: int, scored: bool) -> tuple[list, list]:
-    """Each user's ranked candidate rows (all of them, best first) through the pipeline, grouped by test day
-    (item features as of that day). ``scored`` False: retrieval order (no model)."""
-    ranked_rows: list = [None] * len(users)
+    """Each user's ranked candidates (all of them, best first: a :class:`Recommendations` with every row)
+    through the pipeline, grouped by test day (item features as of that day), and the top-k ids the served
+    rules pick from them (explore slots included). ``scored`` False: retrieval order (no model)."""
+    from recommender.rules import apply_rules
+
+    ranked: list = [None] * len(users)
     for day in np.unique(times):
         idx = np.flatnonzero(times == day)
         if scored:
@@ -177,8 +180,40 @@ def _rank_with_pipeline(pipe, users, times, k: int, n_candidates: int, scored: b
         out = pipe.recommend_batch([str(u) for u in users[idx]], now=int(day), k=n_candidates,
                                    n_candidates=n_candidates, use_model=scored)  # fmt: skip
         for i, r in zip(idx, out.results, strict=True):
-            ranked_rows[i] = r.rows
-    return ranked_rows, [pipe.item_ids[r[:k]].tolist() for r in ranked_rows]
+            ranked[i] = r
+    top = [
+        r.rows[apply_rules(r.rows, k=k, explore=r.new, explore_slots=pipe.explore_slots if scored else 0)]
+        for r in ranked
+    ]
+    return ranked, [pipe.item_ids[t].tolist() for t in top]
+
+
+def explore_diagnosis(ranked: list, truth: Sequence, seen: Sequence[set], item_ids: np.ndarray, k: int) -> dict:
+    """Where the items new to each customer go: how many new items stage 1 hands the ranker, how many of
+    the basket's new items are among them (supply), and their rank in the ranker's order, overall and
+    among the new candidates alone (ordering)."""
+    n_new, supply, rank_all, rank_new = [], [], [], []
+    for r, t, s in zip(ranked, truth, seen, strict=True):
+        ids = item_ids[r.rows]
+        is_new = r.new if r.new is not None else ~np.isin(ids, list(s))
+        n_new.append(int(is_new.sum()))
+        want = set(np.asarray(t).tolist()) - s
+        if not want:
+            continue
+        hit = np.isin(ids, list(want))
+        supply.append(hit.sum() / len(want))
+        rank_all += np.flatnonzero(hit).tolist()
+        rank_new += np.flatnonzero(hit[is_new]).tolist()
+    rank_all, rank_new = np.asarray(rank_all), np.asarray(rank_new)
+    return {
+        "new_candidates_per_user": float(np.mean(n_new)),
+        "candidates_per_user": float(np.mean([len(r.rows) for r in ranked])),
+        "explore_candidate_recall": float(np.mean(supply)) if supply else None,
+        "explore_rank_median": float(np.median(rank_all)) if len(rank_all) else None,
+        "explore_in_top_k": float(np.mean(rank_all < k)) if len(rank_all) else None,
+        "explore_rank_among_new_median": float(np.median(rank_new)) if len(rank_new) else None,
+        "explore_in_top_k_among_new": float(np.mean(rank_new < k)) if len(rank_new) else None,
+    }
 
 
 def evaluate_next_basket(
@@ -210,7 +245,8 @@ def evaluate_next_basket(
     the DLRM over the whole catalogue (single stage, slow) for the first ``catalogue_users`` of those users.
     """
     from recommender.data import next_basket_split
-    from recommender.pipeline import PipelineConfig, RecPipeline, apply_rules
+    from recommender.pipeline import PipelineConfig, RecPipeline
+    from recommender.rules import apply_rules
 
     config = config or next_basket_config()
     config.data.candidate_cutoffs = candidate_cutoffs
@@ -298,16 +334,20 @@ def evaluate_next_basket(
     )
     build_s = time.perf_counter() - t
     t = time.perf_counter()
-    _, ranked = _rank_with_pipeline(pipe, users, times, k, n_candidates, scored=False)
+    retrieval_ranked, ranked = _rank_with_pipeline(pipe, users, times, k, n_candidates, scored=False)
     record("retrieval_only", ranked, time.perf_counter() - t)
     t = time.perf_counter()
-    cand_rows, ranked = _rank_with_pipeline(pipe, users, times, k, n_candidates, scored=True)
+    cands, ranked = _rank_with_pipeline(pipe, users, times, k, n_candidates, scored=True)
     record(PIPELINE, ranked, time.perf_counter() - t + build_s)
+    # the same model's scores without the explore slots (what they change)
+    record(PIPELINE + "_no_slots", [pipe.item_ids[r.rows[:k]].tolist() for r in cands], 0.0)
     diverse = [
-        pipe.item_ids[r[apply_rules(r, k=k, in_stock=pipe.in_stock, category=pipe.category, max_per_category=3)]]
-        for r in cand_rows
-    ]
+        pipe.item_ids[r.rows[apply_rules(r.rows, k=k, in_stock=pipe.in_stock, category=pipe.category,
+                                         max_per_category=3, explore=r.new, explore_slots=pipe.explore_slots)]]
+        for r in cands
+    ]  # fmt: skip
     record(PIPELINE + "_diverse", [d.tolist() for d in diverse], 0.0)
+    cand_rows = [r.rows for r in cands]
     rows[PIPELINE]["candidates_per_user"] = float(np.mean([len(r) for r in cand_rows]))
     cand_sets = [set(pipe.item_ids[r].tolist()) for r in cand_rows]
     rows[PIPELINE]["candidate_recall"] = float(
@@ -328,6 +368,12 @@ def evaluate_next_basket(
 
     baselines = [r for r in rows if r in BASELINES]
     out = {
+        "explore_slots": int(pipe.explore_slots),
+        "explore_validation": result.metrics.get("explore_validation"),
+        "explore_diagnosis": {
+            PIPELINE: explore_diagnosis(cands, truth, seen, pipe.item_ids, k),
+            "retrieval_only": explore_diagnosis(retrieval_ranked, truth, seen, pipe.item_ids, k),
+        },
         "k": k,
         "train_examples": len(tr),
         "valid_examples": len(va),
@@ -416,6 +462,33 @@ def print_table(report: dict) -> None:
                 f"(paired 95% CI {ro['rel_lo'] * 100:+.1f}%, {ro['rel_hi'] * 100:+.1f}%)",
                 markup=False,
             )
+    val = report.get("explore_validation")
+    if val:
+        console.print(
+            f"explore slots kept in the top {k}: {report.get('explore_slots')} (chosen on {val['requests']:,} "
+            f"validation requests: smallest whose explore recall reaches stage 1's order, "
+            f"{val['stage1_explore_recall']:.4f})",
+            markup=False,
+        )
+        console.print(
+            "  validation, within candidates: slots / recall / explore recall: "
+            + "; ".join(
+                f"{m} {r:.4f} {e:.4f}"
+                for m, r, e in zip(val["slots"], val["recall"], val["explore_recall"], strict=True)
+            ),
+            markup=False,
+        )
+    for name, d in (report.get("explore_diagnosis") or {}).items():
+        if d.get("explore_rank_median") is None:
+            continue
+        console.print(
+            f"{name}: {d['new_candidates_per_user']:.0f} of {d['candidates_per_user']:.0f} candidates/user are new "
+            f"to the customer and hold {d['explore_candidate_recall']:.3f} of the basket's new items; those sit at "
+            f"median rank {d['explore_rank_median']:.0f} ({d['explore_in_top_k']:.3f} in the top {k}), median rank "
+            f"{d['explore_rank_among_new_median']:.0f} among the new candidates "
+            f"({d['explore_in_top_k_among_new']:.3f} in their top {k})",
+            markup=False,
+        )
     pipe = report["methods"].get(PIPELINE, {})
     if "candidate_recall" in pipe:
         console.print(

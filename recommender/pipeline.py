@@ -20,7 +20,7 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, astuple, dataclass, field
 from pathlib import Path
 
@@ -41,10 +41,14 @@ from recommender.features import (
 )
 from recommender.metrics import ranking_metrics
 from recommender.retrieval import SOURCES, CandidateRetriever, Candidates, RetrievalConfig, absent_signals
+from recommender.rules import apply_rules
 from recommender.serving import ItemFeatures, Precision, Scorer, UserFeatures
-from recommender.stage1 import Stage1, fit_retriever
+from recommender.stage1 import Stage1, Stage1StateError, fit_retriever, retriever_from_state
 
-NOBODY = "\x00nobody"  # a user id no log contains: item-side features without any user's history
+NOBODY = "\x00nobody"
+_USER_ITEM_COUNT = PAIR_DENSE.index(
+    "user_item_count"
+)  # 0: the user never engaged with the candidate  # a user id no log contains: item-side features without any user's history
 
 
 # ---------------------------------------------------------------------------------------- features
@@ -204,6 +208,9 @@ class PipelineConfig:
     k: int = 10
     max_per_category: int | None = 3
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    # top-k positions kept for items new to the user (recommender.rules); None: the model's own, chosen on
+    # its validation rows at training (Config.model.explore_slots)
+    explore_slots: int | None = None
 
 
 @dataclass(frozen=True)
@@ -229,6 +236,7 @@ class Recommendations:
     sources: list[str]
     n_candidates: int
     timings: StageTimings
+    new: np.ndarray | None = None  # per returned row: the user never engaged with it (None: not ranked)
 
 
 @dataclass(frozen=True)
@@ -240,37 +248,6 @@ class BatchRecommendations:
 
 
 # ---------------------------------------------------------------------------------------- pipeline
-
-
-def apply_rules(
-    rows: np.ndarray,
-    *,
-    k: int,
-    in_stock: np.ndarray | None = None,
-    exclude: Iterable[int] = (),
-    category: np.ndarray | None = None,
-    max_per_category: int | None = None,
-) -> np.ndarray:
-    """Positions (into ``rows``, already best first) of the top-k that pass the rules, in order."""
-    rows = np.asarray(rows, dtype=np.int64)
-    ok = np.ones(len(rows), dtype=bool)
-    if in_stock is not None:
-        ok &= in_stock[rows]
-    excl = np.fromiter(exclude, dtype=np.int64)
-    if len(excl):
-        ok &= ~np.isin(rows, excl)
-    pos = np.flatnonzero(ok)
-    if max_per_category is None or category is None:
-        return pos[:k]
-    out, per_cat = [], {}
-    for p in pos:
-        c = int(category[rows[p]])
-        if per_cat.get(c, 0) < max_per_category:
-            per_cat[c] = per_cat.get(c, 0) + 1
-            out.append(p)
-            if len(out) == k:
-                break
-    return np.array(out, dtype=np.int64)
 
 
 class RecPipeline:
@@ -300,6 +277,11 @@ class RecPipeline:
         self.in_stock = np.asarray(items.in_stock, dtype=bool)
         self.category = pd.factorize(items.category)[0].astype(np.int64)
         self.items_time: int | None = None  # time of the scorer's item features when set through at_time
+        self.explore_slots = (
+            self.config.explore_slots
+            if self.config.explore_slots is not None
+            else (stage1_config.model.explore_slots if stage1_config is not None else 0)
+        )
 
     @classmethod
     def build(
@@ -314,9 +296,11 @@ class RecPipeline:
         pipeline_config: PipelineConfig | None = None,
         precision: Precision = "fp32",
         device: str = "auto",
+        stage1_state: dict | None = None,
     ) -> RecPipeline:
-        """Fit retrieval and the history index on ``history``, compute item features as of ``now``
-        (default: just after the last event) and load the model into a :class:`Scorer`."""
+        """Build the history index on ``history``, compute item features as of ``now`` (default: just after
+        the last event) and load the model into a :class:`Scorer`. Stage 1 is ``stage1_state`` (saved with
+        the model by :func:`recommender.stage1.retriever_state`) when given, else fitted on ``history``."""
         config = config or Config()
         pcfg = pipeline_config or PipelineConfig()
         index = HistoryIndex(
@@ -328,7 +312,10 @@ class RecPipeline:
         )
         now = int(history.timestamp.max()) + 1 if now is None and len(history) else int(now or 0)
         feats = ServingFeatures(space, index, items)
-        retriever, user_index = fit_retriever(history, items, config=config, retrieval=pcfg.retrieval)
+        if stage1_state is not None:
+            retriever, user_index = retriever_from_state(stage1_state, items)
+        else:
+            retriever, user_index = fit_retriever(history, items, config=config, retrieval=pcfg.retrieval)
         scorer = None
         if model is not None:
             scorer = Scorer(
@@ -361,10 +348,22 @@ class RecPipeline:
         precision: Precision = "fp32",
         device: str = "auto",
     ) -> RecPipeline:
-        """:meth:`build` from a registry :class:`~recommender.registry.Artifact` (e.g. ``Registry(MODEL_DIR).load()``)."""
+        """:meth:`build` from a registry :class:`~recommender.registry.Artifact` (e.g. ``Registry(MODEL_DIR).load()``).
+
+        Stage 1 is the one saved with the model (``vocabularies["stage1"]``), so rolling back restores the
+        retriever its ranker was trained with; an artifact saved without one fits stage 1 on ``history``."""
+        from recommender.registry import ArtifactError
         from recommender.serving import model_from_artifact
 
         model, space, config = model_from_artifact(artifact)
+        try:
+            return cls._build_from(artifact, model, space, config, history, items, now, pipeline_config, precision,
+                                   device)  # fmt: skip
+        except Stage1StateError as e:
+            raise ArtifactError(f"model {artifact.version}: {e}", version=artifact.version, file="vocabularies") from e
+
+    @classmethod
+    def _build_from(cls, artifact, model, space, config, history, items, now, pipeline_config, precision, device):
         return cls.build(
             history=history,
             items=items,
@@ -375,6 +374,7 @@ class RecPipeline:
             pipeline_config=pipeline_config,
             precision=precision,
             device=device,
+            stage1_state=artifact.vocabularies.get("stage1"),
         )
 
     def recommend(
@@ -443,9 +443,11 @@ class RecPipeline:
             scores = self.scorer.score(user, rows, pair).numpy()
             order = np.argsort(-scores, kind="stable")
             rows, sources, scores = rows[order], sources[order], scores[order]
+            new = pair[:, _USER_ITEM_COUNT].numpy()[order] == 0
             t3 = time.perf_counter_ns()
         else:
             scores = np.full(len(rows), np.nan, dtype=np.float32)
+            new = None
             t2 = t3 = time.perf_counter_ns()
         keep = apply_rules(
             rows,
@@ -454,6 +456,8 @@ class RecPipeline:
             exclude=self._rows(exclude_item_ids),
             category=self.category,
             max_per_category=self.config.max_per_category,
+            explore=new,
+            explore_slots=self.explore_slots,
         )
         t4 = time.perf_counter_ns()
         return Recommendations(
@@ -464,6 +468,7 @@ class RecPipeline:
             sources=[SOURCES[s] for s in sources[keep]],
             n_candidates=len(rows),
             timings=StageTimings(t1 - t0 - t_shared, t_shared + (t2 - t1), t3 - t2, t4 - t3, t4 - t0),
+            new=None if new is None else new[keep],
         )
 
     def _live_candidates(self, history: UserHistory, n_candidates: int, session: np.ndarray, now: int) -> Candidates:
@@ -530,12 +535,14 @@ class RecPipeline:
                 [r[0] for r in reqs], [torch.from_numpy(c.items) for c in cands], [r[1] for r in reqs]
             )
             scores = [o.numpy() for o in out]
+            news = [r[1][:, _USER_ITEM_COUNT].numpy() == 0 for r in reqs]
         else:
             t2 = time.perf_counter_ns()
             scores = [np.full(len(c), np.nan, dtype=np.float32) for c in cands]
+            news = [None] * U
         t3 = time.perf_counter_ns()
         results = []
-        for i, (uid, c, sc) in enumerate(zip(user_ids, cands, scores, strict=True)):
+        for i, (uid, c, sc, new) in enumerate(zip(user_ids, cands, scores, news, strict=True)):
             order = np.argsort(-sc, kind="stable") if scorer is not None else np.arange(len(sc))
             rows, src, sc = c.items[order], c.sources[order], sc[order]
             keep = apply_rules(
@@ -545,13 +552,17 @@ class RecPipeline:
                 exclude=self._rows(exclude_item_ids[i]) if exclude_item_ids else (),
                 category=self.category,
                 max_per_category=cfg.max_per_category,
+                explore=None if new is None else new[order],
+                explore_slots=self.explore_slots,
             )
-            results.append((uid, rows[keep], sc[keep], [SOURCES[x] for x in src[keep]], len(rows)))
+            new_kept = None if new is None else new[order][keep]
+            results.append((uid, rows[keep], sc[keep], [SOURCES[x] for x in src[keep]], len(rows), new_kept))
         t4 = time.perf_counter_ns()
         batch = StageTimings(t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t0)
         share = StageTimings(*(v // max(U, 1) for v in astuple(batch)))
         recs = [
-            Recommendations(uid, rows, self.item_ids[rows], sc, srcs, n, share) for uid, rows, sc, srcs, n in results
+            Recommendations(uid, rows, self.item_ids[rows], sc, srcs, n, share, new)
+            for uid, rows, sc, srcs, n, new in results
         ]
         return BatchRecommendations(recs, batch)
 

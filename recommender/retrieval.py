@@ -281,6 +281,49 @@ class CandidateRetriever:
         cfg = RetrievalConfig(**{k: v for k, v in state["config"].items() if k in known})
         return cls(config=cfg, n_users=state["n_users"], n_items=state["n_items"], arrays=state)
 
+    def remapped(
+        self,
+        item_map: np.ndarray,
+        category_map: np.ndarray,
+        item_category: np.ndarray,
+    ) -> CandidateRetriever:
+        """The same fitted sources over another catalogue: ``item_map[i]`` is old item i's row in the new
+        catalogue (-1: gone), ``category_map[c]`` old category c's code there (-1: gone), ``item_category``
+        the new catalogue's category codes. Entries on gone items or categories are dropped; items new to
+        the catalogue appear in no source until the next fit (as after any fit)."""
+        item_map = np.asarray(item_map, dtype=np.int64)
+        category_map = np.asarray(category_map, dtype=np.int64)
+        item_category = np.asarray(item_category, dtype=np.int64)
+        n_items = len(item_category)
+        n_cats = int(item_category.max()) + 1 if n_items else 0
+        a: dict[str, np.ndarray] = {"item_category": item_category}
+
+        def regroup(indptr, n_groups, group_map, values, value_map, *extra):
+            """CSR rows re-keyed by ``group_map`` (None: same groups), values by ``value_map``; order kept."""
+            groups = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
+            g = groups if group_map is None else group_map[groups]
+            v = value_map[values] if value_map is not None else values
+            keep = (g >= 0) & (v >= 0)
+            order = np.argsort(g[keep], kind="stable")
+            return (_csr(g[keep][order], n_groups), v[keep][order], *(x[keep][order] for x in extra))
+
+        a["hist_indptr"], a["hist_items"] = regroup(self.hist_indptr, self.n_users, None, self.hist_items, item_map)
+        a["recent_indptr"], a["recent_items"] = regroup(
+            self.recent_indptr, self.n_users, None, self.recent_items, item_map
+        )
+        a["covisit_indptr"], a["covisit_items"], a["covisit_scores"] = regroup(
+            self.covisit_indptr, n_items, item_map, self.covisit_items, item_map, self.covisit_scores
+        )
+        a["ucat_indptr"], a["ucat_cats"], a["ucat_share"] = regroup(
+            self.ucat_indptr, self.n_users, None, self.ucat_cats, category_map, self.ucat_share
+        )
+        a["cat_indptr"], a["cat_items"], a["cat_pop"] = regroup(
+            self.cat_indptr, n_cats, category_map, self.cat_items, item_map, self.cat_pop
+        )
+        trend = item_map[self.trending_items]
+        a["trending_items"], a["trending_scores"] = trend[trend >= 0], self.trending_scores[trend >= 0]
+        return CandidateRetriever(config=self.config, n_users=self.n_users, n_items=n_items, arrays=a)
+
     # -- per-source lookups ----------------------------------------------------------------------
 
     def _known(self, user: int) -> bool:

@@ -49,6 +49,51 @@ def fit_retriever(
     return retriever, user_index
 
 
+STATE_FORMAT = 1  # bump when the saved layout of stage 1 changes
+
+
+def retriever_state(retriever: CandidateRetriever, user_index: pd.Index, items: ItemTable) -> dict:
+    """Stage 1 as fitted, plain python + numpy (the registry stores it beside the vocabularies), with the
+    catalogue it was fitted on: a rollback serves the stage 1 its ranker was trained with, not a refit."""
+    codes, names = pd.factorize(items.category)
+    return {
+        "format": STATE_FORMAT,
+        "retriever": retriever.to_state(),
+        "users": np.asarray(user_index, dtype=str),
+        "item_ids": np.asarray(items.item_id, dtype=str),
+        "categories": np.asarray(names, dtype=str),
+    }
+
+
+class Stage1StateError(ValueError):
+    """A saved stage 1 that this code cannot read (another layout or a broken one)."""
+
+
+def retriever_from_state(state: dict, items: ItemTable) -> tuple[CandidateRetriever, pd.Index]:
+    """(retriever, user index) from :func:`retriever_state`, over ``items`` (the serving catalogue, which may
+    have gained or lost items since the fit: the sources are re-keyed to its rows)."""
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        found = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise Stage1StateError(f"saved stage 1 has format {found!r}, this code reads {STATE_FORMAT}; retrain")
+    try:
+        retriever = CandidateRetriever.from_state(state["retriever"])
+        old_items = np.asarray(state["item_ids"], dtype=str)
+        old_cats = np.asarray(state["categories"], dtype=str)
+        users = pd.Index(np.asarray(state["users"], dtype=str))
+    except (KeyError, TypeError) as e:
+        raise Stage1StateError(f"saved stage 1 is incomplete: {e!r}; retrain") from e
+    if retriever.n_items != len(old_items):
+        raise Stage1StateError(f"saved stage 1 covers {retriever.n_items} items but lists {len(old_items)}")
+    new_items = np.asarray(items.item_id, dtype=str)
+    codes, names = pd.factorize(items.category)
+    names = np.asarray(names, dtype=str)
+    if np.array_equal(old_items, new_items) and np.array_equal(old_cats, names):
+        return retriever, users
+    item_map = items.lookup(old_items).astype(np.int64)
+    cat_map = pd.Index(names).get_indexer(old_cats).astype(np.int64)
+    return retriever.remapped(item_map, cat_map, codes.astype(np.int64)), users
+
+
 @dataclass(frozen=True)
 class Stage1:
     """A fitted retriever plus the event-type weights: one user's history in, candidates out."""

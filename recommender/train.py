@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from recommender.config import Config, resolve_device
@@ -35,6 +36,7 @@ from recommender.features import EncodedExamples, FeatureSpace
 from recommender.metrics import auc_score, log_loss
 from recommender.model import Ranker, RankerTrain, build_model, dense_parameters
 from recommender.rows import TrainingRows, training_rows
+from recommender.rules import choose_explore_slots, explore_recall_by_slots
 
 
 @dataclass
@@ -221,6 +223,10 @@ def train_rows(rows: TrainingRows, config: Config, *, refit: bool = True) -> Tra
     trained without the validation rows (what any metric on data after ``rows.cutoff`` must use)."""
     validated = train(rows.train, config, valid=rows.valid)
     validated.metrics.update(split_cutoff=rows.cutoff, training_rows=rows.kind)
+    if rows.kind == "stage-1 candidates" and len(rows.valid):
+        table = explore_validation(validated, rows.valid)
+        config.model.explore_slots = choose_explore_slots(table)
+        validated.metrics.update(explore_slots=config.model.explore_slots, explore_validation=table)
     validated.validated = validated
     if not refit or not len(rows.valid):
         return validated
@@ -234,6 +240,14 @@ def train_rows(rows: TrainingRows, config: Config, *, refit: bool = True) -> Tra
     final.wall_time_s += validated.wall_time_s
     final.validated = validated
     return final
+
+
+def explore_validation(result: TrainResult, valid: Examples, k: int = 10) -> dict:
+    """:func:`recommender.rules.explore_recall_by_slots` of ``result``'s model on stage-1 candidate rows
+    (``valid``: each request's candidates in stage 1's order, labelled by the next basket)."""
+    probs = predict(result.model, result.features.encode(valid), device=result.device)
+    group = pd.DataFrame({"u": valid.user_id, "t": valid.timestamp}).groupby(["u", "t"], sort=False).ngroup()
+    return explore_recall_by_slots(group.to_numpy(), probs, valid.label, valid.user_item_count == 0, k=k)
 
 
 # ------------------------------------------------------------------------------------ plain baseline

@@ -87,6 +87,7 @@ def train_and_register(
     """Train on a snapshot, measure AUC (validation rows) and NDCG@10 (ranking after the time split),
     and register the version (not yet active). Returns its id, metrics and training time."""
     from recommender.registry import Registry
+    from recommender.stage1 import fit_retriever, retriever_state
     from recommender.train import train_on_interactions
 
     progress = progress or (lambda stage, fraction: None)
@@ -116,9 +117,11 @@ def train_and_register(
     metrics["data_until"] = int(data.interactions.timestamp.max()) if len(data.interactions) else None
     metrics["holdout_gate"] = _holdout_gate(model_dir, checked, data, config, int(result.metrics["split_cutoff"]))
     progress("registering", 0.95)
+    # stage 1 as the served pipeline fits it on this snapshot, saved with the ranker (a rollback restores both)
+    retriever, user_index = fit_retriever(data.interactions, data.items, config=config)
     version = Registry(model_dir).register(
         weights=result.model,
-        vocabularies=result.features.to_state(),
+        vocabularies={**result.features.to_state(), "stage1": retriever_state(retriever, user_index, data.items)},
         config=config.to_dict(),
         metrics=metrics,
     )

@@ -19,6 +19,7 @@ from recommender.evaluate import (
     rank_all_items,
     ranking_metrics,
 )
+from recommender.rules import choose_explore_slots
 
 DAY = 86_400
 
@@ -87,8 +88,13 @@ def test_rank_all_items_and_next_basket_report(grocery, tmp_path):
     )
     assert set(report["methods"]) == {
         "popularity", "user_history", "cooccurrence", "tifu_knn", "retrieval_only", "dlrm_pipeline",
-        "dlrm_pipeline_diverse", "dlrm"
+        "dlrm_pipeline_no_slots", "dlrm_pipeline_diverse", "dlrm"
     }  # fmt: skip
+    # the explore slots the pipeline serves are the ones chosen on the validation rows, and they are reported
+    val = report["explore_validation"]
+    assert report["explore_slots"] == choose_explore_slots(val) and val["slots"][0] == 0
+    diag = report["explore_diagnosis"]["dlrm_pipeline"]
+    assert 0 < diag["new_candidates_per_user"] <= diag["candidates_per_user"] <= 30
     for name in ("tifu_knn", "retrieval_only", "dlrm_pipeline"):
         row = report["methods"][name]
         lo, hi = row["recall@10_ci"]

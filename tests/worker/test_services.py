@@ -61,6 +61,13 @@ def test_retrain_then_batch_score_serves_every_visitor(recs_dirs, django_capture
     assert retrain.state == "succeeded", retrain.error
     version = ModelVersion.objects.get(is_active=True)
     assert version.metrics["auc"] is not None and version.training_seconds > 0
+    # stage 1 is saved with the ranker, so a rollback to this version restores both
+    from django.conf import settings
+
+    from recommender.registry import Registry
+
+    stage1 = Registry(settings.MODEL_DIR).load(version.version).vocabularies["stage1"]
+    assert stage1["format"] == 1 and len(stage1["item_ids"]) == 60
     # the promotion queued a batch score; run it here
     batch = TaskRun.objects.get(kind=TaskRun.Kind.BATCH_SCORE)
     assert retrain.result["batch_score_run"] == str(batch.id)

@@ -1,0 +1,54 @@
+"""Stage 3: the rules over a ranked list, the explore slots, and how their number is chosen."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from recommender.rules import apply_rules, choose_explore_slots, explore_recall_by_slots
+
+
+def test_explore_slots_keep_the_best_new_items_in_rank_order():
+    rows = np.arange(8)
+    new = np.array([0, 0, 0, 0, 1, 0, 1, 1], bool)
+    assert apply_rules(rows, k=4).tolist() == [0, 1, 2, 3]
+    # two slots: positions 4 and 6 (the best two new items) displace the two weakest old ones
+    assert apply_rules(rows, k=4, explore=new, explore_slots=2).tolist() == [0, 1, 4, 6]
+    # fewer new items than slots: the rest go to the best of the rest
+    assert apply_rules(rows, k=4, explore=np.eye(8, dtype=bool)[5], explore_slots=3).tolist() == [0, 1, 2, 5]
+    # stock and exclusions first; a new item out of stock is not kept
+    in_stock = np.ones(8, bool)
+    in_stock[4] = False
+    assert apply_rules(rows, k=4, in_stock=in_stock, exclude=[0], explore=new, explore_slots=2).tolist() == [1, 2, 6, 7]
+
+
+def test_explore_slots_with_the_category_cap_still_fill_k():
+    rows = np.arange(6)
+    category = np.array([0, 1, 2, 0, 0, 3])
+    new = np.array([0, 0, 0, 0, 1, 1], bool)
+    # slot for position 4 is blocked by the cap (category 0 already once): the next that passes fills it
+    out = apply_rules(rows, k=4, category=category, max_per_category=1, explore=new, explore_slots=2)
+    assert out.tolist() == [0, 1, 2, 5]
+
+
+def test_slot_table_by_hand():
+    # two requests in stage 1's order; request 0: old positive ranked first by the model, new positive third
+    group = np.array([0, 0, 0, 0, 1, 1, 1])
+    score = np.array([0.9, 0.8, 0.1, 0.7, 0.9, 0.5, 0.4])
+    label = np.array([1, 0, 1, 0, 0, 1, 0])
+    new = np.array([0, 0, 1, 1, 0, 1, 1], bool)
+    t = explore_recall_by_slots(group, score, label, new, k=2, max_slots=2)
+    # 0 slots: top-2 by score: request 0 {0, 1} -> 1/2; request 1 {4, 5} -> 1/1; explore: 0/1 and 1/1
+    # 1 slot: request 0 {0, 3} (best new is row 3, 0.7) -> 1/2, explore 0; request 1 {4, 5} -> same
+    # 2 slots: request 0 {3, 2} -> 1/2, explore 1; request 1 {5, 6} -> 1, explore 1
+    assert t["slots"] == [0, 1, 2]
+    assert t["recall"] == pytest.approx([0.75, 0.75, 0.75])
+    assert t["explore_recall"] == pytest.approx([0.5, 0.5, 1.0])
+    # stage 1's order (row order): request 0 {0, 1} -> explore 0; request 1 {4, 5} -> explore 1
+    assert t["stage1_explore_recall"] == pytest.approx(0.5) and t["stage1_recall"] == pytest.approx(0.75)
+    assert choose_explore_slots(t) == 0
+    t["stage1_explore_recall"] = 0.9
+    assert choose_explore_slots(t) == 2
+    t["stage1_explore_recall"] = 1.5  # never reached: the most slots tried
+    assert choose_explore_slots(t) == 2
+    assert choose_explore_slots({"stage1_explore_recall": float("nan")}) == 0
