@@ -29,6 +29,7 @@ from .selectors import (
     product_search,
     search_suggestions,
 )
+from .templatetags.storefront import grid_markup
 from .web import attribution_get, device_get, is_prefetch, page_view_id_get
 
 PER_PAGE = 24
@@ -43,6 +44,12 @@ def _paging(page) -> dict:
         "page_range": list(page.paginator.get_elided_page_range(page.number, on_each_side=2, on_ends=1)),
         "ellipsis": Paginator.ELLIPSIS,
     }
+
+
+def _grid(page, placement: str) -> str:
+    """The page's product cards (``page`` holds product ids); the first card's position is the number
+    of products on earlier pages."""
+    return grid_markup(ids=list(page.object_list), placement=placement, offset=page.start_index() - 1)
 
 
 def _rail_base(request: HttpRequest) -> RailContext:
@@ -69,9 +76,8 @@ def category_detail(request: HttpRequest, slug: str) -> HttpResponse:
     node, tree = category_node_get(slug=slug)
     sort = request.GET.get("sort", DEFAULT_SORT)
     sort = sort if sort in SORTS else DEFAULT_SORT
-    page = Paginator(product_list(category_ids=tree.descendant_ids(node.id), sort=sort), PER_PAGE).get_page(
-        request.GET.get("page")
-    )
+    ids = product_list(category_ids=tree.descendant_ids(node.id), sort=sort).values_list("pk", flat=True)
+    page = Paginator(ids, PER_PAGE).get_page(request.GET.get("page"))
     context = context_for_category(base=_rail_base(request), tree=tree, category_id=node.id)
     rails = rails_html(requests=["category.popular", "category.new_arrivals"], context=context)
     return render(
@@ -83,9 +89,9 @@ def category_detail(request: HttpRequest, slug: str) -> HttpResponse:
             "subcategories": tree.children_of(node.id),
             "siblings": tree.children_of(node.parent_id) if node.parent_id else [],
             **_paging(page),
+            "grid": _grid(page, "category.grid"),
             "sort": sort,
             "sorts": SORTS,
-            "placement": "category.grid",
             "rails": rails,
         },
     )
@@ -98,7 +104,8 @@ def search(request: HttpRequest) -> HttpResponse:
     sort = sort if sort in SEARCH_SORTS else "relevance"
     page = None
     if query:
-        page = Paginator(product_search(query=query, sort=sort), PER_PAGE).get_page(request.GET.get("page"))
+        ids = product_search(query=query, sort=sort).values_list("pk", flat=True)
+        page = Paginator(ids, PER_PAGE).get_page(request.GET.get("page"))
     rails = []
     if page is None or page.paginator.count == 0:
         rails = rails_html(requests=["search.popular"], context=_rail_base(request))
@@ -108,9 +115,9 @@ def search(request: HttpRequest) -> HttpResponse:
         {
             "query": query,
             **(_paging(page) if page is not None else {"page": None}),
+            "grid": _grid(page, "search.results") if page is not None else "",
             "sort": sort,
             "sorts": SEARCH_SORTS,
-            "placement": "search.results",
             "rails": rails,
         },
     )

@@ -334,6 +334,28 @@ def test_rails_load_every_product_in_one_query(tree, django_assert_num_queries):
     assert names
 
 
+def _card(html: str, pk: int, placement: str) -> str:
+    m = re.search(
+        rf'<article class="card" data-product-id="{pk}" data-placement="{re.escape(placement)}".*?</article>', html
+    )
+    assert m, f"no card for product {pk} in {placement}"
+    return m.group(0)
+
+
+def test_an_edited_product_shows_its_new_card_on_the_next_page(client, tree):
+    product = ProductFactory(category=tree["ground"], name="Kettle Chips", price=Decimal("4.00"), stock=50)
+    ProductFactory.create_batch(3, category=tree["ground"])
+    first = _card(client.get("/c/ground-coffee/").content.decode(), product.pk, "category.grid")
+    assert "$4.00" in first and "In stock" in first and "Kettle Chips" in first
+
+    product.price, product.stock, product.name = Decimal("5.50"), 2, "Kettle Chips <Sea Salt>"
+    product.save()  # held cards are dropped in every process (catalog.cards version stamp)
+
+    again = _card(client.get("/c/ground-coffee/").content.decode(), product.pk, "category.grid")
+    assert "$5.50" in again and "Only 2 left" in again
+    assert "Kettle Chips &lt;Sea Salt&gt;" in again and "<Sea Salt>" not in again
+
+
 def test_popular_rail_falls_back_to_newest_without_events(tree):
     now = timezone.now()
     older = ProductFactory(category=tree["coffee"], created_at=now - timedelta(days=5))
@@ -408,12 +430,15 @@ def test_category_page_queries_do_not_grow_with_the_catalog_or_the_log(client, t
     ProductFactory.create_batch(30, category=tree["ground"])
     EventFactory.create_batch(20, type=EventType.ADD_TO_CART, product__category=tree["ground"])
     scores_refresh()
-    client.get("/c/pantry/")  # cookie set, tree and rail caches warm
-    # the page of products and the paginator's count; rails, tree and navigation come from caches
+    client.get("/c/pantry/")  # cookie set, tree, rail and card caches warm
+    # the page's product ids and the paginator's count; cards, rails, tree and navigation come from caches
     with django_assert_num_queries(2):
         client.get("/c/pantry/")
     ProductFactory.create_batch(30, category=tree["coffee"])
     EventFactory.create_batch(40, type=EventType.PURCHASE, product__category=tree["coffee"])
+    # products never shown before: one more query loads all their cards at once
+    with django_assert_num_queries(3):
+        client.get("/c/pantry/?sort=popular&page=2")
     with django_assert_num_queries(2):
         client.get("/c/pantry/?sort=popular&page=2")
 
@@ -421,8 +446,10 @@ def test_category_page_queries_do_not_grow_with_the_catalog_or_the_log(client, t
 def test_search_page_queries_do_not_grow_with_the_results(client, tree, django_assert_num_queries):
     ProductFactory.create_batch(30, name="Oat Latte Mix", category=tree["coffee"])
     client.get("/search/?q=latte")
-    with django_assert_num_queries(2):  # the page of results and their count
+    with django_assert_num_queries(2):  # the page's product ids and their count; the cards are held
         client.get("/search/?q=latte")
     ProductFactory.create_batch(30, name="Latte Cups", category=tree["home"])
+    with django_assert_num_queries(3):  # plus one for the cards of products not shown before
+        client.get("/search/?q=latte&page=2")
     with django_assert_num_queries(2):
         client.get("/search/?q=latte&page=2")

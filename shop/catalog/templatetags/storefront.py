@@ -131,6 +131,15 @@ def rail_markup(
     )
 
 
+def grid_markup(*, ids: list[int], placement: str, offset: int = 0) -> SafeString:
+    """A grid of product cards (category and search results) from the cards this process holds
+    (``catalog.cards``; one query for those it does not); positions count from ``offset``."""
+    held = cards.cards_get(ids=ids)
+    shown = [held[pid] for pid in ids if held.get(pid) is not None]
+    body = "\n".join(card.render(placement, offset + i) for i, card in enumerate(shown))
+    return mark_safe(f'<div class="product-grid">\n{body}\n</div>')  # each card's parts are escaped
+
+
 @lru_cache(maxsize=256)
 def _rail_slug(placement: str) -> str:
     return slugify(placement)
