@@ -25,17 +25,8 @@ class DataConfig:
     ``impression_negatives``: an impression with no positive on the same item by the same user within
     ``click_window_s`` is a negative (exposure-aware). ``negatives_ratio`` sampled negatives are added per
     positive, drawn from the catalogue by a mix of uniform and popularity sampling (``popularity_mix`` is
-    the share drawn by popularity).
-
-    Hard negatives, from the user's past only: ``history_negatives`` > 0 adds, for every basket (user, time) of
-    positives, the distinct items among the user's last ``history_negatives`` earlier events that were not
-    engaged with then; ``category_negatives`` per positive are popular items of the category of one of the
-    user's earlier items.
-    Both are 0 by default: on Ta Feng they made the pipeline worse than training on stage 1's own output
-    (``recommender.rows.training_rows``), which the retrain and the evaluation use. History negatives
-    weigh ``hard_negative_weight``; random and category ones ``negative_weight``: at serving the non-past
-    candidates outnumber the sampled ones many times over, so weighting them up keeps the ranker's scores of
-    past and non-past candidates comparable (an importance weight, not a tuning knob for AUC).
+    the share drawn by popularity). (The ranker itself trains on stage 1's candidates,
+    :func:`recommender.rows.training_rows`; these pointwise rows are its fallback on a log too short to cut.)
     """
 
     positive_weights: dict[str, float] = field(
@@ -47,9 +38,6 @@ class DataConfig:
     negatives_ratio: int = 4
     negative_weight: float = 1.0
     popularity_mix: float = 0.5
-    history_negatives: int = 0
-    category_negatives: int = 0
-    hard_negative_weight: float = 1.0
     # Event types that build a user's history (recent-items bag, counts). Impressions are exposure,
     # not interest, so they stay out.
     history_types: tuple[str, ...] = ("view", "click", "add_to_cart", "purchase")
@@ -118,6 +106,13 @@ class TrainConfig:
     auc_window: int = 50  # batches in the running AUC shown on the progress bar
 
 
+# keys older versions wrote that no longer mean anything (their path was removed); ignored when loading a
+# saved config so a rollback to such a version still loads
+RETIRED_KEYS: dict[str, tuple[str, ...]] = {
+    "DataConfig": ("history_negatives", "category_negatives", "hard_negative_weight"),
+}
+
+
 @dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
@@ -134,6 +129,7 @@ class Config:
     def from_dict(cls, data: dict[str, Any]) -> Config:
         def build(kind, values):
             names = {f.name for f in dataclasses.fields(kind)}
+            values = {k: v for k, v in values.items() if k not in RETIRED_KEYS.get(kind.__name__, ())}
             unknown = set(values) - names
             if unknown:
                 raise ValueError(f"unknown {kind.__name__} keys: {sorted(unknown)}")

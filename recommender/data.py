@@ -737,8 +737,6 @@ def build_examples(
         )
         rep = np.repeat(np.arange(len(pos)), r)
         sampled_parts.append(_negatives_frame(pos, rep, catalogue[sampled], config.negative_weight))
-    if (config.history_negatives > 0 or config.category_negatives > 0) and len(pos):
-        sampled_parts += _hard_negatives(pos, index, items, config, rng)
     if sampled_parts:
         neg = pd.concat(sampled_parts, ignore_index=True)
         # never label as negative an item the user engaged with at that very time (e.g. the same basket)
@@ -776,59 +774,6 @@ def _negatives_frame(pos: pd.DataFrame, rep: np.ndarray, item_ids: np.ndarray, w
             "label": np.float32(0.0),
         }
     )
-
-
-def _hard_negatives(
-    pos: pd.DataFrame, index: HistoryIndex, items: ItemTable, config: DataConfig, rng: np.random.Generator
-) -> list[pd.DataFrame]:
-    """Negatives shaped like the pipeline's candidates, from each basket's user's past only (no leakage).
-
-    * history: for every basket (user, time) of positives, the distinct items among the user's last
-      ``history_negatives`` earlier events (the clash filter later drops those bought in the basket, which are
-      positives already): the ranker sees the user's own past items labelled by whether they were re-bought;
-    * category: ``category_negatives`` per positive, popular items of the category of one of the user's
-      earlier items (drawn by frequency).
-    """
-    out: list[pd.DataFrame] = []
-    if config.history_negatives > 0:
-        baskets = pos.drop_duplicates(["user_id", "timestamp"])
-        u = _indexer(index.user_index, baskets["user_id"].to_numpy())
-        start, end = index._users.bounds(u, baskets["timestamp"].to_numpy(np.int64))
-        s0 = np.maximum(start, end - config.history_negatives)
-        lengths = end - s0
-        total = int(lengths.sum())
-        if total:
-            rep = np.repeat(np.arange(len(baskets)), lengths)
-            at = np.repeat(s0 - (np.cumsum(lengths) - lengths), lengths) + np.arange(total)
-            item = index.history_items[at]
-            codes, uniq = pd.factorize(item)
-            _, first = np.unique(rep * max(len(uniq), 1) + codes, return_index=True)
-            out.append(_negatives_frame(baskets, rep[first], item[first], config.hard_negative_weight))
-    if config.category_negatives > 0 and len(items):
-        u = _indexer(index.user_index, pos["user_id"].to_numpy())
-        start, end = index._users.bounds(u, pos["timestamp"].to_numpy(np.int64))
-        has = np.flatnonzero(end > start)
-        rep = np.repeat(has, config.category_negatives)
-        span = (end - start)[rep]
-        past_item = index.history_items[start[rep] + (rng.random(len(rep)) * span).astype(np.int64)]
-        # popular items of the past item's category: sample within the category by purchase popularity
-        cat_codes, cats = pd.factorize(items.category)
-        cats = pd.Index(cats)
-        counts = pd.Series(pos["item_id"].to_numpy()).value_counts()
-        pop = counts.reindex(items.item_id, fill_value=0).to_numpy(np.float64) + 0.1
-        order = np.argsort(cat_codes, kind="stable")
-        cum = np.cumsum(pop[order])
-        seg = np.searchsorted(cat_codes[order], np.arange(len(cats) + 1))
-        lo_cum = np.concatenate([[0.0], cum])
-        c = cats.get_indexer(_attributes(items, past_item)["category"])
-        ok = c >= 0
-        c = np.where(ok, c, 0)
-        lo, hi = lo_cum[seg[c]], lo_cum[seg[c + 1]]
-        pick = np.searchsorted(cum, lo + rng.random(len(c)) * (hi - lo), side="right")
-        pick = np.clip(pick, seg[c], seg[c + 1] - 1)
-        chosen = items.item_id[order[pick]]
-        out.append(_negatives_frame(pos, rep[ok], chosen[ok], config.negative_weight))
-    return out
 
 
 def split_by_time(examples: Examples, valid_fraction: float = 0.2) -> tuple[Examples, Examples, int]:

@@ -10,7 +10,9 @@ from dashboard import charts, client, session
 
 REFRESH_S = 15
 BENCH_CMD = "`.venv/bin/python manage.py benchmark_accelerator --wait` (or the button below; a worker must run)"
-SWEEP_CMD = "`.venv/bin/python -m recommender.pipeline sweep --synthetic-users 800 --eval-users 300`"
+SWEEP_CMD = (
+    "`.venv/bin/python -m recommender.sweep --synthetic-users 800 --eval-users 300 --out var/bench/pipeline_sweep.json`"
+)
 
 st.title("Accelerator latency")
 
@@ -141,7 +143,7 @@ live_stages()
 st.subheader("Stage-1 candidates: quality vs latency")
 sweep = data.get("sweep")
 if not sweep:
-    st.info(f"No candidates sweep yet. Run {SWEEP_CMD}; it writes var/bench/pipeline_sweep.json.")
+    st.info(f"No candidates sweep yet. Run {SWEEP_CMD}.")
 else:
     st.caption(
         f"{sweep.get('users')} users, catalogue of {sweep.get('catalogue')}, {sweep.get('precision')}, "

@@ -152,7 +152,7 @@ SWEEP_FILE = "pipeline_sweep.json"
 
 
 def candidates_sweep_latest() -> dict | None:
-    """The latest ``python -m recommender.pipeline sweep`` report (quality vs latency per number of
+    """The latest ``python -m recommender.sweep`` report (quality vs latency per number of
     stage-1 candidates), with the time it was written; None when it was never run or is unreadable."""
     path = Path(settings.BENCH_DIR) / SWEEP_FILE
     try:

@@ -260,7 +260,7 @@ RECS_STATS_FLUSH_S = env.float("RECS_STATS_FLUSH_S", default=10.0)  # serving co
 
 # The merchant console (Streamlit, dashboard/app.py); the admin links to it.
 CONSOLE_URL = env.str("CONSOLE_URL", default="http://localhost:8501/")
-# Where `python -m recommender.pipeline sweep` writes the candidates sweep the console shows.
+# Where `python -m recommender.sweep` writes the candidates sweep the console shows.
 BENCH_DIR = env.path("BENCH_DIR", default=str(VAR_DIR / "bench"))
 
 # --- Operations (shop.ops): probes and Prometheus metrics ---

@@ -263,7 +263,7 @@ def test_accelerator_page_without_results_names_the_commands(api, accounts, sett
     _assert_clean(at)
     text = _texts(at)
     assert "manage.py benchmark_accelerator" in text
-    assert "recommender.pipeline sweep" in text
+    assert "python -m recommender.sweep" in text and "--out var/bench/pipeline_sweep.json" in text
 
 
 def test_inspector_shows_the_visitor_history(api, accounts, seeded):

@@ -136,33 +136,3 @@ def test_next_basket_split_holds_out_each_customers_last_day():
         ("a", day),
         ("c", 2 * day),
     ]
-
-
-def test_hard_negatives_come_from_the_users_past_only():
-    """history negatives: the user's own earlier items not bought in that basket; category negatives: items of
-    a category the user bought from before. Nothing from the future of the basket."""
-    day = 86_400
-    rows = [("u", "a", 1), ("u", "b", 1), ("u", "c", 2), ("u", "a", 3), ("u", "d", 3), ("v", "e", 3), ("u", "f", 4)]
-    inter = Interactions.from_columns(
-        user_id=[r[0] for r in rows], item_id=[r[1] for r in rows],
-        event_type=["purchase"] * len(rows), timestamp=[r[2] * day for r in rows],
-    )  # fmt: skip
-    items = ItemTable(
-        item_id=list("abcdefg"), category=list("xxyyzzx"), brand=[""] * 7, price=[1.0] * 7,
-        created=[0] * 7, in_stock=[True] * 7,
-    )  # fmt: skip
-    cfg = DataConfig(positive_weights={"purchase": 1.0}, negatives_ratio=0, history_negatives=50, category_negatives=3)
-    ex = build_examples(inter, items, cfg, seed=0)
-    neg = ex.label == 0
-    assert neg.any()
-    for u, i, t in zip(ex.user_id[neg], ex.item_id[neg], ex.timestamp[neg], strict=True):
-        before = (inter.user_id == u) & (inter.timestamp < t)
-        assert before.any()  # a user's first basket has no past, so no hard negatives
-        assert not ((inter.user_id == u) & (inter.item_id == i) & (inter.timestamp == t)).any()  # not bought then
-        past_cats = set(items.attributes(inter.item_id[before])["category"].tolist())
-        assert i in set(inter.item_id[before].tolist()) or items.attributes(np.array([i]))["category"][0] in past_cats
-    got = {(str(i), int(t) // day) for i, t in zip(ex.item_id[neg], ex.timestamp[neg], strict=True)}
-    # day 3: u had bought a, b (day 1) and c (day 2) before; a was re-bought (positive), b and c were not
-    assert {("b", 3), ("c", 3)} <= got and ("a", 3) not in got
-    # day 4: everything earlier that was not bought on day 4
-    assert {("a", 4), ("b", 4), ("c", 4), ("d", 4)} <= got

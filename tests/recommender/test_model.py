@@ -47,6 +47,17 @@ def test_config_rejects_mismatched_dense_arch():
         ModelConfig(embedding_dim=16, dense_arch=(32, 8))
 
 
+def test_saved_config_of_an_older_version_still_loads_but_unknown_keys_do_not():
+    from recommender.config import Config
+
+    saved = Config().to_dict()
+    saved["data"].update(history_negatives=50, category_negatives=3, hard_negative_weight=2.0)  # a removed path
+    assert Config.from_dict(saved).to_dict() == Config().to_dict()
+    saved["data"]["no_such_setting"] = 1
+    with pytest.raises(ValueError, match="no_such_setting"):
+        Config.from_dict(saved)
+
+
 def test_user_side_embedded_once_matches_full_forward(space_and_batch):
     """Serving path: embed one user's side once, broadcast over candidates, same logits as forward."""
     space, batch = space_and_batch

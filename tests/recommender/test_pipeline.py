@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,7 +11,7 @@ from recommender.config import Config
 from recommender.data import build_examples, next_basket_split, synthetic_shop
 from recommender.features import FeatureSpace
 from recommender.model import build_model
-from recommender.pipeline import PipelineConfig, Recommendations, RecPipeline, apply_rules, main, sweep
+from recommender.pipeline import PipelineConfig, Recommendations, RecPipeline, apply_rules
 from recommender.retrieval import SOURCES
 
 
@@ -109,44 +107,6 @@ def test_retrieval_only_pipeline_has_no_rank_stage(shop):
     data, split, pipe = shop
     rec = pipe.recommend(str(split.users[0]), now=int(split.times[0]), use_model=False)
     assert len(rec.item_ids) == 10 and np.isnan(rec.scores).all() and rec.timings.rank_ns == 0
-
-
-def test_sweep_reports_quality_and_latency_per_setting(shop):
-    data, split, pipe = shop
-    users, times, truth = split.users[:8], split.times[:8], split.baskets[:8]
-    rows = sweep(pipe, users, times, truth, settings=(10, 40))
-    assert [r.setting for r in rows] == ["retrieval-only@40", "10", "40", "catalogue"]
-    for r in rows:
-        assert 0.0 <= r.recall_at_10 <= 1.0 and r.p50_ms > 0 and r.p99_ms >= r.p50_ms
-    assert rows[1].n_candidates == 10 and rows[-1].n_candidates == len(data.items)
-
-
-@pytest.mark.slow
-def test_sweep_cli_trains_and_writes_json(tmp_path):
-    out = tmp_path / "sweep.json"
-    assert (
-        main(
-            [
-                "sweep",
-                "--synthetic-users",
-                "150",
-                "--eval-users",
-                "20",
-                "--settings",
-                "10,30",
-                "--epochs",
-                "1",
-                "--threads",
-                "1",
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
-    report = json.loads(out.read_text())
-    assert [r["setting"] for r in report["rows"]] == ["retrieval-only@30", "10", "30", "catalogue"]
-    assert report["valid_auc"] > 0.5
 
 
 def test_pipeline_from_registry_artifact_scores_like_the_registered_model(shop, tmp_path):
