@@ -169,10 +169,11 @@ def _finite(x) -> float | None:
     return float(x) if x is not None and math.isfinite(float(x)) else None
 
 
-def promote_if_better(*, model_dir: Path, version: str, tolerance: float) -> GateOutcome:
+def gate_decide(*, model_dir: Path, version: str, tolerance: float) -> GateOutcome:
+    """The champion/challenger decision for ``version``; moves nothing (the shop records, then follows)."""
     from recommender.registry import Registry
 
-    decision = Registry(model_dir).promote_if_better(version, tolerance=tolerance)
+    decision = Registry(model_dir).decide(version, tolerance=tolerance)
     return GateOutcome(passed=decision.passed, reasons=list(decision.reasons))
 
 
@@ -180,24 +181,48 @@ class RegistryRefused(RuntimeError):
     """The registry would not switch: the artifact is missing or corrupt, or there is nothing to go back to."""
 
 
-def registry_promote(*, model_dir: Path, version: str) -> None:
-    """Point the registry at ``version`` (verified first)."""
+def registry_verify(*, model_dir: Path, version: str) -> None:
+    """Check ``version``'s artifact (manifest, sizes, checksums) before the shop makes it active."""
     from recommender.registry import ArtifactError, Registry
 
     try:
-        Registry(model_dir).promote(version)
+        Registry(model_dir).verify(version)
     except (ArtifactError, FileNotFoundError) as e:
         raise RegistryRefused(str(e)) from e
 
 
-def registry_rollback(*, model_dir: Path) -> str:
-    """Point the registry back at the previously active version that still verifies; return its id."""
+def registry_rollback_target(*, model_dir: Path) -> str:
+    """The previously active version that still verifies (where a rollback goes), without moving the pointer."""
     from recommender.registry import ArtifactError, Registry
 
     try:
-        return Registry(model_dir).rollback()
+        return Registry(model_dir).rollback_target()
     except (ArtifactError, FileNotFoundError) as e:
         raise RegistryRefused(str(e)) from e
+
+
+def registry_follow(*, model_dir: Path, version: str) -> bool:
+    """Point the registry at ``version`` (the database's active one); return whether it moved.
+
+    Back to the previous version it pops the history (as a rollback does), otherwise it pushes (a promotion).
+    """
+    from recommender.registry import ArtifactError, Registry
+
+    registry = Registry(model_dir)
+    try:
+        if registry.active() == version:
+            return False
+        try:
+            back = registry.rollback_target()
+        except ArtifactError:
+            back = None
+        if back == version:
+            registry.rollback()
+        else:
+            registry.promote(version)
+    except (ArtifactError, FileNotFoundError) as e:
+        raise RegistryRefused(str(e)) from e
+    return True
 
 
 # ------------------------------------------------------------------------------------------- serving

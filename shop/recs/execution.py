@@ -6,28 +6,29 @@ of each kind lives in its own module (export, training, scoring, evaluation).
 
 from __future__ import annotations
 
+import logging
 import traceback
 import uuid
 from collections.abc import Callable
-from contextlib import suppress
 
 from .evaluation import accelerator_benchmark, model_evaluate
 from .export import export_run
 from .models import TaskRun
 from .runs import (
-    AlreadyRunning,
+    RunClosed,
     RunLocked,
     State,
     run_lock,
     task_run_begin,
     task_run_fail,
     task_run_finish,
-    task_run_start,
+    task_run_start_unless_running,
 )
 from .scoring import recommendations_batch_score
 from .training import model_retrain
 
 Kind = TaskRun.Kind
+log = logging.getLogger(__name__)
 
 _BODIES: dict[str, Callable[..., dict]] = {
     Kind.EXPORT: export_run,
@@ -59,6 +60,9 @@ def task_run_execute(
             if not got:
                 raise RunLocked(f"another {run.kind} run is executing")
             result = body(run_id=run.id)
+    except RunClosed as exc:  # reaped while it worked: what it did is not published, the run stays failed
+        log.warning("%s", exc)
+        return {"run_id": str(run.id), "skipped": True}
     except BaseException as exc:
         if will_retry(exc):
             TaskRun.objects.filter(pk=run.id).update(error=f"retrying after {exc!r}"[:2000], stage="waiting to retry")
@@ -69,8 +73,8 @@ def task_run_execute(
         # fanned out (batch scoring as a chord): the last step closes the run, not this one
         return {"run_id": str(run.id), "pending": True}
     then = result.pop("_then", None)
-    task_run_finish(run_id=run.id, state=State.SUCCEEDED, result=result)
+    if not task_run_finish(run_id=run.id, state=State.SUCCEEDED, result=result):
+        return {"run_id": str(run.id), "skipped": True}  # reaped meanwhile: it stays failed
     if then:
-        with suppress(AlreadyRunning):
-            task_run_start(kind=then, trigger=f"after {run.kind} {run.id}")
+        task_run_start_unless_running(kind=then, trigger=f"after {run.kind} {run.id}")
     return {"run_id": str(run.id), **{k: v for k, v in result.items() if isinstance(v, str | int | float | bool)}}

@@ -1,8 +1,9 @@
 """A merchant's hand on the serving model: promote a version, or roll back to the previous one.
 
-The registry's pointer (``MODEL_DIR``) and the ``ModelVersion.is_active`` row move together, in one
-transaction on the database side; the registry verifies the artifact first, so a missing or corrupt
-version is refused before anything changes. A switch queues a batch score, as a promotion by the gate does.
+The database (``ModelVersion.is_active``) is the source of truth; the registry's pointer (``MODEL_DIR``)
+follows once the switch commits (:func:`shop.recs.training.model_version_activate`), so a database error
+leaves both where they were. The artifact is verified first, so a missing or corrupt version is refused
+before anything changes. A switch queues a batch score, as a promotion by the gate does.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from django.db import transaction
 
 from . import engine
 from .models import ModelVersion, TaskRun
-from .runs import AlreadyRunning, task_run_start
-from .training import model_version_activate
+from .runs import task_run_start_unless_running
+from .training import model_version_activate, registry_sync
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +39,9 @@ class Switch:
 
 
 def _batch_score_after(version: str) -> str | None:
-    try:
-        return str(task_run_start(kind=TaskRun.Kind.BATCH_SCORE, trigger=f"promotion {version}").id)
-    except AlreadyRunning:
-        return None  # the running batch score notices at its end that the champion changed
+    # None: a batch score is already running; it notices at its end that the champion changed
+    run = task_run_start_unless_running(kind=TaskRun.Kind.BATCH_SCORE, trigger=f"promotion {version}")
+    return str(run.id) if run else None
 
 
 @transaction.atomic
@@ -52,9 +52,10 @@ def model_version_promote(*, version: str, by: str) -> Switch:
         raise UnknownVersion(f'no model version "{version}"')
     previous = ModelVersion.objects.filter(is_active=True).values_list("version", flat=True).first()
     if previous == version:
+        transaction.on_commit(registry_sync, robust=True)  # repairs a pointer a crash left behind
         return Switch(active=version, previous=previous, batch_score_task=None)
     try:
-        engine.registry_promote(model_dir=Path(settings.MODEL_DIR), version=version)
+        engine.registry_verify(model_dir=Path(settings.MODEL_DIR), version=version)
     except engine.RegistryRefused as e:
         raise CannotSwitch(f"{version} cannot be promoted: {e}") from e
     model_version_activate(version=row)
@@ -65,15 +66,15 @@ def model_version_promote(*, version: str, by: str) -> Switch:
 @transaction.atomic
 def model_version_rollback(*, by: str) -> Switch:
     """Go back to the version that was active before the current one (skipping any that no longer verify)."""
-    previous = ModelVersion.objects.filter(is_active=True).values_list("version", flat=True).first()
+    # the active row's lock serialises switches; the registry's history is read once it names this version
+    previous = ModelVersion.objects.select_for_update().filter(is_active=True).values_list("version", flat=True).first()
+    registry_sync()
     try:
-        version = engine.registry_rollback(model_dir=Path(settings.MODEL_DIR))
+        version = engine.registry_rollback_target(model_dir=Path(settings.MODEL_DIR))
     except engine.RegistryRefused as e:
         raise CannotSwitch(str(e)) from e
     row = ModelVersion.objects.select_for_update().filter(version=version).first()
     if row is None:
-        # the registry moved but the shop never recorded this version: put the pointer back
-        engine.registry_promote(model_dir=Path(settings.MODEL_DIR), version=previous) if previous else None
         raise CannotSwitch(f"the registry's previous version {version} is not a recorded model version")
     model_version_activate(version=row)
     log.info("model version rolled back to %s by %s (was %s)", version, by, previous)

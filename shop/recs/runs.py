@@ -26,7 +26,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from .models import TaskRun
+from .models import ScoreSet, TaskRun
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,10 @@ class AlreadyRunning(Exception):
 
 class RunLocked(Exception):
     """Another process is executing a run of this kind right now (execution lock held)."""
+
+
+class RunClosed(Exception):
+    """The run was closed while its work went on (reaped as abandoned, or finished): its outcome is not published."""
 
 
 def task_send(*, kind: str, run_id: uuid.UUID | str) -> None:
@@ -85,6 +89,15 @@ def task_run_start(*, kind: str, params: dict | None = None, trigger: str = "", 
     except IntegrityError:
         raise AlreadyRunning(TaskRun.objects.filter(active_kind=kind).first(), kind) from None
     return run
+
+
+def task_run_start_unless_running(*, kind: str, trigger: str) -> TaskRun | None:
+    """Start a run of ``kind`` as a follow-up of something else (a promotion, a finished run); None when one
+    is already pending or running (that one will do: a batch score checks the champion at its end)."""
+    try:
+        return task_run_start(kind=kind, trigger=trigger)
+    except AlreadyRunning:
+        return None
 
 
 def _task_runs_reap_stale(*, kind: str) -> None:
@@ -157,7 +170,13 @@ def task_run_progress(*, run_id: uuid.UUID | str, stage: str, percent: float | N
     TaskRun.objects.filter(pk=run_id, state=State.RUNNING).update(**fields)
 
 
-def task_run_finish(*, run_id: uuid.UUID | str, state: str, result: dict | None = None, error: str = "") -> None:
+def task_run_finish(*, run_id: uuid.UUID | str, state: str, result: dict | None = None, error: str = "") -> bool:
+    """Close a run that is still open (pending or running); return whether it was.
+
+    Conditional (``UPDATE ... WHERE state IN ('pending', 'running')``): a run the reaper already marked
+    failed, or a duplicate finish, changes nothing, so a late worker can never flip a reaped run back to
+    succeeded. A failed run's score set still being built is marked failed with it: it is never served.
+    """
     fields: dict[str, Any] = {"state": state, "active_kind": None, "finished_at": timezone.now(), "error": error}
     if state == State.SUCCEEDED:
         fields.update(stage="done", percent=100.0)
@@ -165,7 +184,24 @@ def task_run_finish(*, run_id: uuid.UUID | str, state: str, result: dict | None 
         fields["stage"] = "failed"
     if result is not None:
         fields["result"] = result
-    TaskRun.objects.filter(pk=run_id).update(**fields)
+    with transaction.atomic():
+        closed = TaskRun.objects.filter(pk=run_id, state__in=TaskRun.ACTIVE_STATES).update(**fields) == 1
+        if closed and state == State.FAILED:
+            ScoreSet.objects.filter(run_id=run_id, status=ScoreSet.Status.BUILDING).update(
+                status=ScoreSet.Status.FAILED
+            )
+    if not closed:
+        log.warning("task run %s was already closed; %s ignored", run_id, state)
+    return closed
+
+
+def task_run_lock_open(*, run_id: uuid.UUID | str) -> None:
+    """Inside a transaction that publishes a run's work: lock its row and raise :class:`RunClosed` unless it is
+    still open (pending or running). A run the reaper closed meanwhile publishes nothing (a newer run may
+    already be doing the same work)."""
+    still_open = TaskRun.objects.select_for_update().filter(pk=run_id, state__in=TaskRun.ACTIVE_STATES)
+    if still_open.values_list("pk").first() is None:
+        raise RunClosed(f"task run {run_id} is closed (reaped or finished); its work is not published")
 
 
 def task_run_fail(*, run_id: uuid.UUID | str, error: str) -> None:

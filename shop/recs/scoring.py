@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import time
 import uuid
-from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ from shop.events.models import Event, Visitor
 
 from . import keys
 from .models import ModelVersion, Recommendation, ScoreSet, ServingPointer, TaskRun
-from .runs import task_run_progress
+from .runs import RunClosed, task_run_lock_open, task_run_progress
 
 Kind = TaskRun.Kind
 
@@ -48,6 +47,7 @@ def recommendations_batch_score(*, run_id: uuid.UUID | str) -> dict:
     active = ModelVersion.objects.filter(is_active=True).first()
     if active is None:
         raise RuntimeError("no active model version: retrain first")
+    score_sets_prune()
     score_set, created = ScoreSet.objects.get_or_create(run_id=run_id, defaults={"model_version": active})
     if score_set.status == ScoreSet.Status.COMPLETE:
         return {"score_set": score_set.pk, "rows": score_set.rows, "visitors": score_set.visitors, "resumed": False}
@@ -80,9 +80,11 @@ def recommendations_batch_score(*, run_id: uuid.UUID | str) -> dict:
         rows = _recommendation_rows(ranker, batch, products=products, score_set_id=score_set.pk, k=k)
         with transaction.atomic():
             Recommendation.objects.bulk_create(rows, batch_size=5000)
-            ScoreSet.objects.filter(pk=score_set.pk).update(
+            building = ScoreSet.objects.filter(pk=score_set.pk, status=ScoreSet.Status.BUILDING).update(
                 cursor=str(batch[-1][0]), rows=F("rows") + len(rows), visitors=F("visitors") + len(batch)
             )
+            if not building:  # the run was reaped and its set failed meanwhile: stop writing into it
+                raise RunClosed(f"score set {score_set.pk} is no longer being built")
         done += len(batch)
         task_run_progress(run_id=run_id, stage="scoring visitors", percent=99.0 * done / max(total, 1))
         if throttle:
@@ -97,15 +99,17 @@ def recommendations_batch_score(*, run_id: uuid.UUID | str) -> dict:
         flush(batch)
 
     with transaction.atomic():
+        task_run_lock_open(run_id=run_id)  # a reaped run never publishes (nor flips its run back)
         ss = ScoreSet.objects.select_for_update().get(pk=score_set.pk)
+        if ss.status != ScoreSet.Status.BUILDING:
+            raise RunClosed(f"score set {ss.pk} is {ss.status}; it is not published")
         ss.status = ScoreSet.Status.COMPLETE
         ss.completed_at = timezone.now()
         ss.save(update_fields=["status", "completed_at"])
         pointer, _ = ServingPointer.objects.select_for_update().get_or_create(id=1)
-        previous = pointer.score_set_id
         pointer.score_set = ss
         pointer.save(update_fields=["score_set", "updated_at"])
-    _score_sets_prune(keep={ss.pk, previous})
+    score_sets_prune()
     champion = ModelVersion.objects.filter(is_active=True).values_list("pk", flat=True).first()
     return {
         "score_set": ss.pk,
@@ -118,11 +122,27 @@ def recommendations_batch_score(*, run_id: uuid.UUID | str) -> dict:
     }
 
 
-def _score_sets_prune(*, keep: set) -> None:
-    """Drop score sets older than the serving one and the one before it (a quick rollback target)."""
-    old = ScoreSet.objects.exclude(pk__in=[k for k in keep if k is not None]).exclude(status=ScoreSet.Status.BUILDING)
-    for ss in old:
+def score_sets_prune() -> int:
+    """Delete the score sets that will never be served again; return how many.
+
+    Kept: the serving set, the newest other complete set (a quick rollback target) and sets still being
+    built by an open run. A set left ``building`` by a run that closed (failed, reaped, killed for good) is
+    marked failed first; failed sets go. The storefront reads only the pointer's set, never a failed one.
+    """
+    ScoreSet.objects.filter(status=ScoreSet.Status.BUILDING).exclude(run__state__in=TaskRun.ACTIVE_STATES).update(
+        status=ScoreSet.Status.FAILED
+    )
+    serving = ServingPointer.objects.filter(id=1).values_list("score_set_id", flat=True).first()
+    complete = ScoreSet.objects.filter(status=ScoreSet.Status.COMPLETE).exclude(pk=serving)
+    previous = complete.order_by("-completed_at", "-pk").values_list("pk", flat=True).first()
+    doomed = ScoreSet.objects.exclude(status=ScoreSet.Status.BUILDING).exclude(
+        pk__in=[pk for pk in (serving, previous) if pk is not None]
+    )
+    pruned = 0
+    for ss in doomed:
         ss.delete()
+        pruned += 1
+    return pruned
 
 
 def _recommendation_rows(
@@ -289,7 +309,7 @@ def batch_score_chunk(
 
 def batch_score_finalize(*, run_id: str, score_set_id: int, chunks: int, results: list[dict]) -> dict:
     """Every chunk succeeded: count the set, flip the serving pointer once, close the run."""
-    from .runs import AlreadyRunning, State, task_run_finish, task_run_start
+    from .runs import State, task_run_finish, task_run_start_unless_running
 
     results = list({int(r["index"]): r for r in results if isinstance(r, dict) and "index" in r}.values())
     with transaction.atomic():
@@ -305,10 +325,9 @@ def batch_score_finalize(*, run_id: str, score_set_id: int, chunks: int, results
         ss.visitors = sum(int(r.get("visitors", 0)) for r in results if not r.get("skipped"))
         ss.save(update_fields=["status", "completed_at", "rows", "visitors"])
         pointer, _ = ServingPointer.objects.select_for_update().get_or_create(id=1)
-        previous = pointer.score_set_id
         pointer.score_set = ss
         pointer.save(update_fields=["score_set", "updated_at"])
-    _score_sets_prune(keep={ss.pk, previous})
+    score_sets_prune()
     workers: dict[str, int] = {}
     for r in results:
         workers[r.get("hostname") or "?"] = workers.get(r.get("hostname") or "?", 0) + 1
@@ -323,10 +342,9 @@ def batch_score_finalize(*, run_id: str, score_set_id: int, chunks: int, results
         "workers": workers,
         "chunk_seconds": round(sum(float(r.get("seconds", 0)) for r in results), 3),
     }
-    task_run_finish(run_id=run_id, state=State.SUCCEEDED, result=result)
-    if active != ss.model_version_id:  # a promotion happened while this ran: score again for the new champion
-        with suppress(AlreadyRunning):
-            task_run_start(kind=Kind.BATCH_SCORE, trigger=f"after batch_score {run_id}")
+    closed = task_run_finish(run_id=run_id, state=State.SUCCEEDED, result=result)
+    if closed and active != ss.model_version_id:  # a promotion happened meanwhile: score for the new champion
+        task_run_start_unless_running(kind=Kind.BATCH_SCORE, trigger=f"after batch_score {run_id}")
     return result
 
 

@@ -14,12 +14,23 @@ from django.utils import timezone
 
 from shop.events.models import Visitor
 
-from .models import AcceleratorBenchmark, ModelVersion, Recommendation, ServingPointer, ServingStat, TaskRun
+from .models import (
+    AcceleratorBenchmark,
+    ModelVersion,
+    Recommendation,
+    ScoreSet,
+    ServingPointer,
+    ServingStat,
+    TaskRun,
+)
 from .stats import _quantile as latency_quantile
 
 
 def _serving_set():
-    return Subquery(ServingPointer.objects.filter(id=1).values("score_set_id")[:1])
+    # only ever a complete set: one that failed or is still being written is never read, whatever the pointer says
+    return Subquery(
+        ServingPointer.objects.filter(id=1, score_set__status=ScoreSet.Status.COMPLETE).values("score_set_id")[:1]
+    )
 
 
 def recommendations_for_visitor(*, visitor_id: uuid.UUID | str, limit: int = 12) -> list[int]:

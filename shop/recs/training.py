@@ -6,6 +6,7 @@ Also beat's question "retrain now?" (:func:`retrain_due`) and its answer (:func:
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import uuid
 from pathlib import Path
 
@@ -17,10 +18,17 @@ from shop.events.models import Event
 
 from .export import snapshot_latest, snapshot_manifest, training_data_export
 from .models import ModelVersion, TaskRun
-from .runs import AlreadyRunning, task_run_progress, task_run_start
+from .runs import (
+    AlreadyRunning,
+    task_run_lock_open,
+    task_run_progress,
+    task_run_start,
+    task_run_start_unless_running,
+)
 
 Kind = TaskRun.Kind
 State = TaskRun.State
+log = logging.getLogger(__name__)
 
 
 def model_retrain(*, run_id: uuid.UUID | str) -> dict:
@@ -29,6 +37,7 @@ def model_retrain(*, run_id: uuid.UUID | str) -> dict:
     from . import engine
 
     run = TaskRun.objects.get(pk=run_id)
+    registry_sync()  # the gate's champion is the database's active version, whatever a crash left on disk
     snap = snapshot_latest()
     newest_event = Event.objects.order_by("-id").values_list("id", flat=True).first() or 0
     if run.params.get("export", True) and (snap is None or snapshot_manifest(snap)["max_event_id"] < newest_event):
@@ -49,10 +58,13 @@ def model_retrain(*, run_id: uuid.UUID | str) -> dict:
         snapshot=snap, model_dir=Path(settings.MODEL_DIR), overrides=settings.RECS_TRAIN_CONFIG, progress=on_progress
     )
     task_run_progress(run_id=run_id, stage="gate", percent=92)
-    decision = engine.promote_if_better(
+    decision = engine.gate_decide(
         model_dir=Path(settings.MODEL_DIR), version=trained.version, tolerance=settings.RECS_GATE_TOLERANCE
     )
+    if decision.passed:
+        engine.registry_verify(model_dir=Path(settings.MODEL_DIR), version=trained.version)
     with transaction.atomic():
+        task_run_lock_open(run_id=run_id)  # reaped meanwhile: a newer run decides, this one records nothing
         mv = ModelVersion.objects.create(
             version=trained.version,
             metrics=trained.metrics,
@@ -66,13 +78,10 @@ def model_retrain(*, run_id: uuid.UUID | str) -> dict:
         )
         batch_run = None
         if decision.passed:
-            model_version_activate(version=mv)
-            try:
-                # queued when this transaction commits (apply_async_on_commit), so it sees the new version
-                batch_run = task_run_start(kind=Kind.BATCH_SCORE, trigger=f"promotion {mv.version}")
-            except AlreadyRunning:
-                # the running batch score notices at its end that the champion changed and starts another
-                batch_run = None
+            model_version_activate(version=mv)  # the registry's pointer follows once this commits
+            # queued when this transaction commits, so it sees the new version; a batch score already running
+            # notices at its end that the champion changed and starts another
+            batch_run = task_run_start_unless_running(kind=Kind.BATCH_SCORE, trigger=f"promotion {mv.version}")
     return {
         "batch_score_run": str(batch_run.id) if batch_run else None,
         "version": mv.version,
@@ -87,14 +96,40 @@ def model_retrain(*, run_id: uuid.UUID | str) -> dict:
 
 @transaction.atomic
 def model_version_activate(*, version: ModelVersion) -> ModelVersion:
-    """Make ``version`` the one active row (the partial unique constraint allows only one)."""
+    """Make ``version`` the one active row (the partial unique constraint allows only one).
+
+    The database is the source of truth for the serving model; the registry's pointer (which the gate reads
+    for the champion and a rollback walks back through) follows once this transaction commits, so a database
+    error before the commit leaves both where they were. A flip lost to a crash right after the commit is
+    repaired by the next :func:`registry_sync` (before every retrain, promotion and rollback).
+    """
     ModelVersion.objects.filter(is_active=True).exclude(pk=version.pk).update(
         is_active=False, status=ModelVersion.Status.RETIRED
     )
     version.is_active = True
     version.status = ModelVersion.Status.ACTIVE
     version.save(update_fields=["is_active", "status"])
+    transaction.on_commit(registry_sync, robust=True)
     return version
+
+
+def registry_sync() -> str | None:
+    """Point the registry at the database's active version; return that version (None before the first).
+
+    A version whose artifact no longer verifies is left as it is on disk (logged): serving refuses to load it
+    anyway and falls back, and a merchant's promotion or rollback moves both sides again.
+    """
+    from . import engine
+
+    active = ModelVersion.objects.filter(is_active=True).values_list("version", flat=True).first()
+    if active is None:
+        return None
+    try:
+        if engine.registry_follow(model_dir=Path(settings.MODEL_DIR), version=active):
+            log.info("registry pointer moved to the active version %s", active)
+    except engine.RegistryRefused as e:
+        log.warning("registry pointer cannot follow the active version %s: %s", active, e)
+    return active
 
 
 def retrain_due() -> tuple[bool, str]:

@@ -267,3 +267,26 @@ def run_finished(run_id):
 
     run = TaskRun.objects.get(pk=run_id)
     return run if run.state in ("succeeded", "failed") else None
+
+
+def crash_in_chunk(monkeypatch, n: int, exc: BaseException) -> None:
+    """Make the batch score's ranker raise ``exc`` on its ``n``-th chunk (1-based): a crash or a bug mid-run."""
+    from shop.recs import engine
+
+    real = engine.load_ranker
+    calls = {"n": 0}
+
+    def crashing_loader(**kw):
+        ranker = real(**kw)
+        original = ranker.recommend
+
+        def recommend(keys, *, k):
+            calls["n"] += 1
+            if calls["n"] == n:
+                raise exc
+            return original(keys, k=k)
+
+        ranker.recommend = recommend
+        return ranker
+
+    monkeypatch.setattr(engine, "load_ranker", crashing_loader)
