@@ -214,7 +214,7 @@ def _live(
     exclude = exclude | set(reads.cart or ()) | {pid for pid, kind, _, _ in rows if kind == EventType.PURCHASE}
     pipe = model.pipeline
     user = keys.user_key(visitor_id=visitor_id, user_id=user_id)
-    if not rows and pipe.user_index.get_indexer([user])[0] < 0 and product_id is None:
+    if not rows and user not in pipe.user_index and product_id is None:
         raise _Unserved("no_activity")  # nothing personal to rank on: a popular list says as much
     fresh = _fresh_interactions(rows=rows, visitor_id=visitor_id, user_id=user_id)
     budget_ns = settings.RECS_LATENCY_BUDGET_MS * 1e6 - (time.perf_counter_ns() - t_start)
@@ -255,21 +255,48 @@ def _live(
     return ids, scores
 
 
+CARDS_TTL_S = 60.0  # as the rails' cached HTML: a name or price may show up to a minute old
+_cards: dict[int, tuple[float, dict | None]] = {}  # product id -> (monotonic expiry, card or None: inactive)
+_cards_lock = threading.Lock()
+
+
 def product_cards(*, ids: Sequence[int]) -> dict[int, dict]:
-    """What a recommendation shows of each active product (id, name, price, url), keyed by id: one query
-    of four columns, no model instances."""
-    if not ids:
-        return {}
-    rows = Product.objects.filter(pk__in=list(ids), is_active=True).values_list("id", "name", "price", "slug")
-    return {
-        pid: {
-            "product_id": pid,
-            "name": name,
-            "price": f"{price:.2f}",  # as the API's other prices: a string with two decimals
-            "url": reverse("catalog:product", kwargs={"pk": pid, "slug": slug}),
-        }
-        for pid, name, price, slug in rows
-    }
+    """What a recommendation shows of each active product (id, name, price, url), keyed by id.
+
+    Kept in process memory for CARDS_TTL_S (a dict lookup per product); the ids not held, or held too long,
+    are read in one query of four columns (no model instances) and held again. An inactive or deleted
+    product is remembered as absent for as long.
+    """
+    now = time.monotonic()
+    out: dict[int, dict] = {}
+    missing: list[int] = []
+    for pid in ids:
+        held = _cards.get(pid)
+        if held is None or held[0] <= now:
+            missing.append(pid)
+        elif held[1] is not None:
+            out[pid] = held[1]
+    if missing:
+        rows = Product.objects.filter(pk__in=missing, is_active=True).values_list("id", "name", "price", "slug")
+        fresh: dict[int, dict | None] = dict.fromkeys(missing)
+        for pid, name, price, slug in rows:
+            fresh[pid] = {
+                "product_id": pid,
+                "name": name,
+                "price": f"{price:.2f}",  # as the API's other prices: a string with two decimals
+                "url": reverse("catalog:product", kwargs={"pk": pid, "slug": slug}),
+            }
+        expiry = now + CARDS_TTL_S
+        with _cards_lock:
+            _cards.update((pid, (expiry, card)) for pid, card in fresh.items())
+        out.update((pid, card) for pid, card in fresh.items() if card is not None)
+    return out
+
+
+def product_cards_forget() -> None:
+    """Drop this process's cards (tests; other processes pick changes up within CARDS_TTL_S)."""
+    with _cards_lock:
+        _cards.clear()
 
 
 def batch_model_version() -> str | None:

@@ -18,7 +18,7 @@ from shop.events.models import Event
 from shop.experiments.models import Experiment
 from shop.experiments.selectors import running_experiment_forget
 from shop.experiments.services import experiment_create, experiment_start
-from shop.recs import execution, runs, serving, stats
+from shop.recs import execution, live, runs, serving, stats
 from shop.recs.models import ModelVersion, TaskRun
 from tests.worker.conftest import build_shop, recs_dirs  # noqa: F401 - the fixture
 
@@ -40,6 +40,7 @@ def served(recs_dirs, settings, django_capture_on_commit_callbacks):  # noqa: F8
         execution.task_run_execute(run_id=run.id)
     version = ModelVersion.objects.get(is_active=True)
     serving.serving_forget()
+    live.product_cards_forget()
     model = serving.serving_reload()
     assert model is not None and model.version == version.version
     stats.serving_stats_flush()
