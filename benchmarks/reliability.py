@@ -938,9 +938,15 @@ def scenario_r3(ctx: Context) -> dict[str, Any]:
         )
     finally:
         log.close()
+        from django.db import connections
+
+        connections.close_all()  # this thread's connections died with the server: the next read reconnects
     # attempts are timed from load_run's own t0, which began within microseconds of clock["t0"]
     down_lo, down_hi = marks.get("stop_issued", 0.0), marks.get("accepting", 0.0)
-    during = [a for b in batches for a in b.attempts if a.sent >= marks.get("down", 0.0) and a.done <= down_hi]
+    # "while down": sent once it was down, answered before the restart was issued (pg_ctl start -w returns
+    # a moment after the server accepts, so answers between the two belong to the recovery)
+    down_until = marks.get("start_issued", down_hi)
+    during = [a for b in batches for a in b.attempts if a.sent >= marks.get("down", 0.0) and a.done <= down_until]
     bad_during = [a for a in during if not (a.status == 503 and a.retry_after and a.json_detail)]
     after_restart = sorted(
         (a for b in batches for a in b.attempts if a.sent >= marks.get("start_issued", 1e9) and a.status == 202),
