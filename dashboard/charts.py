@@ -207,7 +207,7 @@ def experiment_table(results: Mapping[str, Any]) -> pd.DataFrame:
                     "ci": _interval(c["ci_low"], c["ci_high"]),
                     "p_value": c["p_value"],
                     "seq_ci": _interval(c["seq_ci_low"], c["seq_ci_high"]),
-                    "significant": c["significant"],
+                    "conclusive": c["conclusive"],  # significant on enough data (the API's minimum sample)
                     "verdict": c["verdict"],
                 }
             )
@@ -228,7 +228,11 @@ def lift_ci_chart(table: pd.DataFrame) -> alt.LayerChart:
             x=alt.X("ci_low:Q", title="relative lift vs control (95% CI)", axis=alt.Axis(format="%")),
             x2="ci_high:Q",
             y=y,
-            color=alt.Color("significant:N", scale=alt.Scale(domain=[True, False], range=["#2e7d32", "#9e9e9e"])),
+            color=alt.Color(
+                "conclusive:N",
+                title="significant on enough data",
+                scale=alt.Scale(domain=[True, False], range=["#2e7d32", "#9e9e9e"]),
+            ),
             tooltip=[
                 "metric",
                 "arm",

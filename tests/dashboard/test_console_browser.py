@@ -1,15 +1,17 @@
 """The console in a real headless Chromium (Debian's package, driven by Playwright): ``streamlit run`` as a
-subprocess against a live shop that simulated shoppers have just browsed, and an accelerator benchmark
-that really ran. The Experiment and Accelerator pages must draw their charts: no exception box, no blank."""
+subprocess against a live shop that simulated shoppers have just browsed, an accelerator benchmark that
+really ran, and a real (small) stage-1 candidates sweep. The Experiment and Accelerator pages must draw their charts: no exception box, no blank."""
 
 from __future__ import annotations
 
 import io
+import json
 import os
 import socket
 import subprocess
 import sys
 import time
+from importlib.util import find_spec
 from pathlib import Path
 
 import httpx
@@ -62,10 +64,18 @@ def console(live_server, tmp_path):
         log.close()
 
 
+# the sweep's command line (its own module; older trees ran it as a pipeline subcommand)
+SWEEP_CMD = [
+    *(("-m", "recommender.sweep") if find_spec("recommender.sweep") else ("-m", "recommender.pipeline", "sweep")),
+    *("--synthetic-users", "100", "--eval-users", "20", "--settings", "10,50", "--epochs", "1", "--threads", "1"),
+]
+
+
 @pytest.fixture
 def shopped(live_server, settings, accounts, bench_rows):
     """A seeded catalogue, the default three-arm experiment running, 40 simulated shoppers through the live
-    server, and a real quick accelerator benchmark stored the way the worker stores it."""
+    server, a real quick accelerator benchmark stored the way the worker stores it, and the candidates
+    sweep command run for real (a tiny synthetic shop, two settings) into the bench folder."""
     from shop.experiments.selectors import running_experiment_forget
     from shop.experiments.services import experiment_ensure_default
     from shop.recs import execution, runs
@@ -86,6 +96,13 @@ def shopped(live_server, settings, accounts, bench_rows):
     run = runs.task_run_start(kind=TaskRun.Kind.BENCHMARK, params={"quick": True}, enqueue=False)
     execution.task_run_execute(run_id=run.id)
     assert AcceleratorBenchmark.objects.count() == 1
+
+    sweep = settings.BENCH_DIR / "pipeline_sweep.json"
+    sweep.unlink()  # the fixture's synthetic figures: this test shows measured ones
+    done = subprocess.run(
+        [sys.executable, *SWEEP_CMD, "--out", str(sweep)], cwd=ROOT, capture_output=True, text=True, timeout=180
+    )
+    assert done.returncode == 0 and sweep.exists(), (done.stdout[-1000:], done.stderr[-2000:])
     return summary
 
 
@@ -139,13 +156,13 @@ def _shots_dir(tmp_path: Path) -> Path:
     return out
 
 
-def test_experiment_and_accelerator_pages_draw_their_charts(console, shopped, page, tmp_path):
+def test_experiment_and_accelerator_pages_draw_their_charts(console, shopped, page, tmp_path, settings):
     shots = _shots_dir(tmp_path)
     page.set_viewport_size({"width": 1400, "height": 1000})
     _log_in(page, console)
 
     _open(page, "Experiment", "Experiment")
-    page.get_by_text("Verdict").wait_for(timeout=30_000)
+    page.get_by_text("Verdict", exact=True).wait_for(timeout=30_000)
     charts = _charts_drawn(page, 2)
     assert len(charts) >= 2  # lift with its 95% CI per arm and metric; lift over time
     assert page.locator('[data-testid="stException"]').count() == 0
@@ -161,4 +178,9 @@ def test_experiment_and_accelerator_pages_draw_their_charts(console, shopped, pa
     colours = [_not_blank(c) for c in charts]
     assert all(n > 20 for n in colours), colours
     assert page.get_by_text("No GPU results").count() == 1  # this machine has no CUDA
+    sweep = json.loads((settings.BENCH_DIR / "pipeline_sweep.json").read_text())
+    assert [r["setting"] for r in sweep["rows"]] == ["retrieval-only@50", "10", "50", "catalogue"]
+    assert all(r["p99_ms"] > 0 for r in sweep["rows"])  # measured, not written by hand
+    caption = f"{sweep['users']} users, catalogue of {sweep['catalogue']}, {sweep['precision']}"
+    assert page.get_by_text(caption).count() == 1  # the page shows the sweep that just ran
     _screenshot(page, shots / "console-accelerator.png")
