@@ -48,12 +48,12 @@ def apply_rules(
     reserved = np.zeros(len(rows), dtype=bool)
     if explore is not None and explore_slots > 0:
         reserved[pos[np.asarray(explore, dtype=bool)[pos]][: min(explore_slots, k)]] = True
-    if not reserved.any() and (max_per_category is None or category is None):
-        return pos[:k]
+    capped = max_per_category is not None and category is not None
     free_budget = k - int(reserved.sum())
+    if not capped:  # no cap: the kept new items and the best of the rest, in rank order (no Python loop)
+        return np.sort(np.concatenate([np.flatnonzero(reserved), pos[~reserved[pos]][:free_budget]]))
     out: list[int] = []
     per_cat: dict[int, int] = {}
-    capped = max_per_category is not None and category is not None
 
     def take(p: int) -> bool:
         if capped:
