@@ -12,7 +12,7 @@
 
 Power: conversion near 25% and three equal arms need about 1,500 visitors per arm (4,500 in all) for
 the lift test to detect a +20% conversion lift with 80% power at alpha 0.05 (``stats.visitors_for_lift``);
-the demo's single round 2 (about 170 per arm) detects only lifts near +60%. ``make experiment`` runs the
+the demo's single round 2 (about 170 per arm) detects only lifts near +80%. ``make experiment`` runs the
 longer loop.
 
 The shoppers only ever speak HTTP to the site (shop.simulator); this command is the operator who
