@@ -60,7 +60,7 @@ experiment: seed
 	$(DEMO_ENV) bash -c '$(BIN)/gunicorn shop.wsgi:application --config python:shop.ops.gunicorn_conf \
 		--bind 127.0.0.1:$(PORT) & web=$$!; trap "kill $$web" EXIT; \
 		$(MANAGE) closed_loop --url http://127.0.0.1:$(PORT) --inline --shoppers $${EXPERIMENT_SHOPPERS:-300} \
-		--visitors $(EXPERIMENT_VISITORS) --max-minutes $(EXPERIMENT_MINUTES)'
+		--warmup-rounds 3 --visitors $(EXPERIMENT_VISITORS) --max-minutes $(EXPERIMENT_MINUTES)'
 
 superuser: migrate
 	$(DEMO_ENV) $(MANAGE) createsuperuser

@@ -2,7 +2,9 @@
 
 1. wait until the site answers;
 2. a first round of simulated shoppers browses it (no model yet: rails fall back to simpler rankings);
-3. retrain the DLRM on what they did and batch-score (in the worker, or here with --inline);
+3. retrain the DLRM on what they did and batch-score (in the worker, or here with --inline); while the
+   gate refuses every model and ``--warmup-rounds`` allows, the same shoppers come back for another
+   round and the DLRM is retrained on everything so far (more data, never a weaker gate);
 4. start a fresh experiment (a new salt) so the measurement covers only the round with a model;
 5. the same shoppers come back with their browsers' cookies, and new ones arrive; with ``--visitors N``
    more new shoppers keep arriving, a cohort of ``--shoppers`` at a time, until N visitors have been
@@ -68,12 +70,19 @@ class Command(BaseCommand):
             "(0: one cohort of returning and one of new shoppers, the demo's size).",
         )
         parser.add_argument(
+            "--warmup-rounds",
+            type=int,
+            default=1,
+            help="While the gate refuses every model, up to this many rounds of the same shoppers before round 2 "
+            "(each followed by a retrain on everything so far).",
+        )
+        parser.add_argument(
             "--max-minutes", type=float, default=0.0, help="Stop adding cohorts after this long in round 2 (0: never)."
         )
 
     def handle(self, *args, **o):
-        if o["shoppers"] < 1 or o["visitors"] < 0 or o["max_minutes"] < 0:
-            raise CommandError("--shoppers must be >= 1; --visitors and --max-minutes >= 0.")
+        if o["shoppers"] < 1 or o["warmup_rounds"] < 1 or o["visitors"] < 0 or o["max_minutes"] < 0:
+            raise CommandError("--shoppers and --warmup-rounds must be >= 1; --visitors and --max-minutes >= 0.")
         logging.getLogger("httpx").setLevel(logging.WARNING)
         self.console = Console(file=self.stdout, width=150, soft_wrap=True)
         self._wait_ready(o["url"], o["ready_timeout"])
@@ -85,10 +94,18 @@ class Command(BaseCommand):
 
         self.console.print(Rule("Retrain the DLRM on their interactions, then batch-score"))
         version = self._retrain_and_score(inline=o["inline"], timeout=o["task_timeout"])
+        warmup = 1
+        while not self._serving_model() and warmup < o["warmup_rounds"]:
+            # the gate refused the model and none serves: more of the same shoppers' traffic, then train again
+            warmup += 1
+            self.console.print(Rule(f"Warm-up round {warmup}: no model serves yet; the same shoppers come back"))
+            self._simulate(Config(shoppers=o["shoppers"], seed=o["seed"], round=warmup - 1, **base), state)
+            self.console.print(Rule("Retrain the DLRM on everything so far, then batch-score"))
+            version = self._retrain_and_score(inline=o["inline"], timeout=o["task_timeout"])
 
         control_rate = self._control_conversion()
         experiment = self._fresh_experiment()
-        active = ModelVersion.objects.filter(is_active=True).values_list("version", flat=True).first()
+        active = self._serving_model()
         self.console.print(
             f"Started experiment [bold]{experiment.key}[/bold] (new salt); this retrain: {version or 'not promoted'}; "
             f"serving model: {active or 'none (rails fall back)'}"
@@ -98,10 +115,10 @@ class Command(BaseCommand):
         self.console.print(Rule("Round 2: the same shoppers return with their cookies, and as many new ones arrive"))
         round2 = time.monotonic()
         # returning shoppers (their history is in the model) and newcomers (no history) in one round
-        self._simulate(Config(shoppers=o["shoppers"], seed=o["seed"], round=1, **base), state)
+        self._simulate(Config(shoppers=o["shoppers"], seed=o["seed"], round=warmup, **base), state)
         cohort = 1
         while True:
-            self._simulate(Config(shoppers=o["shoppers"], seed=o["seed"] + 1000 * cohort, round=1, **base), {})
+            self._simulate(Config(shoppers=o["shoppers"], seed=o["seed"] + 1000 * cohort, round=warmup, **base), {})
             exposed = experiment_exposed_count(experiment=experiment)
             if not o["visitors"] or exposed >= o["visitors"]:
                 break
@@ -125,6 +142,9 @@ class Command(BaseCommand):
         )
         self.console.print(results_renderable(data), soft_wrap=False)  # wrap the verdicts, never crop them
         self._print_power(results)
+
+    def _serving_model(self) -> str | None:
+        return ModelVersion.objects.filter(is_active=True).values_list("version", flat=True).first()
 
     # --- power ----------------------------------------------------------------------------------------
     def _control_conversion(self) -> float | None:
