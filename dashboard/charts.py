@@ -170,8 +170,9 @@ def stage_latency_chart(df: pd.DataFrame) -> alt.Chart:
         alt.Chart(df)
         .mark_line(point=True)
         .encode(
-            x=alt.X("time:T", title=None),
-            y=alt.Y("ms:Q", title="ms"),
+            x=alt.X("time:T", title=None, axis=alt.Axis(format="%H:%M")),
+            # symlog: the request p99 and sub-millisecond stage means stay readable on one axis
+            y=alt.Y("ms:Q", title="ms (symlog scale)", scale=alt.Scale(type="symlog")),
             color="stage:N",
             tooltip=["time:T", "stage", alt.Tooltip("ms:Q", format=".2f")],
         )
@@ -274,6 +275,16 @@ def lift_over_time_chart(days: pd.DataFrame) -> alt.LayerChart:
     )
     zero = alt.Chart(pd.DataFrame({"y": [0.0]})).mark_rule(strokeDash=[4, 4]).encode(y="y:Q")
     return (band + line + zero).properties(height=300)
+
+
+def serving_mix_by_arm_frame(results: Mapping[str, Any]) -> pd.DataFrame:
+    """Per arm: rail requests, the share it served with its own ranking, the share lost to faults, and the
+    API's note on it."""
+    rows = ((results.get("serving_mix") or {}).get("arms")) or []
+    return pd.DataFrame(
+        [{k: r.get(k) for k in ("arm", "requests", "own_share", "fault_share", "note")} for r in rows],
+        columns=["arm", "requests", "own_share", "fault_share", "note"],
+    )
 
 
 def by_model_version_frame(results: Mapping[str, Any]) -> pd.DataFrame:

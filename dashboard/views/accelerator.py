@@ -150,4 +150,20 @@ else:
         f"{sweep.get('threads')} thread(s); written {str(sweep.get('written_at'))[:19]} UTC"
     )
     st.altair_chart(charts.sweep_chart(sweep["rows"]), use_container_width=True)
-    st.dataframe(pd.DataFrame(sweep["rows"]), hide_index=True)
+    st.dataframe(
+        pd.DataFrame(sweep["rows"]),
+        hide_index=True,
+        column_config=charts.number_columns(
+            n_candidates=("ranked per user", "%d"),
+            recall_at_10=("Recall@10", "%.4f"),
+            ndcg_at_10=("NDCG@10", "%.4f"),
+            p50_ms=("p50 ms", "%.2f"),
+            p99_ms=("p99 ms", "%.2f"),
+            model_p50_ms=("model p50 ms", "%.3f"),
+            model_p99_ms=("model p99 ms", "%.3f"),
+        ),
+    )
+    st.caption(
+        "Each setting: the pipeline with stage 1 handing that many candidates to the ranker; retrieval-only: stage "
+        "1's own order; catalogue: the ranker over every item (single stage). Same users, same run."
+    )

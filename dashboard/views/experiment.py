@@ -54,7 +54,26 @@ def results() -> None:
     if exp.get("crossovers"):
         st.caption(f"{exp['crossovers']:,} visitors were seen under more than one arm and are left out.")
     st.subheader("Verdict")
-    st.markdown(f"> {data['verdict']}")
+    primary = next((m for m in data["metrics"] if m["primary"]), None)
+    lines = [c["verdict"] for c in primary["comparisons"]] if primary and not srm["mismatch"] else []
+    if lines:
+        st.markdown("\n".join(f"- {line}" for line in lines))
+        for note in (data.get("serving_mix") or {}).get("warnings") or []:
+            st.warning(note[:1].upper() + note[1:], icon=":material/info:")
+    else:
+        st.markdown(f"> {data['verdict']}")
+    mix = charts.serving_mix_by_arm_frame(data)
+    if not mix.empty:
+        st.caption("What each arm served in this window (a lift says little about an arm that mostly fell back)")
+        st.dataframe(
+            mix,
+            hide_index=True,
+            column_config=charts.number_columns(
+                requests=("rail requests", "%d"),
+                own_share=("own ranking", "percent"),
+                fault_share=("faults", "percent"),
+            ),
+        )
 
     table = charts.experiment_table(data)
     st.subheader("Lift against control, 95% CI")
@@ -99,6 +118,8 @@ def results() -> None:
         st.info("Lift over time needs visitors in control and another arm.")
     else:
         st.caption("Cumulative lift by day of first exposure; the band is the always-valid (sequential) 95% interval.")
+        if days["date"].nunique() < 2:
+            st.caption("One day of data so far: a point per arm today, a line once a second day comes in.")
         st.altair_chart(charts.lift_over_time_chart(days), use_container_width=True)
 
     st.subheader("By model version")

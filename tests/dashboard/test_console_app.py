@@ -285,6 +285,13 @@ def test_every_page_renders_for_staff_without_an_exception(api, accounts, seeded
     assert at.title[0].value
 
 
+def _frame(at: AppTest, column: str):
+    """The one table on the page with this column."""
+    found = [d.value for d in at.dataframe if column in d.value.columns]
+    assert len(found) == 1, [list(d.value.columns) for d in at.dataframe]
+    return found[0]
+
+
 def _same(shown, api_value) -> bool:
     """A table cell equals the API's value (an absent value shows as an empty cell: NaN)."""
     if api_value is None:
@@ -298,12 +305,19 @@ def test_experiment_page_shows_the_api_results(api, accounts, experiment_traffic
     token = at.session_state["token"]
     results = api_get(api, "/api/experiments/current/results", token)
     text = _texts(at)
-    assert results["verdict"] in text
+    primary = next(m for m in results["metrics"] if m["primary"])
+    for c in primary["comparisons"]:  # the verdict on the primary metric, one line per arm
+        assert c["verdict"] in text and "not enough data yet" in c["verdict"]  # 40 visitors per arm
+    for note in results["serving_mix"]["warnings"]:
+        assert note[1:] in text
+    mix = _frame(at, "own_share")
+    assert list(mix["arm"]) == [a["arm"] for a in results["serving_mix"]["arms"]]
+    assert list(mix["requests"]) == [a["requests"] for a in results["serving_mix"]["arms"]]
     assert results["srm"]["verdict"] in text
     for arm in results["experiment"]["arms"]:
         assert f"{arm['key']}" in text and f"{arm['visitors']:,} visitors" in text
     assert [a["visitors"] for a in results["experiment"]["arms"]] == [40, 40, 40]
-    table = at.dataframe[0].value
+    table = _frame(at, "p_value")
     comparisons = {
         (m["label"] + (" (primary)" if m["primary"] else ""), c["arm"]): c
         for m in results["metrics"]
@@ -320,10 +334,9 @@ def test_experiment_page_shows_the_api_results(api, accounts, experiment_traffic
         )
         assert _same(row.lift, c["lift"]) and _same(row.p_value, c["p_value"])
         assert row.verdict == c["verdict"]
-    primary = next(m for m in results["metrics"] if m["primary"])
     dlrm = next(c for c in primary["comparisons"] if c["arm"] == "dlrm")
     assert (dlrm["control_value"], dlrm["arm_value"]) == (pytest.approx(4 / 40), pytest.approx(10 / 40))
-    versions = at.dataframe[1].value
+    versions = _frame(at, "model_version")
     assert set(versions["model_version"]) == {r["model_version"] or "(none)" for r in results["by_model_version"]}
     assert len(at.get("vega_lite_chart")) >= 2  # the lift CI bars and the lift over time
 
@@ -332,7 +345,7 @@ def test_experiment_page_guardrails_are_the_api_figures(api, accounts, experimen
     at = _open(_login(_app(), "staffer"), "experiment")
     _assert_clean(at)
     rows = api_get(api, "/api/console/guardrails", at.session_state["token"], minutes=1440)
-    shown = at.dataframe[-1].value
+    shown = _frame(at, "latency_ms_p99")
     assert list(shown["arm"]) == [r["arm"] for r in rows] == ["dlrm", "popularity"]
     assert list(shown["latency_ms_p99"]) == [r["latency_ms_p99"] for r in rows]
     assert list(shown["fallback_rate"]) == [r["fallback_rate"] for r in rows] == [0.02, 0.0]
