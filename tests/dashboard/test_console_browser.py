@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 import time
-from importlib.util import find_spec
 from pathlib import Path
 
 import httpx
@@ -19,6 +18,7 @@ import pytest
 from django.core.management import call_command
 
 from tests.dashboard.conftest import APP, PASSWORD
+from tests.worker.conftest import TINY_TRAIN
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e, pytest.mark.slow]
 
@@ -64,18 +64,17 @@ def console(live_server, tmp_path):
         log.close()
 
 
-# the sweep's command line (its own module; older trees ran it as a pipeline subcommand)
 SWEEP_CMD = [
-    *(("-m", "recommender.sweep") if find_spec("recommender.sweep") else ("-m", "recommender.pipeline", "sweep")),
-    *("--synthetic-users", "100", "--eval-users", "20", "--settings", "10,50", "--epochs", "1", "--threads", "1"),
+    *("-m", "recommender.sweep", "--synthetic-users", "100", "--eval-users", "20"),
+    *("--settings", "10,50", "--epochs", "1", "--threads", "1"),
 ]
 
 
 @pytest.fixture
-def shopped(live_server, settings, accounts, bench_rows):
+def shopped(live_server, settings, accounts, bench_rows, tmp_path, monkeypatch):
     """A seeded catalogue, the default three-arm experiment running, 40 simulated shoppers through the live
-    server, a real quick accelerator benchmark stored the way the worker stores it, and the candidates
-    sweep command run for real (a tiny synthetic shop, two settings) into the bench folder."""
+    server, a tiny model retrained on their events, a real quick accelerator benchmark stored the way the
+    worker stores it, and the candidates sweep command run for real (a tiny synthetic shop, two settings)."""
     from shop.experiments.selectors import running_experiment_forget
     from shop.experiments.services import experiment_ensure_default
     from shop.recs import execution, runs
@@ -91,6 +90,14 @@ def shopped(live_server, settings, accounts, bench_rows):
     running_experiment_forget()
     summary = simulate(Config(url=live_server.url, shoppers=40, minutes=0, seed=7, concurrency=4, think_s=0))
     assert summary.counters.http_errors == 0 and summary.counters.orders > 0
+
+    settings.MODEL_DIR, settings.SNAPSHOT_DIR = tmp_path / "models", tmp_path / "snapshots"
+    settings.RECS_TRAIN_CONFIG = TINY_TRAIN
+    monkeypatch.setattr("shop.recs.runs.task_send", lambda **kw: None)  # no worker: tasks run here, inline
+    retrain = runs.task_run_start(kind=TaskRun.Kind.RETRAIN, enqueue=False)
+    execution.task_run_execute(run_id=retrain.id)
+    retrain.refresh_from_db()
+    assert retrain.state == "succeeded", retrain.error
 
     AcceleratorBenchmark.objects.all().delete()  # the fixture's synthetic row: this test shows a real one
     run = runs.task_run_start(kind=TaskRun.Kind.BENCHMARK, params={"quick": True}, enqueue=False)
@@ -184,3 +191,16 @@ def test_experiment_and_accelerator_pages_draw_their_charts(console, shopped, pa
     caption = f"{sweep['users']} users, catalogue of {sweep['catalogue']}, {sweep['precision']}"
     assert page.get_by_text(caption).count() == 1  # the page shows the sweep that just ran
     _screenshot(page, shots / "console-accelerator.png")
+
+    # the other pages: no exception box on any, and the Models page shows the version just trained
+    for name, heading, shot in (
+        ("Overview", "Overview", "console-overview.png"),
+        ("Models", "Models", "console-models.png"),
+        ("Recommendations inspector", "Recommendations inspector", "console-inspector.png"),
+    ):
+        _open(page, name, heading)
+        if name == "Models":
+            page.get_by_text("Offline quality beside the baselines").wait_for(timeout=30_000)
+        page.wait_for_timeout(2000)
+        assert page.locator('[data-testid="stException"]').count() == 0, name
+        _screenshot(page, shots / shot)
