@@ -404,6 +404,15 @@ def evaluate_next_basket(
         out[f"dlrm_vs_retrieval_only_{metric}"] = paired_bootstrap(
             per_user[PIPELINE][key], per_user["retrieval_only"][key], seed=seed
         )
+    # explore recall (items new to the customer) against the method that finds them best, on the same users
+    explore_best = max((r for r in [*baselines, "retrieval_only"]), key=lambda r: rows[r]["explore_recall"] or 0.0)
+    out["dlrm_vs_best_explore_recall"] = {
+        "method": PIPELINE,
+        "best": explore_best,
+        "paired_bootstrap": paired_bootstrap(
+            per_user[PIPELINE]["explore"], per_user[explore_best]["explore"], seed=seed
+        ),
+    }
     return out
 
 
@@ -462,6 +471,15 @@ def print_table(report: dict) -> None:
                 f"(paired 95% CI {ro['rel_lo'] * 100:+.1f}%, {ro['rel_hi'] * 100:+.1f}%)",
                 markup=False,
             )
+    ex = report.get("dlrm_vs_best_explore_recall")
+    if ex:
+        pb = ex["paired_bootstrap"]
+        console.print(
+            f"{ex['method']} vs the best at explore recall ({ex['best']}): {pb['rel'] * 100:+.1f}% "
+            f"(paired 95% CI {pb['rel_lo'] * 100:+.1f}%, {pb['rel_hi'] * 100:+.1f}%; "
+            f"P(not better) {pb['p_not_better']:.3f})",
+            markup=False,
+        )
     val = report.get("explore_validation")
     if val:
         console.print(

@@ -93,6 +93,12 @@ def test_rank_all_items_and_next_basket_report(grocery, tmp_path):
     # the explore slots the pipeline serves are the ones chosen on the validation rows, and they are reported
     val = report["explore_validation"]
     assert report["explore_slots"] == choose_explore_slots(val) and val["slots"][0] == 0
+    ex = report["dlrm_vs_best_explore_recall"]
+    assert ex["best"] == max(
+        ("popularity", "user_history", "cooccurrence", "tifu_knn", "retrieval_only"),
+        key=lambda m: report["methods"][m]["explore_recall"],
+    )
+    assert ex["paired_bootstrap"]["rel_lo"] <= ex["paired_bootstrap"]["rel"] <= ex["paired_bootstrap"]["rel_hi"]
     diag = report["explore_diagnosis"]["dlrm_pipeline"]
     assert 0 < diag["new_candidates_per_user"] <= diag["candidates_per_user"] <= 30
     for name in ("tifu_knn", "retrieval_only", "dlrm_pipeline"):
