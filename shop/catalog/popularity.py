@@ -24,7 +24,7 @@ import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from shop.events.models import Event, EventType
@@ -152,3 +152,72 @@ def _apply(rows: Iterable[tuple[int, int, str, dt.datetime, dt.datetime]]) -> in
             p.trending = _log2_sum(p.trending, trend[p.pk])
     Product.objects.bulk_update(products, ["popularity", "trending"], batch_size=1000)
     return len(products)
+
+
+def popularity_rebuild(*, now: dt.datetime | None = None) -> RefreshResult:
+    """Recompute every product's scores from the whole log in one SQL statement (PostgreSQL): the same
+    sums as :func:`popularity_refresh`, for a first run over a long log (millions of events) where
+    reading the log into Python batch by batch would take most of an hour. Takes the refresh's state
+    lock, so it never runs beside a refresh; later refreshes continue from its watermark.
+
+    Each sum is taken relative to ``now`` (every exponent <= 0: no overflow however far ``now`` lies from
+    ``EPOCH``), then shifted back to ``EPOCH``; an event more than ~1,000 half-lives old adds nothing.
+    """
+    if connection.vendor != "postgresql":
+        return popularity_refresh(now=now)
+    clamp = timezone.now()  # a clock ahead of ours gets no extra weight (as in _apply)
+    now = now or clamp
+    cutoff = now - COMMIT_LAG
+    q = connection.ops.quote_name
+    ev, pr = Event._meta, Product._meta
+
+    def weighted(weights: dict[str, float], half_life: dt.timedelta) -> str:
+        case = " ".join(f"WHEN %s THEN {float(w)!r}" for w in weights.values())
+        return (
+            f"sum(CASE e.{q(ev.get_field('type').column)} {case} END * "
+            f"power(2.0, extract(epoch FROM (least(e.{q(ev.get_field('occurred_at').column)}, %s) - %s)) / "
+            f"{half_life.total_seconds()!r})) FILTER (WHERE e.{q(ev.get_field('type').column)} IN "
+            f"({', '.join(['%s'] * len(weights))}))"
+        )
+
+    def log2_score(weights: dict[str, float], half_life: dt.timedelta) -> tuple[str, list]:
+        shift = (now - EPOCH) / half_life
+        sql = f"CASE WHEN {{s}} > 0 THEN ln({{s}}) / ln(2.0) + {shift!r} END"
+        inner = weighted(weights, half_life)
+        params = [*weights, clamp, now, *weights]
+        return sql.format(s=inner), params + params
+
+    pop_sql, pop_params = log2_score(POPULARITY_WEIGHTS, POPULARITY_HALF_LIFE)
+    trend_sql, trend_params = log2_score(TRENDING_WEIGHTS, TRENDING_HALF_LIFE)
+    e_table, p_table = q(ev.db_table), q(pr.db_table)
+    e_id, e_product, e_received = (q(ev.get_field(n).column) for n in ("id", "product", "received_at"))
+    p_id, p_pop, p_trend = (q(pr.get_field(n).column) for n in ("id", "popularity", "trending"))
+    with transaction.atomic():
+        state, _ = PopularityState.objects.select_for_update().get_or_create(pk=1)
+        with connection.cursor() as cur:
+            # the watermark: everything before the first event received too recently (as a refresh stops)
+            cur.execute(f"SELECT min({e_id}) FROM {e_table} WHERE {e_received} > %s", [cutoff])
+            first_recent = cur.fetchone()[0]
+            if first_recent is None:
+                cur.execute(f"SELECT coalesce(max({e_id}), 0) FROM {e_table}")
+                upto = cur.fetchone()[0]
+            else:
+                upto = first_recent - 1
+            cur.execute(f"SELECT count(*) FROM {e_table} WHERE {e_id} <= %s", [upto])
+            events = cur.fetchone()[0]
+            cur.execute(
+                f"UPDATE {p_table} SET {p_pop} = NULL, {p_trend} = NULL WHERE {p_pop} IS NOT NULL OR {p_trend} IS NOT NULL"
+            )
+            cur.execute(
+                f"UPDATE {p_table} AS p SET {p_pop} = s.pop, {p_trend} = s.trend FROM ("
+                f"SELECT e.{e_product} AS product_id, {pop_sql} AS pop, {trend_sql} AS trend "
+                f"FROM {e_table} AS e WHERE e.{e_id} <= %s AND e.{e_product} IS NOT NULL "
+                f"GROUP BY e.{e_product}) AS s WHERE p.{p_id} = s.product_id",
+                [*pop_params, *trend_params, upto],
+            )
+            products = cur.rowcount
+        state.last_event_id = upto
+        state.events_applied = events
+        state.refreshed_at = now
+        state.save(update_fields=["last_event_id", "events_applied", "refreshed_at"])
+    return RefreshResult(events=events, products=products, last_event_id=upto)

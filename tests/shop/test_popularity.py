@@ -14,6 +14,7 @@ from shop.catalog.popularity import (
     COMMIT_LAG,
     POPULARITY_HALF_LIFE,
     decayed,
+    popularity_rebuild,
     popularity_refresh,
 )
 from shop.catalog.rails import RailContext, trending_ids
@@ -154,3 +155,25 @@ def test_beat_runs_the_refresh_task_by_name(settings):
     event = EventFactory(product=product, type=EventType.PURCHASE)
     Event.objects.filter(pk=event.pk).update(received_at=timezone.now() - 2 * COMMIT_LAG)  # committed long ago
     assert refresh.apply().get() == {"events": 1, "products": 1, "last_event_id": event.pk}
+
+
+def test_rebuild_in_one_statement_gives_the_refresh_scores_and_its_watermark():
+    now = timezone.now()
+    products = ProductFactory.create_batch(4)
+    for i, p in enumerate(products):
+        for kind in (EventType.VIEW, EventType.ADD_TO_CART, EventType.PURCHASE, EventType.IMPRESSION):
+            EventFactory.create_batch(i + 1, product=p, type=kind, occurred_at=now - timedelta(days=3 * i, hours=i))
+    EventFactory(product=products[0], type=EventType.VIEW, occurred_at=now + timedelta(days=2))  # a clock ahead
+    refreshed = refresh()
+    expected = {pk: (pop, trend) for pk, pop, trend in Product.objects.values_list("pk", "popularity", "trending")}
+    Product.objects.update(popularity=None, trending=None)
+    PopularityState.objects.all().delete()
+
+    rebuilt = popularity_rebuild(now=timezone.now() + COMMIT_LAG + timedelta(seconds=1))
+
+    assert (rebuilt.events, rebuilt.last_event_id) == (refreshed.events, refreshed.last_event_id)
+    for pk, pop, trend in Product.objects.values_list("pk", "popularity", "trending"):
+        assert (pop, trend) == (pytest.approx(expected[pk][0], abs=1e-6), pytest.approx(expected[pk][1], abs=1e-6))
+    assert refresh().events == 0  # the next refresh continues after the rebuild's watermark
+    EventFactory(product=products[3], type=EventType.PURCHASE)
+    assert refresh().events == 1
