@@ -2,8 +2,11 @@
 
 Queues: ``default`` for light work (export, schedule checks), ``gpu`` for training, batch scoring,
 evaluation and benchmarks. A CPU-only box consumes both; a GPU node runs
-``celery -A worker worker -Q gpu --pool solo`` so CUDA is initialised in the process that computes,
-never in a parent that forks (tasks import torch lazily, inside the service they call).
+``celery -A worker worker -Q gpu --pool prefork --concurrency 1``: CUDA is initialised in the child that
+computes, never in the parent that forks (tasks import torch lazily, inside the service they call), and
+``worker_max_memory_per_child`` (``CELERY_WORKER_MAX_MEMORY_PER_CHILD``, KiB) works: a child whose resident
+memory exceeds it after a task is replaced by a fresh one. (Under ``--pool solo`` there is no child and the
+limit does nothing.)
 
 Results are not stored by Celery: each task's state, stage and percent live in a ``TaskRun`` row
 (``shop.recs``), keyed by the task id, which the shop and the API read.
@@ -11,9 +14,11 @@ Results are not stored by Celery: each task's state, stage and percent live in a
 
 from __future__ import annotations
 
+import logging
 import os
 
 from celery import Celery
+from celery.signals import after_setup_logger
 from kombu import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "shop.settings")
@@ -61,3 +66,20 @@ def _filesystem_broker_folders(sender, **kwargs) -> None:
         folder = (sender.conf.broker_transport_options or {}).get(key)
         if folder:
             Path(folder).mkdir(parents=True, exist_ok=True)
+
+
+class LibraryChatter(logging.Filter):
+    """Drops INFO and DEBUG records that fbgemm-gpu and torchrec log through the root logger (every TBE
+    they build logs its whole argument list); their warnings and errors still show."""
+
+    LIBRARIES = (f"{os.sep}fbgemm_gpu{os.sep}", f"{os.sep}torchrec{os.sep}")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or not any(lib in record.pathname for lib in self.LIBRARIES)
+
+
+@after_setup_logger.connect
+def _quiet_library_chatter(logger: logging.Logger, **kwargs) -> None:
+    for handler in logger.handlers:
+        if not any(isinstance(f, LibraryChatter) for f in handler.filters):
+            handler.addFilter(LibraryChatter())

@@ -25,7 +25,7 @@ _connected = False
 
 
 def heartbeat_path() -> Path:
-    return Path(os.environ.get("WORKER_HEARTBEAT_FILE", "/tmp/worker-heartbeat"))  # noqa: S108 - per container
+    return Path(os.environ.get("WORKER_HEARTBEAT_FILE", "/tmp/worker-heartbeat"))  # noqa: S108 - per container  # nosec B108
 
 
 def heartbeat_interval_s() -> float:
@@ -81,7 +81,9 @@ def on_worker_ready(sender=None, **kwargs) -> None:
             registry = CollectorRegistry()
             MultiProcessCollector(registry)
         try:
-            start_http_server(port, addr=os.environ.get("WORKER_METRICS_ADDR", "0.0.0.0"), registry=registry)  # noqa: S104
+            # loopback unless told otherwise: the metrics carry no authentication (the stack sets 0.0.0.0 on
+            # its private network for Prometheus)
+            start_http_server(port, addr=os.environ.get("WORKER_METRICS_ADDR", "127.0.0.1"), registry=registry)
             log.info("worker metrics on :%s/metrics", port)
         except OSError as e:  # a second worker on the same host: run without metrics rather than not at all
             log.warning("worker metrics port %s unavailable: %s", port, e)

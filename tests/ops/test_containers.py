@@ -114,7 +114,7 @@ def test_workers_queues_and_gpu_reservation(resolved):
     worker = s["worker"]["command"]
     assert worker[:4] == ["celery", "-A", "worker", "worker"] and worker[worker.index("-Q") + 1] == "default,gpu"
     gpu = s["worker-gpu"]["command"]
-    assert gpu[gpu.index("-Q") + 1] == "gpu" and gpu[gpu.index("--pool") + 1] == "solo"
+    assert gpu[gpu.index("-Q") + 1] == "gpu" and gpu[gpu.index("--pool") + 1] == "prefork"
     devices = s["worker-gpu"]["deploy"]["resources"]["reservations"]["devices"]
     assert devices[0]["driver"] == "nvidia" and "gpu" in devices[0]["capabilities"]
     assert s["worker-gpu"]["build"]["dockerfile"].endswith("Dockerfile.gpu")

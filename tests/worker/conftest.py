@@ -124,11 +124,13 @@ def wait_for(predicate, *, timeout: float, interval: float = 0.1, what: str = "c
 
 
 class CeleryWorker:
-    """``celery -A worker worker -Q default,gpu --pool solo`` in a subprocess; start, kill -9, restart."""
+    """``celery -A worker worker -Q default,gpu --pool solo`` (or ``pool``) in a subprocess; start, kill -9,
+    restart."""
 
-    def __init__(self, env: dict[str, str], log_dir: Path):
+    def __init__(self, env: dict[str, str], log_dir: Path, pool: tuple[str, ...] = ("--pool", "solo")):
         self.env = env
         self.log_dir = log_dir
+        self.pool = pool
         self.proc: subprocess.Popen | None = None
         self.starts = 0
 
@@ -149,8 +151,7 @@ class CeleryWorker:
                 "worker",
                 "-Q",
                 "default,gpu",
-                "--pool",
-                "solo",
+                *self.pool,
                 "--without-gossip",
                 "--without-mingle",
                 "--without-heartbeat",
@@ -202,7 +203,13 @@ def worker_extra_env() -> dict[str, str]:
 
 
 @pytest.fixture
-def celery_worker(redis_proc, recs_dirs, live_db_url, tmp_path, worker_extra_env):
+def worker_pool() -> tuple[str, ...]:
+    """The worker's pool options; a test overrides it with ``@pytest.mark.parametrize("worker_pool", [...])``."""
+    return ("--pool", "solo")
+
+
+@pytest.fixture
+def celery_worker(redis_proc, recs_dirs, live_db_url, tmp_path, worker_extra_env, worker_pool):
     """A real worker process on the real Redis and the real test database. Tasks sent by this test process
     go to the same Redis. Yields a :class:`CeleryWorker` (``kill()`` / ``start()`` for fault tests)."""
     import redis
@@ -235,7 +242,7 @@ def celery_worker(redis_proc, recs_dirs, live_db_url, tmp_path, worker_extra_env
     app.conf.broker_url = broker
     app.conf.broker_transport_options = {"visibility_timeout": 3}
     _reset_producer_pool(app)
-    worker = CeleryWorker(env, tmp_path)
+    worker = CeleryWorker(env, tmp_path, pool=worker_pool)
     worker.start()
     yield worker
     worker.stop()
