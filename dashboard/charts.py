@@ -170,7 +170,7 @@ def stage_latency_chart(df: pd.DataFrame) -> alt.Chart:
         alt.Chart(df)
         .mark_line(point=True)
         .encode(
-            x=alt.X("time:T", title=None, axis=alt.Axis(format="%H:%M")),
+            x=alt.X("time:T", title=None, axis=alt.Axis(format="%H:%M", tickCount={"interval": "minute", "step": 1})),
             # symlog: the request p99 and sub-millisecond stage means stay readable on one axis
             y=alt.Y("ms:Q", title="ms (symlog scale)", scale=alt.Scale(type="symlog")),
             color="stage:N",
@@ -278,13 +278,11 @@ def lift_over_time_chart(days: pd.DataFrame) -> alt.LayerChart:
 
 
 def serving_mix_by_arm_frame(results: Mapping[str, Any]) -> pd.DataFrame:
-    """Per arm: rail requests, the share it served with its own ranking, the share lost to faults, and the
-    API's note on it."""
+    """Per arm: rail requests, the share it served with its own ranking and the share lost to faults (the
+    API's notes on them are shown beside the verdict)."""
     rows = ((results.get("serving_mix") or {}).get("arms")) or []
-    return pd.DataFrame(
-        [{k: r.get(k) for k in ("arm", "requests", "own_share", "fault_share", "note")} for r in rows],
-        columns=["arm", "requests", "own_share", "fault_share", "note"],
-    )
+    columns = ["arm", "requests", "own_share", "fault_share"]
+    return pd.DataFrame([{k: r.get(k) for k in columns} for r in rows], columns=columns)
 
 
 def by_model_version_frame(results: Mapping[str, Any]) -> pd.DataFrame:

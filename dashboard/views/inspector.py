@@ -49,9 +49,15 @@ with left:
         if not history:
             st.info("This visitor has no events.")
         else:
+            frame = pd.DataFrame(history)[["when", "type", "product_name", "placement", "position", "arm"]]
+            frame["when"] = pd.to_datetime(frame["when"])
             st.dataframe(
-                pd.DataFrame(history)[["when", "type", "product_name", "placement", "position", "arm"]],
+                frame,
                 hide_index=True,
+                column_config={
+                    "when": st.column_config.DatetimeColumn("when (UTC)", format="MMM D, HH:mm:ss"),
+                    "product_name": st.column_config.TextColumn("product", width="medium"),
+                },
             )
 
 
