@@ -624,6 +624,11 @@ def model_from_artifact(artifact) -> tuple[nn.Module, object, object]:
 
     Convention (what the trainer registers): ``weights={"model": Ranker.state_dict()}``,
     ``vocabularies=FeatureSpace.to_state()`` (extra keys allowed), ``config=Config.to_dict()``.
+
+    Strict: the weights must fill the model the config describes exactly (no missing or extra tensor, every
+    shape as built), and every floating-point tensor the artifact holds must be finite; anything else raises
+    :class:`recommender.registry.ArtifactError` naming the tensor, so such a version is never promoted nor
+    served (a NaN weight makes every score NaN, and a ranking of NaNs is arbitrary).
     """
     from recommender.config import Config
     from recommender.features import FeatureSpace, SchemaMismatch
@@ -638,12 +643,30 @@ def model_from_artifact(artifact) -> tuple[nn.Module, object, object]:
     model = build_model(
         config.model, table_sizes=space.table_sizes(), table_features=space.table_features(), num_dense=space.num_dense
     )
+    for name, state in artifact.weights.items():
+        bad = _non_finite(state)
+        if bad:
+            raise ArtifactError(
+                f"model {artifact.version}: weights.pt holds non-finite values (NaN or inf) in {name}.{bad}",
+                version=artifact.version,
+                file="weights.pt",
+            )
     try:
-        model.load_state_dict(artifact.weights["model"])
-    except (KeyError, RuntimeError) as e:
+        model.load_state_dict(artifact.weights["model"], strict=True)
+    except (KeyError, RuntimeError, TypeError, AttributeError) as e:
         raise ArtifactError(
             f"model {artifact.version}: weights.pt does not fit the registered config ({e})",
             version=artifact.version,
             file="weights.pt",
         ) from e
     return model.eval(), space, config
+
+
+def _non_finite(state) -> str | None:
+    """The first key of ``state`` (a state dict) whose floating-point tensor holds a NaN or an inf."""
+    if not isinstance(state, dict):
+        return None
+    for key, value in state.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            return str(key)
+    return None

@@ -182,13 +182,20 @@ class RegistryRefused(RuntimeError):
 
 
 def registry_verify(*, model_dir: Path, version: str) -> None:
-    """Check ``version``'s artifact (manifest, sizes, checksums) before the shop makes it active."""
+    """Check ``version``'s artifact before the shop makes it active: manifest, sizes and checksums, then a strict
+    load into the model its config describes (every tensor present, every shape as built) with finite weights
+    only. A version that passes is one the serving loader can load; one that fails raises RegistryRefused."""
     from recommender.registry import ArtifactError, Registry
+    from recommender.serving import model_from_artifact
 
     try:
-        Registry(model_dir).verify(version)
+        model_from_artifact(Registry(model_dir).load(version))
     except (ArtifactError, FileNotFoundError) as e:
         raise RegistryRefused(str(e)) from e
+    except (KeyError, TypeError, ValueError) as e:  # a config.json the model cannot be built from
+        raise RegistryRefused(
+            f"model {version}: config.json does not describe a model ({type(e).__name__}: {e})"
+        ) from e
 
 
 def registry_rollback_target(*, model_dir: Path) -> str:

@@ -16,6 +16,7 @@ from django.utils import timezone
 from recommender.registry import Registry
 from shop.recs import engine, execution, promotion, runs, scoring, selectors, training
 from shop.recs.models import ModelVersion, Recommendation, ScoreSet, ServingPointer, TaskRun
+from tests.model_artifacts import register_tiny
 from tests.worker.conftest import build_shop, crash_in_chunk
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -28,14 +29,9 @@ def _database_error(*args, **kwargs):
 
 def _two_versions(settings, tmp_path) -> tuple[Registry, list[str]]:
     """Two verified versions in a throwaway registry, both recorded, the second one active everywhere."""
-    import torch
-
     settings.MODEL_DIR = tmp_path / "models"
     registry = Registry(settings.MODEL_DIR)
-    ids = [
-        registry.register(weights={"model": {"w": torch.ones(2) * i}}, vocabularies={}, config={}, metrics={"auc": 0.7})
-        for i in range(2)
-    ]
+    ids = [register_tiny(registry, seed=i, metrics={"auc": 0.7}) for i in range(2)]
     registry.promote(ids[0])
     registry.promote(ids[1])
     rows = [ModelVersion.objects.create(version=v) for v in ids]
