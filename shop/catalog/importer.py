@@ -483,12 +483,12 @@ def _insert_ignoring_conflicts(model, columns: tuple[str, ...], rows: list[tuple
     stage = qn(f"import_stage_{model._meta.db_table}")
     cols = ", ".join(qn(model._meta.get_field(c).column) for c in columns)
     with connection.cursor() as cursor:
-        cursor.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage} AS SELECT {cols} FROM {table} WITH NO DATA")
+        cursor.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage} AS SELECT {cols} FROM {table} WITH NO DATA")  # nosec B608  # identifiers from model meta through quote_name; values are bound parameters
         cursor.execute(f"TRUNCATE {stage}")
         with cursor.cursor.copy(f"COPY {stage} ({cols}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
-        cursor.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage} ON CONFLICT DO NOTHING")
+        cursor.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage} ON CONFLICT DO NOTHING")  # nosec B608  # identifiers from model meta through quote_name; values are bound parameters
 
 
 def _order_totals_recompute(*, order_ids: Iterable[int]) -> None:

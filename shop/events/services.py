@@ -112,7 +112,7 @@ def _events_insert_returning_keys(rows: Sequence[Event]) -> set[str]:
                 for f in _EVENT_INSERT_FIELDS:
                     params.append(f.get_db_prep_save(f.pre_save(row, add=True), connection))
             cursor.execute(
-                f"INSERT INTO {table} ({columns}) VALUES {', '.join([row_sql] * len(part))} "
+                f"INSERT INTO {table} ({columns}) VALUES {', '.join([row_sql] * len(part))} "  # nosec B608  # identifiers from model meta through quote_name; values are bound parameters
                 f"ON CONFLICT ({key_column}, {visitor_column}) DO NOTHING RETURNING {key_column}",
                 params,
             )
@@ -203,7 +203,7 @@ def _events_record_pg_sql() -> str:
         # The visitor row first (a data-modifying CTE; the events' foreign key is checked at the end
         # of the statement, when it exists). A visitor seen before keeps crediting the user it was
         # attached to; a new one is created with the signed-in user, if any.
-        f"WITH new_visitor AS (INSERT INTO {q(vi.db_table)} ({visitor_cols}) VALUES (%s, %s, NULL, '{{}}', %s) "
+        f"WITH new_visitor AS (INSERT INTO {q(vi.db_table)} ({visitor_cols}) VALUES (%s, %s, NULL, '{{}}', %s) "  # nosec B608  # identifiers from model meta through quote_name; values are bound parameters
         f"ON CONFLICT ({v_id}) DO NOTHING) "
         f"INSERT INTO {q(ev.db_table)} ({insert_cols}) "
         f"SELECT {', '.join('e.' + q(c) for c in cols)}, %s, "

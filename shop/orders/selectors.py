@@ -72,7 +72,7 @@ def _cart_item_count_sql(vendor: str) -> str:
     q = connection.ops.quote_name
     item, cart = CartItem._meta, Cart._meta
     return (
-        f"SELECT COALESCE(SUM(i.{q(item.get_field('quantity').column)}), 0) FROM {q(item.db_table)} i "
+        f"SELECT COALESCE(SUM(i.{q(item.get_field('quantity').column)}), 0) FROM {q(item.db_table)} i "  # nosec B608  # identifiers from model meta through quote_name; values are bound parameters
         f"JOIN {q(cart.db_table)} c ON c.{q(cart.pk.column)} = i.{q(item.get_field('cart').column)} "
         f"WHERE c.{q(cart.get_field('visitor').column)} = %s"
     )
