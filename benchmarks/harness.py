@@ -792,14 +792,14 @@ class Stack:
 
         if self.events:
             t = time.perf_counter()
-            events_generate(self.events, seed=self.seed)
+            written = events_generate(self.events, seed=self.seed)
             self.seconds["events"] = time.perf_counter() - t
-            # the decayed scores beat keeps: built once from the whole log in SQL, then beat's refresh reads
-            # only what is new
-            for step, argv in (
-                ("popularity_rebuild", ("popularity_refresh", "--rebuild")),
-                ("popularity_refresh_incremental", ("popularity_refresh",)),
-            ):
+            # the decayed scores beat keeps: built once from the whole log in SQL (when this run wrote the
+            # log), then beat's refresh reads only what is new
+            steps = [("popularity_refresh_incremental", ("popularity_refresh",))]
+            if written:
+                steps.insert(0, ("popularity_rebuild", ("popularity_refresh", "--rebuild")))
+            for step, argv in steps:
                 t = time.perf_counter()
                 self._manage(*argv, quiet=False)
                 self.seconds[step] = time.perf_counter() - t
@@ -902,7 +902,17 @@ class Stack:
 
     @property
     def postgres_pid(self) -> int | None:
-        return self.postgres.postmaster_pid if self.postgres else None
+        """The postmaster (its backends are its children): of the throwaway cluster, or of the given
+        loopback server (found from this process's backend), so its CPU is counted either way."""
+        if self.postgres:
+            return self.postgres.postmaster_pid
+        if getattr(self, "_given_postmaster", None) is None:
+            from django.db import connection
+
+            with contextlib.suppress(Exception), connection.cursor() as cur:
+                cur.execute("SELECT pg_backend_pid()")
+                self._given_postmaster = psutil.Process(cur.fetchone()[0]).ppid()
+        return getattr(self, "_given_postmaster", None)
 
 
 # --------------------------------------------------------------------------- output

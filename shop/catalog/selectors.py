@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 import uuid
@@ -301,3 +302,55 @@ def products_by_ids(*, ids: Iterable[int]) -> dict[int, Product]:
         return {}
     # cards never show the description, the longest column
     return {p.pk: p for p in _card_queryset().filter(pk__in=ids).defer("description")}
+
+
+LIST_TTL = 60
+LIST_CACHED_IDS = 240  # the first ten pages of 24: nearly every page a shopper opens
+
+
+class CachedIds:
+    """A product list (ids, in order) for ``django.core.paginator.Paginator``, shared through the cache.
+
+    The count and the first ``LIST_CACHED_IDS`` ids are read once per ``LIST_TTL`` seconds for everyone
+    (two queries), so a category or search page costs no query for its list until then; pages beyond
+    them read their slice. A list may lag the catalog by up to ``LIST_TTL`` seconds.
+    """
+
+    def __init__(self, *, key: str, queryset: QuerySet) -> None:
+        self.queryset = queryset
+        cached = cache.get(key)
+        if cached is None:
+            ids = queryset.values_list("pk", flat=True)
+            head = list(ids[:LIST_CACHED_IDS])
+            cached = (len(head) if len(head) < LIST_CACHED_IDS else ids.count(), head)
+            cache.set(key, cached, LIST_TTL)
+        self.total, self.head = cached
+
+    def count(self) -> int:
+        return self.total
+
+    def __len__(self) -> int:
+        return self.total
+
+    def __getitem__(self, index: slice) -> list[int]:
+        if not isinstance(index, slice) or index.step not in (None, 1):
+            raise TypeError("CachedIds supports plain slices only")
+        start, stop = index.start or 0, self.total if index.stop is None else index.stop
+        if stop <= len(self.head) or len(self.head) == self.total:
+            return self.head[start:stop]
+        return list(self.queryset.values_list("pk", flat=True)[start:stop])
+
+
+def category_product_ids(*, category_id: int, category_ids: Iterable[int], sort: str) -> CachedIds:
+    """The ids of a category page's products (itself and its descendants), sorted, shared for ``LIST_TTL``."""
+    sort = sort if sort in SORTS else DEFAULT_SORT
+    return CachedIds(
+        key=f"catalog:list:{category_id}:{sort}", queryset=product_list(category_ids=category_ids, sort=sort)
+    )
+
+
+def search_product_ids(*, query: str, sort: str = "relevance") -> CachedIds:
+    """The ids of a search's results, ranked, shared for ``LIST_TTL`` (keyed by the query's words)."""
+    raw = repr((search_terms(query), sort)).encode()
+    key = "catalog:search:" + hashlib.blake2b(raw, digest_size=16).hexdigest()
+    return CachedIds(key=key, queryset=product_search(query=query, sort=sort))

@@ -23,10 +23,10 @@ from .selectors import (
     SEARCH_SORTS,
     SORTS,
     category_node_get,
+    category_product_ids,
     category_tree_get,
     product_get,
-    product_list,
-    product_search,
+    search_product_ids,
     search_suggestions,
 )
 from .templatetags.storefront import grid_markup
@@ -76,7 +76,7 @@ def category_detail(request: HttpRequest, slug: str) -> HttpResponse:
     node, tree = category_node_get(slug=slug)
     sort = request.GET.get("sort", DEFAULT_SORT)
     sort = sort if sort in SORTS else DEFAULT_SORT
-    ids = product_list(category_ids=tree.descendant_ids(node.id), sort=sort).values_list("pk", flat=True)
+    ids = category_product_ids(category_id=node.id, category_ids=tree.descendant_ids(node.id), sort=sort)
     page = Paginator(ids, PER_PAGE).get_page(request.GET.get("page"))
     context = context_for_category(base=_rail_base(request), tree=tree, category_id=node.id)
     rails = rails_html(requests=["category.popular", "category.new_arrivals"], context=context)
@@ -104,7 +104,7 @@ def search(request: HttpRequest) -> HttpResponse:
     sort = sort if sort in SEARCH_SORTS else "relevance"
     page = None
     if query:
-        ids = product_search(query=query, sort=sort).values_list("pk", flat=True)
+        ids = search_product_ids(query=query, sort=sort)
         page = Paginator(ids, PER_PAGE).get_page(request.GET.get("page"))
     rails = []
     if page is None or page.paginator.count == 0:

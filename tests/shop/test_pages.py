@@ -8,11 +8,13 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.core.cache import cache
 from django.urls import reverse
 from django.utils import timezone
 
 from shop.catalog.popularity import COMMIT_LAG, popularity_refresh
 from shop.catalog.rails import PLACEMENTS, Candidates, Placement, RailContext, RailRequest, no_ids, rails_fill
+from shop.catalog.selectors import LIST_CACHED_IDS
 from shop.events.middleware import visitor_id_from_cookie
 from shop.events.models import Event, EventType
 from tests.factories import BrandFactory, CategoryFactory, EventFactory, ProductFactory
@@ -430,26 +432,40 @@ def test_category_page_queries_do_not_grow_with_the_catalog_or_the_log(client, t
     ProductFactory.create_batch(30, category=tree["ground"])
     EventFactory.create_batch(20, type=EventType.ADD_TO_CART, product__category=tree["ground"])
     scores_refresh()
-    client.get("/c/pantry/")  # cookie set, tree, rail and card caches warm
-    # the page's product ids and the paginator's count; cards, rails, tree and navigation come from caches
-    with django_assert_num_queries(2):
+    client.get("/c/pantry/")  # cookie set; tree, list, rail and card caches warm
+    # the list (count and first pages' ids), cards, rails, tree and navigation all come from caches
+    with django_assert_num_queries(0):
         client.get("/c/pantry/")
     ProductFactory.create_batch(30, category=tree["coffee"])
     EventFactory.create_batch(40, type=EventType.PURCHASE, product__category=tree["coffee"])
-    # products never shown before: one more query loads all their cards at once
-    with django_assert_num_queries(3):
-        client.get("/c/pantry/?sort=popular&page=2")
+    scores_refresh()
+    cache.delete_many([f"catalog:list:{tree['pantry'].pk}:popular"])  # what LIST_TTL does
+    # the list read again (its ids; fewer than LIST_CACHED_IDS, so they give the count too) and one
+    # query for the cards of products not shown before
     with django_assert_num_queries(2):
         client.get("/c/pantry/?sort=popular&page=2")
+    with django_assert_num_queries(0):
+        client.get("/c/pantry/?sort=popular&page=2")
+
+
+def test_category_pages_past_the_shared_list_read_their_slice(client, tree, django_assert_num_queries):
+    ProductFactory.create_batch(LIST_CACHED_IDS + 30, category=tree["home"])
+    client.get("/c/home-goods/?sort=newest")
+    last = (LIST_CACHED_IDS + 30 + 23) // 24
+    html = client.get(f"/c/home-goods/?sort=newest&page={last}").content.decode()
+    assert len(card_ids(html, "category.grid")) == (LIST_CACHED_IDS + 30) % 24 or 24
+    assert f"of {LIST_CACHED_IDS + 30}" in html
+    with django_assert_num_queries(1):  # its ids; the count and its cards are held
+        client.get(f"/c/home-goods/?sort=newest&page={last}")
 
 
 def test_search_page_queries_do_not_grow_with_the_results(client, tree, django_assert_num_queries):
     ProductFactory.create_batch(30, name="Oat Latte Mix", category=tree["coffee"])
     client.get("/search/?q=latte")
-    with django_assert_num_queries(2):  # the page's product ids and their count; the cards are held
+    with django_assert_num_queries(0):  # results shared for LIST_TTL, cards held
         client.get("/search/?q=latte")
+    with django_assert_num_queries(0):  # the same words, another spelling: the same list
+        client.get("/search/?q=LATTE++")
     ProductFactory.create_batch(30, name="Latte Cups", category=tree["home"])
-    with django_assert_num_queries(3):  # plus one for the cards of products not shown before
-        client.get("/search/?q=latte&page=2")
-    with django_assert_num_queries(2):
-        client.get("/search/?q=latte&page=2")
+    with django_assert_num_queries(2):  # another sort: its ids (the count too), the cards not shown before
+        client.get("/search/?q=latte&sort=name&page=2")
