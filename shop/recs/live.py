@@ -306,9 +306,28 @@ def product_cards_forget() -> None:
         _cards.clear()
 
 
-def batch_model_version() -> str | None:
-    """The model version of the serving score set (None when there is none)."""
-    return ServingPointer.objects.filter(id=1).values_list("score_set__model_version__version", flat=True).first()
+_batch: tuple[float, bool, str | None] | None = None  # (monotonic expiry, a score set serves, its model version)
+
+
+def _batch_serving() -> tuple[bool, str | None]:
+    """Whether a batch score set serves, and its model version: read at most once per RECS_SERVING_POLL_S per
+    process (the pointer flips once per batch score), so a fallback does not query for lists that do not exist."""
+    global _batch
+    held = _batch
+    now = time.monotonic()
+    if held is None or held[0] <= now:
+        row = (
+            ServingPointer.objects.filter(id=1).values_list("score_set_id", "score_set__model_version__version").first()
+        )
+        serves = row is not None and row[0] is not None
+        held = _batch = (now + settings.RECS_SERVING_POLL_S, serves, row[1] if serves else None)
+    return held[1], held[2]
+
+
+def batch_serving_forget() -> None:
+    """Drop this process's view of the serving score set (tests; processes re-read it within the poll)."""
+    global _batch
+    _batch = None
 
 
 def _without(ids: Iterable[int], exclude: set[int], k: int) -> list[int]:
@@ -393,14 +412,15 @@ def recommendations_serve(
         if source != LIVE and arm == "dlrm" and not (reason == "no_activity" and user_id is None):
             t = time.perf_counter_ns()
             try:
-                batch = recommendations_for_visitor(visitor_id=visitor_id, limit=k + len(exclude))
+                serves, batch_version = _batch_serving()
+                batch = recommendations_for_visitor(visitor_id=visitor_id, limit=k + len(exclude)) if serves else []
             except DatabaseError:
-                batch, reason = [], reason or "db_error"
+                batch, batch_version, reason = [], None, reason or "db_error"
             timings["batch"] = _ms(time.perf_counter_ns() - t)
             ids = _without(batch, exclude, k)
             if ids:
                 source, scores = BATCH, [None] * len(ids)
-                version = batch_model_version()
+                version = batch_version
         if source not in (LIVE, BATCH):
             source = FALLBACK
     if source in (POPULARITY, FALLBACK) and placement != TRENDING:

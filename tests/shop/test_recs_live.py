@@ -41,6 +41,7 @@ def served(recs_dirs, settings, django_capture_on_commit_callbacks):  # noqa: F8
     version = ModelVersion.objects.get(is_active=True)
     serving.serving_forget()
     live.product_cards_forget()
+    live.batch_serving_forget()
     model = serving.serving_reload()
     assert model is not None and model.version == version.version
     stats.serving_stats_flush()
@@ -214,6 +215,7 @@ def test_scorer_raising_falls_back_to_the_batch_list_then_popularity(served, sta
     # with a batch-scored list, that list answers first
     run = TaskRun.objects.get(kind=TaskRun.Kind.BATCH_SCORE)  # queued by the promotion
     execution.task_run_execute(run_id=run.id)
+    live.batch_serving_forget()  # as each web process does within RECS_SERVING_POLL_S
     body = _get(staff_client, placement="home.recommended", k=8, visitor_id=vid).json()
     assert body["source"] == "batch" and body["reason"] == "scorer_error"
     assert body["model_version"] == version.version and len(body["items"]) == 8
