@@ -274,7 +274,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--train-events", type=int, default=200_000, help="events the model is trained on")
     p.add_argument("--products", type=int, default=5000)
     p.add_argument("--clients", type=int, default=100)
-    p.add_argument("--rate", type=float, default=1.0, help="requests per second per client (paced runs)")
+    p.add_argument(
+        "--rate", type=float, default=0.5,
+        help="requests per second per client in the paced runs (0.5: 50/s from 100 clients, what a busy 2-core box carries)",
+    )  # fmt: skip
     p.add_argument("--duration", type=int, default=15, help="seconds per run")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--threads", type=int, default=4)
