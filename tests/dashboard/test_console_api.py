@@ -321,21 +321,15 @@ def test_arm_preview_is_staff_only_and_not_counted(accounts, seeded, experiment_
 def test_promote_then_roll_back_moves_registry_and_database_together(
     accounts, settings, tmp_path, monkeypatch, django_capture_on_commit_callbacks
 ):
-    import torch
-
     from recommender.registry import Registry
     from shop.recs.training import model_version_activate
+    from tests.model_artifacts import register_tiny
 
     sent = []
     monkeypatch.setattr("shop.recs.runs.task_send", lambda **kw: sent.append(kw["kind"]))
     settings.MODEL_DIR = tmp_path / "models"
     registry = Registry(settings.MODEL_DIR)
-    ids = [
-        registry.register(
-            weights={"model": {"w": torch.ones(2) * i}}, vocabularies={}, config={}, metrics={"auc": 0.7 + i / 100}
-        )
-        for i in range(2)
-    ]
+    ids = [register_tiny(registry, seed=i, metrics={"auc": 0.7 + i / 100}) for i in range(2)]
     registry.promote(ids[0])
     registry.promote(ids[1])  # v0002 serves, v0001 is in the registry's history
     rows = [ModelVersion.objects.create(version=v, metrics={}) for v in ids]
