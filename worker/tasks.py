@@ -104,3 +104,9 @@ def benchmark_accelerator(self, run_id: str) -> dict:
 def retrain_if_due() -> dict:
     """Beat, every RECS_CHECK_EVERY_S: start a retrain when enough time passed or enough events arrived."""
     return training.retrain_if_due()
+
+
+@app.task(name="worker.tasks.task_runs_send_pending")
+def task_runs_send_pending() -> dict:
+    """Beat, every RECS_OUTBOX_EVERY_S: send the tasks of runs started while the broker was down."""
+    return {"still_to_send": runs.task_runs_send_pending()}

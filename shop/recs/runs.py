@@ -12,6 +12,8 @@ import datetime as dt
 import logging
 import os
 import socket
+import threading
+import time
 import uuid
 import zlib
 from collections.abc import Iterator
@@ -22,9 +24,10 @@ from typing import Any
 
 from celery import current_app
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, close_old_connections, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerOperationalError
 
 from .models import ScoreSet, TaskRun
 
@@ -60,16 +63,103 @@ class RunClosed(Exception):
     """The run was closed while its work went on (reaped as abandoned, or finished): its outcome is not published."""
 
 
+#: The stage of a pending run whose task the broker did not take (it was down): the outbox.
+#: :func:`task_runs_send_pending` sends them once it is back (beat, and a retry in the process that failed).
+TO_SEND = "to send"
+
+try:  # redis is the production broker; the embedded demo's filesystem broker runs without the client
+    from redis.exceptions import ConnectionError as _RedisConnectionError
+    from redis.exceptions import TimeoutError as _RedisTimeoutError
+
+    BROKER_DOWN: tuple[type[BaseException], ...] = (
+        BrokerOperationalError, OSError, _RedisConnectionError, _RedisTimeoutError
+    )  # fmt: skip
+except ImportError:  # pragma: no cover
+    BROKER_DOWN = (BrokerOperationalError, OSError)
+
+
 def task_send(*, kind: str, run_id: uuid.UUID | str) -> None:
     """Queue the worker's task for a run once the current transaction commits (at once outside one).
 
     Sent by name through the process's Celery app (the worker's app, loaded at start-up as an installed
     app), so its routing (``gpu`` queue) and broker apply. The task id is the run id: the shop reads progress
-    by the id the API returned.
+    by the id the API returned. A broker that refuses the message never fails the caller (the run's row is
+    committed already): the run stays pending with stage :data:`TO_SEND` and is sent when the broker returns.
     """
-    transaction.on_commit(
-        partial(current_app.send_task, TASK_NAMES[kind], kwargs={"run_id": str(run_id)}, task_id=str(run_id))
+    transaction.on_commit(partial(_task_send_now, kind=kind, run_id=run_id))
+
+
+def _publish(*, kind: str, run_id: uuid.UUID | str) -> None:
+    current_app.send_task(TASK_NAMES[kind], kwargs={"run_id": str(run_id)}, task_id=str(run_id))
+
+
+def _task_send_now(*, kind: str, run_id: uuid.UUID | str) -> bool:
+    try:
+        _publish(kind=kind, run_id=run_id)
+    except BROKER_DOWN as exc:
+        TaskRun.objects.filter(pk=run_id, state=State.PENDING).update(stage=TO_SEND)
+        log.warning("broker unavailable: %s run %s kept to send when it returns (%s: %s)", kind, run_id,
+                    type(exc).__name__, exc)  # fmt: skip
+        _outbox_retry_start()
+        return False
+    return True
+
+
+def task_runs_send_pending(*, limit: int = 100) -> int:
+    """Send the tasks of pending runs the broker refused earlier (the outbox), oldest first; return how many
+    are still waiting. Stops at the first refusal (the broker is still down). Each run is locked while its
+    task is sent, so two drains never send one run twice; the worker's delivery count covers the rest."""
+    ids = list(
+        TaskRun.objects.filter(state=State.PENDING, stage=TO_SEND).order_by("created_at").values_list("pk", "kind")
     )
+    for run_id, kind in ids[:limit]:
+        with transaction.atomic():
+            locked = TaskRun.objects.select_for_update(skip_locked=True).filter(
+                pk=run_id, state=State.PENDING, stage=TO_SEND
+            )
+            if locked.values_list("pk").first() is None:
+                continue  # sent by another drain, started or reaped meanwhile
+            try:
+                _publish(kind=kind, run_id=run_id)
+            except BROKER_DOWN as exc:
+                log.info("broker still unavailable (%s); %d run(s) to send", type(exc).__name__, len(ids))
+                break
+            locked.update(stage="queued")
+            log.info("%s run %s sent after the broker returned", kind, run_id)
+    return TaskRun.objects.filter(state=State.PENDING, stage=TO_SEND).count()
+
+
+_outbox_lock = threading.Lock()
+_outbox_thread: threading.Thread | None = None
+
+
+def _outbox_retry_start() -> None:
+    """Retry the outbox from this process every RECS_OUTBOX_RETRY_S until it is empty (beat drains it too,
+    every RECS_OUTBOX_EVERY_S, should this process end first). 0 turns the in-process retry off."""
+    global _outbox_thread
+    every = settings.RECS_OUTBOX_RETRY_S
+    if not every:
+        return
+    with _outbox_lock:
+        if _outbox_thread is not None and _outbox_thread.is_alive():
+            return
+        _outbox_thread = threading.Thread(target=_outbox_retry_loop, args=(every,), name="runs-outbox", daemon=True)
+        _outbox_thread.start()
+
+
+def _outbox_retry_loop(every: float) -> None:
+    deadline = time.monotonic() + settings.RECS_STALE_RUN_S
+    try:
+        while time.monotonic() < deadline:
+            time.sleep(every)
+            try:
+                if task_runs_send_pending() == 0:
+                    return
+            except Exception:  # the database may be away too: try again next round
+                log.warning("outbox retry failed", exc_info=True)
+                close_old_connections()
+    finally:
+        connection.close()
 
 
 def task_run_start(*, kind: str, params: dict | None = None, trigger: str = "", enqueue: bool = True) -> TaskRun:
