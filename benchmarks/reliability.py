@@ -92,6 +92,12 @@ VISIBILITY_TIMEOUT_S = 10
 # --------------------------------------------------------------------------- servers
 
 
+def _in_main_thread() -> bool:
+    """The kernel's parent-death signal fires when the *thread* that started a child exits: only a child
+    started by the main thread may ask for it (a server restarted from a fault thread must outlive it)."""
+    return threading.current_thread() is threading.main_thread()
+
+
 class Redis:
     """redis-server on a free loopback port (no persistence), stoppable and restartable on that port."""
 
@@ -112,7 +118,7 @@ class Redis:
             stdout=open(self.dir / "redis.log", "ab"),  # noqa: SIM115 - the child holds it
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=harness.pinned(None, die_with_parent=True),
+            preexec_fn=harness.pinned(None, die_with_parent=_in_main_thread()),
         )
         deadline = time.monotonic() + timeout
         import redis
@@ -172,7 +178,7 @@ class CeleryWorker:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=harness.pinned(None, die_with_parent=True),
+                preexec_fn=harness.pinned(None, die_with_parent=_in_main_thread()),
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -1666,8 +1672,12 @@ def scenario_r6(ctx: Context) -> dict[str, Any]:
         interval = 1.0 / args.soak_tasks_per_s
         next_t = time.perf_counter()
         while not stop.is_set():
-            current_app.send_task(REFRESH_TASK)
-            sent["n"] += 1
+            try:
+                current_app.send_task(REFRESH_TASK)
+                sent["n"] += 1
+            except Exception as exc:  # counted: a send that fails is a task lost to the soak
+                sent["errors"] = sent.get("errors", 0) + 1
+                sent["last_error"] = f"{type(exc).__name__}: {exc}"[:200]
             next_t += interval
             time.sleep(max(0.0, next_t - time.perf_counter()))
 
@@ -1716,7 +1726,11 @@ def scenario_r6(ctx: Context) -> dict[str, Any]:
         ("requests (achieved req/s)", f"{len(soak):,} ({len(soak) / (60 * args.soak_minutes):,.1f})", len(soak) > 0),
         (f"p99 (target {args.p99_target_ms:g} ms)", f"{lat['p99_ms']:,.1f} ms", lat["p99_ms"] <= args.p99_target_ms),
         ("errors (< 0.1%)", f"{len(errors)} ({100 * error_rate:.3f}%)", error_rate < 0.001),
-        ("tasks sent / run", f"{sent['n']:,} / {done:,}", sent["n"] > 0 and done >= sent["n"]),
+        (
+            "tasks sent / run / send errors",
+            f"{sent['n']:,} / {done:,} / {sent.get('errors', 0)}",
+            sent["n"] > 0 and done >= sent["n"] and not sent.get("errors"),
+        ),
         (
             "worker RSS growth per 1,000 tasks (< 5 MB)",
             f"{growth_per_1000:.2f} MB ({warm_rss:.0f} -> {rss1:.0f} MB)",
@@ -1736,6 +1750,8 @@ def scenario_r6(ctx: Context) -> dict[str, Any]:
         "per_target": per_target,
         "error_rate": error_rate,
         "tasks_sent": sent["n"],
+        "task_send_errors": sent.get("errors", 0),
+        "task_send_last_error": sent.get("last_error"),
         "tasks_succeeded": done,
         "worker_rss_mb": {"start": round(rss0, 2), "after_warm_up": round(warm_rss, 2), "end": round(rss1, 2)},
         "worker_rss_series": rss_series,
