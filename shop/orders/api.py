@@ -2,8 +2,8 @@
 
 The visitor is the ``vid`` cookie, exactly as on the storefront pages, and the same services run
 (they log add_to_cart / remove_from_cart / purchase themselves, so nothing is logged here).
-SessionAuthentication only enforces CSRF for a signed-in session: an anonymous cookie-only
-client needs no token, a browser signed in to the shop sends its CSRF token as usual.
+A request that carries the session or ``vid`` cookie sends the CSRF token (cookie ``csrftoken``, header
+``X-CSRFToken``), signed in or not (``shop.api.authentication``); one with neither starts a new visitor.
 """
 
 from __future__ import annotations
@@ -11,15 +11,15 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
-from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import APIException, NotFound
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from shop.api.authentication import CookieSessionAuthentication
 from shop.api.schema import detail_response, validation_response
-from shop.api.throttles import VisitorScopedRateThrottle
+from shop.api.throttles import AddressScopedRateThrottle, VisitorScopedRateThrottle
 from shop.catalog.web import device_get
 
 from .selectors import cart_summary_get, order_get_for_viewer
@@ -66,9 +66,10 @@ def _valid(serializer_class: type[serializers.Serializer], data) -> dict:
 
 
 class _CartApi(APIView):
-    authentication_classes = [SessionAuthentication]
+    authentication_classes = [CookieSessionAuthentication]
     permission_classes = [AllowAny]
-    throttle_classes = [VisitorScopedRateThrottle]
+    # per visitor, and per address whatever the cookies say (a fresh visitor per request gets no fresh bucket)
+    throttle_classes = [VisitorScopedRateThrottle, AddressScopedRateThrottle]
     throttle_scope = "cart"
 
 
