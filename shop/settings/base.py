@@ -131,6 +131,17 @@ STORAGES = {
 }
 
 CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
+if CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache":
+    # Redis down: reads miss and writes drop (logged, counted) instead of failing the page; the breaker keeps
+    # each request from waiting for a connect timeout (shop.cache).
+    CACHES["default"]["BACKEND"] = "shop.cache.DegradingRedisCache"
+    CACHES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "socket_connect_timeout": env.float("CACHE_CONNECT_TIMEOUT_S", default=0.25),
+            "socket_timeout": env.float("CACHE_TIMEOUT_S", default=0.5),
+            "BREAKER_S": env.float("CACHE_BREAKER_S", default=2.0),
+        }
+    )
 
 # --- Interaction log / ingest limits (named so tests and docs can refer to them) ---
 EVENTS_MAX_BATCH = env.int("EVENTS_MAX_BATCH", default=500)
@@ -247,6 +258,14 @@ RECS_BATCH_THROTTLE_S = env.float("RECS_BATCH_THROTTLE_S", default=0.0)  # pause
 RECS_EXPORT_ROW_GROUP = env.int("RECS_EXPORT_ROW_GROUP", default=100_000)
 RECS_MAX_DELIVERIES = env.int("RECS_MAX_DELIVERIES", default=3)  # a task that killed its worker this often fails
 RECS_STALE_RUN_S = env.int("RECS_STALE_RUN_S", default=CELERY_TASK_TIME_LIMIT + 600)
+# A run started while the broker is down keeps its task "to send" (shop.recs.runs): the process that started
+# it retries every RECS_OUTBOX_RETRY_S (0: off), and beat sends what is left every RECS_OUTBOX_EVERY_S.
+RECS_OUTBOX_RETRY_S = env.float("RECS_OUTBOX_RETRY_S", default=3.0)
+CELERY_BEAT_SCHEDULE["recs-send-pending-runs"] = {
+    "task": "worker.tasks.task_runs_send_pending",
+    "schedule": env.float("RECS_OUTBOX_EVERY_S", default=15.0),
+    "options": {"expires": env.float("RECS_OUTBOX_EVERY_S", default=15.0)},
+}
 # Overrides of recommender.config.Config as JSON, e.g. '{"train": {"epochs": 1}}' (tests train tiny models).
 RECS_TRAIN_CONFIG = env.json("RECS_TRAIN_CONFIG", default={})
 # Live serving (shop.recs.live): a request falls back to the batch list, then popularity, past this budget.
