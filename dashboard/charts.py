@@ -170,7 +170,7 @@ def stage_latency_chart(df: pd.DataFrame) -> alt.Chart:
         alt.Chart(df)
         .mark_line(point=True)
         .encode(
-            x=alt.X("time:T", title=None, axis=alt.Axis(format="%H:%M", tickCount={"interval": "minute", "step": 1})),
+            x=alt.X("time:T", title=None, axis=alt.Axis(format="%H:%M")),
             # symlog: the request p99 and sub-millisecond stage means stay readable on one axis
             y=alt.Y("ms:Q", title="ms (symlog scale)", scale=alt.Scale(type="symlog")),
             color="stage:N",
