@@ -86,6 +86,9 @@ def test_pages_benchmark_reports_latency_for_pages_and_baseline(tmp_path):
     for name, page in pages.items():
         assert page["saturation_rps"] > 0 and page["paced_p99_ms"] > 0, name
         assert page["ratio"]["saturation_rps_vs_baseline"] > 0, name
-        assert page["queries"] > 0, name
+        assert isinstance(page["queries"], int) and page["queries"] >= 0, name
+    # a returning shopper's category or search page may run none (shared lists, held cards); a product
+    # page always writes its view event
+    assert pages["product"]["queries"] >= 1
     assert result["baseline"]["saturation_rps"] > 0
     assert "p99" in run.stdout
