@@ -215,6 +215,9 @@ def experiment_table(results: Mapping[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+LIFT_AXIS_MAX = 3.0  # +300%
+
+
 def lift_ci_chart(table: pd.DataFrame) -> alt.LayerChart:
     """Each arm's relative lift as a point, its 95% CI as a bar, against the zero line, per metric."""
     df = table.dropna(subset=["lift"]).copy()
@@ -226,7 +229,13 @@ def lift_ci_chart(table: pd.DataFrame) -> alt.LayerChart:
         alt.Chart(df)
         .mark_bar(height=10, opacity=0.45)
         .encode(
-            x=alt.X("ci_low:Q", title="relative lift vs control (95% CI)", axis=alt.Axis(format="%")),
+            # small samples give intervals of thousands of percent: the axis stops at LIFT_AXIS_MAX (clamped)
+            x=alt.X(
+                "ci_low:Q",
+                title="relative lift vs control (95% CI)",
+                axis=alt.Axis(format="%"),
+                scale=alt.Scale(domain=[-1.0, LIFT_AXIS_MAX], clamp=True),
+            ),
             x2="ci_high:Q",
             y=y,
             color=alt.Color(

@@ -81,6 +81,10 @@ def results() -> None:
         st.info("The experiment has no control arm to compare with.")
     else:
         st.altair_chart(charts.lift_ci_chart(table), use_container_width=True)
+        st.caption(
+            f"The axis runs from -100% to +{charts.LIFT_AXIS_MAX:.0%}; a wider interval or lift stops at the edge "
+            "(the table below has every figure)."
+        )
         st.dataframe(
             table[
                 [
