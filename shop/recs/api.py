@@ -97,6 +97,13 @@ class RecommendationsQuery(serializers.Serializer):
         choices=sorted(live.ARMS), required=False, help_text="What this arm would show (a preview): staff only."
     )
 
+    def to_internal_value(self, data):
+        # DRF reads an empty optional query parameter as absent (`?visitor_id=` would mean "me"): refuse it
+        blank = sorted(name for name in ("k", "visitor_id", "arm") if name in data and data.get(name) == "")
+        if blank:
+            raise serializers.ValidationError({name: ["Give a value or leave the parameter out."] for name in blank})
+        return super().to_internal_value(data)
+
 
 class RecommendedItemSerializer(serializers.Serializer):
     product_id = serializers.IntegerField()

@@ -84,6 +84,9 @@ def test_bad_input_names_the_field(served, client, staff_client):
         ({"placement": "home.recommended", "k": 101}, "k"),
         ({"placement": "home.recommended", "k": "many"}, "k"),
         ({"placement": "home.recommended", "visitor_id": "not-a-uuid"}, "visitor_id"),
+        ({"placement": "home.recommended", "visitor_id": ""}, "visitor_id"),
+        ({"placement": "home.recommended", "k": ""}, "k"),
+        ({"placement": "home.recommended", "arm": ""}, "arm"),
     ]:
         r = staff_client.get(API, params)
         assert r.status_code == 400 and field in r.json(), (params, r.content)
@@ -228,6 +231,42 @@ def test_scorer_slower_than_the_budget_falls_back(served, settings, staff_client
     body = _get(staff_client, placement="home.recommended", k=8, visitor_id=shop.visitors[0]).json()
     assert body["source"] == "fallback" and body["reason"] == "over_budget" and len(body["items"]) == 8
     assert _serving_reasons(staff_client)["over_budget"] >= 1
+
+
+def test_requests_over_budget_do_not_use_up_the_scoring_slots(served, settings, staff_client, monkeypatch):
+    """A request that gives up while its scoring job still waits in the queue cancels the job; the job never
+    runs, so its slot must be given back there, or each such request loses a slot for good and the process
+    answers "busy" to any request beyond the few jobs it is running."""
+    import threading
+    import time
+
+    shop, _ = served
+    model = serving.serving_model()
+    real_score = model.pipeline.scorer.score
+    slow = threading.Event()
+    slow.set()
+
+    def scorer(*args, **kwargs):
+        if slow.is_set():
+            time.sleep(0.3)  # longer than the budget: the request gives up while this job runs
+        return real_score(*args, **kwargs)
+
+    monkeypatch.setattr(model.pipeline.scorer, "score", scorer)
+    monkeypatch.setattr(live, "_pool", None)  # one scoring thread, so later jobs wait in its queue
+    settings.RECS_SERVING_THREADS = 1
+    settings.RECS_LATENCY_BUDGET_MS = 40.0
+    vid = shop.visitors[0]
+    reasons = [_get(staff_client, placement="home.recommended", k=8, visitor_id=vid).json()["reason"] for _ in range(12)]
+    assert "over_budget" in reasons
+    slow.clear()
+    time.sleep(1.0)  # the jobs that did start have finished
+    _, slots = live._executor()
+    free = 0
+    while slots.acquire(blocking=False):  # every slot is free again once no job runs or waits
+        free += 1
+    for _ in range(free):
+        slots.release()
+    assert free == 4 * settings.RECS_SERVING_THREADS, (free, reasons)
 
 
 def test_rails_record_impressions_and_events_carry_arm_and_model(served, client):
