@@ -90,6 +90,12 @@ def cache_breakers() -> dict[str, Breaker]:
     return dict(_breakers)
 
 
+def cache_breakers_reset() -> None:
+    """Forget every breaker (tests: a cache built afterwards starts closed, whatever an earlier outage left)."""
+    with _breakers_lock:
+        _breakers.clear()
+
+
 class _Miss(Exception):
     pass
 

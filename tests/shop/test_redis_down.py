@@ -12,7 +12,7 @@ import pytest
 import redis
 from celery import Celery
 
-from shop.cache import cache_breakers
+from shop.cache import cache_breakers, cache_breakers_reset
 from shop.events.middleware import visitor_cookie_value
 from shop.recs import runs
 from shop.recs.models import TaskRun
@@ -56,6 +56,7 @@ def redis_cache(settings, redis_proc):
         }
     }
     redis.Redis(host=redis_proc.host, port=redis_proc.port, db=1).flushdb()
+    cache_breakers_reset()  # an outage in an earlier test left its breaker open for a moment
     from django.core.cache import cache
 
     yield cache
