@@ -251,7 +251,8 @@ def _live(
     try:
         rec = future.result(timeout=budget_ns / 1e9)
     except FutureTimeout:
-        future.cancel()
+        if future.cancel():  # still queued: it will never run, so its ``finally`` will not give the slot back
+            slots.release()
         raise _Unserved("over_budget") from None
     except Exception as exc:
         raise _Unserved("scorer_error") from exc

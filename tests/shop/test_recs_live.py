@@ -256,7 +256,9 @@ def test_requests_over_budget_do_not_use_up_the_scoring_slots(served, settings, 
     settings.RECS_SERVING_THREADS = 1
     settings.RECS_LATENCY_BUDGET_MS = 40.0
     vid = shop.visitors[0]
-    reasons = [_get(staff_client, placement="home.recommended", k=8, visitor_id=vid).json()["reason"] for _ in range(12)]
+    reasons = [
+        _get(staff_client, placement="home.recommended", k=8, visitor_id=vid).json()["reason"] for _ in range(12)
+    ]
     assert "over_budget" in reasons
     slow.clear()
     time.sleep(1.0)  # the jobs that did start have finished
