@@ -47,6 +47,7 @@ class ServingStatus:
 
 
 _current: ServingModel | None = None
+_kept: dict[tuple[str, str], ServingModel] = {}  # the models this process served last, newest last
 _error: str = "model not loaded yet"
 _lock = threading.Lock()  # guards starting the thread and a reload; requests never take it
 _thread: threading.Thread | None = None
@@ -86,6 +87,12 @@ def serving_reload() -> ServingModel | None:
         if cur is not None and cur.version == version and cur.snapshot == snap.name:
             _error = ""
             return cur
+        kept = _kept.get((version, snap.name))
+        if kept is not None:  # a rollback to a model this process served a moment ago: swap, no load
+            _current = kept
+            _error = ""
+            log.info("serving: model %s on %s back from memory", version, snap.name)
+            return kept
         from . import engine
 
         t0 = time.perf_counter()
@@ -109,6 +116,9 @@ def serving_reload() -> ServingModel | None:
             load_seconds=time.perf_counter() - t0,
         )
         _current = model  # the swap: one reference
+        _kept[(version, snap.name)] = model
+        while len(_kept) > max(1, settings.RECS_SERVING_KEEP):
+            del _kept[next(iter(_kept))]  # the oldest
         _error = ""
         log.info("serving: model %s on %s loaded in %.1fs", version, snap.name, model.load_seconds)
         return model
@@ -119,6 +129,7 @@ def serving_forget() -> None:
     global _current, _error
     with _lock:
         _current = None
+        _kept.clear()
         _error = "model not loaded yet"
 
 

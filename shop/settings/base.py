@@ -274,7 +274,9 @@ RECS_LIVE_CANDIDATES = env.int("RECS_LIVE_CANDIDATES", default=500)  # stage-1 c
 RECS_FRESH_EVENTS = env.int("RECS_FRESH_EVENTS", default=100)  # newest events since the snapshot read per request
 RECS_DB_TIMEOUT_MS = env.int("RECS_DB_TIMEOUT_MS", default=50)  # statement timeout of that read (PostgreSQL)
 RECS_SERVING_LOAD = env.bool("RECS_SERVING_LOAD", default=True)  # load the model in web processes (a thread)
-RECS_SERVING_POLL_S = env.float("RECS_SERVING_POLL_S", default=5.0)  # how often that thread checks the version
+RECS_SERVING_POLL_S = env.float("RECS_SERVING_POLL_S", default=0.5)  # how often that thread checks the version
+# models a web process keeps after serving them (the current one included): a rollback to one of them is a swap
+RECS_SERVING_KEEP = env.int("RECS_SERVING_KEEP", default=2)
 RECS_SERVING_THREADS = env.int("RECS_SERVING_THREADS", default=2)  # scoring threads per web process
 RECS_TORCH_THREADS = env.int("RECS_TORCH_THREADS", default=1)  # torch intra-op threads in a web process
 RECS_STATS_FLUSH_S = env.float("RECS_STATS_FLUSH_S", default=10.0)  # serving counters written this often

@@ -362,3 +362,32 @@ def test_the_model_loads_in_a_background_thread_never_on_the_request(served, set
         assert process["model_version"] == version.version and process["snapshot"].startswith("snap-")
     finally:
         serving.serving_stop()
+
+
+def test_a_rollback_to_a_model_served_a_moment_ago_is_a_swap_without_loading(served, settings, monkeypatch):
+    """Rolling back must reach shoppers within a second: the process keeps the model it served before and
+    swaps it back at its next version check, instead of loading the artifact and stage 1 again."""
+    from recommender.registry import Registry
+    from shop.recs import engine
+
+    shop, first = served
+    first_model = serving.serving_model()
+    registry = Registry(Path(settings.MODEL_DIR))
+    artifact = registry.load(first.version)
+    second = registry.register(
+        weights=artifact.weights, vocabularies=artifact.vocabularies, config=artifact.config, metrics=artifact.metrics
+    )
+    ModelVersion.objects.create(version=second, metrics=artifact.metrics)
+    ModelVersion.objects.filter(version=first.version).update(is_active=False)
+    ModelVersion.objects.filter(version=second).update(is_active=True)
+    assert serving.serving_reload().version == second  # a new version: loaded
+
+    def no_loading(**kwargs):
+        raise AssertionError("the rolled-back model was loaded again")
+
+    monkeypatch.setattr(engine, "load_ranker", no_loading)
+    ModelVersion.objects.filter(version=second).update(is_active=False)
+    ModelVersion.objects.filter(version=first.version).update(is_active=True)
+    assert serving.serving_reload() is first_model
+    assert serving.serving_status().error == ""
+    assert settings.RECS_SERVING_POLL_S <= 1.0  # each process checks the version at least once a second
