@@ -69,8 +69,10 @@ def test_a_child_over_the_memory_limit_is_replaced_and_one_below_it_is_kept(cele
     log = celery_worker.log()
     assert "[TBE=" not in log and "SplitTableBatchedEmbeddingBagsCodegen Arguments" not in log, log[-3000:]
 
-    _send_and_wait(celery_worker, "export")  # the fresh child works
-    assert _child(celery_worker).pid == replacement.pid
+    # the fresh child works. (The retrain's promotion also queued a batch score, which loads torch: that child
+    # may be replaced again in turn, so which child runs this export is not fixed.)
+    _send_and_wait(celery_worker, "export")
+    assert _child(celery_worker).is_running()
 
 
 def test_library_info_chatter_is_filtered_but_warnings_and_our_own_info_are_kept():
