@@ -135,13 +135,29 @@ def explore_recall_by_slots(
     return out
 
 
-def choose_explore_slots(table: dict) -> int:
-    """The smallest number of explore slots whose validation explore recall reaches stage 1's own order's
-    (the list a shop without the ranker shows); the largest tried when none does; 0 without data."""
+EXPLORE_RECALL_TOLERANCE = 0.05  # explore slots may cost at most this share of the best validation recall
+
+
+def choose_explore_slots(table: dict, *, tolerance: float = EXPLORE_RECALL_TOLERANCE) -> int:
+    """The number of explore slots, chosen on the validation rows.
+
+    Only counts whose validation recall stays within ``tolerance`` (relative) of the best count's are
+    allowed: slots for new items must not trade away the items the customer comes back for. Among them,
+    the smallest whose explore recall reaches stage 1's own order's (the list a shop without the ranker
+    shows); when none does, the allowed count with the best explore recall; 0 without data."""
     target = table.get("stage1_explore_recall")
     if target is None or not np.isfinite(target):
         return 0
-    for m, exp in zip(table["slots"], table["explore_recall"], strict=True):
-        if np.isfinite(exp) and exp >= target:
-            return int(m)
-    return int(table["slots"][-1])
+    recall = np.asarray(table["recall"], np.float64)
+    explore = np.asarray(table["explore_recall"], np.float64)
+    best = np.nanmax(recall) if np.isfinite(recall).any() else np.nan
+    allowed = [
+        i for i, r in enumerate(recall) if not np.isfinite(best) or (np.isfinite(r) and r >= best * (1 - tolerance))
+    ]
+    for i in allowed:
+        if np.isfinite(explore[i]) and explore[i] >= target:
+            return int(table["slots"][i])
+    finite = [i for i in allowed if np.isfinite(explore[i])]
+    if not finite:
+        return int(table["slots"][allowed[0]]) if allowed else 0
+    return int(table["slots"][max(finite, key=lambda i: (explore[i], -i))])

@@ -49,6 +49,26 @@ def test_slot_table_by_hand():
     assert choose_explore_slots(t) == 0
     t["stage1_explore_recall"] = 0.9
     assert choose_explore_slots(t) == 2
-    t["stage1_explore_recall"] = 1.5  # never reached: the most slots tried
+    t["stage1_explore_recall"] = 1.5  # never reached: the allowed count with the best explore recall
     assert choose_explore_slots(t) == 2
+    # slots that cost overall recall beyond the tolerance are never chosen, even to reach stage 1's explore
+    # recall (a shop whose next items are mostly ones the customer saw before: all 10 slots for new items
+    # would hide them)
+    shop = {
+        "slots": [0, 1, 2, 3],
+        "recall": [0.40, 0.39, 0.30, 0.10],
+        "explore_recall": [0.05, 0.06, 0.10, 0.20],
+        "stage1_explore_recall": 0.15,
+    }
+    assert choose_explore_slots(shop) == 1
+    assert choose_explore_slots(shop, tolerance=0.30) == 2
+    assert choose_explore_slots(shop, tolerance=1.0) == 3
+    # the validation figures the Ta Feng run printed: 4 slots cost 3% of recall and reach stage 1's 0.1455
+    ta_feng = {
+        "slots": list(range(11)),
+        "recall": [0.3185, 0.3183, 0.3160, 0.3123, 0.3091, 0.2992, 0.2888, 0.2704, 0.2473, 0.2111, 0.1518],
+        "explore_recall": [0.0968, 0.1002, 0.1112, 0.1254, 0.1461, 0.1653, 0.1849, 0.2029, 0.2206, 0.2380, 0.2542],
+        "stage1_explore_recall": 0.1455,
+    }
+    assert choose_explore_slots(ta_feng) == 4
     assert choose_explore_slots({"stage1_explore_recall": float("nan")}) == 0
