@@ -27,7 +27,6 @@ baselines. JSON under ``var/bench/``.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import shutil
 import subprocess
@@ -41,87 +40,18 @@ from typing import Any
 
 import numpy as np
 import psutil
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from . import harness
-from .harness import BENCH_DIR, CpuMeter, Stack, console
+from .harness import BENCH_DIR, CpuMeter, Stack, console, events_copy
 
 TARGET_P99_MS = 15.0
 EVENTS_PER_VISITOR = 50
-COPY_CHUNK = 500_000
-TYPES = np.array(["view", "impression", "click", "add_to_cart", "purchase"])
-TYPE_P = np.array([0.55, 0.25, 0.10, 0.07, 0.03])
 TRAIN_CONFIG = {
     "data": {"negatives_ratio": 2},
     "model": {"embedding_dim": 16, "dense_arch": [32, 16], "over_arch": [32, 1]},
     "train": {"epochs": 1, "batch_size": 2048, "threads": 2, "device": "cpu"},
 }
-
-
-# --------------------------------------------------------------------------- the interaction log
-
-
-def events_copy(*, upto: int, seed: int, total_visitors: int) -> int:
-    """Grow ``events_event`` to ``upto`` rows with COPY (visitors first). Each visitor prefers a few
-    products of a skewed catalogue; times over the last 90 days. Returns the rows written."""
-    import psycopg
-    from django.db import connection
-
-    from shop.catalog.models import Product
-
-    with connection.cursor() as cur:
-        cur.execute("SELECT count(*) FROM events_event")
-        have = cur.fetchone()[0]
-    if have >= upto:
-        return 0
-    products = np.array(sorted(Product.objects.filter(is_active=True).values_list("id", flat=True)))
-    with connection.cursor() as cur:  # the visitors (ids 1..N as uuids), once
-        cur.execute(
-            "INSERT INTO events_visitor (id, attributes, created_at) "
-            "SELECT lpad(to_hex(g), 32, '0')::uuid, '{}'::jsonb, now() - interval '91 days' "
-            "FROM generate_series(1, %s) g ON CONFLICT DO NOTHING",
-            [total_visitors],
-        )
-    rng = np.random.default_rng(seed + have)
-    visitors = [f"{v:032x}" for v in range(1, total_visitors + 1)]
-    s = connection.settings_dict
-    dsn = dict(host=s["HOST"], port=s["PORT"], user=s["USER"], dbname=s["NAME"], password=s["PASSWORD"] or None)
-    now = time.time()
-    with psycopg.connect(**dsn) as conn, conn.cursor() as cur:
-        with Progress(
-            TextColumn("[bold]COPY interaction log"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            console=console,
-        ) as progress:  # fmt: skip
-            task = progress.add_task("events", total=upto, completed=have)
-            lo = have
-            while lo < upto:
-                n = min(COPY_CHUNK, upto - lo)
-                vis = rng.integers(0, total_visitors, n)
-                # a visitor's taste: products near its own point of the catalogue, plus skewed popular ones
-                home = (vis * 7919) % len(products)
-                near = (home + rng.integers(-20, 21, n)) % len(products)
-                popular = np.minimum((rng.power(0.3, n) * len(products)).astype(np.int64), len(products) - 1)
-                pid = products[np.where(rng.random(n) < 0.7, near, popular)]
-                kind = TYPES[rng.choice(len(TYPES), n, p=TYPE_P)]
-                ts = now - rng.random(n) * 90 * 86400
-                when = [time.strftime("%Y-%m-%d %H:%M:%S+00", time.gmtime(t)) for t in ts]
-                buf = io.StringIO()
-                for i in range(n):
-                    buf.write(
-                        f"bench:{lo + i}\t{visitors[vis[i]]}\t{pid[i]}\t{kind[i]}\t\t1\timport\tdesktop\t{when[i]}\t{when[i]}\n"
-                    )
-                with cur.copy(
-                    "COPY events_event (idempotency_key, visitor_id, product_id, type, placement, quantity, source,"
-                    " device, occurred_at, received_at) FROM STDIN"
-                ) as cp:
-                    cp.write(buf.getvalue())
-                conn.commit()
-                lo += n
-                progress.update(task, completed=lo)
-        cur.execute("ANALYZE events_event")
-        conn.commit()
-    return upto - have
 
 
 # --------------------------------------------------------------------------- load
