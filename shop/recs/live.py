@@ -9,8 +9,10 @@ Per request: the visitor's experiment arm (``shop.experiments``), then the sourc
 3. **popularity**: the shop's popular list.
 
 Arms: ``popularity`` serves the popular list (source ``popularity``); ``heuristic`` runs the pipeline's
-stage 1 without the model; ``dlrm`` (and no running experiment) the full pipeline. When a source cannot
-serve, the next one does and the response says why (``reason``): no model loaded, the artifact missing,
+stage 1 without the model (the serving model's stage 1, or while no model serves, stage 1 fitted on the
+latest snapshot: the arm never waits for a DLRM to pass the gate); ``dlrm`` (and no running experiment) the
+full pipeline. When a source cannot serve, the next one does and the response says why (``reason``): no
+active model (``no_model``), the model still loading, the artifact missing,
 the scorer raising, the latency budget (RECS_LATENCY_BUDGET_MS) spent, the database slow. Every request is
 counted with its source and reason (:mod:`.stats`). Items in the cart or bought since the snapshot, and
 the product on the page, are never recommended.
@@ -41,7 +43,14 @@ from shop.orders.models import CartItem
 from . import keys
 from .models import ServingPointer
 from .selectors import recommendations_for_visitor
-from .serving import ServingModel, serving_model, serving_start, serving_status
+from .serving import (
+    ServingModel,
+    serving_model,
+    serving_stage1,
+    serving_stage1_error,
+    serving_start,
+    serving_status,
+)
 from .stats import serving_record
 
 #: placement -> what it is; ``product.recommended`` seeds stage 1 with the product on the page.
@@ -331,6 +340,21 @@ def batch_serving_forget() -> None:
     _batch = None
 
 
+def _no_model_reason(arm: str) -> str:
+    """Why the arm's ranking has nothing to rank with: no active version (``no_model``), the active one
+    cannot be loaded (``model_unavailable``), or the loader has not published it yet (``model_loading``);
+    for the heuristic arm, no snapshot to fit stage 1 on (``no_snapshot``) or stage 1 not fitted yet."""
+    error = serving_status().error
+    if arm == "heuristic":
+        stage1 = serving_stage1_error()
+        if stage1 == "no snapshot":
+            return "no_snapshot"
+        return "stage1_unavailable" if "unavailable" in stage1 else "stage1_loading"
+    if error == "no active model version":
+        return "no_model"
+    return "model_unavailable" if "unavailable" in error else "model_loading"
+
+
 def _without(ids: Iterable[int], exclude: set[int], k: int) -> list[int]:
     out = [i for i in ids if i not in exclude]
     return out[:k]
@@ -376,9 +400,10 @@ def recommendations_serve(
     source, reason = POPULARITY, ""
     if placement != TRENDING and arm != "popularity":
         try:
+            if model is None and arm == "heuristic":
+                model = serving_stage1()
             if model is None:
-                status = serving_status()
-                raise _Unserved("model_unavailable" if "unavailable" in status.error else "model_loading")
+                raise _Unserved(_no_model_reason(arm))
             ids, scores = _live(
                 model=model,
                 arm=arm,

@@ -8,6 +8,13 @@ catalogue; nothing mutates a published :class:`ServingModel`.
 
 A version that cannot be loaded (artifact missing or corrupt) leaves the previous model serving, and the
 error is kept for the fallback reason. The same thread flushes the serving counters (:mod:`.stats`).
+
+Stage 1 without a model: the ``heuristic`` arm ranks by stage 1 alone, which must not wait for a DLRM to
+pass the gate. While no model serves (none active yet, or the active one cannot be loaded), the same
+thread fits stage 1 on the latest snapshot (its newest RECS_STAGE1_MAX_EVENTS events at most; the fit is
+timed and logged) and publishes it the same way (:func:`serving_stage1`). Once a model serves, its own
+stage 1 (saved with it, so a rollback restores both) answers the heuristic arm and the fitted one is
+dropped.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ class ServingModel:
     snapshot: str
     max_event_id: int  # events with a larger id are "fresh": read per request from the database
     load_seconds: float
+    stage1_only: bool = False  # stage 1 fitted on the snapshot, no ranker (the heuristic arm without a model)
 
 
 @dataclass(frozen=True)
@@ -49,6 +57,8 @@ class ServingStatus:
 _current: ServingModel | None = None
 _kept: dict[tuple[str, str], ServingModel] = {}  # the models this process served last, newest last
 _error: str = "model not loaded yet"
+_stage1: ServingModel | None = None  # stage 1 alone, while no model serves
+_stage1_error: str = "stage 1 not fitted yet"
 _lock = threading.Lock()  # guards starting the thread and a reload; requests never take it
 _thread: threading.Thread | None = None
 _wake = threading.Event()
@@ -60,8 +70,18 @@ def serving_model() -> ServingModel | None:
     return _current
 
 
+def serving_stage1() -> ServingModel | None:
+    """Stage 1 fitted on the latest snapshot, without a ranker: published only while no model serves."""
+    return _stage1
+
+
 def serving_status() -> ServingStatus:
     return ServingStatus(model=_current, error=_error, started=_thread is not None)
+
+
+def serving_stage1_error() -> str:
+    """Why :func:`serving_stage1` is None ("" when it is not)."""
+    return _stage1_error
 
 
 def _wanted() -> tuple[str | None, Path | None]:
@@ -124,13 +144,103 @@ def serving_reload() -> ServingModel | None:
         return model
 
 
+def _stage1_pipeline(snap: Path):
+    """A model-free pipeline on ``snap``: stage 1 fitted on its newest RECS_STAGE1_MAX_EVENTS events (the
+    same fit a retrain saves with its model, :func:`recommender.stage1.fit_retriever`), the rules, no ranker.
+    Returns (pipeline, events used, events in the snapshot)."""
+    import numpy as np
+
+    from recommender.features import FeatureSpace, Vocab
+    from recommender.pipeline import PipelineConfig, RecPipeline
+
+    from . import engine
+
+    data = engine.load_snapshot(snap)
+    history, items = data.interactions, data.items
+    total = len(history)
+    cap = int(settings.RECS_STAGE1_MAX_EVENTS)
+    if 0 < cap < total:  # the newest events: the snapshot is written in event order, but sort to be sure
+        newest = np.argsort(history.timestamp, kind="stable")[total - cap :]
+        history = history.take(np.sort(newest))
+    config = engine.config_from_overrides(settings.RECS_TRAIN_CONFIG)
+    # No ranker reads features here; the pipeline's feature object only needs the catalogue keyed (ids it
+    # does not know fall into an out-of-vocabulary row, as they would for a model).
+    none = np.zeros(0, dtype=str)
+    space = FeatureSpace(
+        config.features,
+        {
+            "user": Vocab.fit(none, oov_buckets=1),
+            "item": Vocab.fit(items.item_id, oov_buckets=1),
+            "category": Vocab.fit(items.category, oov_buckets=1),
+            "brand": Vocab.fit(items.brand, oov_buckets=1),
+            "device": Vocab.fit(none, oov_buckets=1),
+        },
+        np.zeros(0),
+    )
+    pipeline = RecPipeline.build(
+        history=history,
+        items=items,
+        model=None,
+        space=space,
+        config=config,
+        pipeline_config=PipelineConfig(max_per_category=settings.RECS_MAX_PER_CATEGORY or None),
+    )
+    return pipeline, len(history), total
+
+
+def serving_stage1_reload() -> ServingModel | None:
+    """While no model serves, fit and publish stage 1 on the latest snapshot (when it changed); once a model
+    serves, drop it (the model's pipeline carries its own stage 1). Returns what is published afterwards.
+
+    Called by the background thread after :func:`serving_reload`; tests call it directly."""
+    global _stage1, _stage1_error
+    with _lock:
+        if _current is not None:
+            _stage1, _stage1_error = None, ""
+            return None
+        snap = snapshot_latest()
+        if snap is None:
+            _stage1_error = "no snapshot"
+            return _stage1
+        held = _stage1
+        if held is not None and held.snapshot == snap.name:
+            return held
+        t0 = time.perf_counter()
+        try:
+            pipeline, used, total = _stage1_pipeline(snap)
+            manifest = snapshot_manifest(snap)
+        except Exception as exc:  # an unreadable snapshot: keep what serves, say why
+            _stage1_error = f"stage 1 unavailable: {type(exc).__name__}: {exc}"[:300]
+            log.warning("serving: cannot fit stage 1 on %s: %s", snap.name, exc)
+            return held
+        stage1 = ServingModel(
+            version="",
+            pipeline=pipeline,
+            snapshot=snap.name,
+            max_event_id=int(manifest["max_event_id"]),
+            load_seconds=time.perf_counter() - t0,
+            stage1_only=True,
+        )
+        _stage1, _stage1_error = stage1, ""
+        log.info(
+            "serving: no model serves; stage 1 fitted on %s (%d of %d events, RECS_STAGE1_MAX_EVENTS=%d) in %.1fs",
+            snap.name,
+            used,
+            total,
+            settings.RECS_STAGE1_MAX_EVENTS,
+            stage1.load_seconds,
+        )
+        return stage1
+
+
 def serving_forget() -> None:
-    """Drop the loaded model (tests; a process that must not serve a stale one)."""
-    global _current, _error
+    """Drop the loaded model and stage 1 (tests; a process that must not serve a stale one)."""
+    global _current, _error, _stage1, _stage1_error
     with _lock:
         _current = None
         _kept.clear()
         _error = "model not loaded yet"
+        _stage1, _stage1_error = None, "stage 1 not fitted yet"
 
 
 def _loop() -> None:
@@ -140,6 +250,7 @@ def _loop() -> None:
     while not _stop.is_set():
         try:
             serving_reload()
+            serving_stage1_reload()
         except Exception:  # the database may be down for a moment: try again next round
             log.exception("serving: reload check failed")
         if time.monotonic() - last_flush >= settings.RECS_STATS_FLUSH_S:

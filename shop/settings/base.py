@@ -277,6 +277,8 @@ RECS_SERVING_LOAD = env.bool("RECS_SERVING_LOAD", default=True)  # load the mode
 RECS_SERVING_POLL_S = env.float("RECS_SERVING_POLL_S", default=0.5)  # how often that thread checks the version
 # models a web process keeps after serving them (the current one included): a rollback to one of them is a swap
 RECS_SERVING_KEEP = env.int("RECS_SERVING_KEEP", default=2)
+# while no model serves, web processes fit stage 1 (the heuristic arm) on at most this many newest snapshot events
+RECS_STAGE1_MAX_EVENTS = env.int("RECS_STAGE1_MAX_EVENTS", default=5_000_000)
 RECS_SERVING_THREADS = env.int("RECS_SERVING_THREADS", default=2)  # scoring threads per web process
 RECS_TORCH_THREADS = env.int("RECS_TORCH_THREADS", default=1)  # torch intra-op threads in a web process
 RECS_STATS_FLUSH_S = env.float("RECS_STATS_FLUSH_S", default=10.0)  # serving counters written this often

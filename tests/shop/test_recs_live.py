@@ -182,6 +182,11 @@ def test_arms_choose_the_ranking(served, staff_client):
             assert body["source"] == "live" and body["model_version"] == version.version
 
 
+def test_a_serving_model_brings_its_own_stage_1(served):
+    """No stage 1 is fitted beside a model that serves: the heuristic arm ranks with the model's own."""
+    assert serving.serving_stage1_reload() is None and serving.serving_stage1() is None
+
+
 def _serving_reasons(staff_client) -> dict:
     r = staff_client.get("/api/recs/serving-stats", {"minutes": 5})
     assert r.status_code == 200
