@@ -75,6 +75,10 @@ class ModelConfig:
     over_arch: tuple[int, ...] = (128, 64, 1)
     dcn_num_layers: int = 2
     dcn_low_rank_dim: int = 32
+    # how the customer's recent items reach the interaction: "mean" (the item table's MEAN-pooled bag) or "din"
+    # (target attention from the candidate over the last history_length items, recommender.attention)
+    history_encoder: Literal["mean", "din"] = "mean"
+    history_length: int = 20
     # stage 3: top-k positions kept for items new to the user; set by recommender.train.train_rows from the
     # validation rows (recommender.rules.choose_explore_slots), travels with the model in its config
     explore_slots: int = 0
@@ -88,6 +92,8 @@ class ModelConfig:
             raise ValueError(f"dense_arch must end with embedding_dim ({self.embedding_dim}), got {self.dense_arch}")
         if self.over_arch[-1] != 1:
             raise ValueError(f"over_arch must end with 1 (one logit), got {self.over_arch}")
+        if self.history_encoder not in ("mean", "din"):
+            raise ValueError(f"history_encoder must be 'mean' or 'din', not {self.history_encoder!r}")
 
 
 @dataclass
@@ -139,7 +145,8 @@ class Config:
         return cls(
             data=build(DataConfig, data.get("data", {})),
             features=build(FeatureConfig, data.get("features", {})),
-            model=build(ModelConfig, data.get("model", {})),
+            # a model saved before history_encoder existed pooled its recent items by mean
+            model=build(ModelConfig, {"history_encoder": "mean", **data.get("model", {})}),
             train=build(TrainConfig, data.get("train", {})),
         )
 

@@ -11,6 +11,11 @@ Notation: B batch, F sparse features (keys of the KJT), D embedding dim, F_dense
 kernel with row-wise Adagrad applied inside backward, the torchrec way on one process). Its state dict has
 the same keys and shapes as the plain ``EmbeddingBagCollection``, so weights trained fused load into an
 unfused model for serving / quantisation.
+
+``ModelConfig.history_encoder`` picks how the customer's recent items reach the interaction: ``"mean"``, the
+item table's MEAN-pooled bag; ``"din"``, a target-attention interest vector per candidate
+(:class:`recommender.attention.HistoryAttentionSparseArch` in place of torchrec's ``SparseArch``). Both have
+the same embedding tables (same state-dict keys); din adds the attention's few parameters.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from torchrec.modules.embedding_configs import EmbeddingBagConfig, PoolingType
 from torchrec.modules.embedding_modules import EmbeddingBagCollection
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
+from recommender.attention import HISTORY_KEY, QUERY_KEY, HistoryAttentionSparseArch, slot_keys
 from recommender.config import ModelConfig, TrainConfig
 from recommender.features import Batch
 
@@ -83,16 +89,35 @@ class Ranker(nn.Module):
     def forward(self, dense_features: torch.Tensor, sparse_features: KeyedJaggedTensor) -> torch.Tensor:
         return self.dlrm(dense_features, sparse_features).squeeze(-1)
 
+    @property
+    def history_attention(self) -> HistoryAttentionSparseArch | None:
+        """The target-attention sparse arch when ``history_encoder`` is ``"din"``, else None."""
+        arch = self.dlrm.sparse_arch
+        return arch if isinstance(arch, HistoryAttentionSparseArch) else None
+
     def embed(self, sparse_features: KeyedJaggedTensor) -> dict[str, torch.Tensor]:
-        """Pooled embeddings of whatever keys the KJT carries: key -> (B, D). A subset of keys is fine (e.g.
-        only the user side), as long as each key's table is in the model."""
-        ebc = self.dlrm.sparse_arch.embedding_bag_collection
-        return ebc(sparse_features).to_dict()
+        """Pooled embeddings of the KJT's keys: key -> (B, D). With target attention, ``recent_items`` is the
+        history itself, (B, N, D) rows most recent first, and ``recent_items.mask`` (B, N) marks real ones:
+        the interest depends on the candidate, so :meth:`score_embedded` computes it."""
+        din = self.history_attention
+        if din is None:
+            return self.dlrm.sparse_arch.embedding_bag_collection(sparse_features).to_dict()
+        kjt, mask = din.slot_features(sparse_features)
+        pooled = din.embedding_bag_collection(kjt).to_dict()
+        out = {k: v for k, v in pooled.items() if k not in din.slots}
+        out[HISTORY_KEY] = torch.stack([pooled[s] for s in din.slots], dim=1)
+        out[HISTORY_KEY + ".mask"] = mask
+        return out
 
     def score_embedded(self, dense_features: torch.Tensor, embedded: dict[str, torch.Tensor]) -> torch.Tensor:
         """Logits from dense features (B, F_dense) and pooled embeddings key -> (B, D) (or (1, D), broadcast
         to B: that is how one user's side is reused across B candidates). Same result as ``forward``."""
         B = dense_features.shape[0]
+        din = self.history_attention
+        if din is not None:  # one user's history (1, N, D) attends from each of the B candidates
+            query = embedded[QUERY_KEY].expand(B, -1)
+            interest = din.attention(query, embedded[HISTORY_KEY], embedded[HISTORY_KEY + ".mask"])
+            embedded = {**embedded, HISTORY_KEY: interest}
         sparse = torch.stack([embedded[k].expand(B, -1) for k in self.feature_names], dim=1)  # B x F x D
         d = self.dlrm.dense_arch(dense_features)  # B x D
         x = self.dlrm.inter_arch(dense_features=d, sparse_features=sparse)
@@ -112,20 +137,30 @@ def build_model(
     FusedEmbeddingBagCollection updated by row-wise Adagrad at ``fused.embedding_lr`` inside backward."""
     device = torch.device(device)
     tables = table_configs(table_sizes, table_features, config.embedding_dim)
+    names = [k for t in tables for k in t.feature_names]  # the interaction's order
+    din = config.history_encoder == "din"
+    if din:  # the item table is read by item_id and by one single-row feature per history position
+        table_features = {
+            t: ([*(k for k in keys if k != HISTORY_KEY), *slot_keys(config.history_length)] if HISTORY_KEY in keys
+                else keys)
+            for t, keys in table_features.items()
+        }  # fmt: skip
+    lookup_tables = table_configs(table_sizes, table_features, config.embedding_dim) if din else tables
     if fused is not None:
         from torchrec.modules.fused_embedding_modules import FusedEmbeddingBagCollection
         from torchrec.optim.rowwise_adagrad import RowWiseAdagrad
 
         ebc = FusedEmbeddingBagCollection(
-            tables=tables,
+            tables=lookup_tables,
             optimizer_type=RowWiseAdagrad,
             optimizer_kwargs={"lr": fused.embedding_lr, "eps": 1e-8},
             device=device,
         )
     else:
-        ebc = EmbeddingBagCollection(tables=tables, device=device)
+        ebc = EmbeddingBagCollection(tables=lookup_tables, device=device)
     common = dict(
-        embedding_bag_collection=ebc,
+        # din: the DLRM is sized on the interaction's keys (a table-less stand-in), then reads through attention
+        embedding_bag_collection=EmbeddingBagCollection(tables=tables, device=torch.device("meta")) if din else ebc,
         dense_in_features=num_dense,
         dense_arch_layer_sizes=list(config.dense_arch),
         over_arch_layer_sizes=list(config.over_arch),
@@ -137,7 +172,8 @@ def build_model(
         dlrm = DLRM(**common)
         if fused is not None:  # training copy only; same outputs, cheaper backward
             dlrm.inter_arch = TrainingInteractionArch(dlrm.inter_arch.F).to(device)
-    names = [k for t in tables for k in t.feature_names]
+    if din:
+        dlrm.sparse_arch = HistoryAttentionSparseArch(ebc, names, config.history_length)
     return Ranker(dlrm, names).to(device)
 
 

@@ -39,6 +39,7 @@ from torchrec.modules.embedding_configs import PoolingType
 from torchrec.modules.embedding_modules import EmbeddingBagCollection
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
+from recommender.attention import HISTORY_KEY, QUERY_KEY, HistoryAttentionSparseArch, recency_slots
 from recommender.features import (
     DENSE_FEATURES,
     ITEM_DENSE,
@@ -315,6 +316,11 @@ class Scorer:
         self.ebc = self.dlrm.sparse_arch.embedding_bag_collection
         self.keys: list[str] = list(self.dlrm.sparse_arch.sparse_feature_names)
         self.F, self.D = self.dlrm.sparse_arch.F, self.dlrm.sparse_arch.D
+        # target attention (history_encoder "din"): the user's history rows are read once per user, and each
+        # candidate's interest vector is computed from them and its item_id row (no fold: it is per row)
+        arch = self.dlrm.sparse_arch
+        self.attention = arch.attention if isinstance(arch, HistoryAttentionSparseArch) else None
+        self.history_length = arch.length if self.attention is not None else 0
         if sorted(self.keys) != sorted(USER_SPARSE_KEYS + ITEM_SPARSE_KEYS):
             raise ValueError(f"model features {self.keys} are not the user + item keys of recommender.features")
         self._user_keys = [k for k in self.keys if k in USER_SPARSE_KEYS]
@@ -325,10 +331,12 @@ class Scorer:
             [(USER_DENSE + ITEM_DENSE + PAIR_DENSE).index(c) for c in DENSE_FEATURES], device=self.device
         )
         self._tables = self._readable_tables()
+        if self.attention is not None and self._tables is None:
+            raise ValueError("a target-attention model needs embedding tables the scorer can read rows from")
         if default_pair_dense is None:
             default_pair_dense = torch.zeros(len(PAIR_DENSE))
         self.default_pair = torch.as_tensor(default_pair_dense, dtype=torch.float32).to(self.device)
-        plain = type(self.dlrm.inter_arch) is InteractionArch
+        plain = type(self.dlrm.inter_arch) is InteractionArch and self.attention is None
         self.folded = (
             _Folded(self.dlrm, self.keys, self._user_keys, self._item_keys).to(self.device) if fold and plain else None
         )
@@ -363,7 +371,7 @@ class Scorer:
                 for name, c in configs.items():
                     t = _Table(c.pooling, weight=self.ebc.embedding_bags[name].weight.detach())
                     tables.update({k: t for k in c.feature_names})
-                return tables
+                return self._with_history_alias(tables)
             for module in self.ebc._emb_modules:  # torchrec.quant: fbgemm IntNBit table-batched modules
                 tbe = getattr(module, "_emb_module", module)
                 for spec, (q, ss) in zip(
@@ -382,26 +390,36 @@ class Scorer:
                     tables.update({k: t for k in c.feature_names})
         except (AttributeError, KeyError, TypeError, ValueError, RuntimeError):
             return None
-        if set(tables) != set(self.keys) or not self._tables_agree(tables):
+        ebc_keys = [k for c in configs.values() for k in c.feature_names]
+        if set(tables) != set(ebc_keys) or not self._tables_agree(tables, ebc_keys):
             return None
-        return tables
+        return self._with_history_alias(tables)
 
-    def _tables_agree(self, tables: dict[str, _Table]) -> bool:
+    def _with_history_alias(self, tables: dict[str, _Table]) -> dict[str, _Table]:
+        """With target attention the collection reads the history through position slots of the item table:
+        the scorer reads ``recent_items`` rows from that table directly (slot names dropped)."""
+        if self.attention is None:
+            return tables
+        keep = {k: t for k, t in tables.items() if k in self.keys}
+        keep[HISTORY_KEY] = tables[QUERY_KEY]
+        return keep
+
+    def _tables_agree(self, tables: dict[str, _Table], keys: list[str]) -> bool:
         """Probe: our reads of the int8 rows pool to what the quantized collection itself returns."""
         B = 3
-        vals = {k: torch.arange(2 * B, dtype=torch.int64) % max(1, int(tables[k].num_rows)) for k in self.keys}
-        lens = {k: torch.full((B,), 2, dtype=torch.int32) for k in self.keys}
+        vals = {k: torch.arange(2 * B, dtype=torch.int64) % max(1, int(tables[k].num_rows)) for k in keys}
+        lens = {k: torch.full((B,), 2, dtype=torch.int32) for k in keys}
         kjt = KeyedJaggedTensor(
-            keys=self.keys,
-            values=torch.cat([vals[k] for k in self.keys]),
-            lengths=torch.cat([lens[k] for k in self.keys]),
+            keys=keys,
+            values=torch.cat([vals[k] for k in keys]),
+            lengths=torch.cat([lens[k] for k in keys]),
             stride=B,
         )
         with torch.inference_mode():
             ref = self.ebc(kjt).to_dict()
             return all(
                 torch.allclose(tables[k].pooled(vals[k], lens[k], B), ref[k].float(), atol=1e-4, rtol=1e-4)
-                for k in self.keys
+                for k in keys
             )
 
     def _lookup(
@@ -440,6 +458,19 @@ class Scorer:
             out.append(self._lookup(self._item_keys, vals, lens, e - s))
         return torch.cat(out) if out else torch.zeros(0, len(self._item_keys), self.D, device=self.device)
 
+    def user_history(self, users: Sequence[UserFeatures]) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Target attention only (else None): each user's last N history rows, most recent first, read once per
+        user: ((U, N, D) rows, zeros on padding; (U, N) mask)."""
+        if self.attention is None:
+            return None
+        bags = [u.sparse[HISTORY_KEY].reshape(-1).to(torch.int64).cpu() for u in users]
+        lengths = torch.tensor([len(b) for b in bags], dtype=torch.int64)
+        slots, mask = recency_slots(torch.cat(bags), lengths, self.history_length)
+        mask = mask.to(self.device)
+        rows = self._tables[HISTORY_KEY].rows(slots.reshape(-1).to(self._tables[HISTORY_KEY].device))
+        rows = rows.view(len(users), self.history_length, -1).to(self.device, torch.float32)
+        return rows * mask.unsqueeze(-1), mask
+
     def user_embeddings(self, users: Sequence[UserFeatures]) -> torch.Tensor:
         """(U, Fu, D): every user's side, looked up once per user."""
         if len(users) == 1 and self._tables is not None:
@@ -451,20 +482,40 @@ class Scorer:
     # -- MLP / interaction stage ------------------------------------------------------------------
 
     def _generic_rows(
-        self, ue: torch.Tensor, ud: torch.Tensor, items: torch.Tensor, pair: torch.Tensor
+        self,
+        ue: torch.Tensor,
+        ud: torch.Tensor,
+        items: torch.Tensor,
+        pair: torch.Tensor,
+        history: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """Any DLRM variant: assemble (R, F, D) rows from the caches and run the model's own archs. Logits (R,)."""
+        """Any DLRM variant: assemble (R, F, D) rows from the caches and run the model's own archs. Logits (R,).
+        ``history`` (target attention): this user's ((1, N, D) rows, (1, N) mask); each row's interest vector
+        takes the ``recent_items`` place."""
         R = items.shape[0]
-        sparse = torch.cat([ue.expand(R, -1, -1), self.item_emb.index_select(0, items)], dim=1).index_select(
-            1, self._perm
-        )
+        item_rows = self.item_emb.index_select(0, items)  # (R, Fi, D)
+        user_rows = ue.expand(R, -1, -1)
+        if history is not None:
+            query = item_rows[:, self._item_keys.index(QUERY_KEY)]
+            interest = self.attention(query, history[0], history[1])  # (R, D)
+            h = self._user_keys.index(HISTORY_KEY)
+            user_rows = torch.cat([user_rows[:, :h], interest.unsqueeze(1), user_rows[:, h + 1 :]], dim=1)
+        sparse = torch.cat([user_rows, item_rows], dim=1).index_select(1, self._perm)
         dense = torch.cat([ud.expand(R, -1), self.item_dense.index_select(0, items), pair], dim=1)
         dense = dense.index_select(1, self._dense_perm)
         d = self.dlrm.dense_arch(dense)
         return self.dlrm.over_arch(self.dlrm.inter_arch(dense_features=d, sparse_features=sparse)).reshape(-1)
 
-    def _score_users(self, ue: torch.Tensor, ud: torch.Tensor, items: torch.Tensor, pair: torch.Tensor) -> torch.Tensor:
-        """Logits (Uc, N) for Uc users that each have N rows. items (Uc, N) catalogue rows, pair (Uc, N, P)."""
+    def _score_users(
+        self,
+        ue: torch.Tensor,
+        ud: torch.Tensor,
+        items: torch.Tensor,
+        pair: torch.Tensor,
+        history: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Logits (Uc, N) for Uc users that each have N rows. items (Uc, N) catalogue rows, pair (Uc, N, P);
+        history: :meth:`user_history` of those Uc users (target attention)."""
         if self.folded is not None:
             state = self.folded.user_state(ue, ud)
             N = items.shape[1]
@@ -479,7 +530,16 @@ class Scorer:
                 dim=1,
             )
         return torch.stack(
-            [self._generic_rows(ue[u : u + 1], ud[u : u + 1], items[u], pair[u]) for u in range(ue.shape[0])]
+            [
+                self._generic_rows(
+                    ue[u : u + 1],
+                    ud[u : u + 1],
+                    items[u],
+                    pair[u],
+                    None if history is None else (history[0][u : u + 1], history[1][u : u + 1]),
+                )
+                for u in range(ue.shape[0])
+            ]
         )
 
     # -- public -----------------------------------------------------------------------------------
@@ -501,12 +561,13 @@ class Scorer:
         with torch.inference_mode():
             t0 = time.perf_counter_ns()
             ue = self.user_embeddings([user])
+            hist = self.user_history([user])
             ud = user.dense.to(self.device, torch.float32).reshape(1, -1)
             if timings is not None:
                 _sync(self.device)
             t1 = time.perf_counter_ns()
             pair = self.default_pair.expand(N, -1) if pair_dense is None else pair_dense.to(self.device, torch.float32)
-            out = self._score_users(ue, ud, items.reshape(1, N), pair.reshape(1, N, -1)).reshape(N)
+            out = self._score_users(ue, ud, items.reshape(1, N), pair.reshape(1, N, -1), hist).reshape(N)
             if timings is not None:
                 _sync(self.device)
                 timings.append(ScoreTimings(t1 - t0, time.perf_counter_ns() - t1))
@@ -553,6 +614,7 @@ class Scorer:
         with torch.inference_mode():
             t0 = time.perf_counter_ns()
             ue_all = self.user_embeddings(users)
+            hist_all = self.user_history(users)
             ud_all = torch.stack([u.dense.reshape(-1).float() for u in users]).to(self.device)
             _sync(self.device)
             t1 = time.perf_counter_ns()
@@ -575,8 +637,9 @@ class Scorer:
                             for u in g
                         ]
                     )
+                    hist = None if hist_all is None else (hist_all[0][idx], hist_all[1][idx])
                     res = (
-                        self._score_users(ue_all.index_select(0, idx), ud_all.index_select(0, idx), its, pr)
+                        self._score_users(ue_all.index_select(0, idx), ud_all.index_select(0, idx), its, pr, hist)
                         .float()
                         .cpu()
                     )

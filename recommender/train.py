@@ -34,7 +34,7 @@ from recommender.config import Config, resolve_device
 from recommender.data import Examples, ShopData, build_examples, split_by_time
 from recommender.features import EncodedExamples, FeatureSpace
 from recommender.metrics import auc_score, log_loss
-from recommender.model import Ranker, RankerTrain, build_model, dense_parameters
+from recommender.model import Ranker, RankerTrain, build_model, dense_parameters, embedding_parameters
 from recommender.rows import TrainingRows, training_rows
 from recommender.rules import choose_explore_slots, explore_recall_by_slots
 
@@ -375,7 +375,8 @@ def train_distributed(examples: Examples, config: Config, *, valid: Examples | N
         num_dense=space.num_dense,
         device=torch.device("cpu"),
     )
-    _apply_optimizer_in_backward(RowWiseAdagrad, model.dlrm.sparse_arch.parameters(), {"lr": tc.embedding_lr})
+    # the tables only: a target-attention sparse arch also holds dense parameters, which Adam trains
+    _apply_optimizer_in_backward(RowWiseAdagrad, embedding_parameters(model), {"lr": tc.embedding_lr})
     sharders = [EmbeddingBagCollectionSharder()]
     constraints = {
         f"t_{name}": ParameterConstraints(sharding_types=[ShardingType.TABLE_WISE.value])
