@@ -124,7 +124,8 @@ class _Memo:
 _memo = _Memo()
 
 
-def _current_stamp() -> str:
+def current_stamp() -> str:
+    """The version of everything held per process from the catalog (cards, product pages)."""
     stamp = cache.get(CARDS_VERSION_KEY)
     if stamp is None:
         stamp = uuid.uuid4().hex
@@ -153,7 +154,7 @@ def cards_get(*, ids: Iterable[int], products: dict | None = None) -> dict[int, 
     ids = list(dict.fromkeys(int(i) for i in ids))
     if not ids:
         return {}
-    stamp = _current_stamp()
+    stamp = current_stamp()
     now = time.monotonic()
     out: dict[int, CardParts | None] = {}
     missing: list[int] = []

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.cache import cache
 from django.db import DatabaseError
 from django.utils.safestring import SafeString
@@ -196,10 +197,18 @@ class RailPlan:
     model_version: str | None = None
 
 
-def rails_plan(*, requests: Sequence[RailRequest | str], context: RailContext) -> list[RailPlan]:
+def rails_plan(
+    *,
+    requests: Sequence[RailRequest | str],
+    context: RailContext,
+    with_events: Sequence[EventIn] = (),
+    user: AbstractBaseUser | None = None,
+) -> list[RailPlan]:
     """Choose each placement's products in page order; a product appears in one rail of a page at most.
 
-    Queries: each cold source once (then cached); no product is loaded.
+    Queries: each cold source once (then cached); no product is loaded; one statement for the
+    served rails' impressions together with ``with_events`` (the page's own events of this visitor,
+    e.g. its view), none when there is nothing to write.
     """
     shown: set[int] = set(context.exclude_ids)
     if context.product_id is not None:
@@ -232,19 +241,30 @@ def rails_plan(*, requests: Sequence[RailRequest | str], context: RailContext) -
                 model_version=cands.model_version,
             )
         )
-    _impressions_record(plans, context)
+    _impressions_record(plans, context, with_events=with_events, user=user)
     return plans
 
 
-def _impressions_record(plans: Sequence[RailPlan], context: RailContext) -> None:
+def _impressions_record(
+    plans: Sequence[RailPlan],
+    context: RailContext,
+    *,
+    with_events: Sequence[EventIn] = (),
+    user: AbstractBaseUser | None = None,
+) -> None:
     """Server-side impressions of the rails a ranker served (those tagged with an arm), with the arm and
     model version that ranked them: what was served, whether or not the browser later reports it seen
-    (the beacon's impressions have source ``beacon``). Never breaks the page."""
+    (the beacon's impressions have source ``beacon``), written in one statement with ``with_events``.
+
+    Impressions alone never break the page (a failure is logged); with the page's own events (its
+    view) a failure propagates, as that event's own write would: a view is never dropped silently."""
     served = [plan for plan in plans if plan.arm]
-    if context.visitor_id is None or not served:
+    if with_events and context.visitor_id is None:
+        raise ValueError("with_events needs the visitor the events belong to")
+    if context.visitor_id is None or not (served or with_events):
         return
     pvid = context.page_view_id or uuid.uuid4()
-    events = [
+    impressions = [
         EventIn(
             type=EventType.IMPRESSION,
             product_id=pid,
@@ -259,8 +279,11 @@ def _impressions_record(plans: Sequence[RailPlan], context: RailContext) -> None
         for plan in served
         for pos, pid in enumerate(plan.product_ids)
     ]
+    if with_events:
+        events_record(visitor_id=context.visitor_id, user=user, events=[*with_events, *impressions])
+        return
     try:
-        events_record(visitor_id=context.visitor_id, user=None, events=events)
+        events_record(visitor_id=context.visitor_id, user=None, events=impressions)
     except DatabaseError:
         log.warning("rail impressions not recorded", exc_info=True)
 
@@ -304,16 +327,23 @@ class RailHtml:
         return self.html
 
 
-def rails_html(*, requests: Sequence[RailRequest | str], context: RailContext) -> list[RailHtml]:
+def rails_html(
+    *,
+    requests: Sequence[RailRequest | str],
+    context: RailContext,
+    with_events: Sequence[EventIn] = (),
+    user: AbstractBaseUser | None = None,
+) -> list[RailHtml]:
     """The rails of a page, rendered from the cards this process holds (``catalog.cards``).
 
-    Queries: each cold source once, plus one for the products of the rails whose cards this process
-    does not hold (none when all are held). A card may show a price or stock level up to
-    ``cards.CARD_TTL`` seconds old, as the id lists behind it already may.
+    Queries: each cold source once, one statement for the impressions and ``with_events`` (see
+    :func:`rails_plan`), plus one for the products of the rails whose cards this process does not hold
+    (none when all are held). A card may show a price or stock level up to ``cards.CARD_TTL`` seconds
+    old, as the id lists behind it already may.
     """
     from .templatetags.storefront import rail_markup  # rendering lives with the other card helpers
 
-    plans = rails_plan(requests=requests, context=context)
+    plans = rails_plan(requests=requests, context=context, with_events=with_events, user=user)
     cards = cards_get(ids=[pid for plan in plans for pid in plan.product_ids])
     out: list[RailHtml] = []
     for plan in plans:

@@ -8,15 +8,18 @@ import uuid
 from django.core.cache import cache
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, HttpResponseNotModified, JsonResponse
+from django.middleware.csrf import get_token
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.cache import patch_cache_control
 from django.views.decorators.http import require_safe
 
 from shop.events.models import EventType
-from shop.events.services import event_record
+from shop.events.services import web_event_in
 
 from .images import product_svg
 from .models import Product
+from .product_page import buy_box_html, product_page_get
 from .rails import RailContext, RailRequest, context_for_category, rails_html
 from .selectors import (
     DEFAULT_SORT,
@@ -25,11 +28,10 @@ from .selectors import (
     category_node_get,
     category_product_ids,
     category_tree_get,
-    product_get,
     search_product_ids,
     search_suggestions,
 )
-from .templatetags.storefront import grid_markup
+from .templatetags.storefront import grid_markup, route
 from .web import attribution_get, device_get, is_prefetch, page_view_id_get
 
 PER_PAGE = 24
@@ -152,11 +154,11 @@ def search_suggest(request: HttpRequest) -> JsonResponse:
 @require_safe
 def product_by_id(request: HttpRequest, pk: int) -> HttpResponse:
     product = get_object_or_404(Product.objects.only("pk", "slug"), pk=pk)
-    return _canonical_redirect(request, product)
+    return _canonical_redirect(request, pk=product.pk, slug=product.slug)
 
 
-def _canonical_redirect(request: HttpRequest, product: Product) -> HttpResponse:
-    url = product.get_absolute_url()
+def _canonical_redirect(request: HttpRequest, *, pk: int, slug: str) -> HttpResponse:
+    url = reverse("catalog:product", kwargs={"pk": pk, "slug": slug})
     if request.META.get("QUERY_STRING"):
         url += "?" + request.META["QUERY_STRING"]
     return redirect(url)
@@ -164,18 +166,18 @@ def _canonical_redirect(request: HttpRequest, product: Product) -> HttpResponse:
 
 @require_safe
 def product_detail(request: HttpRequest, pk: int, slug: str) -> HttpResponse:
-    product = product_get(pk=pk)
-    if slug != product.slug:
-        return _canonical_redirect(request, product)
     tree = category_tree_get()
+    page = product_page_get(pk=pk, tree=tree)  # the product part, held per process (no query when held)
+    if slug != page.slug:
+        return _canonical_redirect(request, pk=page.pk, slug=page.slug)
     page_view_id = page_view_id_get(request)
     placement, position = attribution_get(request.GET)
+    view = None
     if request.method == "GET" and not is_prefetch(request):
-        event_record(
+        view = web_event_in(
             visitor_id=request.visitor_id,
-            user=request.user,
             type=EventType.VIEW,
-            product_id=product.pk,
+            product_id=page.pk,
             idempotency_key=f"view:{page_view_id}",
             placement=placement,
             position=position,
@@ -186,13 +188,13 @@ def product_detail(request: HttpRequest, pk: int, slug: str) -> HttpResponse:
     base = RailContext(
         visitor_id=request.visitor_id,
         user_id=request.user.pk if request.user.is_authenticated else None,
-        product_id=product.pk,
+        product_id=page.pk,
         page_view_id=page_view_id,
         device=device_get(request),
     )
-    leaf = context_for_category(base=base, tree=tree, category_id=product.category_id)
-    node = tree.get(product.category_id)
-    wider_id = node.parent_id if node is not None and node.parent_id is not None else product.category_id
+    leaf = context_for_category(base=base, tree=tree, category_id=page.category_id)
+    node = tree.get(page.category_id)
+    wider_id = node.parent_id if node is not None and node.parent_id is not None else page.category_id
     wider = context_for_category(base=base, tree=tree, category_id=wider_id)
     rails = rails_html(
         requests=[
@@ -202,25 +204,23 @@ def product_detail(request: HttpRequest, pk: int, slug: str) -> HttpResponse:
             RailRequest("product.new_arrivals", base),
         ],
         context=base,
+        # the view and the rails' impressions in one statement, committed before the page is answered
+        with_events=[view] if view is not None else (),
+        user=request.user,
     )
-    # The initial values of orders.forms.AddToCartForm, written out as plain hidden inputs by the
-    # template (a bound form and its widget templates cost more than the rest of the buy box).
-    buy = {
-        "nonce": uuid.uuid4(),
-        "placement": "" if placement == "direct" else placement,
-        "position": position,
-        "page_view_id": page_view_id,
-    }
+    buy_box = buy_box_html(
+        page,
+        action=route("orders:cart_add"),
+        csrf_token=get_token(request),
+        nonce=str(uuid.uuid4()),
+        placement="" if placement == "direct" else placement,
+        position=position,
+        page_view_id=str(page_view_id),
+    )
     return render(
         request,
         "catalog/product_detail.html",
-        {
-            "product": product,
-            "breadcrumbs": tree.ancestors(product.category_id),
-            "buy": buy,
-            "rails": rails,
-            "max_quantity": max(1, min(product.stock, 99)),
-        },
+        {"page": page, "product_html": page.html(buy_box), "rails": rails},
     )
 
 

@@ -257,6 +257,39 @@ def events_record(*, visitor_id: uuid.UUID, user: AbstractBaseUser | None, event
     return stored
 
 
+def web_event_in(
+    *,
+    visitor_id: uuid.UUID,
+    type: EventType | str,
+    product_id: int,
+    idempotency_key: str,
+    placement: str = "",
+    position: int | None = None,
+    page_view_id: uuid.UUID | None = None,
+    quantity: int = 1,
+    order_id: int | None = None,
+    device: str = "",
+) -> EventIn:
+    """A server-side event (view, add to cart, remove, purchase) with the visitor's experiment arm and
+    the model version serving it, ready for :func:`events_record` (alone or with other events of the
+    same visitor, in one statement)."""
+    arm, model_version = attribution_for(visitor_id=visitor_id)
+    return EventIn(
+        type=str(type),
+        product_id=product_id,
+        idempotency_key=idempotency_key,
+        placement=placement,
+        position=position,
+        page_view_id=page_view_id,
+        quantity=quantity,
+        order_id=order_id,
+        device=device,
+        source=EventSource.WEB,
+        arm=arm,
+        model_version=model_version,
+    )
+
+
 def event_record(
     *,
     visitor_id: uuid.UUID,
@@ -273,27 +306,16 @@ def event_record(
 ) -> bool:
     """Record one server-side event (view, add to cart, remove, purchase), with the visitor's experiment
     arm and the model version serving it. True if new."""
-    arm, model_version = attribution_for(visitor_id=visitor_id)
-    return (
-        events_record(
-            visitor_id=visitor_id,
-            user=user,
-            events=[
-                EventIn(
-                    type=str(type),
-                    product_id=product_id,
-                    idempotency_key=idempotency_key,
-                    placement=placement,
-                    position=position,
-                    page_view_id=page_view_id,
-                    quantity=quantity,
-                    order_id=order_id,
-                    device=device,
-                    source=EventSource.WEB,
-                    arm=arm,
-                    model_version=model_version,
-                )
-            ],
-        )
-        == 1
+    event = web_event_in(
+        visitor_id=visitor_id,
+        type=type,
+        product_id=product_id,
+        idempotency_key=idempotency_key,
+        placement=placement,
+        position=position,
+        page_view_id=page_view_id,
+        quantity=quantity,
+        order_id=order_id,
+        device=device,
     )
+    return events_record(visitor_id=visitor_id, user=user, events=[event]) == 1

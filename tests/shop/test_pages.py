@@ -469,3 +469,76 @@ def test_search_page_queries_do_not_grow_with_the_results(client, tree, django_a
     ProductFactory.create_batch(30, name="Latte Cups", category=tree["home"])
     with django_assert_num_queries(2):  # another sort: its ids (the count too), the cards not shown before
         client.get("/search/?q=latte&sort=name&page=2")
+
+
+def test_a_returning_shoppers_product_page_runs_exactly_two_queries(client, tree, django_assert_num_queries):
+    product = ProductFactory(category=tree["ground"], name="French Press")
+    ProductFactory.create_batch(10, category=tree["ground"])
+    ProductFactory.create_batch(5, category=tree["home"])
+    EventFactory.create_batch(3, type=EventType.PURCHASE, product__category=tree["coffee"])
+    client.get(product.get_absolute_url())  # the visitor's cookie; the product's page and the rails held
+
+    # the cart (personalised rail and header) and ONE statement for the view and the rails' impressions;
+    # the product part of the page is held (catalog.product_page), the rails' cards too
+    with django_assert_num_queries(2) as ctx:
+        response = client.get(product.get_absolute_url() + "?from=home.popular&pos=2")
+    assert response.status_code == 200
+    writes = [q["sql"] for q in ctx.captured_queries if 'INSERT INTO "events_event"' in q["sql"]]
+    assert len(writes) == 1
+    html = response.content.decode()
+    view = Event.objects.get(type=EventType.VIEW, page_view_id=page_view_id(html))
+    assert (view.product_id, view.placement, view.position) == (product.pk, "home.popular", 2)
+    served = Event.objects.filter(type=EventType.IMPRESSION, page_view_id=view.page_view_id)
+    assert served.exists()  # the personalised rail's impressions, written with the view
+    assert '<h1 class="product-title">French Press</h1>' in html
+    assert f'name="page_view_id" value="{view.page_view_id}"' in html
+
+
+def test_a_product_page_is_answered_only_once_its_view_is_stored(client, monkeypatch):
+    """The view is written in the same statement as the impressions: when that write fails the page
+    fails (503), it never answers a view that was not stored."""
+    from django.db import OperationalError
+
+    from shop.catalog import rails
+
+    product = ProductFactory()
+    client.get(product.get_absolute_url())
+
+    def broken(**kwargs):
+        raise OperationalError("database is down")
+
+    monkeypatch.setattr(rails, "events_record", broken)
+    client.raise_request_exception = False
+    response = client.get(product.get_absolute_url())
+    assert response.status_code >= 500
+    assert Event.objects.filter(type=EventType.VIEW).count() == 1  # the first page's view only
+
+
+def test_an_edited_product_shows_on_its_own_page_at_once(client, tree):
+    product = ProductFactory(category=tree["ground"], name="Moka Pot", price=Decimal("30.00"), stock=50)
+    html = client.get(product.get_absolute_url()).content.decode()
+    assert "$30.00" in html and "Moka Pot" in html and 'name="quantity"' in html
+
+    product.price, product.stock, product.name = Decimal("27.50"), 0, "Moka Pot <3 cups>"
+    product.save()  # the held product page is dropped in every process (the cards' version stamp)
+
+    html = client.get(product.get_absolute_url()).content.decode()
+    assert "$27.50" in html and "Moka Pot &lt;3 cups&gt;" in html and "<3 cups>" not in html
+    assert "Currently out of stock" in html and 'name="quantity"' not in html
+
+    product.is_active = False
+    product.save()
+    assert client.get(product.get_absolute_url()).status_code == 404
+
+
+def test_each_product_render_gets_its_own_buy_box(client):
+    product = ProductFactory(stock=3)
+    first, second = (client.get(product.get_absolute_url()).content.decode() for _ in range(2))
+
+    def field(html: str, name: str) -> str:
+        return re.search(rf'name="{name}" value="([^"]*)"', html).group(1)
+
+    assert field(first, "nonce") != field(second, "nonce")
+    assert field(first, "page_view_id") == page_view_id(first) != page_view_id(second)
+    assert field(first, "csrfmiddlewaretoken")
+    assert 'max="3"' in first

@@ -8,6 +8,7 @@ from urllib.parse import quote
 
 from django import template
 from django.conf import settings
+from django.templatetags.static import static
 from django.urls import get_script_prefix, reverse
 from django.utils.html import format_html
 from django.utils.http import urlencode
@@ -81,6 +82,18 @@ def stock_class(product) -> str:
 @lru_cache(maxsize=256)
 def _route(script_prefix: str, name: str, args: tuple) -> str:
     return reverse(name, args=args)
+
+
+@lru_cache(maxsize=256)
+def _asset(script_prefix: str, path: str) -> str:
+    return static(path)
+
+
+@register.simple_tag
+def asset(path: str) -> str:
+    """``{% static %}`` resolved once per process: the manifest's hashed names change only with a deploy
+    (a restart), and every page links the same stylesheet, scripts and icons."""
+    return _asset(get_script_prefix(), path)
 
 
 @register.simple_tag
@@ -157,17 +170,24 @@ def _category_prefix(script_prefix: str) -> str:
 @register.simple_tag
 def category_links(categories, current_slug: str = "", limit: int | None = None) -> str:
     """``<li>`` links to top-level categories (navigation bar and footer); marks the current one."""
-    prefix = _category_prefix(get_script_prefix())
     items = categories if limit is None else categories[:limit]
+    return _category_links(get_script_prefix(), tuple((c["slug"], c["name"]) for c in items), current_slug or "")
+
+
+@lru_cache(maxsize=512)
+def _category_links(script_prefix: str, items: tuple[tuple[str, str], ...], current_slug: str) -> SafeString:
+    # every page renders the bar and the footer: formatted once per process for each list and current
+    # category (the key is the list itself, so a renamed or added category makes a new entry)
+    prefix = _category_prefix(script_prefix)
     return mark_safe(  # nosec B308 B703  # joined format_html() output, each value escaped
         "".join(
             format_html(
                 '<li><a href="{}{}/"{}>{}</a></li>',
                 prefix,
-                quote(c["slug"], safe=""),
-                mark_safe(' aria-current="page"') if current_slug and c["slug"] == current_slug else "",  # nosec B308 B703  # a constant
-                c["name"],
+                quote(slug, safe=""),
+                mark_safe(' aria-current="page"') if current_slug and slug == current_slug else "",  # nosec B308 B703  # a constant
+                name,
             )
-            for c in items
+            for slug, name in items
         )
     )
