@@ -224,5 +224,8 @@ class ServingStatsApi(APIView):
             "snapshot": model.snapshot if model else None,
             "load_seconds": round(model.load_seconds, 3) if model else None,
             "error": status_.error,
+            # stage 1 fitted without a model (the heuristic arm while no model serves)
+            "stage1_snapshot": stage1.snapshot if (stage1 := serving.serving_stage1()) else None,
+            "stage1_error": serving.serving_stage1_error(),
         }
         return Response({**stats.serving_stats(minutes=query.validated_data["minutes"]), "process": process})

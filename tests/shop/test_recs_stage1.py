@@ -68,6 +68,8 @@ def test_heuristic_arm_serves_stage1_with_no_model_and_the_dlrm_arm_falls_back(u
     stage1 = serving.serving_stage1_reload()
     assert stage1 is not None and stage1.stage1_only and stage1.snapshot == export.snapshot_latest().name
     assert serving.serving_stage1_reload() is stage1  # same snapshot: not fitted again
+    process = staff_client.get("/api/recs/serving-stats", {"minutes": 5}).json()["process"]
+    assert process["model_version"] is None and process["stage1_snapshot"] == stage1.snapshot
 
     visitor = shop.visitors[2]  # anonymous, with a history in the snapshot
     user = keys.user_key(visitor_id=visitor, user_id=None)
