@@ -191,3 +191,27 @@ def _category_links(script_prefix: str, items: tuple[tuple[str, str], ...], curr
             for slug, name in items
         )
     )
+
+
+@register.simple_tag
+def category_tiles(categories, limit: int = 12) -> str:
+    """The home page's "Shop by category" tiles (``<li>`` each), formatted once per process per list."""
+    return _category_tiles(get_script_prefix(), tuple((c["slug"], c["name"]) for c in categories[:limit]))
+
+
+@lru_cache(maxsize=64)
+def _category_tiles(script_prefix: str, items: tuple[tuple[str, str], ...]) -> SafeString:
+    prefix = _category_prefix(script_prefix)
+    return mark_safe(  # nosec B308 B703  # joined format_html() output, each value escaped
+        "".join(
+            format_html(
+                '<li><a class="tile tile-{}" href="{}{}/"><span>{}</span>'
+                '<span class="tile-arrow" aria-hidden="true">→</span></a></li>',
+                "a" if i % 2 == 0 else "b",
+                prefix,
+                quote(slug, safe=""),
+                name,
+            )
+            for i, (slug, name) in enumerate(items)
+        )
+    )
