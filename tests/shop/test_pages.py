@@ -542,3 +542,14 @@ def test_each_product_render_gets_its_own_buy_box(client):
     assert field(first, "page_view_id") == page_view_id(first) != page_view_id(second)
     assert field(first, "csrfmiddlewaretoken")
     assert 'max="3"' in first
+
+
+def test_a_returning_shoppers_home_page_runs_exactly_two_queries(client, django_assert_num_queries):
+    ProductFactory.create_batch(12)
+    EventFactory.create_batch(4, type=EventType.ADD_TO_CART)
+    client.get("/")
+    client.get("/")  # every list and card held
+    # the cart and the rails' impressions (no model serving: an arm ranked by a model adds its batch
+    # list and the visitor's user, see test_home_query_count_is_bounded)
+    with django_assert_num_queries(2):
+        assert client.get("/").status_code == 200
