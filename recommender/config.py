@@ -102,6 +102,9 @@ class TrainConfig:
 
     batch_size: int = 2048
     epochs: int = 3
+    # fewer updates than this (a small log at batch_size x epochs) train on smaller batches, then more epochs
+    # (recommender.train.step_schedule)
+    min_steps: int = 300
     lr: float = 1e-3  # Adam, dense MLPs
     embedding_lr: float = 0.05  # fused RowWiseAdagrad, embedding tables
     weight_decay: float = 0.0
