@@ -5,7 +5,7 @@ candidate's item embedding ``q`` attends over the last N items ``h_0 .. h_{N-1}`
 each carrying a learned position (recency) embedding ``p_j``:
 
     k_j      = h_j + p_j                                   (N, D)
-    s_j      = w2 . PReLU(W1 [k_j, q, k_j * q] + b1) + b2  DIN's activation unit (k_j - q is linear in k_j and
+    s_j      = w2 . ReLU(W1 [k_j, q, k_j * q] + b1) + b2   DIN's activation unit (k_j - q is linear in k_j and
                                                            q, so a first linear layer gains nothing from it)
     a_j      = sigmoid(s_j) for real positions, 0 for padding
     interest = sum_j a_j k_j / n                           (D,), n = the number of real positions
@@ -45,12 +45,11 @@ class TargetAttention(nn.Module):
     ``keys`` are the history rows without positions (this module adds them); a history shared by all B rows
     (one user's, at serving) is passed once as (1, N, D) and broadcast, never copied per candidate."""
 
-    def __init__(self, dim: int, length: int, hidden: int = 32):
+    def __init__(self, dim: int, length: int, hidden: int = 16):
         super().__init__()
         self.dim, self.length, self.hidden = dim, length, hidden
         self.position = nn.Parameter(torch.randn(length, dim) * 0.01)
         self.lin1 = nn.Linear(3 * dim, hidden)
-        self.slope = nn.Parameter(torch.full((hidden,), 0.25))  # PReLU, one slope per unit (on the last dim)
         self.lin2 = nn.Linear(hidden, 1)
         with torch.no_grad():  # start near the mean bag: every weight about sigmoid(2) = 0.88
             self.lin2.weight.mul_(0.1)
@@ -62,16 +61,22 @@ class TargetAttention(nn.Module):
 
     def weights(self, query: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(B, N) attention weights in [0, 1], zero on padding. ``keys`` already carry their positions."""
-        D = self.dim
+        D, H = self.dim, self.hidden
+        B, N = query.shape[0], keys.shape[1]
         W = self.lin1.weight  # (H, 3D): the [k, q, k * q] blocks applied separately so a shared history's
         # part is computed once, not once per candidate
         a = keys @ W[:, :D].T  # (B|1, N, H)
         b = torch.addmm(self.lin1.bias, query, W[:, D : 2 * D].T)  # (B, H)
-        c = (keys * query.unsqueeze(1)) @ W[:, 2 * D :].T  # (B, N, H)
-        h = c + a + b.unsqueeze(1)
-        h = torch.where(h >= 0, h, h * self.slope)
+        if keys.shape[0] == 1 and B > 1:
+            # one history for all B candidates (serving): (k_j * q) W3^T = q (diag(k_j) W3^T), so the user's
+            # (D, N*H) matrix is built once and every candidate costs one GEMM row
+            kw = (keys[0].T.unsqueeze(-1) * W[:, 2 * D :].T.unsqueeze(1)).reshape(D, N * H)  # (D, N*H)
+            h = (query @ kw).view(B, N, H)
+        else:
+            h = (keys * query.unsqueeze(1)) @ W[:, 2 * D :].T  # (B, N, H)
+        h = torch.relu(h + a + b.unsqueeze(1))
         s = (h @ self.lin2.weight.T).squeeze(-1) + self.lin2.bias  # (B, N)
-        return torch.sigmoid(s) * mask.to(s.dtype)
+        return torch.sigmoid(s) * mask
 
     def forward(self, query: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         k = self.keys_with_position(keys)

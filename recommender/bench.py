@@ -51,7 +51,9 @@ class StoreShape:
     bag: int = 20  # recent items per user
 
 
-def store_model(shape: StoreShape, *, seed: int = 0, arch: str = "dlrm") -> torch.nn.Module:
+def store_model(
+    shape: StoreShape, *, seed: int = 0, arch: str = "dlrm", history_encoder: str = "mean"
+) -> torch.nn.Module:
     torch.manual_seed(seed)
     sizes = {
         "user": shape.users + 97,
@@ -66,7 +68,12 @@ def store_model(shape: StoreShape, *, seed: int = 0, arch: str = "dlrm") -> torc
     feats: dict[str, list[str]] = {}
     for k in SPARSE_KEYS:
         feats.setdefault(TABLE_OF_KEY[k], []).append(k)
-    model = build_model(ModelConfig(arch=arch), table_sizes=sizes, table_features=feats, num_dense=len(DENSE_FEATURES))
+    model = build_model(
+        ModelConfig(arch=arch, history_encoder=history_encoder, history_length=shape.bag),
+        table_sizes=sizes,
+        table_features=feats,
+        num_dense=len(DENSE_FEATURES),
+    )
     for name, p in model.named_parameters():
         if "embedding_bag" in name:
             torch.nn.init.normal_(p, std=0.1)
@@ -487,6 +494,159 @@ def run(
     return report
 
 
+# ------------------------------------------------------------------------------ history encoders
+
+
+def history_encoder_cost(
+    encoders: Sequence[str] = ("mean", "din"),
+    *,
+    quick: bool = False,
+    candidates: int = 500,
+    rounds: int = 5,
+    train_batches: int = 60,
+    batch_size: int = 4096,
+    block: int = 5,
+) -> dict:
+    """What each recent-items encoder costs, all in one run on one thread: rank ``candidates`` candidates of one
+    user through the :class:`Scorer` (the store shape, a full 20-item history; the encoders take turns in
+    ``rounds`` rounds so load from other processes hits each alike), and training examples/s of the fused
+    training step (batch building + forward + backward + optimisers) on the same batches of a synthetic shop's
+    rows, the encoders alternating in blocks of ``block`` batches. The first encoder is the reference of the
+    ratios."""
+    from recommender.config import Config
+    from recommender.data import build_examples, synthetic_shop
+    from recommender.features import FeatureSpace
+    from recommender.model import RankerTrain, dense_parameters
+
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        shape = StoreShape(items=1_000, users=2_000) if quick else StoreShape()
+        items_t = store_items(shape)
+        user = store_user(shape, 7)
+        g = torch.Generator().manual_seed(candidates)
+        cands = torch.randint(0, shape.items, (candidates,), generator=g)
+        pair = torch.rand(candidates, len(PAIR_DENSE), generator=g)
+        scorers = {e: Scorer(store_model(shape, history_encoder=e), items_t, device="cpu") for e in encoders}
+        wall: dict[str, list[int]] = {e: [] for e in encoders}
+        for _ in range(2 if quick else rounds):
+            for e, sc in scorers.items():
+                w, _c = _measure(
+                    lambda sc=sc: sc.score(user, cands, pair),
+                    min_iters=5 if quick else 50,
+                    max_iters=50 if quick else 1000,
+                    budget_s=0.1 if quick else 0.6,
+                    device=sc.device,
+                )
+                wall[e] += w
+        latency = {
+            e: {"p50_ms": _p(w, 50), "p95_ms": _p(w, 95), "p99_ms": _p(w, 99), "iters": len(w)} for e, w in wall.items()
+        }
+
+        data = synthetic_shop(n_users=400 if quick else 3000, n_items=300 if quick else 1500, seed=0)
+        config = Config()
+        examples = build_examples(data.interactions, data.items, config.data, features=config.features, seed=0)
+        space = FeatureSpace.fit(examples, config.features)
+        encoded = space.encode(examples)
+        bs = min(1024 if quick else batch_size, len(encoded))
+        steps = {}
+        for e in encoders:
+            config.model.history_encoder = e
+            torch.manual_seed(0)
+            model = build_model(
+                config.model,
+                table_sizes=space.table_sizes(),
+                table_features=space.table_features(),
+                num_dense=space.num_dense,
+                fused=config.train,
+            )
+            step = RankerTrain(model).train()
+            steps[e] = (step, torch.optim.Adam(dense_parameters(model), lr=config.train.lr))
+
+        def run_step(e: str, rows: np.ndarray) -> int:
+            step, opt = steps[e]
+            b = encoded.batch(rows)
+            loss, _ = step(b)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            return len(b)
+
+        rng = np.random.default_rng(0)
+        n_batches = 6 if quick else train_batches
+        order = np.concatenate([rng.permutation(len(encoded)) for _ in range(-(-n_batches * bs // len(encoded)) + 1)])
+        batches = [order[i * bs : (i + 1) * bs] for i in range(n_batches)]
+        for e in encoders:  # warm-up, not timed
+            run_step(e, batches[0])
+        seconds = {e: 0.0 for e in encoders}
+        seen = {e: 0 for e in encoders}
+        for i in range(0, n_batches, block):
+            for e in encoders:
+                t = time.perf_counter()
+                for rows in batches[i : i + block]:
+                    seen[e] += run_step(e, rows)
+                seconds[e] += time.perf_counter() - t
+        bag = (encoded.hist_end - encoded.hist_start).astype(np.float64)
+    finally:
+        torch.set_num_threads(saved)
+    ref = encoders[0]
+    training = {e: {"examples_per_s": seen[e] / seconds[e], "examples": seen[e]} for e in encoders}
+    return {
+        "machine": {**_machine(), "loadavg_end": os.getloadavg()},
+        "threads": 1,
+        "reference": ref,
+        "rank": {
+            "candidates": candidates,
+            "history_length": shape.bag,
+            "items": shape.items,
+            **{
+                e: {
+                    **v,
+                    "p50_ratio": v["p50_ms"] / latency[ref]["p50_ms"],
+                    "p99_ratio": v["p99_ms"] / latency[ref]["p99_ms"],
+                }
+                for e, v in latency.items()
+            },
+        },
+        "training": {
+            "batch_size": bs,
+            "batches": n_batches,
+            "rows": len(encoded),
+            "mean_history_length": float(bag.mean()) if len(bag) else 0.0,
+            **{e: {**v, "ratio": v["examples_per_s"] / training[ref]["examples_per_s"]} for e, v in training.items()},
+        },
+    }
+
+
+def print_encoder_cost(report: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=160)
+    m = report["machine"]
+    r, t = report["rank"], report["training"]
+    table = Table(
+        title=f"recent-items encoders, one thread, same run ({m['cpu']}, load {m['loadavg_start'][0]:.2f} -> "
+        f"{m['loadavg_end'][0]:.2f}); ratios against {report['reference']}"
+    )
+    for col in ("encoder", f"rank {r['candidates']} p50 ms", "p95 ms", "p99 ms", "p50 ratio", "p99 ratio",
+                "train examples/s", "train ratio"):  # fmt: skip
+        table.add_column(col, justify="left" if col == "encoder" else "right")
+    for e in t:
+        if not isinstance(t[e], dict):
+            continue
+        x, y = r[e], t[e]
+        table.add_row(e, f"{x['p50_ms']:.3f}", f"{x['p95_ms']:.3f}", f"{x['p99_ms']:.3f}", f"{x['p50_ratio']:.2f}",
+                      f"{x['p99_ratio']:.2f}", f"{y['examples_per_s']:,.0f}", f"{y['ratio']:.2f}")  # fmt: skip
+    console.print(table)
+    console.print(
+        f"rank: {r['items']:,}-item store, {r['history_length']} history items; training: batches of "
+        f"{t['batch_size']:,} x {t['batches']} per encoder over {t['rows']:,} synthetic-shop rows (mean history "
+        f"{t['mean_history_length']:.1f} items)",
+        markup=False,
+    )
+
+
 def print_report(report: dict) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -614,7 +774,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--batch-sizes", default=None, help="comma-separated, default 1,16,64,200,512,4096")
     p.add_argument("--threads", default=None, help="comma-separated, default 1,2")
     p.add_argument("--devices", default=None, help="comma-separated, default cpu (+ cuda when present)")
+    p.add_argument(
+        "--history-encoders",
+        default=None,
+        help="instead of the grid: rank-500 latency and training examples/s of these recent-items encoders "
+        "(comma-separated, e.g. mean,din; the first is the reference), one thread, written to --out",
+    )
     args = p.parse_args(argv)
+    if args.history_encoders:
+        encoders = [e.strip() for e in args.history_encoders.split(",") if e.strip()]
+        if not encoders or any(e not in ("mean", "din") for e in encoders):
+            p.error(f"--history-encoders: choose from mean, din (got {args.history_encoders!r})")
+        out = args.out if args.out != Path("var/bench/accelerator.json") else Path("var/bench/history_encoders.json")
+        report = history_encoder_cost(encoders, quick=args.quick)
+        print_encoder_cost(report)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2))
+        print(f"wrote {out}")
+        return 0
 
     def ints(s: str | None) -> list[int] | None:
         return [int(x) for x in s.split(",") if x] if s else None

@@ -80,12 +80,12 @@ class CatalogScorer:
             full = enc.batch(slice(0, n)).to(self.device)
             emb = self.model.embed(full.sparse_features)
             self._item_emb = {k: emb[k] for k in self._item_keys}
-            user_emb = {k: emb[k][:1] for k in self._user_keys}
+            user_emb = {k: v[:1] for k, v in emb.items() if k not in self._item_keys}
             dense = full.dense_features
         else:
             one = enc.batch(slice(0, 1)).to(self.device)
             emb = self.model.embed(one.sparse_features)
-            user_emb = {k: emb[k] for k in self._user_keys}
+            user_emb = {k: v for k, v in emb.items() if k not in self._item_keys}
             dense = torch.from_numpy(enc.dense).to(self.device)
         return self.model.score_embedded(dense, {**self._item_emb, **user_emb}).float().cpu().numpy()
 
@@ -229,6 +229,7 @@ def evaluate_next_basket(
     catalogue_users: int = 0,
     candidate_cutoffs: int = 3,
     refit: bool = True,
+    compare_encoders: Sequence[str] = (),
 ) -> dict:
     """Train on everyone's history (last shopping day held out) and rank for a sample of ``eval_users`` tested
     customers (0 = all), against the three baselines on the same users.
@@ -243,6 +244,9 @@ def evaluate_next_basket(
     categories); ``dlrm_pipeline_diverse`` (the same ranking with at most 3 items per category);
     ``retrieval_only`` (stage 1 order, no model: what the DLRM adds); and, with ``catalogue_users`` > 0, ``dlrm``:
     the DLRM over the whole catalogue (single stage, slow) for the first ``catalogue_users`` of those users.
+    ``compare_encoders``: other ``history_encoder`` values ("mean", "din") trained on the same rows and ranked
+    through the same pipeline, each a ``dlrm_pipeline_<encoder>`` row with a paired bootstrap against
+    ``dlrm_pipeline`` (whose encoder is ``config.model.history_encoder``).
     """
     from recommender.data import next_basket_split
     from recommender.pipeline import PipelineConfig, RecPipeline
@@ -366,8 +370,36 @@ def evaluate_next_basket(
             ranked.append(pipe.item_ids[np.argsort(-s, kind="stable")[:k]].tolist())
         record("dlrm", ranked, time.perf_counter() - t, slice(0, m))
 
+    encoders = {config.model.history_encoder: _encoder_summary(result, pipe)}
+    for encoder in compare_encoders:
+        from recommender.config import Config
+
+        other = Config.from_dict(config.to_dict())
+        other.model.history_encoder = encoder
+        other.model.explore_slots = 0
+        t = time.perf_counter()
+        res = train_rows(training, other, refit=refit)
+        train_s = time.perf_counter() - t
+        t = time.perf_counter()
+        alt = RecPipeline.build(history=history, items=data.items, model=res.model, space=res.features, config=other,
+                                pipeline_config=PipelineConfig(n_candidates=n_candidates, k=k, max_per_category=None),
+                                device=str(res.device))  # fmt: skip
+        name = f"{PIPELINE}_{encoder}"
+        _, ranked = _rank_with_pipeline(alt, users, times, k, n_candidates, scored=True)
+        record(name, ranked, time.perf_counter() - t)
+        encoders[encoder] = {
+            **_encoder_summary(res, alt),
+            "train_seconds": round(train_s, 1),
+            "row": name,
+            **{
+                f"vs_{PIPELINE}_{m}": paired_bootstrap(per_user[name][m], per_user[PIPELINE][m], seed=seed)
+                for m in ("recall", "ndcg", "explore")
+            },
+        }
+
     baselines = [r for r in rows if r in BASELINES]
     out = {
+        "history_encoders": encoders,
         "explore_slots": int(pipe.explore_slots),
         "explore_validation": result.metrics.get("explore_validation"),
         "explore_diagnosis": {
@@ -414,6 +446,15 @@ def evaluate_next_basket(
         ),
     }
     return out
+
+
+def _encoder_summary(result, pipe) -> dict:
+    return {
+        "valid_auc": result.metrics.get("valid_auc"),
+        "valid_logloss": result.metrics.get("valid_logloss"),
+        "train_examples_per_s": result.examples_per_s,
+        "explore_slots": int(pipe.explore_slots),
+    }
 
 
 def print_table(report: dict) -> None:
@@ -507,6 +548,18 @@ def print_table(report: dict) -> None:
             f"({d['explore_in_top_k_among_new']:.3f} in their top {k})",
             markup=False,
         )
+    encoders = report.get("history_encoders") or {}
+    for encoder, e in encoders.items():
+        line = (
+            f"history encoder {encoder} ({e.get('row', PIPELINE)}): validation AUC {e['valid_auc'] or float('nan'):.4f}, "
+            f"training {e['train_examples_per_s']:,.0f} examples/s, explore slots {e['explore_slots']}"
+        )
+        for m in ("recall", "ndcg", "explore"):
+            pb = e.get(f"vs_{PIPELINE}_{m}")
+            if pb:
+                line += (f"; {m} vs {PIPELINE} {pb['rel'] * 100:+.1f}% "
+                         f"[{pb['rel_lo'] * 100:+.1f}%, {pb['rel_hi'] * 100:+.1f}%]")  # fmt: skip
+        console.print(line, markup=False)
     pipe = report["methods"].get(PIPELINE, {})
     if "candidate_recall" in pipe:
         console.print(
@@ -543,6 +596,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--catalogue-users", type=int, default=0, help="also rank the whole catalogue with the DLRM for N users (slow)"
     )
+    parser.add_argument(
+        "--history-encoder",
+        default=None,
+        help="recent-items encoder(s), comma-separated (mean, din): the first is dlrm_pipeline's, each other one "
+        "is trained on the same rows and ranked in the same run as a dlrm_pipeline_<encoder> row",
+    )
     parser.add_argument("--out", type=Path, default=Path("var/bench/eval.json"))
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
@@ -561,6 +620,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     if args.batch_size:
         config.train.batch_size = args.batch_size
+    encoders = [e.strip() for e in (args.history_encoder or "").split(",") if e.strip()]
+    bad = [e for e in encoders if e not in ("mean", "din")]
+    if bad:
+        parser.error(f"--history-encoder: unknown encoder(s) {bad}; choose from mean, din")
+    if encoders:
+        config.model.history_encoder = encoders[0]
     t = time.perf_counter()
     if args.ta_feng:
         data = interactions_from_retail_log(args.ta_feng, limit=args.limit)
@@ -577,6 +642,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress=not args.no_progress,
         n_candidates=args.candidates,
         catalogue_users=args.catalogue_users,
+        compare_encoders=[e for e in encoders[1:] if e != encoders[0]],
     )
     report["source"] = source
     print_table(report)

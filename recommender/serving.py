@@ -127,7 +127,11 @@ class _Folded(nn.Module):
     ``InteractionArch``: [dense, triu(pairwise dots of (dense, sparse...))] -> over arch).
     """
 
-    def __init__(self, dlrm: DLRM, keys: list[str], user_keys: list[str], item_keys: list[str]):
+    def __init__(
+        self, dlrm: DLRM, keys: list[str], user_keys: list[str], item_keys: list[str], row_key: str | None = None
+    ):
+        """``row_key``: a user-side key whose embedding is given per row instead (target attention's interest
+        vector): its dot products with the dense vector, the user's and the item's keys are taken per row."""
         super().__init__()
         D = dlrm.sparse_arch.D
         F = len(keys)
@@ -144,9 +148,15 @@ class _Folded(nn.Module):
         W_ui = torch.zeros(H, Fi, Fu)
         uu, ii, W_uu, W_ii = [], [], [], []
         tri = torch.triu_indices(F + 1, F + 1, offset=1)
+        row = ("u", user_keys.index(row_key)) if row_key is not None else None
+        W_r = torch.zeros(H, 1 + Fu + Fi)  # the row key's dots with [dense, user keys, item keys]
         for p in range(tri.shape[1]):
             col = W1[:, D + p]
             (ka, a), (kb, b) = kind[int(tri[0, p])], kind[int(tri[1, p])]
+            if row is not None and row in ((ka, a), (kb, b)):
+                ko, o = (kb, b) if (ka, a) == row else (ka, a)
+                W_r[:, 0 if ko == "d" else (1 + o if ko == "u" else 1 + Fu + o)] += col
+                continue
             if ka == "d":  # dense is index 0, so it is always the first of its pairs
                 if kb == "u":
                     W_du[:, b] += col
@@ -173,6 +183,7 @@ class _Folded(nn.Module):
         self.register_buffer("W_duT", W_du.T.contiguous())
         self.register_buffer("W_ii", torch.stack(W_ii, 1) if W_ii else torch.zeros(H, 0))
         self.register_buffer("ii", torch.tensor(ii, dtype=torch.int64).reshape(-1, 2))
+        self.register_buffer("W_rT", W_r.T.contiguous())
         # dense arch, first layer split by user / item / pair columns
         lin_d, self.dact1, drest = _first_and_rest(dlrm.dense_arch.model)
         self.dense_rest = nn.Sequential(*drest)
@@ -222,8 +233,10 @@ class _Folded(nn.Module):
         cache: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
         items: torch.Tensor,
         pair_dense: torch.Tensor,
+        row_emb: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Logits (Uc, N) for Uc users x N catalogue rows ``items`` (Uc, N); pair_dense (Uc, N, P)."""
+        """Logits (Uc, N) for Uc users x N catalogue rows ``items`` (Uc, N); pair_dense (Uc, N, P); row_emb
+        (Uc, N, D): the ``row_key``'s embedding of each row."""
         W, Wd = state
         ie_cache, c_cache, d_cache = cache
         Uc, N = items.shape
@@ -241,6 +254,11 @@ class _Folded(nn.Module):
         di = (ie * d.unsqueeze(2)).sum(-1)
         h1 = c_cache.index_select(0, flat).view(Uc, N, -1)
         h1.baddbmm_(torch.cat([d, ui, di, ones], dim=2), W)
+        if row_emb is not None:
+            rd = (row_emb * d).sum(-1, keepdim=True)
+            ru = torch.bmm(row_emb, U.transpose(1, 2))  # (Uc, N, Fu)
+            ri = (ie * row_emb.unsqueeze(2)).sum(-1)  # (Uc, N, Fi)
+            h1 += torch.cat([rd, ru, ri], dim=2) @ self.W_rT
         return self.over_rest(self._act_(self.act1, h1)).reshape(Uc, N)
 
 
@@ -336,9 +354,12 @@ class Scorer:
         if default_pair_dense is None:
             default_pair_dense = torch.zeros(len(PAIR_DENSE))
         self.default_pair = torch.as_tensor(default_pair_dense, dtype=torch.float32).to(self.device)
-        plain = type(self.dlrm.inter_arch) is InteractionArch and self.attention is None
+        plain = type(self.dlrm.inter_arch) is InteractionArch
+        row_key = HISTORY_KEY if self.attention is not None else None
         self.folded = (
-            _Folded(self.dlrm, self.keys, self._user_keys, self._item_keys).to(self.device) if fold and plain else None
+            _Folded(self.dlrm, self.keys, self._user_keys, self._item_keys, row_key).to(self.device)
+            if fold and plain
+            else None
         )
         self.refresh_items(items)
 
@@ -506,6 +527,18 @@ class Scorer:
         d = self.dlrm.dense_arch(dense)
         return self.dlrm.over_arch(self.dlrm.inter_arch(dense_features=d, sparse_features=sparse)).reshape(-1)
 
+    def _interest(self, items: torch.Tensor, history: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor | None:
+        """Target attention: (Uc, n, D) interest vectors of Uc users' candidate rows ``items`` (Uc, n)."""
+        if history is None:
+            return None
+        q = self.item_emb[:, self._item_keys.index(QUERY_KEY)]
+        return torch.stack(
+            [
+                self.attention(q.index_select(0, items[u]), history[0][u : u + 1], history[1][u : u + 1])
+                for u in range(items.shape[0])
+            ]
+        )
+
     def _score_users(
         self,
         ue: torch.Tensor,
@@ -520,15 +553,14 @@ class Scorer:
             state = self.folded.user_state(ue, ud)
             N = items.shape[1]
             step = max(1, self.row_block // max(1, items.shape[0]))  # keep a block's activations cache-sized
+
+            def block(s: int, e: int) -> torch.Tensor:
+                its = items[:, s:e]
+                return self.folded.rows(ue, state, self.item_cache, its, pair[:, s:e], self._interest(its, history))
+
             if step >= N:
-                return self.folded.rows(ue, state, self.item_cache, items, pair)
-            return torch.cat(
-                [
-                    self.folded.rows(ue, state, self.item_cache, items[:, s : s + step], pair[:, s : s + step])
-                    for s in range(0, N, step)
-                ],
-                dim=1,
-            )
+                return block(0, N)
+            return torch.cat([block(s, s + step) for s in range(0, N, step)], dim=1)
         return torch.stack(
             [
                 self._generic_rows(

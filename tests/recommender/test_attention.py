@@ -132,11 +132,11 @@ def _user(i: int, bag: int) -> UserFeatures:
     )  # fmt: skip
 
 
-@pytest.mark.parametrize("precision", ["fp32", "int8"])
-def test_scorer_reads_the_history_once_and_equals_the_forward(precision):
+@pytest.mark.parametrize("precision,fold", [("fp32", True), ("fp32", False), ("int8", True)])
+def test_scorer_reads_the_history_once_and_equals_the_forward(precision, fold):
     model = din_model().eval()
-    scorer = Scorer(model, _items(), device="cpu", precision=precision)
-    assert scorer.attention is not None and scorer.folded is None
+    scorer = Scorer(model, _items(), device="cpu", precision=precision, fold=fold)
+    assert scorer.attention is not None and (scorer.folded is not None) == fold
     g = torch.Generator().manual_seed(5)
     for i, bag in [(0, 5), (1, 0), (2, 12)]:
         user = _user(i, bag)
@@ -147,7 +147,7 @@ def test_scorer_reads_the_history_once_and_equals_the_forward(precision):
         got = scorer.score(user, items, pair)
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
     users = [_user(i, b) for i, b in enumerate([3, 0, 9])]
-    batch = scorer.score_batch(users, torch.arange(20))
+    batch = scorer.score_batch(users, torch.arange(20), chunk_rows=40)
     for u, out in zip(users, batch, strict=True):
         torch.testing.assert_close(out, scorer.score(u, torch.arange(20)), rtol=1e-5, atol=1e-5)
 
@@ -232,3 +232,43 @@ def test_din_model_round_trips_through_the_registry(trained_din, tmp_path):
     old = reg.register(weights={"model": result.model.state_dict()}, vocabularies=state, config=legacy, metrics={})
     with pytest.raises(ArtifactError, match="does not fit the registered config"):
         model_from_artifact(reg.load(old))
+
+
+def test_evaluation_ranks_both_encoders_in_the_same_run():
+    from recommender.data import ShopData, synthetic_shop
+    from recommender.evaluate import evaluate_next_basket
+
+    shop = synthetic_shop(n_users=120, n_items=60, sessions_per_user=5, seed=4)
+    inter = shop.interactions.take(np.flatnonzero(shop.interactions.event_type == "purchase"))
+    inter.timestamp = (inter.timestamp // 86_400) * 86_400
+    cfg = Config()
+    cfg.data.positive_weights = {"purchase": 1.0}
+    cfg.train.epochs, cfg.train.batch_size, cfg.train.progress, cfg.train.threads = 1, 256, False, 1
+    report = evaluate_next_basket(ShopData(inter, shop.items), config=cfg, eval_users=30, progress=False,
+                                  n_candidates=20, refit=False, compare_encoders=["din"])  # fmt: skip
+    assert {"dlrm_pipeline", "dlrm_pipeline_din"} <= set(report["methods"])
+    din = report["methods"]["dlrm_pipeline_din"]
+    assert (
+        din["users"] == report["methods"]["dlrm_pipeline"]["users"] > 0
+        and "segments" in din
+        and din["recall@10_ci"][0] <= din["recall@10"]
+    )
+    enc = report["history_encoders"]
+    assert set(enc) == {"mean", "din"} and enc["din"]["row"] == "dlrm_pipeline_din"
+    pb = enc["din"]["vs_dlrm_pipeline_recall"]
+    assert pb["rel_lo"] <= pb["rel"] <= pb["rel_hi"]
+
+
+def test_encoder_cost_bench_writes_both_encoders(tmp_path, capsys):
+    import json
+
+    from recommender.bench import main
+
+    out = tmp_path / "enc.json"
+    assert main(["--history-encoders", "mean,din", "--quick", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    for e in ("mean", "din"):
+        r, t = report["rank"][e], report["training"][e]
+        assert 0 < r["p50_ms"] <= r["p99_ms"] and t["examples_per_s"] > 0
+    assert report["rank"]["mean"]["p50_ratio"] == 1.0 and report["training"]["din"]["ratio"] > 0
+    assert "train examples/s" in capsys.readouterr().out
