@@ -6,7 +6,7 @@ import hashlib
 import re
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -313,18 +313,27 @@ class CachedIds:
 
     The count and the first ``LIST_CACHED_IDS`` ids are read once per ``LIST_TTL`` seconds for everyone
     (two queries), so a category or search page costs no query for its list until then; pages beyond
-    them read their slice. A list may lag the catalog by up to ``LIST_TTL`` seconds.
+    them read their slice. A list may lag the catalog by up to ``LIST_TTL`` seconds. ``queryset`` is
+    called only when the list is not shared yet or a page past the shared head is read: building a
+    ranked search's queryset costs about as much as the rest of its page.
     """
 
-    def __init__(self, *, key: str, queryset: QuerySet) -> None:
-        self.queryset = queryset
+    def __init__(self, *, key: str, queryset: Callable[[], QuerySet]) -> None:
+        self._make = queryset
+        self._queryset: QuerySet | None = None
         cached = cache.get(key)
         if cached is None:
-            ids = queryset.values_list("pk", flat=True)
+            ids = self.queryset.values_list("pk", flat=True)
             head = list(ids[:LIST_CACHED_IDS])
             cached = (len(head) if len(head) < LIST_CACHED_IDS else ids.count(), head)
             cache.set(key, cached, LIST_TTL)
         self.total, self.head = cached
+
+    @property
+    def queryset(self) -> QuerySet:
+        if self._queryset is None:
+            self._queryset = self._make()
+        return self._queryset
 
     def count(self) -> int:
         return self.total
@@ -345,7 +354,8 @@ def category_product_ids(*, category_id: int, category_ids: Iterable[int], sort:
     """The ids of a category page's products (itself and its descendants), sorted, shared for ``LIST_TTL``."""
     sort = sort if sort in SORTS else DEFAULT_SORT
     return CachedIds(
-        key=f"catalog:list:{category_id}:{sort}", queryset=product_list(category_ids=category_ids, sort=sort)
+        key=f"catalog:list:{category_id}:{sort}",
+        queryset=lambda: product_list(category_ids=category_ids, sort=sort),
     )
 
 
@@ -353,4 +363,4 @@ def search_product_ids(*, query: str, sort: str = "relevance") -> CachedIds:
     """The ids of a search's results, ranked, shared for ``LIST_TTL`` (keyed by the query's words)."""
     raw = repr((search_terms(query), sort)).encode()
     key = "catalog:search:" + hashlib.blake2b(raw, digest_size=16).hexdigest()
-    return CachedIds(key=key, queryset=product_search(query=query, sort=sort))
+    return CachedIds(key=key, queryset=lambda: product_search(query=query, sort=sort))

@@ -88,3 +88,24 @@ def test_search_box_carries_the_suggestion_hooks(client, catalog):
     html = client.get("/").content.decode()
     assert 'list="search-suggestions"' in html and 'data-suggest-url="/search/suggest/"' in html
     assert "js/suggest.js" in html
+
+
+def test_a_shared_search_list_is_not_rebuilt_per_page(client, monkeypatch):
+    """Building a ranked search's queryset costs about as much as the rest of its page: a page served
+    from the shared list builds none (only a miss or a page past the shared head does)."""
+    from shop.catalog import selectors
+
+    ProductFactory.create_batch(3, name="Oolong Tea")
+    built = []
+    real = selectors.product_search
+
+    def counting(**kwargs):
+        built.append(kwargs)
+        return real(**kwargs)
+
+    monkeypatch.setattr(selectors, "product_search", counting)
+    first = client.get("/search/?q=oolong")
+    again = client.get("/search/?q=Oolong")  # the same words: the same shared list
+    assert first.status_code == again.status_code == 200
+    assert len(built) == 1
+    assert again.content.decode().count('data-placement="search.results"') == 3
