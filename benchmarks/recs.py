@@ -16,8 +16,14 @@ clients request, in the same run:
 - ``popularity``: ``placement=home.trending`` on the same endpoint (the popularity list, no model);
 - ``plain JSON``: ``/api/categories`` (the floor: DRF, a session, one small query).
 
-Each is run paced (each client waits an exponential think time of mean 1/``--rate`` s) and closed
-loop. Reported: client-side p50/p99 (wrk, corrected for coordinated omission), server-side p50/p99 of
+Each is run paced (each client waits an exponential think time of mean 1/``--rate`` s, at most half a
+second under the server's keep-alive, and sends its first request at once) and closed loop. Before both
+were so, every paced run showed a client-side p99 of 4.5-5 s, plain JSON included, while the server's own
+p99 stayed under 60 ms: wrk opened its 100 connections at once and let each sit idle for a think time
+before its first request, and gunicorn's gthread worker gives a new connection a thread that waits up to
+5 s for its first bytes (8 threads in all), so the requests of the other connections queued behind idle
+ones; and a think time past the keep-alive made the server close the connection and wrk reconnect at
+once, then wait on the new one, with the same effect. Reported: client-side p50/p99 (wrk, corrected for coordinated omission), server-side p50/p99 of
 each request (gunicorn's access log, %(D)s) and of the recommendation service (its own timer, per
 request, from the serving counters), the serving mix
 (live / fallback and why), and server CPU (gunicorn + PostgreSQL) per request, with the ratios to the
@@ -28,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -87,15 +94,37 @@ function done(summary, latency, requests)
 end
 """
 WRK_DELAY = r"""
+local calls = 0
+local first_requests = __CONNS_PER_THREAD__
+local cap_ms = __THINK_CAP_MS__
 function delay()
-  return math.floor(-math.log(1 - math.random()) * think_ms)
+  -- wrk asks for a delay before each connection's first request too, and opens all its connections at
+  -- once: every one would sit idle for a think time, each holding one of gunicorn's gthread threads
+  -- while it waits up to 5 s for its first bytes, and the requests of the other connections queue
+  -- behind them (a browser sends as soon as it opens a connection). The first delay() calls of a
+  -- thread are those first requests: they go at once.
+  calls = calls + 1
+  if calls <= first_requests then return 0 end
+  -- exponential think time, at most cap_ms: past the server's keep-alive the server closes the idle
+  -- connection and wrk reconnects at once and then waits on the new one (the same idle-connection
+  -- queueing; a browser would open its next connection only when it sends)
+  local d = -math.log(1 - math.random()) * think_ms
+  if d > cap_ms then d = cap_ms end
+  return math.floor(d)
 end
 """
+
+
+def think_cap_ms() -> float:
+    """The longest think time of a paced client: half a second under the server's keep-alive."""
+    return max(100.0, 1000.0 * float(os.environ.get("WEB_KEEPALIVE_S", "5")) - 500.0)
 
 
 def run_wrk(*, base_url: str, paths: list[str], cookies: list[str], clients: int, duration_s: int, think_ms: float,
             seed: int, tmp: Path) -> dict[str, Any]:  # fmt: skip
     out = tmp / f"wrk-{time.monotonic_ns()}.json"
+    # few wrk threads (each drives clients / threads connections): wrk shares the 2 cores with the server
+    threads = max(1, min(4, clients))
     script = (
         WRK_SCRIPT.replace("__PATHS__", "{" + ",".join(json.dumps(p) for p in paths) + "}")
         .replace("__COOKIES__", "{" + ",".join(json.dumps(c) for c in cookies) + "}")
@@ -103,11 +132,11 @@ def run_wrk(*, base_url: str, paths: list[str], cookies: list[str], clients: int
         .replace("__OUT__", str(out))
         .replace("__SEED__", str(seed))
         .replace("__DELAY__", WRK_DELAY if think_ms > 0 else "")
+        .replace("__CONNS_PER_THREAD__", str(clients // threads))
+        .replace("__THINK_CAP_MS__", f"{think_cap_ms():.0f}")
     )
     lua = tmp / f"wrk-{time.monotonic_ns()}.lua"
     lua.write_text(script)
-    # few wrk threads (each drives clients / threads connections): wrk shares the 2 cores with the server
-    threads = max(1, min(4, clients))
     argv = ["wrk", "-t", str(threads), "-c", str(clients), "-d", f"{duration_s}s", "--timeout", "10s", "-s", str(lua),
             base_url]  # fmt: skip
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=duration_s + 60, check=False)
@@ -221,6 +250,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="keep models and snapshots here: a later run on the same --database-url reuses the model, the log "
         "and (when no event came since) the snapshot",
     )  # fmt: skip
+    p.add_argument(
+        "--prepare-only", action="store_true",
+        help="write the log, train and export the snapshot (kept with --database-url and --work-dir), then stop: "
+        "a later run measures without doing it again",
+    )  # fmt: skip
     p.add_argument("--out", type=Path, default=None)
     return p.parse_args(argv)
 
@@ -233,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
         args.out
         or BENCH_DIR / f"recs-{args.events // 1_000_000 or args.events}{'M' if args.events >= 1_000_000 else ''}.json"
     )
+    if args.prepare_only and (args.work_dir is None or args.database_url is None):
+        raise SystemExit("--prepare-only keeps what it prepares: give --database-url and --work-dir")
     keep = args.work_dir is not None
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="shop-bench-recs-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -306,6 +342,9 @@ def main(argv: list[str] | None = None) -> int:
             result["export_s"] = round(time.perf_counter() - t, 1)
             result["events_logged"] = n_events
             console.print(f"Snapshot {snap['snapshot']}: {snap['events']:,} events in {snap['seconds']:.1f}s")
+            if args.prepare_only:
+                console.print("Prepared (--prepare-only): nothing measured.")
+                return 0
 
             cookie = staff_cookie()
             base = stack.gunicorn.base_url
