@@ -836,6 +836,34 @@ def next_basket_split(interactions: Interactions, *, positive_types: Sequence[st
     return NextBasketSplit(history=history, users=users, times=times, baskets=baskets)
 
 
+def time_split(
+    interactions: Interactions,
+    *,
+    positive_types: Sequence[str],
+    history_types: Sequence[str] = DataConfig().history_types,
+    test_fraction: float = 0.2,
+) -> NextBasketSplit:
+    """The shop's own traffic as a :class:`NextBasketSplit`: its log spans minutes to days of sessions, not
+    months of shopping days, so the test is a time cut. The cutoff sits at the ``1 - test_fraction`` quantile
+    of positive times; history is every event before it; tested users are those with a history event before
+    it and a positive at or after it; each one's basket is the items of those positives, ranked as of the
+    cutoff (``times``), as the promotion gate's holdout does (:mod:`recommender.holdout`)."""
+    pos = np.isin(interactions.event_type, list(positive_types))
+    ts = interactions.timestamp[pos]
+    if len(ts) == 0:
+        raise ValueError("no positive events to split")
+    cutoff = int(np.quantile(ts, 1.0 - test_fraction, method="higher"))
+    before = interactions.timestamp < cutoff
+    history = interactions.take(np.flatnonzero(before))
+    known = np.unique(history.user_id[np.isin(history.event_type, list(history_types))])
+    after = pos & ~before & np.isin(interactions.user_id, known)
+    test = pd.DataFrame({"user": interactions.user_id[after], "item": interactions.item_id[after]})
+    grouped = test.groupby("user", sort=True)["item"]
+    users = np.array(list(grouped.groups.keys()), dtype=str)
+    baskets = [np.unique(g.to_numpy().astype(str)) for _, g in grouped]
+    return NextBasketSplit(history=history, users=users, times=np.full(len(users), cutoff, np.int64), baskets=baskets)
+
+
 # ------------------------------------------------------------------------------------------ synthetic
 
 

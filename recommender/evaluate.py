@@ -230,6 +230,7 @@ def evaluate_next_basket(
     candidate_cutoffs: int = 3,
     refit: bool = True,
     compare_encoders: Sequence[str] = (),
+    split=None,
 ) -> dict:
     """Train on everyone's history (last shopping day held out) and rank for a sample of ``eval_users`` tested
     customers (0 = all), against the three baselines on the same users.
@@ -247,6 +248,9 @@ def evaluate_next_basket(
     ``compare_encoders``: other ``history_encoder`` values ("mean", "din") trained on the same rows and ranked
     through the same pipeline, each a ``dlrm_pipeline_<encoder>`` row with a paired bootstrap against
     ``dlrm_pipeline`` (whose encoder is ``config.model.history_encoder``).
+    ``split``: the test (a :class:`recommender.data.NextBasketSplit`); by default each customer's last shopping
+    day (:func:`recommender.data.next_basket_split`); the shop's own traffic is cut by time
+    (:func:`recommender.data.time_split`).
     """
     from recommender.data import next_basket_split
     from recommender.pipeline import PipelineConfig, RecPipeline
@@ -256,7 +260,7 @@ def evaluate_next_basket(
     config.data.candidate_cutoffs = candidate_cutoffs
     config.data.candidates_per_user = n_candidates
     t0 = time.perf_counter()
-    split = next_basket_split(data.interactions)
+    split = split or next_basket_split(data.interactions)
     history = split.history
     index = history_index(history, data.items, config)
     training = training_rows(history, data.items, config, index=index, seed=seed)
@@ -580,6 +584,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--ta-feng", type=Path, help="Ta Feng purchase log (.csv or .zip)")
     source.add_argument(
+        "--snapshot",
+        type=Path,
+        metavar="DIR",
+        help="a shop export (interactions.parquet + items.parquet: manage.py export_training_data, or the "
+        "retrain's var/snapshots/snap-*): the shop's own traffic, tested after a time cut",
+    )
+    source.add_argument(
         "--synthetic-discovery",
         type=int,
         metavar="USERS",
@@ -630,10 +641,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.ta_feng:
         data = interactions_from_retail_log(args.ta_feng, limit=args.limit)
         source = {"path": str(args.ta_feng), "limit": args.limit, "lines": len(data.interactions)}
+    elif args.snapshot:
+        from recommender.data import load_parquet
+
+        data = load_parquet(args.snapshot / "interactions.parquet", args.snapshot / "items.parquet")
+        source = {"snapshot": str(args.snapshot), "events": len(data.interactions)}
     else:
         data = discovery_log(args.synthetic_discovery, seed=args.seed)
         source = {"synthetic_discovery_users": args.synthetic_discovery, "events": len(data.interactions)}
     print(f"read {len(data.interactions):,} events, {len(data.items):,} items in {time.perf_counter() - t:.1f}s")
+    split = None
+    if args.snapshot:
+        from recommender.data import time_split
+
+        split = time_split(
+            data.interactions,
+            positive_types=list(config.data.positive_weights),
+            history_types=config.data.history_types,
+            test_fraction=config.data.valid_fraction,
+        )
+        print(f"time cut at {int(split.times[0]) if len(split.users) else '-'}: {len(split.users):,} tested users")
     report = evaluate_next_basket(
         data,
         config=config,
@@ -643,6 +670,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         n_candidates=args.candidates,
         catalogue_users=args.catalogue_users,
         compare_encoders=[e for e in encoders[1:] if e != encoders[0]],
+        split=split,
     )
     report["source"] = source
     print_table(report)

@@ -157,3 +157,39 @@ def test_tifu_knn_blends_own_decayed_repeats_with_neighbours():
     assert ranked[0] == "recent" and ranked.index("x") < ranked.index("old")
     assert "neighbour-only" in ranked and ranked.index("neighbour-only") > ranked.index("old")
     assert tifu.rank("someone-new", 0, k=2) == tifu.rank_many(["someone-new"], [0], k=2)[0]
+
+
+def test_time_split_tests_each_known_user_on_what_they_engage_with_after_the_cut():
+    """The shop's own traffic spans minutes of sessions, not shopping days: the test is a time cut."""
+    from recommender.data import time_split
+
+    rows = [("a", "i1", "view", 10), ("a", "i1", "click", 11), ("b", "i2", "click", 12), ("a", "i3", "click", 20),
+            ("a", "i4", "add_to_cart", 21), ("b", "i5", "impression", 20), ("c", "i3", "click", 22),
+            ("b", "i1", "purchase", 23), ("a", "i5", "click", 24)]  # fmt: skip
+    u, i, e, t = zip(*rows, strict=True)
+    log = Interactions.from_columns(user_id=np.array(u), item_id=np.array(i), event_type=np.array(e),
+                                    timestamp=np.array(t))  # fmt: skip
+    split = time_split(log, positive_types=["click", "add_to_cart", "purchase"], test_fraction=0.7)
+    cut = int(split.times[0])
+    assert cut == 20 and (split.times == cut).all()
+    assert (split.history.timestamp < cut).all() and len(split.history) == 3
+    # c has no history before the cut (nothing to rank from); b's impression is no positive
+    assert split.users.tolist() == ["a", "b"]
+    assert [b.tolist() for b in split.baskets] == [["i3", "i4", "i5"], ["i1"]]
+
+
+def test_cli_evaluates_a_shop_export_after_a_time_cut(tmp_path, capsys):
+    from recommender.evaluate import main
+
+    shop = synthetic_shop(n_users=60, n_items=60, sessions_per_user=4, seed=2)
+    shop.interactions.to_parquet(tmp_path / "interactions.parquet")
+    shop.items.to_parquet(tmp_path / "items.parquet")
+    out = tmp_path / "eval.json"
+    argv = ["--snapshot", str(tmp_path), "--eval-users", "0", "--candidates", "30", "--epochs", "1", "--threads", "1",
+            "--no-progress", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    report = json.loads(out.read_text())
+    assert report["source"]["snapshot"] == str(tmp_path) and report["tested_users"] >= 20
+    assert {"retrieval_only", "dlrm_pipeline", "tifu_knn", "popularity"} <= set(report["methods"])
+    printed = capsys.readouterr().out
+    assert "tested users" in printed and "dlrm_pipeline vs retrieval_only on ndcg@10" in printed
