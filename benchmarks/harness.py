@@ -664,6 +664,97 @@ def kill_group(proc: subprocess.Popen, *, first: int = signal.SIGTERM, grace: fl
         proc.wait(timeout=5)
 
 
+# --------------------------------------------------------------------------- a Celery worker
+
+
+class CeleryWorker:
+    """``celery -A worker worker -Q default,gpu`` (``--pool solo`` unless ``pool`` says otherwise) in its
+    own process group: start, SIGKILL, restart. The reliability benchmark and the worker tests use it.
+
+    Start ``n`` logs to ``<log_dir>/<name>-<n>.log`` under the node name ``<name><n>@<host>``.
+    """
+
+    def __init__(
+        self, env: dict[str, str], log_dir: Path, *, pool: Sequence[str] = ("--pool", "solo"), name: str = "worker"
+    ) -> None:
+        self.env = env
+        self.log_dir = log_dir
+        self.pool = tuple(pool)
+        self.name = name
+        self.proc: subprocess.Popen | None = None
+        self.starts = 0
+
+    @property
+    def log_path(self) -> Path:
+        return self.log_dir / f"{self.name}-{self.starts}.log"
+
+    def start(self, timeout: float = 90.0) -> float:
+        """Start it and wait for "ready."; returns the seconds that took."""
+        import threading
+
+        t0 = time.perf_counter()
+        self.starts += 1
+        # the kernel's parent-death signal fires when the *thread* that started the child exits: only
+        # the main thread may ask for it (a worker restarted from a fault thread must outlive that thread)
+        main = threading.current_thread() is threading.main_thread()
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "worker",
+                    "worker",
+                    "-Q",
+                    "default,gpu",
+                    *self.pool,
+                    "--without-gossip",
+                    "--without-mingle",
+                    "--without-heartbeat",
+                    "-n",
+                    f"{self.name}{self.starts}@%h",
+                    "--loglevel",
+                    "INFO",
+                ],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=pinned(None, die_with_parent=main),
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"celery worker exited:\n{self.log()}")
+            if b"ready." in self.log_path.read_bytes():
+                return time.perf_counter() - t0
+            time.sleep(0.1)
+        raise RuntimeError(f"celery worker not ready within {timeout:.0f} s:\n{self.log()}")
+
+    def kill(self) -> None:
+        """SIGKILL: no warm shutdown, nothing acknowledged or requeued by the worker itself."""
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        """Cold shutdown (SIGQUIT to the group: quick), SIGKILL if it is still there after 15 s."""
+        if self.proc is not None and self.proc.poll() is None:
+            kill_group(self.proc, first=signal.SIGQUIT, grace=15)
+
+    def log(self, chars: int | None = None) -> str:
+        """Every start's log, oldest first (the last ``chars`` of each when given)."""
+        parts = []
+        for n in range(1, self.starts + 1):
+            path = self.log_dir / f"{self.name}-{n}.log"
+            if path.exists():
+                text = path.read_text(errors="replace")
+                parts.append(text[-chars:] if chars else text)
+        return "\n".join(parts)
+
+
 # --------------------------------------------------------------------------- the whole stack
 
 

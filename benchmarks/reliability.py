@@ -37,11 +37,15 @@ uses its own idempotency keys and visitors and checks only its own rows.
   naming a corrupt or unvalidated version, a rollback call and the time until the rolled-back version
   answers live each <= 1 s (web processes look for a new version every RECS_SERVING_POLL_S).
 
-- ``r6`` soak: a 5 s warm-up, the capacity of the same mix measured closed loop (``--capacity-s``),
-  then ``--soak-minutes`` (2; the documented run is 15) open loop at ``--soak-load`` (70%) of it while
-  beat's popularity refresh is sent to the worker ``--soak-tasks-per-s`` times a second. Pass: p99
-  within ``--p99-target-ms`` (50, as bench-pages), errors < 0.1%, every task run, worker RSS growth
-  after the first tenth of the soak < 5 MB per 1,000 tasks.
+- ``r6`` soak: a 5 s warm-up; one client alone (``--baseline-s``: each type's service time, no queue);
+  the capacity of the same mix measured closed loop (``--capacity-s``, ``--soak-clients``) while beat's
+  popularity refresh goes to the worker ``--soak-tasks-per-s`` times a second; then ``--soak-minutes``
+  (2; the documented run is 15) open loop (Poisson arrivals) at ``--soak-load`` (70%) of it with the
+  same task flow. Pass: each type's p99 within its own target (pages and beacon 50 ms as bench-pages,
+  the recommendations API 15 ms as the live-serving target), errors < 0.1%, every task run, worker RSS
+  growth after the first tenth of the soak < 5 MB per 1,000 tasks. It also reports the CPU each part
+  took (gunicorn, PostgreSQL, the worker, Redis, this load generator, everything else on the machine)
+  and the p99 over the 10 s windows where other processes used under 10% of the machine.
 
 Baselines in the same run: post latency in the undisturbed part of the run beside the part around
 the faults (r1, r3), the first post of a batch beside its replays (r2), the capacity run beside the
@@ -78,7 +82,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from . import harness
-from .harness import BENCH_DIR, LOOPBACK, ROOT, Stack, console
+from .harness import BENCH_DIR, LOOPBACK, CeleryWorker, Stack, console
 
 SCENARIOS = ("r1", "r2", "r3", "r4", "r5", "r6")
 RECOVERY_TARGET_S = 10.0
@@ -133,74 +137,6 @@ class Redis:
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             harness.kill_group(self.proc, first=signal.SIGTERM, grace=5)
-
-
-class CeleryWorker:
-    """``celery -A worker worker -Q default,gpu --pool solo`` as deployed (one process), killable."""
-
-    def __init__(self, *, env: dict[str, str], log_dir: Path) -> None:
-        self.env = env
-        self.log_dir = log_dir
-        self.proc: subprocess.Popen | None = None
-        self.starts = 0
-
-    @property
-    def log_path(self) -> Path:
-        return self.log_dir / f"celery-{self.starts}.log"
-
-    def start(self, timeout: float = 90) -> float:
-        """Start it and wait for "ready."; returns the seconds that took."""
-        t0 = time.perf_counter()
-        self.starts += 1
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "worker",
-                    "worker",
-                    "-Q",
-                    "default,gpu",
-                    "--pool",
-                    "solo",
-                    "--without-gossip",
-                    "--without-mingle",
-                    "--without-heartbeat",
-                    "-n",
-                    f"reliability{self.starts}@%h",
-                    "--loglevel",
-                    "INFO",
-                ],  # fmt: skip
-                cwd=ROOT,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=harness.pinned(None, die_with_parent=_in_main_thread()),
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"celery worker exited:\n{self.log_tail()}")
-            if b"ready." in self.log_path.read_bytes():
-                return time.perf_counter() - t0
-            time.sleep(0.1)
-        raise RuntimeError(f"celery worker not ready within {timeout:.0f} s:\n{self.log_tail()}")
-
-    def kill(self) -> None:
-        """SIGKILL: no warm shutdown, nothing acknowledged or requeued by the worker itself."""
-        assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            harness.kill_group(self.proc, first=signal.SIGQUIT, grace=15)
-
-    def log_tail(self, chars: int = 3000) -> str:
-        return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
 
 
 def gunicorn_worker_kill(master_pid: int, expected_workers: int, timeout: float = 30) -> dict[str, Any]:
@@ -366,6 +302,12 @@ def ledger_compare(
     }
 
 
+def progress_bar(title: str, *, counted: bool = True) -> Progress:
+    """A rich progress bar: the title, the bar, done of total (``counted``), elapsed time and a note."""
+    columns = [TextColumn(f"[bold]{title}"), BarColumn(), *([MofNCompleteColumn()] if counted else [])]
+    return Progress(*columns, TimeElapsedColumn(), TextColumn("{task.fields[note]}"), console=console)
+
+
 async def _post(client: httpx.AsyncClient, batch: Batch, t0: float) -> Attempt:
     sent = time.perf_counter() - t0
     try:
@@ -437,14 +379,7 @@ async def load_run(
     schedule_s = len(batches) / rate_batches_per_s if rate_batches_per_s else 0.0
 
     async with httpx.AsyncClient(base_url=base_url, timeout=30, limits=limits, trust_env=False) as client:
-        with Progress(
-            TextColumn(f"[bold]{title}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("{task.fields[note]}"),
-            console=console,
-        ) as progress:
+        with progress_bar(title) as progress:
             task = progress.add_task(title, total=len(batches), note="")
 
             async def one(batch: Batch) -> None:
@@ -591,6 +526,62 @@ class Context:
     out_dir: Path
 
 
+def scenario_batches(ctx: Context, *, tag: str, events: int, seed: int) -> list[Batch]:
+    """A scenario's batches: ``--batch-size`` events each over ``--visitors`` visitors."""
+    args = ctx.args
+    return batches_make(
+        tag=tag,
+        events=events,
+        batch_size=args.batch_size,
+        product_ids=ctx.product_ids,
+        visitors=args.visitors,
+        seed=seed,
+    )
+
+
+def ingest_outcome(
+    ctx: Context, *, batches: list[Batch], ack_path: Path, tag: str, windows: list[tuple[float, float]]
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The client's log against the database, the answers, and post latency inside ``windows`` (the
+    faults) beside the rest of the run."""
+    acked = ack_log_read(ack_path)
+    sent = {(b.visitor, k) for b in batches for k in b.keys}
+    ledger = ledger_compare(acked=acked, sent=sent, stored=stored_keys(ctx.stack.database_url, tag))
+    return ledger, attempts_summary(batches), split_latency(batches, windows)
+
+
+def ledger_checks(ledger: dict[str, Any]) -> list[tuple[str, str, bool]]:
+    return [
+        ("acknowledged events logged", f"{ledger['acknowledged']:,} of {ledger['sent']:,}", ledger["acknowledged"] > 0),
+        ("acknowledged but not stored (lost)", str(ledger["lost"]), ledger["lost"] == 0),
+        ("(visitor, key) stored twice", str(ledger["duplicates"]), ledger["duplicates"] == 0),
+    ]
+
+
+def ingest_report(
+    result: dict[str, Any],
+    checks: list[tuple[str, str, bool]],
+    *,
+    outcome: tuple[dict[str, Any], dict[str, Any], dict[str, Any]],
+    title: str,
+    around: str,
+) -> None:
+    """Completes an ingest scenario's result (ledger, answers, latency, checks, verdict) and prints its tables."""
+    ledger, att, lat = outcome
+    result.update(
+        ledger=ledger,
+        attempts=att,
+        latency=lat,
+        checks=[{"check": n, "figure": f, "pass": ok} for n, f, ok in checks],
+        passed=all(ok for _, _, ok in checks),
+    )
+    console.print(checks_table(title, checks))
+    scenario = result["scenario"].upper()
+    console.print(
+        latency_table(f"{scenario} post latency: {around} vs the rest of the run", lat, around, "undisturbed")
+    )
+
+
 def _export_runs_loop(ctx: Context, stop: threading.Event, kill_requests: list[float], out: dict[str, Any]) -> None:
     """Task traffic during r1: export runs one after another through the shop's runs service; when a
     kill is due, the Celery worker is SIGKILLed while a run is executing, then started again."""
@@ -641,14 +632,7 @@ def _export_runs_loop(ctx: Context, stop: threading.Event, kill_requests: list[f
 def scenario_r1(ctx: Context) -> dict[str, Any]:
     args = ctx.args
     tag = f"r1-{uuid.uuid4().hex[:8]}"
-    batches = batches_make(
-        tag=tag,
-        events=args.events,
-        batch_size=args.batch_size,
-        product_ids=ctx.product_ids,
-        visitors=args.visitors,
-        seed=args.seed,
-    )
+    batches = scenario_batches(ctx, tag=tag, events=args.events, seed=args.seed)
     rate = args.rate / args.batch_size
     schedule_s = len(batches) / rate
     ack_path = ctx.out_dir / "reliability-r1-acks.jsonl"
@@ -708,16 +692,10 @@ def scenario_r1(ctx: Context) -> dict[str, Any]:
     tasks_failed = [r for r in run_rows if r["state"] != TaskRun.State.SUCCEEDED]
     redelivered = [r for r in run_rows if str(r["id"]) in killed_runs]
 
-    acked = ack_log_read(ack_path)
-    sent = {(b.visitor, k) for b in batches for k in b.keys}
-    ledger = ledger_compare(acked=acked, sent=sent, stored=stored_keys(ctx.stack.database_url, tag))
-    att = attempts_summary(batches)
-    lat = split_latency(batches, windows)
+    ledger, att, lat = ingest_outcome(ctx, batches=batches, ack_path=ack_path, tag=tag, windows=windows)
     in_flight = [k for k in t0_holder["kills"] if k["in_flight"]]
     checks = [
-        ("acknowledged events logged", f"{ledger['acknowledged']:,} of {ledger['sent']:,}", ledger["acknowledged"] > 0),
-        ("acknowledged but not stored (lost)", str(ledger["lost"]), ledger["lost"] == 0),
-        ("(visitor, key) stored twice", str(ledger["duplicates"]), ledger["duplicates"] == 0),
+        *ledger_checks(ledger),
         ("stored but never sent", str(ledger["phantoms"]), ledger["phantoms"] == 0),
         ("5xx other than 503", str(att["unexpected_5xx"]), att["unexpected_5xx"] == 0),
         (
@@ -752,21 +730,13 @@ def scenario_r1(ctx: Context) -> dict[str, Any]:
         "wall_s": round(wall, 2),
         "achieved_events_per_s": round(args.events / wall, 1),
         "ack_log": str(ack_path),
-        "ledger": ledger,
-        "attempts": att,
         "gunicorn_kills": g_kills,
         "celery_kills": t0_holder["kills"],
         "task_runs": [{**r, "id": str(r["id"])} for r in run_rows],
         "task_loop_error": t0_holder.get("error"),
         "visibility_timeout_s": VISIBILITY_TIMEOUT_S,
-        "latency": lat,
-        "checks": [{"check": n, "figure": f, "pass": ok} for n, f, ok in checks],
-        "passed": all(ok for _, _, ok in checks),
     }
-    console.print(checks_table("R1 ingest under faults", checks))
-    console.print(
-        latency_table("R1 post latency: around the kills vs the rest of the run", lat, "around kills", "undisturbed")
-    )
+    ingest_report(result, checks, outcome=(ledger, att, lat), title="R1 ingest under faults", around="around kills")
     console.print(
         f"R1 answers: {statuses_text(att)}; batches retried: {att['retried_batches']}, "
         f"stored before their answer was lost (retry reported duplicates): {att['stored_before_ack']}"
@@ -777,14 +747,7 @@ def scenario_r1(ctx: Context) -> dict[str, Any]:
 def scenario_r2(ctx: Context) -> dict[str, Any]:
     args = ctx.args
     tag = f"r2-{uuid.uuid4().hex[:8]}"
-    batches = batches_make(
-        tag=tag,
-        events=args.replay_events,
-        batch_size=args.batch_size,
-        product_ids=ctx.product_ids,
-        visitors=args.visitors,
-        seed=args.seed + 2,
-    )
+    batches = scenario_batches(ctx, tag=tag, events=args.replay_events, seed=args.seed + 2)
     base_url = ctx.stack.gunicorn.base_url
     log = AckLog(ctx.out_dir / "reliability-r2-acks.jsonl")
     try:
@@ -898,14 +861,7 @@ def scenario_r3(ctx: Context) -> dict[str, Any]:
         raise SystemExit("r3 stops PostgreSQL: it needs the throwaway cluster (no --database-url)")
     tag = f"r3-{uuid.uuid4().hex[:8]}"
     events = args.r3_events
-    batches = batches_make(
-        tag=tag,
-        events=events,
-        batch_size=args.batch_size,
-        product_ids=ctx.product_ids,
-        visitors=args.visitors,
-        seed=args.seed + 3,
-    )
+    batches = scenario_batches(ctx, tag=tag, events=events, seed=args.seed + 3)
     rate = args.rate / args.batch_size
     schedule_s = len(batches) / rate
     ack_path = ctx.out_dir / "reliability-r3-acks.jsonl"
@@ -962,16 +918,12 @@ def scenario_r3(ctx: Context) -> dict[str, Any]:
     recovery_from_start = round(first_ok - marks["start_issued"], 3) if first_ok is not None else None
     recovery_from_accepting = round(first_ok - marks["accepting"], 3) if first_ok is not None else None
 
-    acked = ack_log_read(ack_path)
-    sent = {(b.visitor, k) for b in batches for k in b.keys}
-    ledger = ledger_compare(acked=acked, sent=sent, stored=stored_keys(ctx.stack.database_url, tag))
-    att = attempts_summary(batches)
-    lat = split_latency(batches, [(down_lo - 1.0, (first_ok or down_hi) + 6.0)])
+    ledger, att, lat = ingest_outcome(
+        ctx, batches=batches, ack_path=ack_path, tag=tag, windows=[(down_lo - 1.0, (first_ok or down_hi) + 6.0)]
+    )
     during_statuses = Counter(str(a.status) if a.status is not None else f"no answer ({a.error})" for a in during)
     checks = [
-        ("acknowledged events logged", f"{ledger['acknowledged']:,} of {ledger['sent']:,}", ledger["acknowledged"] > 0),
-        ("acknowledged but not stored (lost)", str(ledger["lost"]), ledger["lost"] == 0),
-        ("(visitor, key) stored twice", str(ledger["duplicates"]), ledger["duplicates"] == 0),
+        *ledger_checks(ledger),
         (
             "answers while down",
             ", ".join(f"{k}: {v}" for k, v in sorted(during_statuses.items())) or "none",
@@ -996,15 +948,13 @@ def scenario_r3(ctx: Context) -> dict[str, Any]:
         "answers_while_down": dict(during_statuses),
         "recovery_s": recovery_from_start,
         "recovery_from_accepting_s": recovery_from_accepting,
-        "ledger": ledger,
-        "attempts": att,
-        "latency": lat,
-        "checks": [{"check": n, "figure": f, "pass": ok} for n, f, ok in checks],
-        "passed": all(ok for _, _, ok in checks),
     }
-    console.print(checks_table("R3 PostgreSQL stopped (immediate) during load", checks))
-    console.print(
-        latency_table("R3 post latency: around the outage vs the rest of the run", lat, "around outage", "undisturbed")
+    ingest_report(
+        result,
+        checks,
+        outcome=(ledger, att, lat),
+        title="R3 PostgreSQL stopped (immediate) during load",
+        around="around outage",
     )
     console.print(
         f"R3 timeline (s from start): stop issued {marks.get('stop_issued', 0):.2f}, down {marks.get('down', 0):.2f}, "
@@ -1163,7 +1113,7 @@ def scenario_r5(ctx: Context) -> dict[str, Any]:
             time.sleep(0.5)
     if run.state != TaskRun.State.SUCCEEDED:
         raise RuntimeError(
-            f"R5: the first training run did not succeed: {run.state} {run.error}\n{ctx.worker.log_tail()}"
+            f"R5: the first training run did not succeed: {run.state} {run.error}\n{ctx.worker.log(3000)}"
         )
     base = ModelVersion.objects.order_by("-created_at").first()
     if not base.is_active:
@@ -1195,14 +1145,7 @@ def scenario_r5(ctx: Context) -> dict[str, Any]:
         while time.perf_counter() - waited < 180 and not any(s.source == "live" for s in samples[-200:]):
             await asyncio.sleep(0.5)
         warm["live_after_s"] = round(time.perf_counter() - waited, 1)
-        with Progress(
-            TextColumn("[bold]R5 publishes"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("{task.fields[note]}"),
-            console=console,
-        ) as progress:
+        with progress_bar("R5 publishes") as progress:
             task = progress.add_task("publish", total=args.publishes, note="")
             for n in range(1, args.publishes + 1):
                 kind = corrupt_at.get(n, "retrained")
@@ -1383,39 +1326,11 @@ async def _storefront_clients(
 
 def scenario_r4(ctx: Context) -> dict[str, Any]:
     """Redis (broker and cache) down for ``--redis-down-s`` while shoppers browse and a task is sent."""
-    from shop.catalog.models import Category, Product
-    from shop.events.middleware import visitor_cookie_value
     from shop.recs import runs
     from shop.recs.models import TaskRun
 
     args = ctx.args
-    products = list(Product.objects.filter(is_active=True).order_by("pk")[:50])
-    categories = list(Category.objects.order_by("pk")[:10])
-    product_urls = [p.get_absolute_url() for p in products]
-    category_urls = [c.get_absolute_url() for c in categories]
-    visitors = [uuid.UUID(int=random.Random(args.seed + 4).getrandbits(128) + i, version=4) for i in range(50)]
-    cookies = [f"vid={visitor_cookie_value(v)}" for v in visitors]
-
-    def beacon(rng: random.Random):
-        pv = str(uuid.uuid4())
-        events = [
-            {"type": "impression", "product_id": p.pk, "placement": "home.popular", "position": i,
-             "page_view_id": pv, "idempotency_key": f"r4:{pv}:{i}"}
-            for i, p in enumerate(rng.sample(products, 4))
-        ]  # fmt: skip
-        return "POST", "/api/events", {"json": {"events": events}, "headers": {"Cookie": rng.choice(cookies)}}
-
-    targets = {
-        "home": lambda rng: ("GET", "/", {"headers": {"Cookie": rng.choice(cookies)}}),
-        "product": lambda rng: ("GET", rng.choice(product_urls), {"headers": {"Cookie": rng.choice(cookies)}}),
-        "category": lambda rng: ("GET", rng.choice(category_urls), {"headers": {"Cookie": rng.choice(cookies)}}),
-        "recommendations": lambda rng: (
-            "GET",
-            "/api/recommendations",
-            {"params": {"placement": "home.recommended", "k": 10}, "headers": {"Cookie": rng.choice(cookies)}},
-        ),
-        "events": beacon,
-    }
+    targets = _storefront_targets(ctx, args.seed + 4, tag="r4", visitors=50)
     marks: dict[str, float] = {}
     task: dict[str, Any] = {}
     samples: list[PageSample] = []
@@ -1527,8 +1442,9 @@ def scenario_r4(ctx: Context) -> dict[str, Any]:
 # --------------------------------------------------------------------------- R6: soak
 
 
-def _storefront_targets(ctx: Context, seed: int) -> dict[str, Any]:
-    """What a shopper's browser asks for: pages, the recommendations API and the beacon (impressions)."""
+def _storefront_targets(ctx: Context, seed: int, *, tag: str, visitors: int = 200) -> dict[str, Any]:
+    """What a shopper's browser asks for: pages, the recommendations API and the beacon (impressions
+    with keys ``<tag>:<page view>:<position>``), over ``visitors`` visitors' cookies."""
     from shop.catalog.models import Category, Product
     from shop.events.middleware import visitor_cookie_value
 
@@ -1536,13 +1452,13 @@ def _storefront_targets(ctx: Context, seed: int) -> dict[str, Any]:
     product_urls = [p.get_absolute_url() for p in products]
     category_urls = [c.get_absolute_url() for c in Category.objects.order_by("pk")[:10]]
     rng0 = random.Random(seed)
-    cookies = [f"vid={visitor_cookie_value(uuid.UUID(int=rng0.getrandbits(128), version=4))}" for _ in range(200)]
+    cookies = [f"vid={visitor_cookie_value(uuid.UUID(int=rng0.getrandbits(128), version=4))}" for _ in range(visitors)]
 
     def beacon(rng: random.Random):
         pv = str(uuid.UUID(int=rng.getrandbits(128), version=4))
         events = [
             {"type": "impression", "product_id": p.pk, "placement": "home.popular", "position": i,
-             "page_view_id": pv, "idempotency_key": f"r6:{pv}:{i}"}
+             "page_view_id": pv, "idempotency_key": f"{tag}:{pv}:{i}"}
             for i, p in enumerate(rng.sample(products, 4))
         ]  # fmt: skip
         return "POST", "/api/events", {"json": {"events": events}, "headers": {"Cookie": rng.choice(cookies)}}
@@ -1590,8 +1506,7 @@ async def _mixed_load(
                 status = None
             samples.append(TimedSample(t=t - t0, target=name, status=status, latency_s=time.perf_counter() - t))
 
-        with Progress(TextColumn(f"[bold]{progress_title}"), BarColumn(), TimeElapsedColumn(),
-                      TextColumn("{task.fields[note]}"), console=console) as progress:  # fmt: skip
+        with progress_bar(progress_title, counted=False) as progress:
             task = progress.add_task(progress_title, total=duration_s, note="")
 
             async def ticker() -> None:
@@ -1634,107 +1549,212 @@ def _worker_rss_mb(worker: CeleryWorker) -> float:
     return sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)]) / 2**20
 
 
-def _tasks_succeeded(worker: CeleryWorker, name: str) -> int:
-    """Tasks of ``name`` the worker (its current process) logged as succeeded."""
+def _tasks_succeeded(worker: CeleryWorker, name: str) -> list[float]:
+    """Run times (s) of the tasks of ``name`` the worker (its current process) logged as succeeded."""
     text = worker.log_path.read_text(errors="replace")
-    return sum(1 for line in text.splitlines() if f"Task {name}[" in line and " succeeded in " in line)
+    out = []
+    for line in text.splitlines():
+        if f"Task {name}[" in line and " succeeded in " in line:
+            with contextlib.suppress(ValueError, IndexError):
+                out.append(float(line.split(" succeeded in ", 1)[1].split("s:", 1)[0]))
+    return out
+
+
+# p99 targets per request type: the pages' (make bench-pages, 50 ms), the live recommendations
+# endpoint's (15 ms, measured server-side there; here at the client, which adds the loopback and the
+# client's own scheduling), and the beacon held to the pages' target.
+R6_TARGETS_MS = {"home": 50.0, "product": 50.0, "category": 50.0, "recommendations": 15.0, "events": 50.0}
+
+
+class TaskStream:
+    """Beat's popularity refresh sent by name at a fixed rate from a thread, as beat sends it; runs
+    through the capacity run and the soak alike, so the capacity is measured under the same work."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.sent = 0
+        self.errors = 0
+        self.last_error: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        from celery import current_app
+
+        from worker.popularity import REFRESH_TASK
+
+        interval = 1.0 / self.rate
+        next_t = time.perf_counter()
+        while not self._stop.is_set():
+            try:
+                current_app.send_task(REFRESH_TASK)
+                self.sent += 1
+            except Exception as exc:  # counted: a send that fails is a task lost to the soak
+                self.errors += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"[:200]
+            next_t += interval
+            time.sleep(max(0.0, next_t - time.perf_counter()))
+
+    def start(self) -> TaskStream:
+        if self.rate > 0:
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(10)
+
+
+def _meter(ctx: Context) -> harness.CpuMeter:
+    """CPU of gunicorn, PostgreSQL, the Celery worker and this process (the load generator), and of
+    everything else on the machine (other work competing for the same cores)."""
+    return harness.CpuMeter(
+        pids={
+            "gunicorn": ctx.stack.gunicorn.pid,
+            "postgres": ctx.stack.postgres_pid,
+            "celery": ctx.worker.proc.pid,
+            "redis": ctx.redis.proc.pid if ctx.redis.proc else None,
+            "load generator": os.getpid(),
+        },
+        exclude_children={"load generator"},
+    ).start()
+
+
+def _per_target(samples: list[TimedSample], names: Iterable[str]) -> dict[str, dict[str, Any]]:
+    out = {}
+    for name in names:
+        xs = [x for x in samples if x.target == name]
+        out[name] = {
+            **harness.latency_summary_ms(x.latency_s for x in xs if x.status is not None),
+            "requests": len(xs),
+            "errors": sum(1 for x in xs if x.status is None or x.status >= 400),
+            "target_p99_ms": R6_TARGETS_MS.get(name),
+        }
+    return out
+
+
+def _window_stats(samples: list[TimedSample], windows: list[dict[str, float]]) -> dict[str, Any]:
+    """p99 over the requests sent in the sampled windows where other processes used less than 10% of
+    the machine, beside all windows: how much of the tail is queueing behind work outside the stack."""
+    quiet = [(w["from_s"], w["to_s"]) for w in windows if w["other_share"] < 0.10]
+    inq = [x for x in samples if x.status is not None and any(a <= x.t < b for a, b in quiet)]
+    return {
+        "windows": len(windows),
+        "quiet_windows": len(quiet),
+        "quiet_requests": len(inq),
+        "quiet_latency": harness.latency_summary_ms(x.latency_s for x in inq) if inq else None,
+        "other_share_by_window": [round(w["other_share"], 3) for w in windows],
+    }
 
 
 def scenario_r6(ctx: Context) -> dict[str, Any]:
-    """Soak: the storefront mix at 70% of the capacity measured first, tasks flowing to the worker."""
-    from celery import current_app
-
-    from worker.popularity import REFRESH_TASK
-
+    """Soak: the storefront mix at 70% of the capacity measured under the same task flow, per-type p99."""
     args = ctx.args
-    targets = _storefront_targets(ctx, args.seed + 6)
+    targets = _storefront_targets(ctx, args.seed + 6, tag="r6")
+    names = list(targets)
     base = ctx.stack.gunicorn.base_url
     asyncio.run(  # warm-up, not measured: first requests import, connect and fill caches
         _mixed_load(base, targets, duration_s=5.0, rate=None, clients=args.soak_clients, seed=args.seed + 99,
                     progress_title="R6 warm-up (not measured)")
     )  # fmt: skip
-    capacity_samples = asyncio.run(
-        _mixed_load(base, targets, duration_s=args.capacity_s, rate=None, clients=args.soak_clients, seed=args.seed,
-                    progress_title="R6 capacity (closed loop)")
+    # baseline: one client, one request at a time: the service time of each type with no queue
+    alone = asyncio.run(
+        _mixed_load(base, targets, duration_s=args.baseline_s, rate=None, clients=1, seed=args.seed + 7,
+                    progress_title="R6 one client (service time)")
     )  # fmt: skip
-    capacity = sum(1 for x in capacity_samples if x.status is not None and x.status < 500) / args.capacity_s
-    cap_lat = harness.latency_summary_ms(x.latency_s for x in capacity_samples if x.status is not None)
-    rate = args.soak_load * capacity
-    console.print(f"R6: capacity {capacity:,.1f} req/s (closed loop, {args.soak_clients} clients, p99 {cap_lat['p99_ms']:.0f} ms); "
-                  f"soak at {100 * args.soak_load:.0f}% = {rate:,.1f} req/s for {args.soak_minutes:g} min, "
-                  f"{args.soak_tasks_per_s:g} tasks/s to the worker")  # fmt: skip
-
-    # tasks: beat's popularity refresh (idempotent, light), sent by name as beat sends it
-    sent = {"n": 0}
-    stop = threading.Event()
-
-    def send_tasks() -> None:
-        interval = 1.0 / args.soak_tasks_per_s
-        next_t = time.perf_counter()
-        while not stop.is_set():
-            try:
-                current_app.send_task(REFRESH_TASK)
-                sent["n"] += 1
-            except Exception as exc:  # counted: a send that fails is a task lost to the soak
-                sent["errors"] = sent.get("errors", 0) + 1
-                sent["last_error"] = f"{type(exc).__name__}: {exc}"[:200]
-            next_t += interval
-            time.sleep(max(0.0, next_t - time.perf_counter()))
-
-    done0 = _tasks_succeeded(ctx.worker, "worker.popularity.refresh")
-    rss0 = _worker_rss_mb(ctx.worker)
-    sender = threading.Thread(target=send_tasks, daemon=True)
-    sender.start()
-    rss_series = [(0.0, rss0)]
-    t_soak = time.perf_counter()
-
-    def sample_rss() -> None:
-        while not stop.is_set():
-            time.sleep(10)
-            with contextlib.suppress(psutil.Error):
-                rss_series.append((round(time.perf_counter() - t_soak, 1), round(_worker_rss_mb(ctx.worker), 2)))
-
-    sampler = threading.Thread(target=sample_rss, daemon=True)
-    sampler.start()
+    stream = TaskStream(args.soak_tasks_per_s).start()
     try:
-        soak = asyncio.run(
-            _mixed_load(base, targets, duration_s=60 * args.soak_minutes, rate=rate, clients=args.soak_clients * 2,
-                        seed=args.seed + 1, progress_title="R6 soak (open loop)")
+        meter = _meter(ctx)
+        capacity_samples = asyncio.run(
+            _mixed_load(base, targets, duration_s=args.capacity_s, rate=None, clients=args.soak_clients,
+                        seed=args.seed, progress_title="R6 capacity (closed loop)")
         )  # fmt: skip
+        cap_cpu = meter.stop()
+        capacity = sum(1 for x in capacity_samples if x.status is not None and x.status < 500) / args.capacity_s
+        cap_lat = harness.latency_summary_ms(x.latency_s for x in capacity_samples if x.status is not None)
+        rate = args.soak_load * capacity
+        console.print(
+            f"R6: capacity {capacity:,.1f} req/s (closed loop, {args.soak_clients} clients, p99 "
+            f"{cap_lat['p99_ms']:.0f} ms, {args.soak_tasks_per_s:g} tasks/s to the worker; other processes took "
+            f"{100 * cap_cpu['share_of_machine']['other']:.0f}% of the machine); soak at "
+            f"{100 * args.soak_load:.0f}% = {rate:,.1f} req/s for {args.soak_minutes:g} min"
+        )
+        done0 = len(_tasks_succeeded(ctx.worker, "worker.popularity.refresh"))
+        sent0 = stream.sent
+        rss0 = _worker_rss_mb(ctx.worker)
+        rss_series = [(0.0, rss0)]
+        windows: list[dict[str, float]] = []
+        stop = threading.Event()
+        t_soak = time.perf_counter()
+
+        def sample() -> None:  # worker RSS, and the share of the machine other processes took, each 10 s
+            last = (time.perf_counter(), harness._busy_seconds(), _stack_cpu(ctx))
+            while not stop.wait(10):
+                with contextlib.suppress(psutil.Error):
+                    rss_series.append((round(time.perf_counter() - t_soak, 1), round(_worker_rss_mb(ctx.worker), 2)))
+                now = (time.perf_counter(), harness._busy_seconds(), _stack_cpu(ctx))
+                span = max(1e-9, (now[0] - last[0]) * (os.cpu_count() or 1))
+                other = max(0.0, (now[1] - last[1]) - (now[2] - last[2])) / span
+                windows.append({"from_s": last[0] - t_soak, "to_s": now[0] - t_soak, "other_share": other})
+                last = now
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        meter = _meter(ctx)
+        try:
+            soak = asyncio.run(
+                _mixed_load(base, targets, duration_s=60 * args.soak_minutes, rate=rate,
+                            clients=args.soak_clients * 2, seed=args.seed + 1, progress_title="R6 soak (open loop)")
+            )  # fmt: skip
+        finally:
+            soak_cpu = meter.stop()
+            stop.set()
+            sampler.join(15)
     finally:
-        stop.set()
-        sender.join(10)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and _tasks_succeeded(ctx.worker, "worker.popularity.refresh") - done0 < sent["n"]:
+        stream.stop()
+    sent = stream.sent - sent0
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(_tasks_succeeded(ctx.worker, "worker.popularity.refresh")) - done0 < sent:
         time.sleep(0.5)
-    done = _tasks_succeeded(ctx.worker, "worker.popularity.refresh") - done0
+    run_times = _tasks_succeeded(ctx.worker, "worker.popularity.refresh")[done0:]
+    done = len(run_times)
     rss1 = _worker_rss_mb(ctx.worker)
-    # growth after the first tenth of the tasks (imports and caches warming up are not a leak)
-    warm_rss = next((r for t, r in rss_series if t >= 6 * args.soak_minutes), rss0)
-    growth_per_1000 = (rss1 - warm_rss) / max(1, done * 0.9) * 1000
+    # growth after the first tenth of the soak (imports and caches warming up are not a leak)
+    warm_t, warm_rss = next(((t, r) for t, r in rss_series if t >= 6 * args.soak_minutes), (0.0, rss0))
+    tasks_after_warm = done * (1 - warm_t / (60 * args.soak_minutes)) if done else 0
+    growth_per_1000 = (rss1 - warm_rss) / max(1.0, tasks_after_warm) * 1000
     answered = [x for x in soak if x.status is not None]
     errors = [x for x in soak if x.status is None or x.status >= 400]
     error_rate = len(errors) / max(1, len(soak))
-    per_target = {}
-    for name in targets:
-        xs = [x for x in soak if x.target == name]
-        per_target[name] = {**harness.latency_summary_ms(x.latency_s for x in xs if x.status is not None),
-                            "requests": len(xs), "errors": sum(1 for x in xs if x.status is None or x.status >= 400)}  # fmt: skip
+    per_target = _per_target(soak, names)
+    alone_per_target = _per_target(alone, names)
+    cap_per_target = _per_target(capacity_samples, names)
     lat = harness.latency_summary_ms(x.latency_s for x in answered)
     statuses = Counter(str(x.status) if x.status is not None else "no answer" for x in soak)
+    quiet = _window_stats(soak, windows)
+    server_cpu = soak_cpu["cpu_seconds"].get("gunicorn", 0.0) + soak_cpu["cpu_seconds"].get("postgres", 0.0)
     checks = [
         ("requests (achieved req/s)", f"{len(soak):,} ({len(soak) / (60 * args.soak_minutes):,.1f})", len(soak) > 0),
-        (f"p99 (target {args.p99_target_ms:g} ms)", f"{lat['p99_ms']:,.1f} ms", lat["p99_ms"] <= args.p99_target_ms),
+        *(
+            (
+                f"{name} p99 (target {R6_TARGETS_MS[name]:g} ms)",
+                f"{per_target[name]['p99_ms']:,.1f} ms (one client: {alone_per_target[name]['p99_ms']:,.1f} ms)",
+                per_target[name]["requests"] > per_target[name]["errors"]  # answers to judge
+                and per_target[name]["p99_ms"] <= R6_TARGETS_MS[name],
+            )
+            for name in names
+        ),
         ("errors (< 0.1%)", f"{len(errors)} ({100 * error_rate:.3f}%)", error_rate < 0.001),
         (
             "tasks sent / run / send errors",
-            f"{sent['n']:,} / {done:,} / {sent.get('errors', 0)}",
-            sent["n"] > 0 and done >= sent["n"] and not sent.get("errors"),
+            f"{sent:,} / {done:,} / {stream.errors}",
+            sent > 0 and done >= sent and not stream.errors,
         ),
         (
             "worker RSS growth per 1,000 tasks (< 5 MB)",
-            f"{growth_per_1000:.2f} MB ({warm_rss:.0f} -> {rss1:.0f} MB)",
-            growth_per_1000 < 5.0,
+            f"{growth_per_1000:.2f} MB ({warm_rss:.1f} -> {rss1:.1f} MB over {tasks_after_warm:,.0f} tasks)",
+            growth_per_1000 < 5.0 and done > 0,
         ),  # fmt: skip
     ]
     result = {
@@ -1742,58 +1762,74 @@ def scenario_r6(ctx: Context) -> dict[str, Any]:
         "minutes": args.soak_minutes,
         "capacity_rps": round(capacity, 1),
         "capacity_latency": cap_lat,
+        "capacity_per_target": cap_per_target,
+        "capacity_cpu": cap_cpu,
+        "one_client_per_target": alone_per_target,
         "offered_rps": round(rate, 1),
         "load_fraction": args.soak_load,
         "requests": len(soak),
         "statuses": dict(statuses),
         "latency": lat,
         "per_target": per_target,
+        "targets_ms": R6_TARGETS_MS,
         "error_rate": error_rate,
-        "tasks_sent": sent["n"],
-        "task_send_errors": sent.get("errors", 0),
-        "task_send_last_error": sent.get("last_error"),
+        "soak_cpu": soak_cpu,
+        "server_cpu_ms_per_request": round(1000 * server_cpu / max(1, len(soak)), 2),
+        "quiet_windows": quiet,
+        "tasks_per_s": args.soak_tasks_per_s,
+        "tasks_sent": sent,
+        "task_send_errors": stream.errors,
+        "task_send_last_error": stream.last_error,
         "tasks_succeeded": done,
+        "task_run_s": harness.latency_summary_ms(run_times) if run_times else None,
         "worker_rss_mb": {"start": round(rss0, 2), "after_warm_up": round(warm_rss, 2), "end": round(rss1, 2)},
         "worker_rss_series": rss_series,
         "rss_growth_mb_per_1000_tasks": round(growth_per_1000, 3),
-        "p99_target_ms": args.p99_target_ms,
         "checks": [{"check": n, "figure": f, "pass": ok} for n, f, ok in checks],
         "passed": all(ok for _, _, ok in checks),
     }
     console.print(
         checks_table(f"R6 soak: {args.soak_minutes:g} min at {100 * args.soak_load:.0f}% of capacity", checks)
     )
-    pt = Table(title="R6 latency per target: soak (70%) vs capacity run (closed loop)", title_justify="left")
-    for col in ("target", "requests", "errors", "p50 ms", "p99 ms", "max ms"):
-        pt.add_column(col, justify="right" if col != "target" else "left")
+    pt = Table(title="R6 latency per type: soak vs one client (service time) vs capacity run", title_justify="left")
+    for col in ("type", "target", "soak n", "errors", "soak p50", "soak p99", "1 client p50", "1 client p99",
+                "capacity p99"):  # fmt: skip
+        pt.add_column(col, justify="right" if col != "type" else "left")
     for name, r in per_target.items():
-        pt.add_row(
-            name,
-            f"{r['requests']:,}",
-            str(r["errors"]),
-            f"{r['p50_ms']:.1f}",
-            f"{r['p99_ms']:.1f}",
-            f"{r['max_ms']:.1f}",
-        )
-    pt.add_row(
-        "[bold]all (soak)",
-        f"{len(soak):,}",
-        str(len(errors)),
-        f"{lat['p50_ms']:.1f}",
-        f"{lat['p99_ms']:.1f}",
-        f"{lat['max_ms']:.1f}",
-    )
-    pt.add_row(
-        "capacity run",
-        f"{len(capacity_samples):,}",
-        "",
-        f"{cap_lat['p50_ms']:.1f}",
-        f"{cap_lat['p99_ms']:.1f}",
-        f"{cap_lat['max_ms']:.1f}",
-    )
+        a, c = alone_per_target[name], cap_per_target[name]
+        pt.add_row(name, f"{R6_TARGETS_MS[name]:g}", f"{r['requests']:,}", str(r["errors"]), f"{r['p50_ms']:.1f}",
+                   f"{r['p99_ms']:.1f}", f"{a['p50_ms']:.1f}", f"{a['p99_ms']:.1f}", f"{c['p99_ms']:.1f}")  # fmt: skip
+    pt.add_row("[bold]all", "", f"{len(soak):,}", str(len(errors)), f"{lat['p50_ms']:.1f}", f"{lat['p99_ms']:.1f}",
+               "", "", f"{cap_lat['p99_ms']:.1f}")  # fmt: skip
     console.print(pt)
-    console.print(f"R6 answers: {dict(statuses)}")
+    share = soak_cpu["share_of_machine"]
+    ql = quiet["quiet_latency"]
+    console.print(
+        f"R6 answers: {dict(statuses)}; server CPU {result['server_cpu_ms_per_request']:.1f} ms per request "
+        f"(gunicorn + PostgreSQL); share of the machine: "
+        + ", ".join(f"{k} {100 * v:.0f}%" for k, v in share.items())
+        + f"; run-queue wait gunicorn {soak_cpu['run_queue_wait_s'].get('gunicorn', 0):.1f} s; "
+        f"{quiet['quiet_windows']} of {quiet['windows']} 10 s windows had other processes under 10%"
+        + (f" (p99 in them {ql['p99_ms']:.1f} ms over {quiet['quiet_requests']:,} requests)" if ql else "")
+    )
+    if run_times:
+        tr = result["task_run_s"]
+        console.print(f"R6 tasks: {done:,} refreshes run, p50 {tr['p50_ms']:.0f} ms, p99 {tr['p99_ms']:.0f} ms each")
     return result
+
+
+def _stack_cpu(ctx: Context) -> float:
+    """CPU seconds so far of gunicorn, PostgreSQL, the Celery worker and this process."""
+    total = 0.0
+    for pid, children in (
+        (ctx.stack.gunicorn.pid, True),
+        (ctx.stack.postgres_pid, True),
+        (ctx.worker.proc.pid, True),
+        (ctx.redis.proc.pid if ctx.redis.proc else None, False),
+        (os.getpid(), False),
+    ):
+        total += sum(harness.tree_cpu_by_pid(pid, children=children).values())
+    return total
 
 
 RUNNERS = {
@@ -1829,8 +1865,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--soak-load", type=float, default=0.7, help="r6: share of the measured capacity offered (0.7)")
     parser.add_argument("--capacity-s", type=float, default=20.0, help="r6: seconds of the capacity run (20)")
     parser.add_argument("--soak-clients", type=int, default=16, help="r6: clients in the capacity run (16)")
-    parser.add_argument("--soak-tasks-per-s", type=float, default=10.0, help="r6: tasks sent to the worker per s (10)")
-    parser.add_argument("--p99-target-ms", type=float, default=50.0, help="r6: p99 target (50 ms, as bench-pages)")
+    parser.add_argument("--soak-tasks-per-s", type=float, default=2.0, help="r6: tasks sent to the worker per s (2)")
+    parser.add_argument("--baseline-s", type=float, default=8.0, help="r6: seconds of the one-client run (8)")
     parser.add_argument("--publishes", type=int, default=20, help="r5: model versions published (default 20)")
     parser.add_argument("--publish-every-s", type=float, default=2.0, help="r5: seconds between publishes (2)")
     parser.add_argument("--recs-clients", type=int, default=50, help="r5: clients asking for recommendations (50)")
@@ -1886,7 +1922,7 @@ def main(argv: list[str] | None = None) -> int:
             threads=None,
             extra_env=extra_env,
         ) as stack:
-            worker = CeleryWorker(env=stack.env, log_dir=tmp)
+            worker = CeleryWorker(stack.env, tmp, name="reliability")
             with console.status("Starting the Celery worker..."):
                 ready = worker.start()
             console.print(f"[bold]Celery[/]: one worker, --pool solo, queues default,gpu (ready in {ready:.1f} s)")

@@ -603,6 +603,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument(
+        "--min-steps",
+        type=int,
+        default=None,
+        help="least optimiser updates on a small log (0: batch size x epochs only)",
+    )
     parser.add_argument("--candidates", type=int, default=200, help="stage-1 candidates the DLRM ranks")
     parser.add_argument(
         "--catalogue-users", type=int, default=0, help="also rank the whole catalogue with the DLRM for N users (slow)"
@@ -631,6 +637,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     if args.batch_size:
         config.train.batch_size = args.batch_size
+    if args.min_steps is not None:
+        config.train.min_steps = args.min_steps
     encoders = [e.strip() for e in (args.history_encoder or "").split(",") if e.strip()]
     bad = [e for e in encoders if e not in ("mean", "din")]
     if bad:

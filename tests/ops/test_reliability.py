@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.reliability import ack_log_read, ledger_compare
+from benchmarks.reliability import TimedSample, _window_stats, ack_log_read, ledger_compare
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -53,6 +53,19 @@ def test_ack_log_is_read_back_per_visitor(tmp_path):
     assert ack_log_read(log) == {("a", "r1:0:0"), ("a", "r1:0:1"), ("b", "r1:0:0")}
 
 
+def test_soak_tail_in_quiet_windows_counts_only_requests_sent_while_other_work_was_light():
+    samples = [
+        TimedSample(t=1.0, target="home", status=200, latency_s=0.010),
+        TimedSample(t=15.0, target="home", status=200, latency_s=2.0),  # a busy window: left out
+        TimedSample(t=5.0, target="events", status=None, latency_s=5.0),  # no answer: no latency
+    ]
+    windows = [{"from_s": 0.0, "to_s": 10.0, "other_share": 0.05}, {"from_s": 10.0, "to_s": 20.0, "other_share": 0.6}]
+    out = _window_stats(samples, windows)
+    assert (out["windows"], out["quiet_windows"], out["quiet_requests"]) == (2, 1, 1)
+    assert out["quiet_latency"]["p99_ms"] == 10.0
+    assert _window_stats(samples, windows[1:])["quiet_latency"] is None
+
+
 # --------------------------------------------------------------------------- the scenarios, end to end
 
 
@@ -60,10 +73,12 @@ def test_ack_log_is_read_back_per_visitor(tmp_path):
 def reliability_run(tmp_path_factory):
     out_dir = tmp_path_factory.mktemp("reliability")
     argv = [
-        *("r1", "r2", "r3"),
+        *("r1", "r2", "r3", "r6"),
         *("--events", "1000", "--rate", "100", "--batch-size", "20", "--gunicorn-kills", "1", "--celery-kills", "1"),
         *("--replay-events", "500", "--replays", "3"),
         *("--r3-events", "1000", "--down-s", "3"),
+        # R6 in miniature: the plumbing and the figures, not the verdict (that needs minutes on a quiet box)
+        *("--soak-minutes", "0.15", "--capacity-s", "3", "--baseline-s", "2"),
         *("--products", "200", "--out-dir", str(out_dir)),
     ]
     run = subprocess.run(
@@ -75,7 +90,7 @@ def reliability_run(tmp_path_factory):
         check=False,
     )
     results = {}
-    for name in ("r1", "r2", "r3"):
+    for name in ("r1", "r2", "r3", "r6"):
         path = out_dir / f"reliability-{name}.json"
         if path.exists():
             results[name] = json.loads(path.read_text())
@@ -86,12 +101,17 @@ def _why(run) -> str:
     return run.stdout[-4000:] + run.stderr[-4000:]
 
 
+def _scenario(reliability_run, name: str) -> tuple[subprocess.CompletedProcess, dict, Path]:
+    """The run, the scenario's JSON result (the test fails with the run's output when it is missing), the folder."""
+    run, results, out_dir = reliability_run
+    assert name in results, _why(run)
+    return run, results[name], out_dir
+
+
 @pytest.mark.slow
 @pytest.mark.e2e
 def test_r1_every_acknowledged_event_is_stored_once_across_worker_kills(reliability_run):
-    run, results, out_dir = reliability_run
-    assert "r1" in results, _why(run)
-    r1 = results["r1"]
+    run, r1, out_dir = _scenario(reliability_run, "r1")
     ledger = r1["ledger"]
     # the log was written and read back: a run that acknowledged nothing proves nothing
     acks = (out_dir / "reliability-r1-acks.jsonl").read_text().splitlines()
@@ -114,9 +134,7 @@ def test_r1_every_acknowledged_event_is_stored_once_across_worker_kills(reliabil
 @pytest.mark.slow
 @pytest.mark.e2e
 def test_r2_three_replays_change_no_count_or_aggregate(reliability_run):
-    run, results, _ = reliability_run
-    assert "r2" in results, _why(run)
-    r2 = results["r2"]
+    _, r2, _ = _scenario(reliability_run, "r2")
     first = r2["aggregates_after_first_post"]
     assert first["rows"] == 500 and sum(first["by_type"].values()) == 500
     assert len(r2["rounds"]) == 3
@@ -130,9 +148,7 @@ def test_r2_three_replays_change_no_count_or_aggregate(reliability_run):
 @pytest.mark.slow
 @pytest.mark.e2e
 def test_r3_postgres_crash_answers_503_loses_nothing_and_recovers_quickly(reliability_run):
-    run, results, _ = reliability_run
-    assert "r3" in results, _why(run)
-    r3 = results["r3"]
+    run, r3, _ = _scenario(reliability_run, "r3")
     down = r3["answers_while_down"]
     assert down and set(down) == {"503"}, down  # only 503 JSON while down, no 500, no dropped connection
     assert r3["ledger"]["lost"] == 0 and r3["ledger"]["duplicates"] == 0, r3["ledger"]
@@ -140,4 +156,25 @@ def test_r3_postgres_crash_answers_503_loses_nothing_and_recovers_quickly(reliab
     assert r3["attempts"]["unexpected_5xx"] == 0
     assert r3["recovery_s"] is not None and r3["recovery_s"] <= 10, r3["marks_s"]
     assert r3["passed"], r3["checks"]
-    assert run.returncode == 0, _why(run)
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_r6_soak_reports_each_type_against_its_target_and_runs_every_task(reliability_run):
+    _, r6, _ = _scenario(reliability_run, "r6")
+    assert r6["requests"] > 0 and r6["error_rate"] == 0, r6["statuses"]
+    # each type judged against its own target, beside its one-client service time
+    assert (
+        set(r6["per_target"]) == set(r6["targets_ms"]) == {"home", "product", "category", "recommendations", "events"}
+    )
+    for name, row in r6["per_target"].items():
+        assert row["requests"] > 0 and row["target_p99_ms"] == r6["targets_ms"][name]
+        assert r6["one_client_per_target"][name]["requests"] > 0
+    checks = {c["check"]: c for c in r6["checks"]}
+    assert checks["recommendations p99 (target 15 ms)"]["pass"] == (r6["per_target"]["recommendations"]["p99_ms"] <= 15)
+    # the capacity was measured under the same task flow as the soak, and every task sent ran
+    assert r6["tasks_sent"] > 0 and r6["tasks_succeeded"] >= r6["tasks_sent"], r6
+    assert r6["task_send_errors"] == 0
+    cpu = r6["soak_cpu"]["cpu_seconds"]
+    assert cpu["gunicorn"] > 0 and cpu["celery"] > 0 and "other" in cpu
+    assert r6["worker_rss_mb"]["end"] > 0

@@ -186,7 +186,7 @@ def test_cli_evaluates_a_shop_export_after_a_time_cut(tmp_path, capsys):
     shop.items.to_parquet(tmp_path / "items.parquet")
     out = tmp_path / "eval.json"
     argv = ["--snapshot", str(tmp_path), "--eval-users", "0", "--candidates", "30", "--epochs", "1", "--threads", "1",
-            "--no-progress", "--out", str(out)]  # fmt: skip
+            "--min-steps", "0", "--no-progress", "--out", str(out)]  # fmt: skip
     assert main(argv) == 0
     report = json.loads(out.read_text())
     assert report["source"]["snapshot"] == str(tmp_path) and report["tested_users"] >= 20

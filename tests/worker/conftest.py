@@ -3,21 +3,19 @@ REAL Celery worker process consuming the REAL Redis (pytest-redis) against the R
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import json
 import os
 import random
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from benchmarks.harness import CeleryWorker
 
 # Tiny model, one short epoch: the worker tests are about the plumbing, not the model's quality.
 TINY_TRAIN = {
@@ -123,78 +121,6 @@ def wait_for(predicate, *, timeout: float, interval: float = 0.1, what: str = "c
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-class CeleryWorker:
-    """``celery -A worker worker -Q default,gpu --pool solo`` (or ``pool``) in a subprocess; start, kill -9,
-    restart."""
-
-    def __init__(self, env: dict[str, str], log_dir: Path, pool: tuple[str, ...] = ("--pool", "solo")):
-        self.env = env
-        self.log_dir = log_dir
-        self.pool = pool
-        self.proc: subprocess.Popen | None = None
-        self.starts = 0
-
-    @property
-    def log_path(self) -> Path:
-        return self.log_dir / f"worker-{self.starts}.log"
-
-    def start(self, timeout: float = 60.0) -> None:
-        self.starts += 1
-        log = open(self.log_path, "wb")  # noqa: SIM115 - closed with the process
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "worker",
-                "worker",
-                "-Q",
-                "default,gpu",
-                *self.pool,
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "-n",
-                f"test{self.starts}@%h",
-                "--loglevel",
-                "INFO",
-            ],  # fmt: skip
-            cwd=ROOT,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
-        wait_for(
-            lambda: self.proc.poll() is not None or b"ready." in self.log_path.read_bytes(),
-            timeout=timeout,
-            what="the celery worker to be ready",
-        )
-        if self.proc.poll() is not None:
-            raise AssertionError(f"celery worker exited:\n{self.log()}")
-
-    def kill(self) -> None:
-        """SIGKILL: no warm shutdown, no chance to requeue or acknowledge anything."""
-        assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGQUIT)  # cold shutdown: quick, the test is over
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-
-    def log(self) -> str:
-        return "\n".join(
-            (self.log_dir / f"worker-{i}.log").read_text(errors="replace")[-6000:] for i in range(1, self.starts + 1)
-        )
-
-
 @pytest.fixture
 def worker_extra_env() -> dict[str, str]:
     """Extra environment for the worker process; a test overrides it with
@@ -213,22 +139,29 @@ def celery_worker(redis_proc, recs_dirs, live_db_url, tmp_path, worker_extra_env
     """A real worker process on the real Redis and the real test database. Tasks sent by this test process
     go to the same Redis. Yields a :class:`CeleryWorker` (``kill()`` / ``start()`` for fault tests)."""
     import redis
-    from django.conf import settings
-
-    from worker.celery import app
 
     broker = f"redis://{redis_proc.host}:{redis_proc.port}/0"
     redis.Redis(host=redis_proc.host, port=redis_proc.port).flushall()
-    import json
+    # a killed worker's task comes back after 3 s instead of an hour (the fault test restarts quickly)
+    env = worker_env(live_db_url=live_db_url, broker=broker, visibility_timeout=3, **worker_extra_env)
+    with broker_for_this_process(broker, visibility_timeout=3):
+        worker = CeleryWorker(env, tmp_path, pool=worker_pool, name="test")
+        worker.start()
+        yield worker
+        worker.stop()
 
-    env = {
+
+def worker_env(*, live_db_url: str, broker: str, visibility_timeout: int, **extra: str) -> dict[str, str]:
+    """The environment of a worker process on the test database and the given broker, tiny training."""
+    from django.conf import settings
+
+    return {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "shop.settings",
         "DATABASE_URL": live_db_url,
         "CONN_MAX_AGE": "0",
         "CELERY_BROKER_URL": broker,
-        # a killed worker's task comes back after 3 s instead of an hour (the fault test restarts quickly)
-        "CELERY_VISIBILITY_TIMEOUT": "3",
+        "CELERY_VISIBILITY_TIMEOUT": str(visibility_timeout),
         "CELERY_UNACKED_RESTORE_INTERVAL": "1",
         "MODEL_DIR": str(settings.MODEL_DIR),
         "SNAPSHOT_DIR": str(settings.SNAPSHOT_DIR),
@@ -236,18 +169,24 @@ def celery_worker(redis_proc, recs_dirs, live_db_url, tmp_path, worker_extra_env
         "RECS_TOP_K": str(settings.RECS_TOP_K),
         "OMP_NUM_THREADS": "1",
         "PYTHONUNBUFFERED": "1",
-        **worker_extra_env,
+        **extra,
     }
+
+
+@contextlib.contextmanager
+def broker_for_this_process(broker: str, *, visibility_timeout: int):
+    """Tasks this test process sends go to ``broker`` until the block ends."""
+    from worker.celery import app
+
     old = (app.conf.broker_url, app.conf.broker_transport_options)
     app.conf.broker_url = broker
-    app.conf.broker_transport_options = {"visibility_timeout": 3}
+    app.conf.broker_transport_options = {"visibility_timeout": visibility_timeout}
     _reset_producer_pool(app)
-    worker = CeleryWorker(env, tmp_path, pool=worker_pool)
-    worker.start()
-    yield worker
-    worker.stop()
-    app.conf.broker_url, app.conf.broker_transport_options = old
-    _reset_producer_pool(app)
+    try:
+        yield
+    finally:
+        app.conf.broker_url, app.conf.broker_transport_options = old
+        _reset_producer_pool(app)
 
 
 def _reset_producer_pool(app) -> None:
