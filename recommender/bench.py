@@ -503,7 +503,7 @@ def history_encoder_cost(
     quick: bool = False,
     candidates: int = 500,
     rounds: int = 5,
-    train_batches: int = 60,
+    train_batches: int = 30,
     batch_size: int = 4096,
     block: int = 5,
 ) -> dict:
@@ -543,7 +543,7 @@ def history_encoder_cost(
             e: {"p50_ms": _p(w, 50), "p95_ms": _p(w, 95), "p99_ms": _p(w, 99), "iters": len(w)} for e, w in wall.items()
         }
 
-        data = synthetic_shop(n_users=400 if quick else 3000, n_items=300 if quick else 1500, seed=0)
+        data = synthetic_shop(n_users=400 if quick else 1500, n_items=300 if quick else 1000, seed=0)
         config = Config()
         examples = build_examples(data.interactions, data.items, config.data, features=config.features, seed=0)
         space = FeatureSpace.fit(examples, config.features)
