@@ -4,9 +4,7 @@ is redelivered and rewrites its rows exactly once."""
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import re
 
 import pytest
@@ -14,14 +12,14 @@ import pytest
 from shop.recs import runs, selectors
 from shop.recs.models import Recommendation, ScoreSet, ServingPointer, TaskRun
 from tests.worker.conftest import (  # noqa: F401 - fixtures
-    TINY_TRAIN,
     CeleryWorker,
-    _reset_producer_pool,
+    broker_for_this_process,
     build_shop,
     live_db_url,
     recs_dirs,
     run_finished,
     wait_for,
+    worker_env,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -32,53 +30,37 @@ CHUNK = 6
 @pytest.fixture
 def two_workers(redis_proc, recs_dirs, live_db_url, tmp_path):  # noqa: F811
     import redis
-    from django.conf import settings
-
-    from worker.celery import app
 
     broker = f"redis://{redis_proc.host}:{redis_proc.port}/0"
     redis.Redis(host=redis_proc.host, port=redis_proc.port).flushall()
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "shop.settings",
-        "DATABASE_URL": live_db_url,
-        "CONN_MAX_AGE": "0",
-        "CELERY_BROKER_URL": broker,
-        "CELERY_RESULT_BACKEND": f"redis://{redis_proc.host}:{redis_proc.port}/1",
-        "RECS_SCORE_FANOUT": "true",
-        "RECS_SCORE_CHUNK": str(CHUNK),
+    env = worker_env(
+        live_db_url=live_db_url,
+        broker=broker,
         # a killed worker's chunk comes back after 20 s (long enough that a worker still importing torch for
         # its first task does not lose that task to the other one)
-        "CELERY_VISIBILITY_TIMEOUT": "20",
-        "CELERY_UNACKED_RESTORE_INTERVAL": "1",
-        "MODEL_DIR": str(settings.MODEL_DIR),
-        "SNAPSHOT_DIR": str(settings.SNAPSHOT_DIR),
-        "RECS_TRAIN_CONFIG": json.dumps(TINY_TRAIN),
-        "RECS_TOP_K": str(settings.RECS_TOP_K),
-        "OMP_NUM_THREADS": "1",
-        "PYTHONUNBUFFERED": "1",
-        "WORKER_METRICS_PORT": "0",
-    }
-    old = (app.conf.broker_url, app.conf.broker_transport_options)
-    app.conf.broker_url = broker
-    app.conf.broker_transport_options = {"visibility_timeout": 20}
-    _reset_producer_pool(app)
-    workers = []
-    for n in (1, 2):
-        (tmp_path / f"w{n}").mkdir()
-        w = CeleryWorker({**env, "WORKER_HEARTBEAT_FILE": str(tmp_path / f"w{n}" / "hb")}, tmp_path / f"w{n}")
-        w.starts = 10 * n  # node names test11@host and test21@host
-        w.start()
-        workers.append(w)
-    yield workers
-    for w in workers:
-        w.stop()
-    app.conf.broker_url, app.conf.broker_transport_options = old
-    _reset_producer_pool(app)
+        visibility_timeout=20,
+        CELERY_RESULT_BACKEND=f"redis://{redis_proc.host}:{redis_proc.port}/1",
+        RECS_SCORE_FANOUT="true",
+        RECS_SCORE_CHUNK=str(CHUNK),
+        WORKER_METRICS_PORT="0",
+    )
+    with broker_for_this_process(broker, visibility_timeout=20):
+        workers = []
+        for n in (1, 2):
+            (tmp_path / f"w{n}").mkdir()
+            w = CeleryWorker(
+                {**env, "WORKER_HEARTBEAT_FILE": str(tmp_path / f"w{n}" / "hb")}, tmp_path / f"w{n}", name="test"
+            )
+            w.starts = 10 * n  # node names test11@host and test21@host
+            w.start()
+            workers.append(w)
+        yield workers
+        for w in workers:
+            w.stop()
 
 
 def _log(worker: CeleryWorker) -> str:
-    return "\n".join(f.read_text(errors="replace") for f in sorted(worker.log_dir.glob("worker-*.log")))
+    return worker.log()
 
 
 def _done(run_id, workers, timeout=180.0) -> TaskRun:
