@@ -194,17 +194,24 @@ def _get_json(url: str, cookie: str) -> dict:
         return json.loads(r.read())
 
 
-def wait_serving(base_url: str, cookie: str, *, snapshot: str, timeout_s: float) -> float:
-    """Until 10 answers in a row (any worker) come from processes serving ``snapshot``."""
+def wait_serving(base_url: str, cookie: str, *, snapshot: str, timeout_s: float, workers: int) -> float:
+    """Until ``workers`` distinct web processes have answered that they serve ``snapshot``, and the last 10
+    answers (any process) all did: a process still loading would answer the first run's requests with
+    fallbacks (``model_loading``)."""
     t0 = time.perf_counter()
     streak = 0
+    ready: set[int] = set()
     with console.status(f"Waiting for the web processes to load the model on {snapshot}..."):
         while time.perf_counter() - t0 < timeout_s:
             # a recommendation request starts the loader thread of the process that answers it (once each)
             _get_json(f"{base_url}/api/recommendations?placement=home.trending&k=1", cookie)
             proc = _get_json(f"{base_url}/api/recs/serving-stats?minutes=1", cookie)["process"]
-            streak = streak + 1 if proc["snapshot"] == snapshot else 0
-            if streak >= 10:
+            if proc["snapshot"] == snapshot:
+                streak += 1
+                ready.add(proc["pid"])
+            else:
+                streak = 0
+            if streak >= 10 and len(ready) >= workers:
                 return time.perf_counter() - t0
             time.sleep(0.3)
     raise RuntimeError(f"the web processes did not load {snapshot} within {timeout_s:.0f}s")
@@ -348,7 +355,9 @@ def main(argv: list[str] | None = None) -> int:
 
             cookie = staff_cookie()
             base = stack.gunicorn.base_url
-            result["model_load_wait_s"] = round(wait_serving(base, cookie, snapshot=snap["snapshot"], timeout_s=900), 1)
+            result["model_load_wait_s"] = round(
+                wait_serving(base, cookie, snapshot=snap["snapshot"], timeout_s=900, workers=args.workers), 1
+            )
             rng = np.random.default_rng(args.seed)
             picks = rng.choice(visitors, size=min(2000, visitors), replace=False) + 1
             # shoppers: each path goes with that visitor's own signed cookie (anonymous, as a browser asks)

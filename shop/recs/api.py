@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
@@ -220,6 +222,7 @@ class ServingStatsApi(APIView):
         status_ = serving.serving_status()
         model = status_.model
         process = {
+            "pid": os.getpid(),  # which web process answered (a deployment runs several)
             "model_version": model.version if model else None,
             "snapshot": model.snapshot if model else None,
             "load_seconds": round(model.load_seconds, 3) if model else None,

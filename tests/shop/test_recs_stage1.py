@@ -3,6 +3,7 @@ passes the gate, and the dlrm arm falls back (counted, reason ``no_model``)."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 
@@ -70,6 +71,7 @@ def test_heuristic_arm_serves_stage1_with_no_model_and_the_dlrm_arm_falls_back(u
     assert serving.serving_stage1_reload() is stage1  # same snapshot: not fitted again
     process = staff_client.get("/api/recs/serving-stats", {"minutes": 5}).json()["process"]
     assert process["model_version"] is None and process["stage1_snapshot"] == stage1.snapshot
+    assert process["pid"] == os.getpid()
 
     visitor = shop.visitors[2]  # anonymous, with a history in the snapshot
     user = keys.user_key(visitor_id=visitor, user_id=None)
