@@ -46,7 +46,10 @@ def cart_add(request: HttpRequest) -> HttpResponse:
     if not form.is_valid():
         messages.error(request, "Please choose a quantity between 1 and 99.")
         pid = request.POST.get("product_id", "")
-        return redirect(reverse("catalog:product_by_id", kwargs={"pk": int(pid)}) if pid.isdigit() else "orders:cart")
+        # isdigit() alone is true for "²", which int() refuses
+        if pid.isascii() and pid.isdigit():
+            return redirect(reverse("catalog:product_by_id", kwargs={"pk": int(pid)}))
+        return redirect("orders:cart")
     data = form.cleaned_data
     try:
         change = cart_add_item(

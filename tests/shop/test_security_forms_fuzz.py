@@ -97,3 +97,11 @@ def settings_(settings):
         "DEFAULT_THROTTLE_RATES": {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "login": "100000/min"},
     }
     return settings
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("product_id", ["²", "¹²", "9" * 30])
+def test_an_invalid_add_to_cart_with_an_odd_product_id_redirects(product_id):
+    # "²".isdigit() is true but int("²") raises: the invalid-form branch read it as a product id
+    r = Client(raise_request_exception=False).post("/cart/add/", {"product_id": product_id, "quantity": "0"})
+    assert r.status_code == 302, r.status_code
