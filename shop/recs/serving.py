@@ -56,6 +56,11 @@ class ServingStatus:
 
 _current: ServingModel | None = None
 _kept: dict[tuple[str, str], ServingModel] = {}  # the models this process served last, newest last
+# A version (on a snapshot) that failed to load is not loaded again at every poll: the next try waits
+# RETRY_MIN_S, then twice as long after each failure, up to RETRY_MAX_S. key -> (next try, delay)
+_failed: dict[tuple[str, str], tuple[float, float]] = {}
+RETRY_MIN_S = 5.0
+RETRY_MAX_S = 300.0
 _error: str = "model not loaded yet"
 _stage1: ServingModel | None = None  # stage 1 alone, while no model serves
 _stage1_error: str = "stage 1 not fitted yet"
@@ -113,6 +118,10 @@ def serving_reload() -> ServingModel | None:
             _error = ""
             log.info("serving: model %s on %s back from memory", version, snap.name)
             return kept
+        key = (version, snap.name)
+        failed = _failed.get(key)
+        if failed is not None and time.monotonic() < failed[0]:
+            return cur  # _error still says why; the next try comes after the back-off
         from . import engine
 
         t0 = time.perf_counter()
@@ -126,8 +135,11 @@ def serving_reload() -> ServingModel | None:
             manifest = snapshot_manifest(snap)
         except Exception as exc:  # artifact missing or corrupt, snapshot unreadable: keep what serves
             _error = f"model {version} unavailable: {type(exc).__name__}: {exc}"[:300]
-            log.warning("serving: cannot load %s: %s", version, exc)
+            delay = RETRY_MIN_S if failed is None else min(failed[1] * 2, RETRY_MAX_S)
+            _failed[key] = (time.monotonic() + delay, delay)
+            log.warning("serving: cannot load %s: %s (next try in %.0f s)", version, exc, delay)
             return cur
+        _failed.pop(key, None)
         model = ServingModel(
             version=version,
             pipeline=ranker.pipeline,
@@ -239,6 +251,7 @@ def serving_forget() -> None:
     with _lock:
         _current = None
         _kept.clear()
+        _failed.clear()
         _error = "model not loaded yet"
         _stage1, _stage1_error = None, "stage 1 not fitted yet"
 

@@ -93,3 +93,40 @@ def staff_client(client):
     user = get_user_model().objects.create_user("staff-corrupt", password="pw-corrupt-123", is_staff=True)
     client.force_login(user)
     return client
+
+
+def test_a_version_that_fails_to_load_is_retried_with_back_off_not_at_every_poll(served, settings, monkeypatch):
+    shop, good = served
+    bad = _publish_corrupt(Registry(Path(settings.MODEL_DIR)), good.version, "nan_weights")
+    ModelVersion.objects.filter(version=good.version).update(is_active=False)
+    ModelVersion.objects.filter(version=bad).update(is_active=True)
+
+    from shop.recs import engine
+
+    loads: list[str] = []
+    real = engine.load_ranker
+
+    def counting(**kwargs):
+        loads.append(kwargs["version"])
+        return real(**kwargs)
+
+    monkeypatch.setattr(engine, "load_ranker", counting)
+    clock = [1000.0]
+    monkeypatch.setattr(serving.time, "monotonic", lambda: clock[0])
+
+    for _ in range(10):  # ten polls in the same instant: one load
+        assert serving.serving_reload().version == good.version
+    assert loads == [bad] and bad in serving.serving_status().error
+    clock[0] += serving.RETRY_MIN_S + 0.1  # after the first back-off: a second try
+    serving.serving_reload()
+    assert loads == [bad, bad]
+    clock[0] += serving.RETRY_MIN_S + 0.1  # the back-off doubled: not yet
+    serving.serving_reload()
+    assert loads == [bad, bad]
+    clock[0] += serving.RETRY_MIN_S  # now 2 x RETRY_MIN_S after the second try
+    serving.serving_reload()
+    assert loads == [bad, bad, bad]
+    # the good version back: loaded from memory at once, the failed one forgotten when it loads
+    ModelVersion.objects.filter(version=bad).update(is_active=False)
+    ModelVersion.objects.filter(version=good.version).update(is_active=True)
+    assert serving.serving_reload().version == good.version and serving.serving_status().error == ""
