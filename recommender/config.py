@@ -82,6 +82,8 @@ class ModelConfig:
     # stage 3: top-k positions kept for items new to the user; set by recommender.train.train_rows from the
     # validation rows (recommender.rules.choose_explore_slots), travels with the model in its config
     explore_slots: int = 0
+    # or: new items ranked by log p + explore_boost (recommender.rules.boosted_order), chosen the same way
+    explore_boost: float = 0.0
 
     def __post_init__(self) -> None:
         self.dense_arch = tuple(self.dense_arch)

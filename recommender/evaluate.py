@@ -254,7 +254,7 @@ def evaluate_next_basket(
     """
     from recommender.data import next_basket_split
     from recommender.pipeline import PipelineConfig, RecPipeline
-    from recommender.rules import apply_rules
+    from recommender.rules import apply_rules, boosted_order
 
     config = config or next_basket_config()
     config.data.candidate_cutoffs = candidate_cutoffs
@@ -348,7 +348,8 @@ def evaluate_next_basket(
     cands, ranked = _rank_with_pipeline(pipe, users, times, k, n_candidates, scored=True)
     record(PIPELINE, ranked, time.perf_counter() - t + build_s)
     # the same model's scores without the explore slots (what they change)
-    record(PIPELINE + "_no_slots", [pipe.item_ids[r.rows[:k]].tolist() for r in cands], 0.0)
+    record(PIPELINE + "_no_slots", [pipe.item_ids[r.rows[boosted_order(r.scores, None, 0.0)[:k]]].tolist()
+                                     for r in cands], 0.0)  # fmt: skip
     diverse = [
         pipe.item_ids[r.rows[apply_rules(r.rows, k=k, in_stock=pipe.in_stock, category=pipe.category,
                                          max_per_category=3, explore=r.new, explore_slots=pipe.explore_slots)]]
@@ -380,7 +381,7 @@ def evaluate_next_basket(
 
         other = Config.from_dict(config.to_dict())
         other.model.history_encoder = encoder
-        other.model.explore_slots = 0
+        other.model.explore_slots, other.model.explore_boost = 0, 0.0
         t = time.perf_counter()
         res = train_rows(training, other, refit=refit)
         train_s = time.perf_counter() - t
@@ -405,6 +406,7 @@ def evaluate_next_basket(
     out = {
         "history_encoders": encoders,
         "explore_slots": int(pipe.explore_slots),
+        "explore_boost": float(pipe.explore_boost),
         "explore_validation": result.metrics.get("explore_validation"),
         "explore_diagnosis": {
             PIPELINE: explore_diagnosis(cands, truth, seen, pipe.item_ids, k),
@@ -458,6 +460,7 @@ def _encoder_summary(result, pipe) -> dict:
         "valid_logloss": result.metrics.get("valid_logloss"),
         "train_examples_per_s": result.examples_per_s,
         "explore_slots": int(pipe.explore_slots),
+        "explore_boost": float(pipe.explore_boost),
     }
 
 
@@ -527,10 +530,14 @@ def print_table(report: dict) -> None:
         )
     val = report.get("explore_validation")
     if val:
+        pop = val.get("popularity_explore_recall")
         console.print(
-            f"explore slots kept in the top {k}: {report.get('explore_slots')} (chosen on {val['requests']:,} "
-            f"validation requests: smallest whose explore recall reaches stage 1's order, "
-            f"{val['stage1_explore_recall']:.4f})",
+            f"explore policy: {report.get('explore_slots')} slots kept in the top {k}, boost "
+            f"{report.get('explore_boost', 0.0):.2f} for new items (chosen on {val['requests']:,} validation "
+            f"requests: the best recall within the budget whose explore recall reaches stage 1's order, "
+            f"{val['stage1_explore_recall']:.4f}"
+            + (f", and the popularity order's, {pop:.4f}" if pop is not None else "")
+            + ")",
             markup=False,
         )
         console.print(
@@ -541,6 +548,15 @@ def print_table(report: dict) -> None:
             ),
             markup=False,
         )
+        if val.get("boosts"):
+            console.print(
+                "  validation, within candidates: boost / recall / explore recall: "
+                + "; ".join(
+                    f"{b:.2f} {r:.4f} {e:.4f}"
+                    for b, r, e in zip(val["boosts"], val["boost_recall"], val["boost_explore_recall"], strict=True)
+                ),
+                markup=False,
+            )
     for name, d in (report.get("explore_diagnosis") or {}).items():
         if d.get("explore_rank_median") is None:
             continue
@@ -556,7 +572,7 @@ def print_table(report: dict) -> None:
     for encoder, e in encoders.items():
         line = (
             f"history encoder {encoder} ({e.get('row', PIPELINE)}): validation AUC {e['valid_auc'] or float('nan'):.4f}, "
-            f"training {e['train_examples_per_s']:,.0f} examples/s, explore slots {e['explore_slots']}"
+            f"training {e['train_examples_per_s']:,.0f} examples/s, explore slots {e['explore_slots']}, boost {e.get('explore_boost', 0.0):.2f}"
         )
         for m in ("recall", "ndcg", "explore"):
             pb = e.get(f"vs_{PIPELINE}_{m}")

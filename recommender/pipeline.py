@@ -5,7 +5,8 @@
 2. features + ranking: the training feature code (``HistoryIndex`` + ``FeatureSpace``) builds the rows,
    :class:`recommender.serving.Scorer` scores them (user side once per user);
 3. rules (:mod:`recommender.rules`): in stock, not excluded (e.g. in the cart), at most ``max_per_category``
-   per category, ``explore_slots`` of the top k kept for items new to the user;
+   per category, ``explore_slots`` of the top k kept for items new to the user (or, instead, new items
+   ranked by ``log p + explore_boost``: :func:`recommender.rules.boosted_order`);
 4. the top ``k``.
 
 Every stage is timed with ``perf_counter_ns`` and the timings come back with the results.
@@ -34,7 +35,7 @@ from recommender.features import (
     context_codes,
 )
 from recommender.retrieval import SOURCES, CandidateRetriever, Candidates, RetrievalConfig, absent_signals
-from recommender.rules import apply_rules
+from recommender.rules import apply_rules, boosted_order
 from recommender.serving import ItemFeatures, Precision, Scorer, UserFeatures
 from recommender.stage1 import Stage1, Stage1StateError, fit_retriever, retriever_from_state
 
@@ -204,6 +205,7 @@ class PipelineConfig:
     # top-k positions kept for items new to the user (recommender.rules); None: the model's own, chosen on
     # its validation rows at training (Config.model.explore_slots)
     explore_slots: int | None = None
+    explore_boost: float | None = None  # likewise (Config.model.explore_boost)
 
 
 @dataclass(frozen=True)
@@ -274,6 +276,11 @@ class RecPipeline:
             self.config.explore_slots
             if self.config.explore_slots is not None
             else (stage1_config.model.explore_slots if stage1_config is not None else 0)
+        )
+        self.explore_boost = float(
+            self.config.explore_boost
+            if self.config.explore_boost is not None
+            else (stage1_config.model.explore_boost if stage1_config is not None else 0.0)
         )
 
     @classmethod
@@ -434,9 +441,9 @@ class RecPipeline:
             user, pair = request(rows)
             t2 = time.perf_counter_ns()
             scores = self.scorer.score(user, rows, pair).numpy()
-            order = np.argsort(-scores, kind="stable")
-            rows, sources, scores = rows[order], sources[order], scores[order]
-            new = pair[:, _USER_ITEM_COUNT].numpy()[order] == 0
+            new = pair[:, _USER_ITEM_COUNT].numpy() == 0
+            order = boosted_order(scores, new, self.explore_boost)
+            rows, sources, scores, new = rows[order], sources[order], scores[order], new[order]
             t3 = time.perf_counter_ns()
         else:
             scores = np.full(len(rows), np.nan, dtype=np.float32)
@@ -536,7 +543,7 @@ class RecPipeline:
         t3 = time.perf_counter_ns()
         results = []
         for i, (uid, c, sc, new) in enumerate(zip(user_ids, cands, scores, news, strict=True)):
-            order = np.argsort(-sc, kind="stable") if scorer is not None else np.arange(len(sc))
+            order = boosted_order(sc, new, self.explore_boost) if scorer is not None else np.arange(len(sc))
             rows, src, sc = c.items[order], c.sources[order], sc[order]
             keep = apply_rules(
                 rows,

@@ -11,6 +11,14 @@ tested customers: the true new items sit at median rank 49 of 200, rank 28 among
 :func:`choose_explore_slots` picks the number of kept slots on the validation rows (never the test
 set): the smallest number with which the re-ranked list finds the basket's new items at least as
 well as stage 1's own order of the same candidates does.
+
+The explore boost is the other way to spend the same budget, and the one the Lagrangian points to: rank
+by ``log p + boost`` for new items (``p`` the ranker's probability). Maximising expected hits plus
+``lambda`` times expected new hits ranks by ``p * (1 + lambda)`` for new items, so with ``boost =
+log(1 + lambda)`` a new item takes a place only where it costs the least expected repeat hits: a loyal
+customer whose staples are near-certain keeps them, a customer whose repeat items are weak sees more new
+ones. A fixed slot count takes the same number of places from both. :func:`choose_explore_policy` picks
+slots or boost on the validation rows.
 """
 
 from __future__ import annotations
@@ -89,6 +97,8 @@ def explore_recall_by_slots(
     *,
     k: int = 10,
     max_slots: int | None = None,
+    popularity: np.ndarray | None = None,
+    boosts: tuple[float, ...] = (),
 ) -> dict:
     """Within-candidate recall on labelled candidate rows, per number of explore slots.
 
@@ -97,12 +107,17 @@ def explore_recall_by_slots(
     the user. Returns ``{"slots": [0..max_slots], "recall": [...], "explore_recall": [...],
     "stage1_explore_recall": x, "stage1_recall": y, "requests": n}``: recall@k over the basket items among
     the candidates, and that recall restricted to the new ones (requests with a new positive), for the
-    ranker's order with 0, 1, ... slots kept, and for stage 1's own order."""
+    ranker's order with 0, 1, ... slots kept, and for stage 1's own order. ``score`` must be a probability
+    when ``boosts`` are given (each adds ``"boosts"``, ``"boost_recall"``, ``"boost_explore_recall"``: the
+    order by ``log score + boost * new``, no slots); ``popularity`` (per row, e.g. the item's past count)
+    adds ``"popularity_recall"`` / ``"popularity_explore_recall"``: the candidates in popularity order."""
     max_slots = k if max_slots is None else max_slots
     df = pd.DataFrame(
         {"g": np.asarray(group), "s": np.asarray(score, np.float64), "y": np.asarray(label, np.float64) > 0,
          "new": np.asarray(new, bool)}
     )  # fmt: skip
+    if popularity is not None:
+        df["pop"] = np.asarray(popularity, np.float64)
     df["stage1_rank"] = df.groupby("g", sort=False).cumcount()
     pos_per = df.groupby("g")["y"].sum()
     df = df[df["g"].map(pos_per) > 0]
@@ -131,8 +146,34 @@ def explore_recall_by_slots(
         out["recall"].append(rec)
         out["explore_recall"].append(exp)
     out["stage1_recall"], out["stage1_explore_recall"] = recalls(df[df["stage1_rank"] < k])
+    if popularity is not None:
+        by_pop = df.sort_values(["g", "pop", "stage1_rank"], ascending=[True, False, True], kind="stable")
+        out["popularity_recall"], out["popularity_explore_recall"] = recalls(by_pop[by_pop.groupby("g").cumcount() < k])
+    if boosts:
+        out["boosts"], out["boost_recall"], out["boost_explore_recall"] = [], [], []
+        log_p = np.log(np.clip(df["s"].to_numpy(), 1e-12, None))
+        for b in boosts:
+            key = log_p + float(b) * df["new"].to_numpy()
+            ranked = df.assign(key=key).sort_values(["g", "key"], ascending=[True, False], kind="stable")
+            rec, exp = recalls(ranked[ranked.groupby("g").cumcount() < k])
+            out["boosts"].append(float(b))
+            out["boost_recall"].append(rec)
+            out["boost_explore_recall"].append(exp)
     out["requests"] = int(len(pos_per))
     return out
+
+
+EXPLORE_BOOSTS: tuple[float, ...] = tuple(round(0.25 * i, 2) for i in range(1, 17))  # log(1 + lambda), up to 4
+
+
+def boosted_order(logits: np.ndarray, new: np.ndarray | None, boost: float) -> np.ndarray:
+    """Positions of ``logits`` best first by ``log sigmoid(logit) + boost * new`` (the explore boost; with
+    boost 0 or no ``new``, the plain score order). Stable: ties keep their given order."""
+    logits = np.asarray(logits, np.float64)
+    if new is None or boost <= 0:
+        return np.argsort(-logits, kind="stable")
+    key = -np.logaddexp(0.0, -logits) + float(boost) * np.asarray(new, np.float64)
+    return np.argsort(-key, kind="stable")
 
 
 EXPLORE_RECALL_TOLERANCE = 0.05  # explore slots may cost at most this share of the best validation recall
@@ -161,3 +202,39 @@ def choose_explore_slots(table: dict, *, tolerance: float = EXPLORE_RECALL_TOLER
     if not finite:
         return int(table["slots"][allowed[0]]) if allowed else 0
     return int(table["slots"][max(finite, key=lambda i: (explore[i], -i))])
+
+
+def choose_explore_policy(table: dict, *, tolerance: float = EXPLORE_RECALL_TOLERANCE) -> tuple[int, float]:
+    """``(explore_slots, explore_boost)`` chosen on the validation rows; at most one of them is non-zero.
+
+    The budget is the same as :func:`choose_explore_slots`' (overall recall within ``tolerance`` of the
+    best policy's) and so is the target (stage 1's explore recall, or the popularity order's when that is
+    higher: the ranker's list must find new items at least as well as a shop without it). Among the
+    policies in budget that reach the target, the one with the best overall recall; when none does, the one
+    with the best explore recall. A table without boosts gives :func:`choose_explore_slots`' answer."""
+    if "boosts" not in table:
+        return choose_explore_slots(table, tolerance=tolerance), 0.0
+    targets = [table.get("stage1_explore_recall"), table.get("popularity_explore_recall")]
+    targets = [t for t in targets if t is not None and np.isfinite(t)]
+    if not targets:
+        return 0, 0.0
+    target = max(targets)
+    policies = [
+        (int(m), 0.0, r, e) for m, r, e in zip(table["slots"], table["recall"], table["explore_recall"], strict=True)
+    ]
+    policies += [(0, float(b), r, e) for b, r, e in
+                 zip(table["boosts"], table["boost_recall"], table["boost_explore_recall"], strict=True)]  # fmt: skip
+    policies = [p for p in policies if np.isfinite(p[2])]
+    if not policies:
+        return 0, 0.0
+    best = max(p[2] for p in policies)
+    allowed = [p for p in policies if p[2] >= best * (1 - tolerance)]
+    reaching = [p for p in allowed if np.isfinite(p[3]) and p[3] >= target]
+    if reaching:  # the cheapest in recall; ties: fewer slots, smaller boost
+        m, b, _, _ = max(reaching, key=lambda p: (p[2], -p[0], -p[1]))
+        return m, b
+    finite = [p for p in allowed if np.isfinite(p[3])]
+    if not finite:
+        return 0, 0.0
+    m, b, _, _ = max(finite, key=lambda p: (p[3], p[2], -p[0], -p[1]))
+    return m, b

@@ -37,7 +37,7 @@ from recommender.features import EncodedExamples, FeatureSpace
 from recommender.metrics import auc_score, log_loss
 from recommender.model import Ranker, RankerTrain, build_model, dense_parameters, embedding_parameters
 from recommender.rows import TrainingRows, training_rows
-from recommender.rules import choose_explore_slots, explore_recall_by_slots
+from recommender.rules import EXPLORE_BOOSTS, choose_explore_policy, explore_recall_by_slots
 
 
 @dataclass
@@ -254,8 +254,10 @@ def train_rows(rows: TrainingRows, config: Config, *, refit: bool = True) -> Tra
     validated.metrics.update(split_cutoff=rows.cutoff, training_rows=rows.kind)
     if rows.kind == "stage-1 candidates" and len(rows.valid):
         table = explore_validation(validated, rows.valid)
-        config.model.explore_slots = choose_explore_slots(table)
-        validated.metrics.update(explore_slots=config.model.explore_slots, explore_validation=table)
+        config.model.explore_slots, config.model.explore_boost = choose_explore_policy(table)
+        validated.metrics.update(
+            explore_slots=config.model.explore_slots, explore_boost=config.model.explore_boost, explore_validation=table
+        )
     validated.validated = validated
     if not refit or not len(rows.valid):
         return validated
@@ -276,7 +278,10 @@ def explore_validation(result: TrainResult, valid: Examples, k: int = 10) -> dic
     (``valid``: each request's candidates in stage 1's order, labelled by the next basket)."""
     probs = predict(result.model, result.features.encode(valid), device=result.device)
     group = pd.DataFrame({"u": valid.user_id, "t": valid.timestamp}).groupby(["u", "t"], sort=False).ngroup()
-    return explore_recall_by_slots(group.to_numpy(), probs, valid.label, valid.user_item_count == 0, k=k)
+    return explore_recall_by_slots(
+        group.to_numpy(), probs, valid.label, valid.user_item_count == 0, k=k,
+        popularity=valid.item_popularity, boosts=EXPLORE_BOOSTS,
+    )  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------ plain baseline

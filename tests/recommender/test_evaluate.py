@@ -19,7 +19,7 @@ from recommender.evaluate import (
     rank_all_items,
     ranking_metrics,
 )
-from recommender.rules import choose_explore_slots
+from recommender.rules import choose_explore_policy
 
 DAY = 86_400
 
@@ -90,9 +90,10 @@ def test_rank_all_items_and_next_basket_report(grocery, tmp_path):
         "popularity", "user_history", "cooccurrence", "tifu_knn", "retrieval_only", "dlrm_pipeline",
         "dlrm_pipeline_no_slots", "dlrm_pipeline_diverse", "dlrm"
     }  # fmt: skip
-    # the explore slots the pipeline serves are the ones chosen on the validation rows, and they are reported
+    # the explore policy the pipeline serves is the one chosen on the validation rows, and it is reported
     val = report["explore_validation"]
-    assert report["explore_slots"] == choose_explore_slots(val) and val["slots"][0] == 0
+    assert (report["explore_slots"], report["explore_boost"]) == choose_explore_policy(val) and val["slots"][0] == 0
+    assert len(val["boosts"]) == len(val["boost_explore_recall"]) > 0 and "popularity_explore_recall" in val
     ex = report["dlrm_vs_best_explore_recall"]
     assert ex["best"] == max(
         ("popularity", "user_history", "cooccurrence", "tifu_knn", "retrieval_only"),

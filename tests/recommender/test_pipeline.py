@@ -171,3 +171,26 @@ def test_batch_recommendations_match_one_by_one(shop):
         single = pipe.recommend(uid, now=now)
         assert rec.user_id == uid and rec.item_ids.tolist() == single.item_ids.tolist()
         np.testing.assert_allclose(rec.scores, single.scores, rtol=1e-4, atol=1e-4)
+
+
+def test_the_models_explore_boost_reorders_new_items_live_and_in_batch(shop):
+    data, split, pipe = shop
+    user, now = str(split.users[2]), int(split.times[2])
+    pipe.at_time(now)
+    plain = pipe.recommend(user, now=now, k=60, n_candidates=60)
+    assert plain.new is not None and plain.new.any() and (~plain.new).any()
+    boosted = RecPipeline(
+        retriever=pipe.retriever,
+        features=pipe.features,
+        scorer=pipe.scorer,
+        user_index=pipe.user_index,
+        config=PipelineConfig(n_candidates=60, k=60, max_per_category=None, explore_boost=50.0),
+    )
+    boosted.items_time = pipe.items_time
+    rec = boosted.recommend(user, now=now)
+    # a boost this large puts every new item first, each group in the model's own order
+    n_new = int(rec.new.sum())
+    assert rec.new[:n_new].all() and not rec.new[n_new:].any()
+    assert np.all(np.diff(rec.scores[:n_new]) <= 0) and np.all(np.diff(rec.scores[n_new:]) <= 0)
+    batch = boosted.recommend_batch([user], now=now).results[0]
+    assert batch.item_ids.tolist() == rec.item_ids.tolist()

@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recommender.rules import apply_rules, choose_explore_slots, explore_recall_by_slots
+from recommender.rules import (
+    apply_rules,
+    boosted_order,
+    choose_explore_policy,
+    choose_explore_slots,
+    explore_recall_by_slots,
+)
 
 
 def test_explore_slots_keep_the_best_new_items_in_rank_order():
@@ -72,3 +78,56 @@ def test_slot_table_by_hand():
     }
     assert choose_explore_slots(ta_feng) == 4
     assert choose_explore_slots({"stage1_explore_recall": float("nan")}) == 0
+
+
+def test_the_explore_boost_ranks_new_items_by_log_p_plus_boost():
+    logits = np.array([3.0, 0.0, -0.5, -3.0])  # p ~ 0.95, 0.5, 0.38, 0.047
+    new = np.array([False, False, True, True])
+    assert boosted_order(logits, new, 0.0).tolist() == [0, 1, 2, 3]
+    assert boosted_order(logits, None, 2.0).tolist() == [0, 1, 2, 3]
+    # log 0.38 + 0.5 > log 0.5: the weak repeat item gives way first, the near-certain one keeps its place
+    assert boosted_order(logits, new, 0.5).tolist() == [0, 2, 1, 3]
+    # log 0.047 + 3 > log 0.95: a large boost puts every new item first, in score order
+    assert boosted_order(logits, new, 3.5).tolist() == [2, 3, 0, 1]
+
+
+def test_boost_and_popularity_columns_of_the_validation_table_by_hand():
+    group = np.array([0, 0, 0, 0, 1, 1, 1])
+    prob = np.array([0.9, 0.8, 0.1, 0.7, 0.9, 0.5, 0.4])
+    label = np.array([1, 0, 1, 0, 0, 1, 0])
+    new = np.array([0, 0, 1, 1, 0, 1, 1], bool)
+    popularity = np.array([1, 2, 9, 3, 5, 1, 8])
+    t = explore_recall_by_slots(group, prob, label, new, k=2, max_slots=2, popularity=popularity, boosts=(0.2, 3.0))
+    # popularity order: request 0 {2, 3} -> 1/2, explore 1/1; request 1 {6, 4} -> 0/1, explore 0/1
+    assert t["popularity_recall"] == pytest.approx(0.25) and t["popularity_explore_recall"] == pytest.approx(0.5)
+    # boost 0.2 (x1.22): request 0 keys 0.9, 0.8, 0.12, 0.85 -> {0, 3}; request 1 0.9, 0.61, 0.49 -> {4, 5}
+    # boost 3 (x20): new items first: request 0 {3, 2} -> 1/2, explore 1; request 1 {5, 6} -> 1, explore 1
+    assert t["boosts"] == [0.2, 3.0]
+    assert t["boost_recall"] == pytest.approx([0.75, 0.75])
+    assert t["boost_explore_recall"] == pytest.approx([0.5, 1.0])
+    # the target is the popularity order's 0.5 (= stage 1's): 0 slots reach it with the best recall
+    assert choose_explore_policy(t) == (0, 0.0)
+    t["popularity_explore_recall"] = 0.9  # now only 2 slots and boost 3 reach it, at the same recall
+    assert choose_explore_policy(t) == (0, 3.0)
+
+
+def test_the_explore_policy_prefers_the_boost_when_it_costs_less_recall():
+    table = {
+        "slots": [0, 1, 2, 3],
+        "recall": [0.40, 0.39, 0.37, 0.30],
+        "explore_recall": [0.05, 0.08, 0.12, 0.20],
+        "stage1_explore_recall": 0.10,
+        "popularity_explore_recall": 0.11,
+        "boosts": [0.5, 1.0, 2.0],
+        "boost_recall": [0.395, 0.385, 0.35],
+        "boost_explore_recall": [0.09, 0.115, 0.16],
+    }
+    # in budget (>= 0.38): slots 0, 1 and boosts 0.5, 1.0; reaching 0.11: boost 1.0 only
+    assert choose_explore_policy(table) == (0, 1.0)
+    table["popularity_explore_recall"] = 0.125  # none in budget reaches it: the best explore in budget
+    assert choose_explore_policy(table) == (0, 1.0)
+    table["stage1_explore_recall"] = table["popularity_explore_recall"] = 0.0
+    assert choose_explore_policy(table) == (0, 0.0)
+    # a table without boosts (an artifact's metrics from before) answers as choose_explore_slots
+    old = {k: v for k, v in table.items() if not k.startswith("boost")}
+    assert choose_explore_policy(old) == (choose_explore_slots(old), 0.0)
