@@ -28,7 +28,7 @@ from django.core.cache import cache
 from django.urls import get_script_prefix, reverse
 from django.utils.html import escape
 
-from .selectors import products_by_ids
+from .selectors import CardRow, card_rows_by_ids
 
 CARD_TTL = 60.0
 CARD_MEMO_SIZE = 20_000  # products; a few hundred bytes each
@@ -91,22 +91,29 @@ class CardParts:
         return f'{self.head}{attr}" data-position="{pos}"{extra}{self.link}{query}&amp;pos={pos}{self.tail}'
 
 
+def card_row(product) -> CardRow:
+    """A loaded :class:`~shop.catalog.models.Product` (brand loaded with it) as the card's fields."""
+    brand = product.brand.name if product.brand_id else None
+    return CardRow(int(product.pk), product.name, product.slug, brand, int(product.stock), product.price)
+
+
 def card_parts(product) -> CardParts:
-    """The product's part of its card (brand and category loaded with it, as ``_card_queryset`` does)."""
+    """The product's part of its card, from a :class:`CardRow` or a loaded product."""
+    row = product if isinstance(product, CardRow) else card_row(product)
     prefix = _products_prefix(get_script_prefix())
-    pk = int(product.pk)
-    name = escape(product.name)
-    brand = f'<p class="card-brand">{escape(product.brand.name)}</p>' if product.brand_id else ""
-    flag = '<span class="card-flag">Sold out</span>' if product.stock <= 0 else ""
+    pk = row.pk
+    name = escape(row.name)
+    brand = f'<p class="card-brand">{escape(row.brand_name)}</p>' if row.brand_name is not None else ""
+    flag = '<span class="card-flag">Sold out</span>' if row.stock <= 0 else ""
     return CardParts(
         head=f'<article class="card" data-product-id="{pk}" data-placement="',
-        link=f'><a class="card-link" href="{prefix}{pk}/{escape(product.slug)}/?from=',
+        link=f'><a class="card-link" href="{prefix}{pk}/{escape(row.slug)}/?from=',
         tail=(
             f'"><div class="card-media"><img src="{prefix}{pk}/image.svg" alt="{name}" loading="lazy" '
             f'decoding="async" width="400" height="400">{flag}</div>'
             f'<div class="card-body">{brand}<h3 class="card-title">{name}</h3>'
-            f'<div class="card-foot"><span class="price">{escape(money(product.price))}</span>'
-            f'<span class="badge badge-{stock_class(product)}">{escape(stock_label(product))}</span></div></div>'
+            f'<div class="card-foot"><span class="price">{escape(money(row.price))}</span>'
+            f'<span class="badge badge-{stock_class(row)}">{escape(stock_label(row))}</span></div></div>'
             "</a></article>"
         ),
     )
@@ -149,8 +156,8 @@ def cards_forget_on_change(sender, created: bool = False, **kwargs) -> None:
 
 def cards_get(*, ids: Iterable[int], products: dict | None = None) -> dict[int, CardParts | None]:
     """The cards of ``ids``: held ones from this process, the rest built from ``products`` (already
-    loaded rows, e.g. a grid's page) or loaded in one query. An id that is not an active product
-    maps to None."""
+    loaded products or card rows) or read in one query (:func:`card_rows_by_ids`). An id
+    that is not an active product maps to None."""
     ids = list(dict.fromkeys(int(i) for i in ids))
     if not ids:
         return {}
@@ -172,7 +179,7 @@ def cards_get(*, ids: Iterable[int], products: dict | None = None) -> dict[int, 
     if missing:
         given = products or {}
         need = [pid for pid in missing if pid not in given]
-        loaded = {**given, **(products_by_ids(ids=need) if need else {})}
+        loaded = {**given, **(card_rows_by_ids(ids=need) if need else {})}
         expires = now + CARD_TTL
         fresh = {pid: (card_parts(loaded[pid]) if pid in loaded else None) for pid in missing}
         with _memo.lock:

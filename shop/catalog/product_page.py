@@ -25,8 +25,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
 from .cards import CARD_TTL, current_stamp
-from .models import Product
-from .selectors import CategoryTree, product_get
+from .selectors import CategoryTree, PageProduct, category_tree_get, page_product_get
 
 BUY_BOX_HOLE = "<!--buy-box-->"
 HELD_PAGES = 5_000  # products; a few kilobytes each
@@ -74,7 +73,7 @@ def product_page_get(*, pk: int, tree: CategoryTree) -> ProductPage:
         page = hit[1]
     else:
         try:
-            page = _render(product_get(pk=pk), tree=tree)
+            page = _render(page_product_get(pk=pk), tree=tree)
         except Http404:
             page = None
         with _held.lock:
@@ -88,16 +87,21 @@ def product_page_get(*, pk: int, tree: CategoryTree) -> ProductPage:
     return page
 
 
-def _render(product: Product, *, tree: CategoryTree) -> ProductPage:
-    html = render_to_string(
-        "catalog/_product_main.html",
-        {"product": product, "breadcrumbs": tree.ancestors(product.category_id), "buy_box_hole": BUY_BOX_HOLE},
-    )
+def _render(product: PageProduct, *, tree: CategoryTree) -> ProductPage:
+    if tree.get(product.category_id) is None:  # a category added since this process read the tree
+        tree = category_tree_get(refresh=True)
+    context = {
+        "product": product,
+        "category": tree.get(product.category_id),
+        "breadcrumbs": tree.ancestors(product.category_id),
+        "buy_box_hole": BUY_BOX_HOLE,
+    }
+    html = render_to_string("catalog/_product_main.html", context)
     before, hole, after = html.partition(BUY_BOX_HOLE)
     if not hole:
         raise RuntimeError("catalog/_product_main.html lost its buy box hole")
-    title = render_to_string("catalog/_product_title.html", {"product": product}).strip()
-    description = render_to_string("catalog/_product_meta_description.html", {"product": product}).strip()
+    title = render_to_string("catalog/_product_title.html", context).strip()
+    description = render_to_string("catalog/_product_meta_description.html", context).strip()
     return ProductPage(
         pk=int(product.pk),
         slug=product.slug,

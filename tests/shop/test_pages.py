@@ -263,6 +263,24 @@ def test_product_page_shows_everything_a_shopper_needs(client, tree, without_per
     assert product.pk not in card_ids(html, "product.more_from_category")
 
 
+def test_a_product_without_a_brand_shows_no_brand_on_its_page_or_card(client, tree):
+    product = ProductFactory(name="Plain Jar", brand=None, category=tree["ground"])
+    branded = ProductFactory(name="Branded Jar", brand=BrandFactory(name="Hollow Oak"), category=tree["ground"])
+    ProductFactory(category=tree["ground"])  # a rail shows two cards at least
+
+    html = client.get(product.get_absolute_url()).content.decode()
+    assert "<title>Plain Jar — Larkspur Market</title>" in html
+    assert 'class="product-brand"' not in html and "<dt>Brand</dt>" not in html
+    assert '<dt>Category</dt><dd><a href="/c/ground-coffee/">Ground Coffee</a></dd>' in html
+    card = html.split(f'data-product-id="{branded.pk}"')[1].split("</article>")[0]
+    assert '<p class="card-brand">Hollow Oak</p>' in card
+
+    html = client.get(branded.get_absolute_url()).content.decode()
+    assert "<title>Branded Jar by Hollow Oak — Larkspur Market</title>" in html
+    card = html.split(f'data-product-id="{product.pk}"')[1].split("</article>")[0]
+    assert "Plain Jar" in card and "card-brand" not in card
+
+
 def test_out_of_stock_product_cannot_be_added(client):
     product = ProductFactory(stock=0)
     html = client.get(product.get_absolute_url()).content.decode()
