@@ -107,6 +107,15 @@ class TrainConfig:
     # fewer updates than this (a small log at batch_size x epochs) train on smaller batches, then more epochs
     # (recommender.train.step_schedule)
     min_steps: int = 300
+    # Stage-1 candidate rows: before learning from labels the ranker is fitted to stage 1's own order (its
+    # calibrated positive rate by candidate position), so it starts from what it replaces
+    # (recommender.train.stage1_teacher); warm_start_steps 0 skips that
+    warm_start_steps: int = 300
+    warm_start_lr: float = 1e-2  # Adam on the MLPs while fitting stage 1's order
+    # with validation rows: validation log loss every 1/validation_checks of the run (and after the warm start);
+    # the best check's model is kept and the refit on all rows trains as many passes (0: no early stopping)
+    validation_checks: int = 20
+    validation_check_rows: int = 200_000  # a fixed random sample of at most this many validation rows per check
     lr: float = 1e-3  # Adam, dense MLPs
     embedding_lr: float = 0.05  # fused RowWiseAdagrad, embedding tables
     weight_decay: float = 0.0

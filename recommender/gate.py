@@ -3,9 +3,10 @@
 Champion and challenger rank the same users as of the same cutoff, each through the pipeline as it
 would serve (stage 1 fitted before the cutoff -> the model -> rules), and are compared on per-user
 NDCG@10 with a paired bootstrap. The challenger is refused when it is significantly worse than the
-champion or than the global popularity ranking on the same users (the whole paired interval of the
-difference below zero): a model worse than "the best sellers" does not ship, and a small holdout's noise
-alone never blocks one.
+champion, than the global popularity ranking, or than stage 1's own order through the same rules (the
+served pipeline without the model: what the ranker re-ranks) on the same users (the whole paired interval
+of the difference below zero): a model worse than "the best sellers" or than the candidates' own order does
+not ship, a first model included, and a small holdout's noise alone never blocks one.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ class HoldoutDecision:
     popularity_ndcg: float | None = None
     champion: str | None = None  # the champion version compared against (None: there was none)
     paired: dict | None = None  # challenger - champion, paired bootstrap
+    stage1_ndcg: float | None = None  # stage 1's own order through the same rules, same users
+    paired_stage1: dict | None = None  # challenger - stage 1's order, paired bootstrap
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -51,7 +54,7 @@ def holdout_gate(
     seed: int = 0,
 ) -> HoldoutDecision:
     """``challenger``: (model, feature space) with ``config``; ``champion``: (model, feature space, its
-    config) or None (a first model only has to beat popularity)."""
+    config) or None (a first model is compared with popularity and stage 1's order only)."""
     n = len(holdout.users)
     if n < min_users:
         return HoldoutDecision(
@@ -72,6 +75,16 @@ def holdout_gate(
         f"[{pct}% CI {vs_pop['diff_lo']:+.4f}, {vs_pop['diff_hi']:+.4f}] -> "
         + ("significantly below popularity" if below else "not below popularity")
     )
+    s1 = served_ranking(holdout, None, challenger[1], config, k=k, use_model=False)
+    s1_mean = float(np.nanmean(s1["per_user_ndcg"]))
+    vs_s1 = paired_bootstrap(c_ndcg, s1["per_user_ndcg"], n_boot=n_boot, level=level, seed=seed)
+    below_s1 = vs_s1["diff_hi"] < 0
+    passed &= not below_s1
+    reasons.append(
+        f"vs stage 1's order (no model): NDCG@{k} {ch_mean:.4f} vs {s1_mean:.4f}, difference {vs_s1['diff']:+.4f} "
+        f"[{pct}% CI {vs_s1['diff_lo']:+.4f}, {vs_s1['diff_hi']:+.4f}] -> "
+        + ("significantly below stage 1's order" if below_s1 else "not below stage 1's order")
+    )
     champ_mean, paired = None, None
     if champion is not None:
         cm = served_ranking(holdout, champion[0], champion[1], champion[2], k=k)
@@ -85,5 +98,7 @@ def holdout_gate(
         )
         passed &= not worse
     else:
-        reasons.append("no champion: compared with popularity only")
-    return HoldoutDecision(passed, reasons, n, holdout.cutoff, ch_mean, champ_mean, pop_mean, champion_version, paired)
+        reasons.append("no champion: compared with popularity and stage 1's order")
+    return HoldoutDecision(
+        passed, reasons, n, holdout.cutoff, ch_mean, champ_mean, pop_mean, champion_version, paired, s1_mean, vs_s1
+    )

@@ -23,7 +23,7 @@ import os
 import random
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -99,22 +99,44 @@ def _run_epochs(
     rank: int = 0,
     world_size: int = 1,
     desc: str = "train",
+    max_steps: int | None = None,
+    check_every: int = 0,
+    on_check: Callable[[int], None] | None = None,
 ) -> tuple[list[float], int, float]:
-    """Shared loop. Returns (mean loss per epoch, examples seen, seconds in the loop)."""
+    """Shared loop. Returns (mean loss per epoch, examples seen, seconds in the loop, checks excluded).
+
+    ``max_steps``: exactly that many updates (as many epochs as it takes; None: ``config.train.epochs``);
+    ``on_check(updates)`` runs every ``check_every`` updates and after the last one."""
     tc = config.train
     epoch_losses: list[float] = []
     seen = 0
     running = _RunningAUC(tc.auc_window)
     show = tc.progress and rank == 0
     n_batches = -(-len(encoded) // tc.batch_size) // world_size
+    total_steps = n_batches * tc.epochs if max_steps is None else max_steps
     bar = None
     if show:
         from tqdm import tqdm
 
-        bar = tqdm(total=n_batches * tc.epochs, desc=desc, unit="batch", dynamic_ncols=True, leave=False)
+        bar = tqdm(total=total_steps, desc=desc, unit="batch", dynamic_ncols=True, leave=False)
     step_model.train()
     start = time.perf_counter()
-    for epoch in range(tc.epochs):
+    updates, in_checks = 0, 0.0
+
+    checked = -1
+
+    def check() -> None:
+        nonlocal in_checks, checked
+        if checked == updates:
+            return
+        checked = updates
+        s = time.perf_counter()
+        on_check(updates)
+        step_model.train()
+        in_checks += time.perf_counter() - s
+
+    epoch = 0
+    while epoch < tc.epochs if max_steps is None else updates < max_steps and len(encoded) > 0:
         total, count = 0.0, 0
         for step, batch in enumerate(
             encoded.batches(
@@ -134,13 +156,21 @@ def _run_epochs(
             total += float(loss.detach())
             count += 1
             seen += len(batch)
+            updates += 1
             if bar is not None:
                 running.add(logits, batch.labels)
                 bar.update(1)
                 if step % 20 == 0:
                     bar.set_postfix(epoch=epoch, loss=f"{total / count:.4f}", auc=f"{running.value():.3f}")
+            if on_check is not None and check_every and updates % check_every == 0 and updates != max_steps:
+                check()
+            if updates == max_steps:
+                break
         epoch_losses.append(total / max(count, 1))
-    seconds = time.perf_counter() - start
+        epoch += 1
+    if on_check is not None:
+        check()
+    seconds = time.perf_counter() - start - in_checks
     if bar is not None:
         bar.close()
     return epoch_losses, seen, seconds
@@ -152,16 +182,48 @@ def train(
     *,
     valid: Examples | None = None,
     space: FeatureSpace | None = None,
+    stage1_order: bool = False,
+    steps: int | None = None,
 ) -> TrainResult:
-    """Fit vocabularies on ``examples`` (unless ``space`` is given), train, score ``valid`` if given."""
+    """Fit vocabularies on ``examples`` (unless ``space`` is given), train, score ``valid`` if given.
+
+    ``stage1_order``: ``examples`` are stage-1 candidate rows, each request's rows in stage 1's order (as
+    :func:`recommender.rows.training_rows` builds them): the ranker is first fitted to that order
+    (:func:`stage1_teacher`, ``warm_start_steps``). With ``valid`` and ``validation_checks``, the validation
+    log loss is measured during the run and the best check's model is returned (early stopping; the metrics
+    say at which update). ``steps``: exactly that many updates after the warm start, no early stopping (the
+    refit on all rows)."""
     config = config or Config()
     previous_threads = torch.get_num_threads()
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
     try:
-        return _train(examples, config, valid=valid, space=space)
+        return _train(examples, config, valid=valid, space=space, stage1_order=stage1_order, steps=steps)
     finally:
         torch.set_num_threads(previous_threads)
+
+
+def stage1_teacher(examples: Examples) -> tuple[np.ndarray, dict]:
+    """Stage 1's own order as a probability per row: the positive rate of a candidate at position p of its
+    request (rows grouped by user and time, in stage 1's order), fitted on ``examples``' labels as
+    sigmoid(a + b * log(1 + p)) (logistic regression, two parameters, Newton's method). Returns (probabilities
+    (N,) float32, {"a", "b"}). Fitting the ranker to it first starts it from the order it replaces: on a small
+    log the labels then only move it as far as they support (a few dozen positives cannot teach a DLRM stage
+    1's order from scratch: it memorises ids instead)."""
+    position = pd.DataFrame({"u": examples.user_id, "t": examples.timestamp}).groupby(["u", "t"], sort=False).cumcount()
+    x = np.log1p(position.to_numpy(np.float64))
+    y = np.asarray(examples.label, np.float64)
+    X = np.stack([np.ones_like(x), x], axis=1)
+    w = np.zeros(2)
+    for _ in range(50):
+        p = 1.0 / (1.0 + np.exp(-np.clip(X @ w, -30, 30)))
+        hessian = (X * (p * (1 - p))[:, None]).T @ X + 1e-6 * np.eye(2)
+        step = np.linalg.solve(hessian, X.T @ (y - p) - 1e-6 * w)
+        w += step
+        if np.abs(step).max() < 1e-8:
+            break
+    probs = 1.0 / (1.0 + np.exp(-np.clip(X @ w, -30, 30)))
+    return probs.astype(np.float32), {"a": float(w[0]), "b": float(w[1])}
 
 
 MIN_BATCH_SIZE = 64
@@ -183,7 +245,15 @@ def step_schedule(n_examples: int, tc: TrainConfig) -> TrainConfig:
     return dataclasses.replace(tc, batch_size=batch, epochs=epochs)
 
 
-def _train(examples: Examples, config: Config, *, valid: Examples | None, space: FeatureSpace | None) -> TrainResult:
+def _train(
+    examples: Examples,
+    config: Config,
+    *,
+    valid: Examples | None,
+    space: FeatureSpace | None,
+    stage1_order: bool,
+    steps: int | None,
+) -> TrainResult:
     t0 = time.perf_counter()
     tc = config.train
     seed_everything(tc.seed)
@@ -198,10 +268,60 @@ def _train(examples: Examples, config: Config, *, valid: Examples | None, space:
         device=device,
         fused=tc,
     )
-    optimizer = torch.optim.Adam(dense_parameters(model), lr=tc.lr, weight_decay=tc.weight_decay)
     schedule = step_schedule(len(examples), tc)
+    metrics: dict = {"train_examples": len(examples), "batch_size": schedule.batch_size}
+    if stage1_order and tc.warm_start_steps > 0 and len(examples) and examples.label.any():
+        teacher, fit = stage1_teacher(examples)
+        warm_opt = torch.optim.Adam(dense_parameters(model), lr=tc.warm_start_lr)
+        ws = time.perf_counter()
+        warm_losses, _, _ = _run_epochs(
+            RankerTrain(model),
+            warm_opt,
+            dataclasses.replace(encoded, labels=teacher, weights=np.ones_like(teacher)),
+            dataclasses.replace(config, train=dataclasses.replace(schedule, seed=tc.seed + 7919)),
+            device,
+            desc="stage-1 order",
+            max_steps=tc.warm_start_steps,
+        )
+        metrics.update(
+            warm_start_steps=tc.warm_start_steps,
+            warm_start_loss=warm_losses,
+            warm_start_seconds=round(time.perf_counter() - ws, 2),
+            stage1_teacher=fit,
+        )
+
+    optimizer = torch.optim.Adam(dense_parameters(model), lr=tc.lr, weight_decay=tc.weight_decay)
+    planned = -(-len(examples) // schedule.batch_size) * schedule.epochs if steps is None else steps
+    checks: list[tuple[int, float]] = []
+    best: dict = {}
+    on_check, every = None, 0
+    if steps is None and valid is not None and len(valid) and tc.validation_checks > 0 and valid.label.any():
+        sample = np.arange(len(valid))
+        if len(valid) > tc.validation_check_rows:
+            sample = np.sort(np.random.default_rng(tc.seed).choice(len(valid), tc.validation_check_rows, replace=False))
+        check_rows = valid.take(sample)
+        check_encoded = space.encode(check_rows)
+        every = max(1, planned // tc.validation_checks)
+
+        def on_check(updates: int) -> None:
+            loss = log_loss(check_rows.label, predict(model, check_encoded, device=device))
+            checks.append((updates, round(float(loss), 6)))
+            if not best or loss < best["loss"]:
+                best.update(
+                    loss=loss, updates=updates, state={k: v.detach().clone() for k, v in model.state_dict().items()}
+                )
+
+        if stage1_order and "warm_start_steps" in metrics:
+            on_check(0)  # the warm-started model itself is a candidate: labels may not improve on stage 1's order
     losses, seen, seconds = _run_epochs(
-        RankerTrain(model), optimizer, encoded, dataclasses.replace(config, train=schedule), device
+        RankerTrain(model),
+        optimizer,
+        encoded,
+        dataclasses.replace(config, train=schedule),
+        device,
+        max_steps=steps,
+        check_every=every,
+        on_check=on_check,
     )
 
     # Serve from a plain EmbeddingBagCollection (same state dict keys): quantisation and the registry want it.
@@ -212,15 +332,18 @@ def _train(examples: Examples, config: Config, *, valid: Examples | None, space:
         num_dense=space.num_dense,
         device=device,
     )
-    plain.load_state_dict(model.state_dict())
+    plain.load_state_dict(best["state"] if best else model.state_dict())
     plain.eval()
-    metrics: dict = {
-        "train_loss": losses,
-        "train_examples": len(examples),
-        "batch_size": schedule.batch_size,
-        "epochs": schedule.epochs,
-        "steps": -(-len(examples) // schedule.batch_size) * schedule.epochs,
-    }
+    metrics.update(
+        train_loss=losses,
+        epochs=schedule.epochs,
+        steps=planned,
+        # the updates after the warm start the returned model had (early stopping keeps the best check's)
+        best_steps=best["updates"] if best else planned,
+        epochs_trained=(best["updates"] if best else planned) * schedule.batch_size / max(len(examples), 1),
+    )
+    if checks:
+        metrics["validation_checks"] = checks
     if valid is not None and len(valid):
         probs = predict(plain, space.encode(valid), device=device)
         metrics["valid_auc"] = auc_score(valid.label, probs)
@@ -250,7 +373,8 @@ def train_rows(rows: TrainingRows, config: Config, *, refit: bool = True) -> Tra
 
     Returns the model to ship (the refit one) with the validated run's metrics; ``.validated`` is the model
     trained without the validation rows (what any metric on data after ``rows.cutoff`` must use)."""
-    validated = train(rows.train, config, valid=rows.valid)
+    candidates = rows.kind == "stage-1 candidates"
+    validated = train(rows.train, config, valid=rows.valid, stage1_order=candidates)
     validated.metrics.update(split_cutoff=rows.cutoff, training_rows=rows.kind)
     if rows.kind == "stage-1 candidates" and len(rows.valid):
         table = explore_validation(validated, rows.valid)
@@ -261,10 +385,15 @@ def train_rows(rows: TrainingRows, config: Config, *, refit: bool = True) -> Tra
     validated.validated = validated
     if not refit or not len(rows.valid):
         return validated
-    final = train(rows.all, config)
+    steps = None
+    if "validation_checks" in validated.metrics:  # early stopped: as many passes over all rows as validated best
+        batch = step_schedule(len(rows.all), config.train).batch_size
+        steps = round(validated.metrics["epochs_trained"] * len(rows.all) / batch)
+    final = train(rows.all, config, stage1_order=candidates, steps=steps)
     final.metrics = {
         **validated.metrics,
         "refit_examples": len(rows.all),
+        "refit_steps": final.metrics["best_steps"],
         "refit_train_loss": final.metrics["train_loss"],
     }
     final.examples_per_s = validated.examples_per_s

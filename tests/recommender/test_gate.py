@@ -22,11 +22,15 @@ def _cfg() -> Config:
     cfg.train.batch_size = 256
     cfg.train.progress = False
     cfg.train.threads = 1
+    cfg.train.warm_start_steps, cfg.train.validation_checks = 0, 0  # see trained()
     return cfg
 
 
 @pytest.fixture(scope="module")
 def trained():
+    """A sound model, one trained on shuffled labels and one on inverted labels. The gate is under test, not
+    training's guards: all three train without the start from stage 1's order and without early stopping,
+    which would keep a model that learnt nothing (or the opposite) from its labels close to stage 1's order."""
     shop = synthetic_shop(n_users=400, n_items=200, sessions_per_user=8, seed=3)
     cfg = _cfg()
     rows = training_rows(shop.interactions, shop.items, cfg)
@@ -34,12 +38,15 @@ def trained():
     shuffled_train = rows.train.take(np.arange(len(rows.train)))
     shuffled_train.label = np.random.default_rng(0).permutation(shuffled_train.label)
     bad = train_rows(dataclasses.replace(rows, train=shuffled_train), cfg, refit=False)
+    inverted_train = rows.train.take(np.arange(len(rows.train)))
+    inverted_train.label = 1.0 - inverted_train.label
+    inverted = train_rows(dataclasses.replace(rows, train=inverted_train), cfg, refit=False)
     holdout = make_holdout(shop, rows.cutoff, cfg, users=0)
-    return cfg, holdout, good, bad
+    return cfg, holdout, good, bad, inverted
 
 
 def test_a_challenger_trained_on_shuffled_labels_is_refused(trained):
-    cfg, holdout, good, bad = trained
+    cfg, holdout, good, bad, inverted = trained
     decision = holdout_gate(
         holdout, (bad.model, bad.features), (good.model, good.features, cfg), cfg, champion_version="v1", n_boot=500
     )
@@ -50,7 +57,7 @@ def test_a_challenger_trained_on_shuffled_labels_is_refused(trained):
 
 
 def test_a_sound_challenger_passes_and_the_first_model_only_needs_to_beat_popularity(trained):
-    cfg, holdout, good, bad = trained
+    cfg, holdout, good, bad, inverted = trained
     same = holdout_gate(
         holdout, (good.model, good.features), (good.model, good.features, cfg), cfg, champion_version="v1", n_boot=500
     )
@@ -63,7 +70,7 @@ def test_a_sound_challenger_passes_and_the_first_model_only_needs_to_beat_popula
 def test_registry_promotes_by_the_holdout_decision_for_the_champion_it_was_made_against(tmp_path, trained):
     from recommender.registry import Registry
 
-    cfg, holdout, good, bad = trained
+    cfg, holdout, good, bad, inverted = trained
     reg = Registry(tmp_path)
     state = good.features.to_state()
     v1 = reg.register(weights=good.model, vocabularies=state, config=cfg.to_dict(), metrics={"auc": 0.8})
@@ -85,3 +92,16 @@ def test_registry_promotes_by_the_holdout_decision_for_the_champion_it_was_made_
     )
     decision = reg.promote_if_better(v3)
     assert not decision.passed and "validation metrics decide" in decision.reasons[0]
+
+
+def test_a_first_model_worse_than_stage_1s_own_order_is_refused(trained):
+    """No champion: the first model is compared with stage 1's own order through the same rules (what the
+    ranker re-ranks) as well as with popularity, on the same users; the reasons say so."""
+    cfg, holdout, good, bad, inverted = trained
+    first_bad = holdout_gate(holdout, (inverted.model, inverted.features), None, cfg, n_boot=500)
+    assert not first_bad.passed, first_bad.reasons
+    assert first_bad.stage1_ndcg is not None and first_bad.challenger_ndcg < first_bad.stage1_ndcg
+    assert first_bad.paired_stage1["diff_hi"] < 0
+    assert any("significantly below stage 1's order" in r for r in first_bad.reasons), first_bad.reasons
+    first_good = holdout_gate(holdout, (good.model, good.features), None, cfg, n_boot=500)
+    assert first_good.passed and any("not below stage 1's order" in r for r in first_good.reasons), first_good.reasons
