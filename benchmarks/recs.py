@@ -389,9 +389,13 @@ def main(argv: list[str] | None = None) -> int:
                     server = server_side(after_id=mark, placement=placements[name]) if name in placements else None
                     used = cpu["cpu_seconds"]
                     server_cpu = used.get("gunicorn", 0.0) + used.get("postgres", 0.0)
+                    waits = cpu.get("run_queue_wait_s", {})
+                    server_wait = waits.get("gunicorn", 0.0) + waits.get("postgres", 0.0)
                     rows.append({
                         "mode": mode, "endpoint": name, **w,
                         "server_cpu_ms_per_request": round(1000 * server_cpu / w["requests"], 3) if w["requests"] else None,
+                        # seconds the server's threads (gunicorn, PostgreSQL) were runnable but waited for a core
+                        "run_queue_wait_ms_per_request": round(1000 * server_wait / w["requests"], 3) if w["requests"] else None,
                         "request_ms": request_durations(access_log, start=log_from, path=paths[0].split("?")[0]),
                         "cpu": cpu, "server": server,
                     })  # fmt: skip
@@ -442,7 +446,8 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> None:
         f"{result.get('events_logged', args.events):,} logged events, {args.candidates} candidates "
         f"(target: live p99 <= {TARGET_P99_MS:.0f} ms server side)"
     )
-    cols = ("mode", "endpoint", "req/s", "p50", "p99", "srv p50", "srv p99", "svc p99", "CPU ms/req", "x plain")
+    cols = ("mode", "endpoint", "req/s", "p50", "p99", "srv p50", "srv p99", "svc p99", "CPU ms/req", "x plain",
+            "wait ms/req", "other CPU")  # fmt: skip
     for col in cols:
         table.add_column(col, justify="left" if col in ("mode", "endpoint") else "right")
     by = {(r["mode"], r["endpoint"]): r for r in result["runs"]}
@@ -457,6 +462,7 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> None:
             r["mode"], r["endpoint"], f"{r['requests_per_s']:.0f}", f"{r['p50_ms']:.1f}", f"{r['p99_ms']:.1f}",
             f"{req.get('p50_ms', 0):.1f}", f"{req.get('p99_ms', 0):.1f}",
             f"<={s['p99_ms_bucket']}" if s else "", f"{cpu}", "" if x is None else f"{x:.2f}",
+            f"{r['run_queue_wait_ms_per_request']}", f"{r['cpu']['share_of_machine'].get('other', 0):.0%}",
         )  # fmt: skip
         if s:
             notes.append(
@@ -473,7 +479,10 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> None:
         "(gunicorn access log: parsed request to last byte written; middleware, DRF, the service and the "
         "response). svc p99: the recommendation service's own timer (upper bound of its latency bucket). "
         "CPU ms/req: gunicorn + PostgreSQL CPU per request; x plain: that over the plain JSON endpoint's in "
-        "the same mode."
+        "the same mode. wait ms/req: the time the server's threads (gunicorn, PostgreSQL) were ready to run but "
+        "waited for a core, per request (schedstat run delay: queueing behind other threads and processes, not "
+        "work). other CPU: the share of the machine (all cores) used by every process but gunicorn and PostgreSQL "
+        "(wrk and this process included)."
     )
 
 

@@ -17,7 +17,7 @@ from shop.api.throttles import AddressScopedRateThrottle, VisitorScopedRateThrot
 from shop.catalog.web import device_get
 from shop.events.models import Visitor
 
-from . import live, runs, selectors, serving, stats
+from . import cards, live, runs, selectors, serving, stats
 from .models import TaskRun
 
 _Error = inline_serializer("RecsError", {"detail": serializers.CharField(required=False)})
@@ -182,11 +182,11 @@ class RecommendationsApi(APIView):
             device=device_get(request),
             arm_override=q.get("arm"),
         )
-        cards = live.product_cards(ids=served.product_ids)
+        held = cards.product_cards(ids=served.product_ids)
         items = [
             {**card, "score": score}
             for pid, score in zip(served.product_ids, served.scores, strict=True)
-            if (card := cards.get(pid)) is not None
+            if (card := held.get(pid)) is not None
         ]
         # Built as plain data (the serializer documents it): this is the hottest endpoint, and a nested
         # serializer's per-request field copies cost more than the rest of the view.

@@ -23,18 +23,17 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
-from django.urls import reverse
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 
-from shop.catalog.models import Product
 from shop.catalog.rails import RailContext, popular_ids, trending_ids
 from shop.events.models import Event, EventType
 from shop.experiments.selectors import assignment_for
@@ -63,6 +62,8 @@ PLACEMENTS = {
 TRENDING = "home.trending"
 ARMS = ("popularity", "heuristic", "dlrm")
 DEFAULT_ARM = "dlrm"  # no running experiment: the full pipeline
+
+T = TypeVar("T")
 
 LIVE, BATCH, POPULARITY, FALLBACK = "live", "batch", "popularity", "fallback"
 
@@ -111,6 +112,34 @@ def _ms(ns: int) -> float:
     return round(ns / 1e6, 3)
 
 
+def _checked_by_use(run: Callable[[], T]) -> T:
+    """``run()`` (statements on ``connection``), standing in for the connection's health check.
+
+    With CONN_HEALTH_CHECKS, Django checks a persistent connection at its first use in each request with a
+    ``SELECT 1`` of its own: one more round trip, the price of a statement on this path under load (a wait
+    for a core at each end). When that check is still due, the request's first statement is the check
+    instead: if it fails on a connection that turns out dead (the server restarted, an idle connection
+    cut), the connection is closed and ``run()`` goes again once on a new one, as Django's check would
+    have reconnected. Inside a transaction, Django's own rules apply.
+    """
+    due = (
+        connection.connection is not None
+        and connection.health_check_enabled
+        and not connection.health_check_done
+        and not connection.in_atomic_block
+    )
+    if not due:
+        return run()
+    connection.health_check_done = True
+    try:
+        return run()
+    except (InterfaceError, OperationalError):
+        if connection.is_usable():
+            raise  # the statement failed, not the connection (a timeout): the caller falls back
+        connection.close()
+    return run()
+
+
 _CART_SQL = (
     "SELECT ci.product_id FROM orders_cartitem ci JOIN orders_cart c ON c.id = ci.cart_id WHERE c.visitor_id = {vid}"
 )
@@ -120,9 +149,13 @@ def cart_product_ids(*, visitor_id: uuid.UUID) -> list[int]:
     """The products in this visitor's cart (one indexed statement; no query compiling on PostgreSQL)."""
     if connection.vendor != "postgresql":
         return list(CartItem.objects.filter(cart__visitor_id=visitor_id).values_list("product_id", flat=True))
-    with connection.cursor() as cur:
-        cur.execute(_CART_SQL.format(vid="%s"), [uuid.UUID(str(visitor_id))])
-        return [r[0] for r in cur.fetchall()]
+
+    def run() -> list[int]:
+        with connection.cursor() as cur:
+            cur.execute(_CART_SQL.format(vid="%s"), [uuid.UUID(str(visitor_id))])
+            return [r[0] for r in cur.fetchall()]
+
+    return _checked_by_use(run)
 
 
 @dataclass
@@ -179,14 +212,18 @@ def _visitor_read(*, model: ServingModel, visitor_id: uuid.UUID, user_id: int | 
             statements.insert(0, f"SET LOCAL statement_timeout = {timeout}")
             if nested:  # SET LOCAL lasts until the outer transaction ends: give it its timeout back
                 statements.append("SET LOCAL statement_timeout = DEFAULT")
-        with transaction.atomic() if nested else nullcontext(), connection.cursor() as cur:
-            cur.execute("; ".join(statements))  # nosec B608: typed values only (see _reads_sql)
-            if timeout > 0:
-                cur.nextset()
-            if want_cart:
-                reads.cart = [r[0] for r in cur.fetchall()]
-                cur.nextset()
-            reads.rows = cur.fetchall()
+
+        def run() -> None:
+            with transaction.atomic() if nested else nullcontext(), connection.cursor() as cur:
+                cur.execute("; ".join(statements))  # nosec B608: typed values only (see _reads_sql)
+                if timeout > 0:
+                    cur.nextset()
+                if want_cart:
+                    reads.cart = [r[0] for r in cur.fetchall()]
+                    cur.nextset()
+                reads.rows = cur.fetchall()
+
+        _checked_by_use(run)
     except DatabaseError as exc:
         raise _Unserved("db_timeout" if "timeout" in str(exc).lower() else "db_error") from exc
 
@@ -270,50 +307,6 @@ def _live(
     ids = [int(i) for i in rec.item_ids]
     scores = [None if np.isnan(s) else round(float(s), 6) for s in rec.scores]
     return ids, scores
-
-
-CARDS_TTL_S = 60.0  # as the rails' cached HTML: a name or price may show up to a minute old
-_cards: dict[int, tuple[float, dict | None]] = {}  # product id -> (monotonic expiry, card or None: inactive)
-_cards_lock = threading.Lock()
-
-
-def product_cards(*, ids: Sequence[int]) -> dict[int, dict]:
-    """What a recommendation shows of each active product (id, name, price, url), keyed by id.
-
-    Kept in process memory for CARDS_TTL_S (a dict lookup per product); the ids not held, or held too long,
-    are read in one query of four columns (no model instances) and held again. An inactive or deleted
-    product is remembered as absent for as long.
-    """
-    now = time.monotonic()
-    out: dict[int, dict] = {}
-    missing: list[int] = []
-    for pid in ids:
-        held = _cards.get(pid)
-        if held is None or held[0] <= now:
-            missing.append(pid)
-        elif held[1] is not None:
-            out[pid] = held[1]
-    if missing:
-        rows = Product.objects.filter(pk__in=missing, is_active=True).values_list("id", "name", "price", "slug")
-        fresh: dict[int, dict | None] = dict.fromkeys(missing)
-        for pid, name, price, slug in rows:
-            fresh[pid] = {
-                "product_id": pid,
-                "name": name,
-                "price": f"{price:.2f}",  # as the API's other prices: a string with two decimals
-                "url": reverse("catalog:product", kwargs={"pk": pid, "slug": slug}),
-            }
-        expiry = now + CARDS_TTL_S
-        with _cards_lock:
-            _cards.update((pid, (expiry, card)) for pid, card in fresh.items())
-        out.update((pid, card) for pid, card in fresh.items() if card is not None)
-    return out
-
-
-def product_cards_forget() -> None:
-    """Drop this process's cards (tests; other processes pick changes up within CARDS_TTL_S)."""
-    with _cards_lock:
-        _cards.clear()
 
 
 _batch: tuple[float, bool, str | None] | None = None  # (monotonic expiry, a score set serves, its model version)

@@ -7,7 +7,8 @@ takes that reference once and uses it to the end, so it never sees half of an ol
 catalogue; nothing mutates a published :class:`ServingModel`.
 
 A version that cannot be loaded (artifact missing or corrupt) leaves the previous model serving, and the
-error is kept for the fallback reason. The same thread flushes the serving counters (:mod:`.stats`).
+error is kept for the fallback reason. The same thread flushes the serving counters (:mod:`.stats`) and
+reads the products' cards (:mod:`.cards`), so a request shows its items without a query.
 
 Stage 1 without a model: the ``heuristic`` arm ranks by stage 1 alone, which must not wait for a DLRM to
 pass the gate. While no model serves (none active yet, or the active one cannot be loaded), the same
@@ -29,6 +30,7 @@ from typing import Any
 from django.conf import settings
 from django.db import close_old_connections
 
+from .cards import product_cards_refresh_due
 from .export import snapshot_latest, snapshot_manifest
 from .models import ModelVersion
 
@@ -266,6 +268,10 @@ def _loop() -> None:
             serving_stage1_reload()
         except Exception:  # the database may be down for a moment: try again next round
             log.exception("serving: reload check failed")
+        try:
+            product_cards_refresh_due()  # what a recommendation shows: read here, not on requests
+        except Exception:
+            log.exception("serving: product cards refresh failed")
         if time.monotonic() - last_flush >= settings.RECS_STATS_FLUSH_S:
             try:
                 serving_stats_flush()

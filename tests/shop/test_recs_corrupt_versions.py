@@ -11,7 +11,7 @@ import pytest
 from recommender.registry import Registry
 from shop.experiments.models import Experiment
 from shop.experiments.selectors import running_experiment_forget
-from shop.recs import execution, live, runs, serving
+from shop.recs import cards, execution, runs, serving
 from shop.recs.models import ModelVersion, TaskRun
 from shop.recs.promotion import CannotSwitch, model_version_promote
 from tests.model_artifacts import corrupted
@@ -40,7 +40,7 @@ def served(recs_dirs, settings, django_capture_on_commit_callbacks):  # noqa: F8
         execution.task_run_execute(run_id=run.id)
     good = ModelVersion.objects.get(is_active=True)
     serving.serving_forget()
-    live.product_cards_forget()
+    cards.product_cards_forget()
     assert serving.serving_reload().version == good.version
     yield shop, good
     serving.serving_forget()

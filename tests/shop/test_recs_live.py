@@ -18,7 +18,7 @@ from shop.events.models import Event
 from shop.experiments.models import Experiment
 from shop.experiments.selectors import running_experiment_forget
 from shop.experiments.services import experiment_create, experiment_start
-from shop.recs import execution, live, runs, serving, stats
+from shop.recs import cards, execution, live, runs, serving, stats
 from shop.recs.models import ModelVersion, TaskRun
 from tests.worker.conftest import build_shop, recs_dirs  # noqa: F401 - the fixture
 
@@ -40,7 +40,7 @@ def served(recs_dirs, settings, django_capture_on_commit_callbacks):  # noqa: F8
         execution.task_run_execute(run_id=run.id)
     version = ModelVersion.objects.get(is_active=True)
     serving.serving_forget()
-    live.product_cards_forget()
+    cards.product_cards_forget()
     live.batch_serving_forget()
     model = serving.serving_reload()
     assert model is not None and model.version == version.version
@@ -340,6 +340,78 @@ def test_a_slow_database_falls_back_within_the_statement_timeout(served, setting
     assert body["source"] == "fallback" and body["reason"] == "db_timeout" and len(body["items"]) == 6
     assert elapsed < 2.0
     assert _serving_reasons(staff_client)["db_timeout"] == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_live_request_reads_the_database_once_and_that_read_checks_the_connection(
+    served, client, monkeypatch, request
+):
+    """A warm process answers a shopper's live rail with one round trip: the cart and the events since the
+    snapshot in one message, the cards from memory, no experiment read, and no ``SELECT 1`` of Django's
+    per-request connection check (the read stands in for it). A connection the server dropped meanwhile is
+    replaced and the request is still live."""
+    import psycopg
+    from django.db import connection, connections
+    from django.test.utils import CaptureQueriesContext
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the one-message read is PostgreSQL's")
+    shop, version = served
+    _view_three_of_a_category(client, shop)
+    assert client.get(API, {"placement": "home.recommended", "k": 8}).json()["source"] == "live"  # warm
+    assert cards.product_cards_refresh() == Product.objects.filter(is_active=True).count()
+    assert client.get(API, {"placement": "home.trending", "k": 8}).json()["source"] == "popularity"  # warm
+    checks = []
+    wrapper = connections["default"]  # this thread's connection (the test client runs in this thread)
+    real_is_usable = wrapper.is_usable
+    monkeypatch.setattr(wrapper, "is_usable", lambda: checks.append(1) or real_is_usable())
+    enabled = wrapper.health_check_enabled
+    wrapper.health_check_enabled = True
+    request.addfinalizer(lambda: setattr(wrapper, "health_check_enabled", enabled))
+
+    def live_rail(placement="home.recommended"):
+        connection.health_check_done = False  # a new request on a persistent connection (what Django does)
+        with CaptureQueriesContext(connection) as q:
+            body = client.get(API, {"placement": placement, "k": 8}).json()
+        return body, [x["sql"] for x in q.captured_queries]
+
+    body, sql = live_rail()
+    assert body["source"] == "live" and body["model_version"] == version.version and len(body["items"]) == 8
+    assert len(sql) == 1 and "orders_cartitem" in sql[0] and "events_event" in sql[0], sql
+    assert checks == []  # no SELECT 1 of its own
+    body, sql = live_rail("home.trending")  # the popular list: the cart only
+    assert body["source"] == "popularity" and len(sql) == 1 and "orders_cartitem" in sql[0], sql
+    assert checks == []
+
+    s = connection.settings_dict
+    with psycopg.connect(
+        host=s["HOST"], port=s["PORT"], user=s["USER"], password=s["PASSWORD"] or None, dbname=s["NAME"]
+    ) as other:
+        other.execute("SELECT pg_terminate_backend(%s)", [connection.connection.info.backend_pid])
+    body, _ = live_rail()
+    assert body["source"] == "live" and body["reason"] == "", body
+    assert checks == [1]  # the failed read asked whether the connection was dead (it was): a new one served
+
+
+def test_cards_come_from_the_table_the_serving_thread_reads(served, django_assert_num_queries):
+    """The serving thread's full read publishes every active product's card; a request for held ids makes no
+    query, a product deactivated since drops out at the next read, and an id the table lacks is read once."""
+    shop, _ = served
+    ids = shop.products[:5]
+    assert cards.product_cards_refresh() == Product.objects.filter(is_active=True).count()
+    with django_assert_num_queries(0):
+        held = cards.product_cards(ids=ids)
+    one = Product.objects.get(pk=ids[0])
+    assert held[one.id] == {
+        "product_id": one.id, "name": one.name, "price": f"{one.price:.2f}", "url": one.get_absolute_url()
+    }  # fmt: skip
+    Product.objects.filter(pk=ids[1]).update(is_active=False)
+    assert cards.product_cards_refresh_due() is False  # refreshed a moment ago
+    cards.product_cards_refresh()
+    with django_assert_num_queries(1):  # the dropped id is asked once, then remembered as absent
+        assert set(cards.product_cards(ids=ids)) == set(ids) - {ids[1]}
+    with django_assert_num_queries(0):
+        assert set(cards.product_cards(ids=ids)) == set(ids) - {ids[1]}
 
 
 @pytest.mark.django_db(transaction=True)

@@ -15,7 +15,7 @@ from shop.events.models import Event
 from shop.experiments.models import Experiment
 from shop.experiments.selectors import running_experiment_forget
 from shop.experiments.services import experiment_create, experiment_start
-from shop.recs import export, keys, live, serving, stats
+from shop.recs import cards, export, keys, live, serving, stats
 from shop.recs.models import ModelVersion
 from tests.worker.conftest import build_shop, recs_dirs  # noqa: F401 - the fixture
 
@@ -32,7 +32,7 @@ def unranked(recs_dirs, settings):  # noqa: F811
     shop = build_shop(visitors=20, products=60)
     export.training_data_export()
     serving.serving_forget()
-    live.product_cards_forget()
+    cards.product_cards_forget()
     live.batch_serving_forget()
     stats.serving_stats_flush()
     yield shop
