@@ -66,6 +66,11 @@ def _products_prefix(script_prefix: str) -> str:
     return reverse("catalog:product_by_id", kwargs={"pk": 0})[: -len("0/")]
 
 
+def products_prefix() -> str:
+    """The path every product's URLs start with (``/products/``), resolved once per process."""
+    return _products_prefix(get_script_prefix())
+
+
 @lru_cache(maxsize=1024)
 def _placement_attrs(placement: str) -> tuple[str, str]:
     """(escaped for an attribute, quoted for a query string) of a placement name."""

@@ -299,7 +299,7 @@ def product_get(*, pk: int) -> Product:
 
 @dataclass(frozen=True, slots=True)
 class PageProduct:
-    """What a product page shows of its product (``catalog/_product_main.html``), read without a model."""
+    """What a product page shows of its product (``catalog.product_page``), read without a model."""
 
     pk: int
     sku: str

@@ -281,6 +281,26 @@ def test_a_product_without_a_brand_shows_no_brand_on_its_page_or_card(client, tr
     assert "Plain Jar" in card and "card-brand" not in card
 
 
+def test_a_product_page_escapes_what_the_merchant_typed(client, tree):
+    product = ProductFactory(
+        name='Tom & Jerry\'s <b>"Jar"</b>', brand=BrandFactory(name="A<B>"), category=tree["ground"], description=""
+    )
+    html = client.get(product.get_absolute_url()).content.decode()
+    assert (
+        "<title>Tom &amp; Jerry&#x27;s &lt;b&gt;&quot;Jar&quot;&lt;/b&gt; by A&lt;B&gt; — Larkspur Market</title>"
+        in html
+    )
+    assert '<h1 class="product-title">Tom &amp; Jerry&#x27;s &lt;b&gt;&quot;Jar&quot;&lt;/b&gt;</h1>' in html
+    assert '<p class="product-brand">A&lt;B&gt;</p>' in html
+    assert "<b>" not in html and "About this product" not in html
+
+    product.description = "First line.\n\n<i>Second</i> & last."
+    product.save()
+    html = client.get(product.get_absolute_url()).content.decode()
+    assert "<p>First line.</p>\n\n<p>&lt;i&gt;Second&lt;/i&gt; &amp; last.</p>" in html
+    assert '<meta name="description" content="First line.\n\n&lt;i&gt;Second&lt;/i&gt; &amp; last.">' in html
+
+
 def test_out_of_stock_product_cannot_be_added(client):
     product = ProductFactory(stock=0)
     html = client.get(product.get_absolute_url()).content.decode()
