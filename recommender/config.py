@@ -107,8 +107,8 @@ class TrainConfig:
     # fewer updates than this (a small log at batch_size x epochs) train on smaller batches, then more epochs
     # (recommender.train.step_schedule)
     min_steps: int = 300
-    # Stage-1 candidate rows: before learning from labels the ranker is fitted to stage 1's own order (its
-    # calibrated positive rate by candidate position), so it starts from what it replaces
+    # Stage-1 candidate rows: before learning from labels the ranker is fitted to stage 1's own order (the
+    # log-odds of a positive by candidate position, logit matching), so it starts from what it replaces
     # (recommender.train.stage1_teacher); warm_start_steps 0 skips that
     warm_start_steps: int = 300
     warm_start_lr: float = 1e-2  # Adam on the MLPs while fitting stage 1's order

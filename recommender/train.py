@@ -204,10 +204,10 @@ def train(
 
 
 def stage1_teacher(examples: Examples) -> tuple[np.ndarray, dict]:
-    """Stage 1's own order as a probability per row: the positive rate of a candidate at position p of its
-    request (rows grouped by user and time, in stage 1's order), fitted on ``examples``' labels as
-    sigmoid(a + b * log(1 + p)) (logistic regression, two parameters, Newton's method). Returns (probabilities
-    (N,) float32, {"a", "b"}). Fitting the ranker to it first starts it from the order it replaces: on a small
+    """Stage 1's own order as a logit per row: the log-odds of a candidate at position p of its request (rows
+    grouped by user and time, in stage 1's order) being in the basket, fitted on ``examples``' labels as
+    a + b * log(1 + p) (logistic regression, two parameters, Newton's method). Returns (logits (N,) float32,
+    {"a", "b"}). Fitting the ranker to it first starts it from the order it replaces: on a small
     log the labels then only move it as far as they support (a few dozen positives cannot teach a DLRM stage
     1's order from scratch: it memorises ids instead)."""
     position = pd.DataFrame({"u": examples.user_id, "t": examples.timestamp}).groupby(["u", "t"], sort=False).cumcount()
@@ -222,8 +222,21 @@ def stage1_teacher(examples: Examples) -> tuple[np.ndarray, dict]:
         w += step
         if np.abs(step).max() < 1e-8:
             break
-    probs = 1.0 / (1.0 + np.exp(-np.clip(X @ w, -30, 30)))
-    return probs.astype(np.float32), {"a": float(w[0]), "b": float(w[1])}
+    return (X @ w).astype(np.float32), {"a": float(w[0]), "b": float(w[1])}
+
+
+class _MatchLogits(torch.nn.Module):
+    """Warm-start objective: squared error between the ranker's logits and the teacher's (``batch.labels``
+    holds them), as logit-matching distillation does (Ba & Caruana 2014). Unlike cross-entropy on soft
+    targets of a few percent, its gradient does not vanish where every target probability is small."""
+
+    def __init__(self, model: Ranker):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.model(batch.dense_features, batch.sparse_features)
+        return torch.mean((logits - batch.labels) ** 2), logits.detach()
 
 
 MIN_BATCH_SIZE = 64
@@ -275,7 +288,7 @@ def _train(
         warm_opt = torch.optim.Adam(dense_parameters(model), lr=tc.warm_start_lr)
         ws = time.perf_counter()
         warm_losses, _, _ = _run_epochs(
-            RankerTrain(model),
+            _MatchLogits(model),
             warm_opt,
             dataclasses.replace(encoded, labels=teacher, weights=np.ones_like(teacher)),
             dataclasses.replace(config, train=dataclasses.replace(schedule, seed=tc.seed + 7919)),
