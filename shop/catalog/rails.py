@@ -27,7 +27,13 @@ from shop.events.services import EventIn, events_record
 
 from .cards import cards_get
 from .models import Product
-from .selectors import CategoryTree, popular_product_ids, products_by_ids, trending_product_ids
+from .selectors import (
+    CategoryTree,
+    popular_product_ids,
+    products_by_ids,
+    ranked_product_ids,
+    trending_product_ids,
+)
 
 DEFAULT_RAIL_SIZE = 8
 # A lone card does not read as a row; a rail with fewer candidates is left out (its products stay free).
@@ -119,11 +125,7 @@ def new_arrival_ids(context: RailContext) -> list[int]:
     key = f"rails:new:{_scope_key(context)}"
     ids = cache.get(key)
     if ids is None:
-        qs = Product.objects.filter(is_active=True, stock__gt=0)
-        scope = context.scope_ids()
-        if scope is not None:
-            qs = qs.filter(category_id__in=scope)
-        ids = list(qs.order_by("-created_at", "-id").values_list("id", flat=True)[:CANDIDATE_POOL])
+        ids = ranked_product_ids(None, category_ids=context.scope_ids(), limit=CANDIDATE_POOL)
         cache.set(key, ids, NEW_ARRIVALS_TTL)
     return ids
 

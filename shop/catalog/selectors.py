@@ -184,21 +184,50 @@ def _apply_sort(qs: QuerySet[Product], *, sort: str) -> QuerySet[Product]:
     return qs.order_by(F("popularity").desc(nulls_last=True), "-created_at", "-id")
 
 
-def _ranked_ids(field: str, *, category_ids: Iterable[int] | None, limit: int) -> list[int]:
-    qs = Product.objects.filter(is_active=True, stock__gt=0, **{f"{field}__isnull": False})
-    if category_ids is not None:
-        qs = qs.filter(category_id__in=list(category_ids))
-    return list(qs.order_by(F(field).desc(), "-created_at", "-id").values_list("id", flat=True)[:limit])
+@lru_cache(maxsize=8)
+def _ranked_ids_sql(field: str | None, scoped: bool) -> str:
+    p = Product._meta
+    q = connection.ops.quote_name
+    col = {name: q(p.get_field(name).column) for name in ("id", "is_active", "stock", "category", "created_at")}
+    where = [col["is_active"], f"{col['stock']} > 0"]
+    order = [f"{col['created_at']} DESC", f"{col['id']} DESC"]
+    if field is not None:
+        where.append(f"{q(p.get_field(field).column)} IS NOT NULL")
+        order.insert(0, f"{q(p.get_field(field).column)} DESC")
+    if scoped:
+        where.append(f"{col['category']} = ANY(%s)")
+    return (
+        f"SELECT {col['id']} FROM {q(p.db_table)} WHERE {' AND '.join(where)} "  # nosec B608  # identifiers from model meta through quote_name; values are bound parameters
+        f"ORDER BY {', '.join(order)} LIMIT %s"
+    )
+
+
+def ranked_product_ids(field: str | None, *, category_ids: Iterable[int] | None, limit: int) -> list[int]:
+    """Active in-stock products (in ``category_ids``, when given) with ``field`` set, highest first, then
+    newest; with ``field`` None, newest first. On PostgreSQL one fixed statement per shape (a rail's list
+    is read by every page whose scope is not held yet: compiling the ORM query cost more than running it)."""
+    scope = None if category_ids is None else [int(i) for i in category_ids]
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cur:
+            cur.execute(_ranked_ids_sql(field, scope is not None), [*([scope] if scope is not None else []), limit])
+            return [row[0] for row in cur.fetchall()]
+    qs = Product.objects.filter(is_active=True, stock__gt=0)
+    if field is not None:
+        qs = qs.filter(**{f"{field}__isnull": False})
+    if scope is not None:
+        qs = qs.filter(category_id__in=scope)
+    order = ["-created_at", "-id"] if field is None else [F(field).desc(), "-created_at", "-id"]
+    return list(qs.order_by(*order).values_list("id", flat=True)[:limit])
 
 
 def popular_product_ids(*, category_ids: Iterable[int] | None = None, limit: int) -> list[int]:
     """In-stock products with the highest 7-day decayed popularity (index product_popularity_idx)."""
-    return _ranked_ids("popularity", category_ids=category_ids, limit=limit)
+    return ranked_product_ids("popularity", category_ids=category_ids, limit=limit)
 
 
 def trending_product_ids(*, category_ids: Iterable[int] | None = None, limit: int) -> list[int]:
     """In-stock products with the highest 1-day decayed interest (index product_trending_idx)."""
-    return _ranked_ids("trending", category_ids=category_ids, limit=limit)
+    return ranked_product_ids("trending", category_ids=category_ids, limit=limit)
 
 
 def product_list(*, category_ids: Iterable[int] | None = None, sort: str = DEFAULT_SORT) -> QuerySet[Product]:
