@@ -105,9 +105,7 @@ def test_boost_and_popularity_columns_of_the_validation_table_by_hand():
     assert t["boosts"] == [0.2, 3.0]
     assert t["boost_recall"] == pytest.approx([0.75, 0.75])
     assert t["boost_explore_recall"] == pytest.approx([0.5, 1.0])
-    # the target is the popularity order's 0.5 (= stage 1's): 0 slots reach it with the best recall
-    assert choose_explore_policy(t) == (0, 0.0)
-    t["popularity_explore_recall"] = 0.9  # now only 2 slots and boost 3 reach it, at the same recall
+    # all cost the same recall here; 2 slots and boost 3 find the most new items: the boost (no slots) wins
     assert choose_explore_policy(t) == (0, 3.0)
 
 
@@ -122,12 +120,25 @@ def test_the_explore_policy_prefers_the_boost_when_it_costs_less_recall():
         "boost_recall": [0.395, 0.385, 0.35],
         "boost_explore_recall": [0.09, 0.115, 0.16],
     }
-    # in budget (>= 0.38): slots 0, 1 and boosts 0.5, 1.0; reaching 0.11: boost 1.0 only
+    # in budget (>= 0.38): slots 0, 1 and boosts 0.5, 1.0; the most new items: boost 1.0 (2 slots find more
+    # but cost 7.5% of recall)
     assert choose_explore_policy(table) == (0, 1.0)
-    table["popularity_explore_recall"] = 0.125  # none in budget reaches it: the best explore in budget
-    assert choose_explore_policy(table) == (0, 1.0)
-    table["stage1_explore_recall"] = table["popularity_explore_recall"] = 0.0
-    assert choose_explore_policy(table) == (0, 0.0)
+    assert choose_explore_policy(table, tolerance=0.08) == (2, 0.0)
+    assert choose_explore_policy(table, tolerance=0.0) == (0, 0.0)  # no budget: the best recall
+    # the whole-log Ta Feng validation table (2,352 requests): the cheapest policy reaching stage 1's explore
+    # recall (boost 0.5) tied popularity's explore recall on the test; the budget buys boost 0.75
+    ta_feng = {
+        "slots": list(range(11)),
+        "recall": [0.3196, 0.3193, 0.3173, 0.3137, 0.3114, 0.3023, 0.2907, 0.2706, 0.2525, 0.2152, 0.1567],
+        "explore_recall": [0.1081, 0.1094, 0.1133, 0.1298, 0.1508, 0.1673, 0.1876, 0.2035, 0.2276, 0.2453, 0.2615],
+        "boosts": [0.25, 0.5, 0.75, 1.0, 1.25],
+        "boost_recall": [0.3164, 0.3125, 0.3057, 0.2896, 0.2705],
+        "boost_explore_recall": [0.1270, 0.1517, 0.1774, 0.2024, 0.2241],
+    }
+    assert choose_explore_policy(ta_feng) == (0, 0.75)
+    nothing = {"slots": [0, 1], "recall": [0.3, 0.2], "explore_recall": [float("nan")] * 2, "boosts": [0.5],
+               "boost_recall": [0.25], "boost_explore_recall": [float("nan")]}  # fmt: skip
+    assert choose_explore_policy(nothing) == (0, 0.0)
     # a table without boosts (an artifact's metrics from before) answers as choose_explore_slots
     old = {k: v for k, v in table.items() if not k.startswith("boost")}
     assert choose_explore_policy(old) == (choose_explore_slots(old), 0.0)
