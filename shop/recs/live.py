@@ -246,6 +246,16 @@ def _fresh_interactions(*, rows: list[tuple], visitor_id: uuid.UUID, user_id: in
     )
 
 
+def _snapshot_history(pipe, user: str) -> bool:
+    """Whether the snapshot holds events of ``user``: stage 1's users are those of the training log, which
+    may be older than the snapshot (a visitor seen since the model was trained has a history to rank on)."""
+    index = getattr(getattr(pipe, "features", None), "index", None)
+    if index is None:
+        return False
+    start, end = index.user_slice(user, int(time.time()) + 1)
+    return end > start
+
+
 def _live(
     *,
     model: ServingModel,
@@ -267,7 +277,7 @@ def _live(
     exclude = exclude | set(reads.cart or ()) | {pid for pid, kind, _, _ in rows if kind == EventType.PURCHASE}
     pipe = model.pipeline
     user = keys.user_key(visitor_id=visitor_id, user_id=user_id)
-    if not rows and user not in pipe.user_index and product_id is None:
+    if not rows and product_id is None and user not in pipe.user_index and not _snapshot_history(pipe, user):
         raise _Unserved("no_activity")  # nothing personal to rank on: a popular list says as much
     fresh = _fresh_interactions(rows=rows, visitor_id=visitor_id, user_id=user_id)
     budget_ns = settings.RECS_LATENCY_BUDGET_MS * 1e6 - (time.perf_counter_ns() - t_start)

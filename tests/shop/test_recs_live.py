@@ -117,6 +117,20 @@ def test_a_newcomers_views_make_the_next_rail_live_without_retraining(served, cl
     assert ModelVersion.objects.count() == 1  # no retrain happened
 
 
+def test_a_visitor_in_the_snapshot_but_not_in_stage_1s_users_is_ranked_live(served, staff_client, monkeypatch):
+    """Stage 1 knows the users of the log the model was trained on; the snapshot may be newer. A visitor with
+    snapshot events only is ranked on them (not answered with the popular list as if it had no activity)."""
+    import pandas as pd
+
+    shop, version = served
+    pipe = serving.serving_model().pipeline
+    monkeypatch.setattr(pipe, "user_index", pd.Index([]))  # trained before any of these visitors came
+    body = _get(staff_client, placement="home.recommended", k=8, visitor_id=shop.visitors[3]).json()
+    assert body["source"] == "live" and body["reason"] == "" and body["model_version"] == version.version
+    unknown = _get(staff_client, placement="home.recommended", k=8, visitor_id=uuid.uuid4()).json()
+    assert unknown["source"] == "fallback" and unknown["reason"] == "no_activity"
+
+
 def test_a_view_reshapes_a_known_visitors_live_ranking(served, staff_client):
     from shop.events.services import event_record
 
