@@ -204,7 +204,12 @@ def choose_explore_slots(table: dict, *, tolerance: float = EXPLORE_RECALL_TOLER
     return int(table["slots"][max(finite, key=lambda i: (explore[i], -i))])
 
 
-def choose_explore_policy(table: dict, *, tolerance: float = EXPLORE_RECALL_TOLERANCE) -> tuple[int, float]:
+EXPLORE_MIN_REQUESTS = 200  # fewer validation requests with a positive: no explore policy (the table is noise)
+
+
+def choose_explore_policy(
+    table: dict, *, tolerance: float = EXPLORE_RECALL_TOLERANCE, min_requests: int = EXPLORE_MIN_REQUESTS
+) -> tuple[int, float]:
     """``(explore_slots, explore_boost)`` chosen on the validation rows; at most one of them is non-zero.
 
     The budget is :func:`choose_explore_slots`' (overall recall within ``tolerance`` of the best policy's:
@@ -212,8 +217,12 @@ def choose_explore_policy(table: dict, *, tolerance: float = EXPLORE_RECALL_TOLE
     the customer (best explore recall; ties: better recall, fewer slots, smaller boost). Spending the budget
     rather than stopping at stage 1's explore recall: on Ta Feng the cheapest policy that reached stage 1's
     (and the popularity order's) explore recall on validation only tied popularity's on the test
-    (0.0553 vs 0.0554). ``(0, 0.0)`` without validation figures. A table without boosts (metrics from
-    before) gives :func:`choose_explore_slots`' answer."""
+    (0.0553 vs 0.0554). ``(0, 0.0)`` without validation figures or with fewer than ``min_requests``
+    validation requests: on a young shop's log (a few dozen requests) the table is noise, and a boost chosen
+    on 16 requests pulled the pipeline below stage 1's order on a demo snapshot. A table without boosts
+    (metrics from before) gives :func:`choose_explore_slots`' answer."""
+    if table.get("requests", min_requests) < min_requests:
+        return 0, 0.0
     if "boosts" not in table:
         return choose_explore_slots(table, tolerance=tolerance), 0.0
     policies = [

@@ -106,7 +106,8 @@ def test_boost_and_popularity_columns_of_the_validation_table_by_hand():
     assert t["boost_recall"] == pytest.approx([0.75, 0.75])
     assert t["boost_explore_recall"] == pytest.approx([0.5, 1.0])
     # all cost the same recall here; 2 slots and boost 3 find the most new items: the boost (no slots) wins
-    assert choose_explore_policy(t) == (0, 3.0)
+    assert choose_explore_policy(t, min_requests=2) == (0, 3.0)
+    assert choose_explore_policy(t) == (0, 0.0)  # 2 requests: too few to spend recall on
 
 
 def test_the_explore_policy_prefers_the_boost_when_it_costs_less_recall():
