@@ -468,6 +468,8 @@ def print_table(report: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from recommender.rules import EXPLORE_MIN_REQUESTS
+
     k = report["k"]
     table = Table(
         title=f"Next basket ({report['catalogue']} items in the catalogue), {report['tested_users']} users, "
@@ -534,9 +536,15 @@ def print_table(report: dict) -> None:
         console.print(
             f"explore policy: {report.get('explore_slots')} slots kept in the top {k}, boost "
             f"{report.get('explore_boost', 0.0):.2f} for new items (chosen on {val['requests']:,} validation "
-            f"requests: the best recall within the budget whose explore recall reaches stage 1's order, "
-            f"{val['stage1_explore_recall']:.4f}"
-            + (f", and the popularity order's, {pop:.4f}" if pop is not None else "")
+            f"requests: "
+            + (
+                "the most new items found within 5% of the best recall"
+                if val["requests"] >= EXPLORE_MIN_REQUESTS
+                else f"none, fewer than {EXPLORE_MIN_REQUESTS}"
+            )
+            + "; for comparison stage 1's order "
+            f"finds {val['stage1_explore_recall']:.4f}"
+            + (f", the popularity order {pop:.4f}" if pop is not None else "")
             + ")",
             markup=False,
         )
