@@ -205,8 +205,12 @@ def wait_serving(base_url: str, cookie: str, *, snapshot: str, timeout_s: float,
     with console.status(f"Waiting for the web processes to load the model on {snapshot}..."):
         while time.perf_counter() - t0 < timeout_s:
             # a recommendation request starts the loader thread of the process that answers it (once each)
-            _get_json(f"{base_url}/api/recommendations?placement=home.trending&k=1", cookie)
-            proc = _get_json(f"{base_url}/api/recs/serving-stats?minutes=1", cookie)["process"]
+            try:
+                _get_json(f"{base_url}/api/recommendations?placement=home.trending&k=1", cookie)
+                proc = _get_json(f"{base_url}/api/recs/serving-stats?minutes=1", cookie)["process"]
+            except (TimeoutError, OSError):  # a process busy loading a large snapshot may answer late
+                streak = 0
+                continue
             if proc["snapshot"] == snapshot:
                 streak += 1
                 ready.add(proc["pid"])
