@@ -548,23 +548,18 @@ def print_table(report: dict) -> None:
             + ")",
             markup=False,
         )
-        console.print(
-            "  validation, within candidates: slots / recall / explore recall: "
-            + "; ".join(
-                f"{m} {r:.4f} {e:.4f}"
-                for m, r, e in zip(val["slots"], val["recall"], val["explore_recall"], strict=True)
-            ),
-            markup=False,
-        )
-        if val.get("boosts"):
-            console.print(
-                "  validation, within candidates: boost / recall / explore recall: "
-                + "; ".join(
-                    f"{b:.2f} {r:.4f} {e:.4f}"
-                    for b, r, e in zip(val["boosts"], val["boost_recall"], val["boost_explore_recall"], strict=True)
-                ),
-                markup=False,
-            )
+        for knob, fmt, keys in (
+            ("slots", "{}", ("slots", "recall", "explore_recall")),
+            ("boost", "{:.2f}", ("boosts", "boost_recall", "boost_explore_recall")),
+        ):
+            if val.get(keys[0]):
+                console.print(
+                    f"  validation, within candidates: {knob} / recall / explore recall: "
+                    + "; ".join(
+                        f"{fmt.format(x)} {r:.4f} {e:.4f}" for x, r, e in zip(*(val[c] for c in keys), strict=True)
+                    ),
+                    markup=False,
+                )
     for name, d in (report.get("explore_diagnosis") or {}).items():
         if d.get("explore_rank_median") is None:
             continue

@@ -64,38 +64,38 @@ def holdout_gate(
     pop = PopularityBaseline(holdout.history, tuple(config.data.positive_weights))
     pop_ndcg = user_ndcg([pop.rank(u, holdout.cutoff, k) for u in holdout.users], holdout.truth, k)
     c_ndcg = ch["per_user_ndcg"]
-    passed, reasons = True, []
+    reasons: list[str] = []
     pct = int(round(level * 100))
-    pop_mean, ch_mean = float(np.nanmean(pop_ndcg)), float(np.nanmean(c_ndcg))
-    vs_pop = paired_bootstrap(c_ndcg, pop_ndcg, n_boot=n_boot, level=level, seed=seed)
-    below = vs_pop["diff_hi"] < 0
-    passed &= not below
-    reasons.append(
-        f"vs popularity: NDCG@{k} {ch_mean:.4f} vs {pop_mean:.4f} on {n} users, difference {vs_pop['diff']:+.4f} "
-        f"[{pct}% CI {vs_pop['diff_lo']:+.4f}, {vs_pop['diff_hi']:+.4f}] -> "
-        + ("significantly below popularity" if below else "not below popularity")
+    ch_mean = float(np.nanmean(c_ndcg))
+
+    def compare(other_ndcg, label: str, users: str, worse: str, not_worse: str) -> tuple[float, dict, bool]:
+        """Challenger against ``other_ndcg`` (same users): its mean, the paired bootstrap, and whether the whole
+        interval of the difference is below zero; the reason is appended."""
+        mean = float(np.nanmean(other_ndcg))
+        pb = paired_bootstrap(c_ndcg, other_ndcg, n_boot=n_boot, level=level, seed=seed)
+        below = pb["diff_hi"] < 0
+        reasons.append(
+            f"vs {label}: NDCG@{k} {ch_mean:.4f} vs {mean:.4f}{users}, difference {pb['diff']:+.4f} "
+            f"[{pct}% CI {pb['diff_lo']:+.4f}, {pb['diff_hi']:+.4f}] -> " + (worse if below else not_worse)
+        )
+        return mean, pb, below
+
+    pop_mean, _, below_pop = compare(
+        pop_ndcg, "popularity", f" on {n} users", "significantly below popularity", "not below popularity"
     )
     s1 = served_ranking(holdout, None, challenger[1], config, k=k, use_model=False)
-    s1_mean = float(np.nanmean(s1["per_user_ndcg"]))
-    vs_s1 = paired_bootstrap(c_ndcg, s1["per_user_ndcg"], n_boot=n_boot, level=level, seed=seed)
-    below_s1 = vs_s1["diff_hi"] < 0
-    passed &= not below_s1
-    reasons.append(
-        f"vs stage 1's order (no model): NDCG@{k} {ch_mean:.4f} vs {s1_mean:.4f}, difference {vs_s1['diff']:+.4f} "
-        f"[{pct}% CI {vs_s1['diff_lo']:+.4f}, {vs_s1['diff_hi']:+.4f}] -> "
-        + ("significantly below stage 1's order" if below_s1 else "not below stage 1's order")
-    )
+    s1_mean, vs_s1, below_s1 = compare(
+        s1["per_user_ndcg"], "stage 1's order (no model)", "", "significantly below stage 1's order",
+        "not below stage 1's order",
+    )  # fmt: skip
+    passed = not below_pop and not below_s1
     champ_mean, paired = None, None
     if champion is not None:
         cm = served_ranking(holdout, champion[0], champion[1], champion[2], k=k)
-        champ_mean = float(np.nanmean(cm["per_user_ndcg"]))
-        paired = paired_bootstrap(c_ndcg, cm["per_user_ndcg"], n_boot=n_boot, level=level, seed=seed)
-        worse = paired["diff_hi"] < 0
-        reasons.append(
-            f"vs champion {champion_version or ''}: NDCG@{k} {ch_mean:.4f} vs {champ_mean:.4f}, difference "
-            f"{paired['diff']:+.4f} [{pct}% CI {paired['diff_lo']:+.4f}, {paired['diff_hi']:+.4f}] -> "
-            + ("significantly worse" if worse else "not significantly worse")
-        )
+        champ_mean, paired, worse = compare(
+            cm["per_user_ndcg"], f"champion {champion_version or ''}", "", "significantly worse",
+            "not significantly worse",
+        )  # fmt: skip
         passed &= not worse
     else:
         reasons.append("no champion: compared with popularity and stage 1's order")
