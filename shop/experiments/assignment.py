@@ -20,6 +20,7 @@ _SCALE = float(2**64)
 class Assignment:
     experiment: str | None  # running experiment's key; None when none runs
     arm: str | None
+    experiment_id: int | None = None  # its primary key (what the serving counters are attributed to)
 
 
 NO_ASSIGNMENT = Assignment(experiment=None, arm=None)
@@ -39,6 +40,7 @@ class ExperimentSpec:
     key: str
     salt: str
     arms: tuple[ArmSpec, ...]
+    id: int | None = None  # the Experiment row's primary key
 
     @property
     def control(self) -> str | None:
@@ -75,4 +77,4 @@ def assign(*, experiment: ExperimentSpec | None, visitor_id: uuid.UUID) -> Assig
     arm = arm_for(salt=experiment.salt, visitor_id=visitor_id, arms=experiment.arms)
     if arm is None:
         return NO_ASSIGNMENT
-    return Assignment(experiment=experiment.key, arm=arm)
+    return Assignment(experiment=experiment.key, arm=arm, experiment_id=experiment.id)

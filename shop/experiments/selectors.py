@@ -39,7 +39,7 @@ def experiment_spec_get(*, experiment: Experiment) -> ExperimentSpec:
         ArmSpec(key=a.key, weight=a.weight, is_control=a.is_control)
         for a in sorted(experiment.arms.all(), key=lambda a: (not a.is_control, a.id))  # keeps the prefetch
     )
-    return ExperimentSpec(key=experiment.key, salt=experiment.salt, arms=arms)
+    return ExperimentSpec(key=experiment.key, salt=experiment.salt, arms=arms, id=experiment.pk)
 
 
 def _running_experiment_load() -> ExperimentSpec | None:

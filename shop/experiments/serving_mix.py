@@ -3,9 +3,11 @@
 An arm's name says which ranking it asks for; what a visitor saw is the source that answered. When the
 ``dlrm`` arm's requests mostly fall back (no model yet, latency budget spent, scorer busy), its visitors
 saw the popular list and its "lift" measures popularity against popularity. The recommendation service
-counts every request by (minute, placement, arm, source, reason) as ``ServingStat`` rows; this module
-sums the personalised placements over the experiment's window per arm and says in plain words when an
-arm did not serve what it names.
+counts every request by (minute, placement, experiment, arm, source, reason) as ``ServingStat`` rows, the
+experiment being the one that assigned the arm; this module sums the experiment's own counters of the
+personalised placements per arm and says in plain words when an arm did not serve what it names. A
+request served while no experiment ran (the default arm) or under another experiment is none of its
+own, even in the minute it started.
 
 Sources: ``live`` (re-ranked for this request) and ``batch`` (the model's precomputed list) are the arm's
 own ranking; ``fallback`` is the popular list because the arm's ranking could not answer (``reason``);
@@ -147,12 +149,18 @@ def serving_mix_compute(*, rows: Iterable[ServingRow], arms: list[str], control:
 
 
 def experiment_serving_rows(*, experiment: Experiment) -> list[ServingRow]:
-    """The serving counters of the experiment's window, summed per (arm, source, reason); the trending rail
-    (the same in every arm) is left out. Counters are per minute, so the minute the experiment started in
-    counts whole; a process writes its counters every RECS_STATS_FLUSH_S (the newest seconds may be missing)."""
+    """The serving counters of requests whose arm this experiment assigned, summed per (arm, source,
+    reason); the trending rail (the same in every arm) is left out. Bounded by the current run's window
+    too: a resalted restart moves ``started_at`` (the counters of the earlier run, under the old salt, are
+    left out by minute) and minutes after the stop's are left out, as the lift table's events are (a
+    process attributes requests for a few seconds past ``stopped_at`` from its cached copy of the running
+    experiment, EXPERIMENTS_CACHE_TTL_S). A process writes its counters every RECS_STATS_FLUSH_S (the
+    newest seconds may be missing)."""
     if experiment.started_at is None:
         return []
-    qs = ServingStat.objects.filter(minute__gte=experiment.started_at.replace(second=0, microsecond=0))
+    qs = ServingStat.objects.filter(
+        experiment=experiment, minute__gte=experiment.started_at.replace(second=0, microsecond=0)
+    )
     if experiment.stopped_at is not None:
         qs = qs.filter(minute__lt=experiment.stopped_at)
     qs = (

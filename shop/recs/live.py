@@ -473,6 +473,13 @@ def recommendations_serve(
     )
     if arm_override is None:
         serving_record(
-            placement=placement, arm=arm, source=source, reason=reason, model_version=version, timings_ms=timings
+            placement=placement,
+            arm=arm,
+            source=source,
+            reason=reason,
+            model_version=version,
+            timings_ms=timings,
+            # the experiment that chose the arm; none when the default arm served (no experiment ran)
+            experiment_id=assignment.experiment_id if assignment.arm in ARMS else None,
         )
     return served

@@ -164,15 +164,29 @@ class AcceleratorBenchmark(models.Model):
 
 
 class ServingStat(models.Model):
-    """Per-minute aggregate of live recommendation requests, one row per process flush and (placement, arm,
-    source, reason, model version). Read summed by minute: the console's serving mix, fallback reasons
-    and per-stage latency over time. ``latency_hist`` counts requests per bucket of ``LATENCY_BUCKETS_MS``
-    (upper bounds; the last bucket is everything slower)."""
+    """Per-minute aggregate of live recommendation requests, one row per process flush and (placement,
+    experiment, arm, source, reason, model version). Read summed by minute: the console's serving mix,
+    fallback reasons and per-stage latency over time; summed per experiment: what each of its arms served.
+    ``latency_hist`` counts requests per bucket of ``LATENCY_BUCKETS_MS`` (upper bounds; the last bucket is
+    everything slower).
+
+    ``experiment`` is the experiment that assigned the arm; null when none ran (the arm was the default),
+    so such requests count for no experiment even in the minute one started. The serving process writes
+    it from its cached copy of the running experiment, which may be a few seconds stale (one deleted
+    meanwhile): hence no database constraint, so a flush never fails on it."""
 
     LATENCY_BUCKETS_MS = (1, 2, 3, 5, 7, 10, 15, 20, 25, 35, 50, 75, 100, 250, 1000)
 
     minute = models.DateTimeField()
     placement = models.CharField(max_length=64)
+    experiment = models.ForeignKey(
+        "experiments.Experiment",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        db_constraint=False,
+        related_name="+",
+    )
     arm = models.CharField(max_length=32, blank=True, default="")
     source = models.CharField(max_length=12)  # live | batch | popularity | fallback
     reason = models.CharField(max_length=32, blank=True, default="")

@@ -1,8 +1,12 @@
-"""Serving counters: every recommendation request counted by (minute, placement, arm, source, reason).
+"""Serving counters: every recommendation request counted by (minute, placement, experiment, arm, source,
+reason, model version).
 
 A request adds to an in-process aggregate (a dict update under a lock: no query on the request path); the
-serving thread writes the aggregate out every RECS_STATS_FLUSH_S as :class:`ServingStat` rows, and the
-staff endpoint ``GET /api/recs/serving-stats`` sums them by minute for the console.
+serving thread writes the aggregate out every RECS_STATS_FLUSH_S as :class:`ServingStat` rows, one row per
+key and flush, and the staff endpoint ``GET /api/recs/serving-stats`` sums them by minute for the console.
+The experiment is the one that assigned the arm (None when none ran and the arm was the default), so an
+experiment's serving mix counts only its own requests, not those of the minute it started in before it ran
+(``shop.experiments.serving_mix``).
 """
 
 from __future__ import annotations
@@ -37,16 +41,24 @@ _aggs: dict[tuple, _Agg] = {}
 
 
 def serving_record(
-    *, placement: str, arm: str | None, source: str, reason: str, model_version: str | None, timings_ms: dict
+    *,
+    placement: str,
+    arm: str | None,
+    source: str,
+    reason: str,
+    model_version: str | None,
+    timings_ms: dict,
+    experiment_id: int | None = None,
 ) -> None:
-    """Count one served request (called once per recommendation, on the request path: no I/O)."""
+    """Count one served request (called once per recommendation, on the request path: no I/O).
+    ``experiment_id``: the experiment that assigned ``arm``; None when no experiment chose it."""
     # Prometheus too (per-process samples; summed over gunicorn processes at scrape time)
     metrics.recs_served(source)
     if reason:
         metrics.recs_fallback(reason)
     metrics.recs_stages({stage: ms / 1000.0 for stage, ms in timings_ms.items() if ms is not None})
     minute = timezone.now().replace(second=0, microsecond=0)
-    key = (minute, placement, arm or "", source, reason, model_version or "")
+    key = (minute, placement, experiment_id, arm or "", source, reason, model_version or "")
     total = float(timings_ms.get("total", 0.0))
     with _lock:
         agg = _aggs.get(key)
@@ -79,6 +91,7 @@ def serving_stats_flush() -> int:
         ServingStat(
             minute=minute,
             placement=placement,
+            experiment_id=experiment_id,
             arm=arm,
             source=source,
             reason=reason,
@@ -89,7 +102,7 @@ def serving_stats_flush() -> int:
             stage_ms_sum={k: round(v, 3) for k, v in a.stages.items()},
             latency_hist=a.hist,
         )
-        for (minute, placement, arm, source, reason, version), a in aggs.items()
+        for (minute, placement, experiment_id, arm, source, reason, version), a in aggs.items()
     ]
     try:
         ServingStat.objects.bulk_create(rows)

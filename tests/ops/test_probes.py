@@ -185,7 +185,7 @@ def test_events_ingested_counts_stored_events_not_replays():
 def test_each_served_rail_feeds_the_prometheus_counters_and_stage_latencies(client):
     from prometheus_client import REGISTRY
 
-    from shop.recs.stats import serving_record
+    from shop.recs.stats import serving_record, serving_stats_flush
 
     def v(name, **labels):
         return REGISTRY.get_sample_value(name, labels) or 0.0
@@ -201,3 +201,4 @@ def test_each_served_rail_feeds_the_prometheus_counters_and_stage_latencies(clie
     assert v("shop_recs_stage_latency_seconds_count", stage="rank") == rank + 1
     assert v("shop_recs_stage_latency_seconds_bucket", stage="rank", le="0.005") >= 1  # 4 ms, in seconds
     assert 'shop_recs_served_total{source="popular"}' in client.get("/metrics").content.decode()
+    serving_stats_flush()  # into this test's database, not a later test's serving counters
