@@ -107,12 +107,11 @@ class TrainConfig:
     # fewer updates than this (a small log at batch_size x epochs) train on smaller batches, then more epochs
     # (recommender.train.step_schedule)
     min_steps: int = 300
-    # Stage-1 candidate rows: before learning from labels the ranker is fitted to stage 1's own order (the
-    # log-odds of a positive by candidate position, logit matching), so it starts from what it replaces
-    # (recommender.train.stage1_teacher); warm_start_steps 0 skips that
-    warm_start_steps: int = 300
-    warm_start_lr: float = 1e-2  # Adam on the MLPs while fitting stage 1's order
-    # with validation rows: validation log loss every 1/validation_checks of the run (and after the warm start);
+    # Stage-1 candidate rows: the ranker's logit is stage 1's order as a fixed prior (the log-odds of a positive
+    # by place in that order, recommender.train.stage1_teacher) plus the network, whose last layer starts at
+    # zero: it starts as stage 1's order and learns departures from it (recommender.model.Ranker)
+    stage1_prior: bool = True
+    # with validation rows: validation log loss every 1/validation_checks of the run (and before the first update);
     # the best check's model is kept and the refit on all rows trains as many passes (0: no early stopping)
     validation_checks: int = 20
     validation_check_rows: int = 200_000  # a fixed random sample of at most this many validation rows per check

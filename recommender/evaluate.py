@@ -420,6 +420,10 @@ def evaluate_next_basket(
         "valid_positive_rate": float(np.mean(va.label)) if len(va) else None,
         "training_rows": training.kind,
         "refit_examples": result.metrics.get("refit_examples"),
+        "stage1_prior": result.metrics.get("stage1_prior"),
+        "best_steps": result.metrics.get("best_steps"),
+        "planned_steps": result.metrics.get("steps"),
+        "validation_checks": result.metrics.get("validation_checks"),
         "train_examples_per_s": result.examples_per_s,
         "examples_seconds": round(t_examples, 1),
         "train_seconds": round(t_train, 1),
@@ -596,6 +600,16 @@ def print_table(report: dict) -> None:
         + f"; training {report['train_examples_per_s']:,.0f} examples/s on {report['train_examples']:,} rows"
         + (f", refit on {report['refit_examples']:,}" if report.get("refit_examples") else "")
     )
+    if report.get("validation_checks"):
+        prior = report.get("stage1_prior")
+        console.print(
+            f"early stopping kept the model after {report['best_steps']:,} of {report['planned_steps']:,} updates"
+            + (
+                f" (0: stage 1's order itself, the prior {prior['a']:+.3f} {prior['b']:+.3f}·log(1+place))"
+                if prior
+                else ""
+            )
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

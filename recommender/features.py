@@ -50,6 +50,9 @@ PAIR_DENSE: tuple[str, ...] = (
     "user_item_count", "user_item_recency", "user_category_count", "user_item_share", *SIGNALS,
 )  # fmt: skip
 DENSE_FEATURES: tuple[str, ...] = USER_DENSE + ITEM_DENSE + PAIR_DENSE
+# The dense column the ranker's stage-1 prior reads (recommender.model.Ranker): log1p of the candidate's place
+# in stage 1's merged order.
+PRIOR_FEATURE = "s1_position"
 
 
 def context_codes(timestamp):

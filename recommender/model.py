@@ -29,7 +29,7 @@ from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
 from recommender.attention import HISTORY_KEY, QUERY_KEY, HistoryAttentionSparseArch, slot_keys
 from recommender.config import ModelConfig, TrainConfig
-from recommender.features import Batch
+from recommender.features import DENSE_FEATURES, PRIOR_FEATURE, Batch
 
 
 def table_configs(
@@ -79,15 +79,38 @@ class Ranker(nn.Module):
     """DLRM (or DLRM-DCN) scoring (user, item, context) rows.
 
     forward(dense (B, F_dense) float32, sparse KJT stride B) -> logits (B,)
+
+    The logit is the DLRM's output plus a fixed **stage-1 prior**, ``stage1_prior[0] + stage1_prior[1] *
+    dense[:, PRIOR_FEATURE]``: the log-odds of a positive at that place in stage 1's order
+    (:func:`recommender.train.stage1_teacher`, fitted on the training labels; zeros when the rows are not
+    stage-1 candidates). The network learns departures from stage 1's order rather than the order itself:
+    with its last layer started at zero the untrained ranker *is* stage 1's order, and a small log moves it
+    only as far as its labels (and early stopping) support. A buffer, not a parameter: the optimiser never
+    changes it, and it travels in the state dict.
     """
 
     def __init__(self, dlrm: DLRM, feature_names: list[str]):
         super().__init__()
         self.dlrm = dlrm
         self.feature_names = feature_names  # SparseArch order (tables in order, then their keys)
+        self.prior_column = DENSE_FEATURES.index(PRIOR_FEATURE)
+        self.register_buffer("stage1_prior", torch.zeros(2))
+
+    def prior(self, dense_features: torch.Tensor) -> torch.Tensor:
+        """(B,) the stage-1 prior of rows with these dense features."""
+        return self.stage1_prior[0] + self.stage1_prior[1] * dense_features[:, self.prior_column]
+
+    def set_prior(self, a: float, b: float) -> None:
+        """Use the stage-1 prior a + b * log1p(place) and start the over arch's last layer at zero (the
+        untrained ranker then scores exactly the prior)."""
+        self.stage1_prior.copy_(torch.tensor([a, b], dtype=self.stage1_prior.dtype))
+        final = self.dlrm.over_arch.model[-1]
+        with torch.no_grad():
+            final.weight.zero_()
+            final.bias.zero_()
 
     def forward(self, dense_features: torch.Tensor, sparse_features: KeyedJaggedTensor) -> torch.Tensor:
-        return self.dlrm(dense_features, sparse_features).squeeze(-1)
+        return self.dlrm(dense_features, sparse_features).squeeze(-1) + self.prior(dense_features)
 
     @property
     def history_attention(self) -> HistoryAttentionSparseArch | None:
@@ -121,7 +144,7 @@ class Ranker(nn.Module):
         sparse = torch.stack([embedded[k].expand(B, -1) for k in self.feature_names], dim=1)  # B x F x D
         d = self.dlrm.dense_arch(dense_features)  # B x D
         x = self.dlrm.inter_arch(dense_features=d, sparse_features=sparse)
-        return self.dlrm.over_arch(x).squeeze(-1)
+        return self.dlrm.over_arch(x).squeeze(-1) + self.prior(dense_features)
 
 
 def build_model(

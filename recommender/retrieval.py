@@ -37,7 +37,10 @@ SIGNALS = (
     "days_since_bought",  # days since the user last bought it (365 when never)
     "repurchase_interval",  # the user's typical days between buying it (0 when bought on fewer than 2 days)
     "repurchase_due",  # days since bought / that interval (about 1: due again)
+    "s1_position",  # log1p of the candidate's place in stage 1's merged order (ABSENT_POSITION when not a candidate)
 )
+# The place given to an item stage 1 did not propose (beyond any candidate list).
+ABSENT_POSITION = 1000
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,7 @@ def absent_signals(n: int) -> np.ndarray:
     """(n, len(SIGNALS)) signals of items no source ranked and the user never bought."""
     out = np.zeros((n, len(SIGNALS)), np.float32)
     out[:, SIGNALS.index("days_since_bought")] = np.log1p(365.0)
+    out[:, SIGNALS.index("s1_position")] = np.log1p(ABSENT_POSITION)
     return out
 
 
@@ -495,7 +499,9 @@ class CandidateRetriever:
             session_items=session_items,
             popular=self._popular_in(sources.categories, sources.category_share, cfg.k_category)[0],
         )
-        return out.with_signals(self.signals(sources, out.items, cfg=cfg, session_items=session_items, now=now))
+        signals = self.signals(sources, out.items, cfg=cfg, session_items=session_items, now=now)
+        signals[:, SIGNALS.index("s1_position")] = np.log1p(np.arange(len(out.items), dtype=np.float32))
+        return out.with_signals(signals)
 
     def signals(
         self,
@@ -507,13 +513,15 @@ class CandidateRetriever:
         now: float | None = None,
     ) -> np.ndarray:
         """(N, len(SIGNALS)) float32: what stage 1 knows about each of ``items`` for this user, whether or
-        not a source proposed it (an item no source ranks gets score 0 and rank signal 0)."""
+        not a source proposed it (an item no source ranks gets score 0 and rank signal 0). ``s1_position`` is
+        that of an item outside the candidate list (:meth:`candidates_from` sets the candidates' places)."""
         cfg = cfg or self.config
         items = np.asarray(items, dtype=np.int64)
         n = len(items)
         out = np.zeros((n, len(SIGNALS)), np.float32)
         if n == 0:
             return out
+        out[:, SIGNALS.index("s1_position")] = np.log1p(ABSENT_POSITION)
         col = {name: j for j, name in enumerate(SIGNALS)}
 
         def put(name_score: str, name_rank: str, listed: np.ndarray, score: np.ndarray) -> None:

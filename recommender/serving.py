@@ -45,6 +45,7 @@ from recommender.features import (
     ITEM_DENSE,
     ITEM_SPARSE_KEYS,
     PAIR_DENSE,
+    PRIOR_FEATURE,
     USER_DENSE,
     USER_SPARSE_KEYS,
 )
@@ -354,6 +355,11 @@ class Scorer:
         if default_pair_dense is None:
             default_pair_dense = torch.zeros(len(PAIR_DENSE))
         self.default_pair = torch.as_tensor(default_pair_dense, dtype=torch.float32).to(self.device)
+        # the ranker's stage-1 prior (recommender.model.Ranker): a + b * the pair column it reads
+        prior = getattr(model, "stage1_prior", None)
+        self._prior = None
+        if prior is not None and bool(prior.detach().abs().sum() > 0):
+            self._prior = (float(prior[0]), float(prior[1]), PAIR_DENSE.index(PRIOR_FEATURE))
         plain = type(self.dlrm.inter_arch) is InteractionArch
         row_key = HISTORY_KEY if self.attention is not None else None
         self.folded = (
@@ -549,6 +555,21 @@ class Scorer:
     ) -> torch.Tensor:
         """Logits (Uc, N) for Uc users that each have N rows. items (Uc, N) catalogue rows, pair (Uc, N, P);
         history: :meth:`user_history` of those Uc users (target attention)."""
+        out = self._network_rows(ue, ud, items, pair, history)
+        if self._prior is not None:
+            a, b, j = self._prior
+            out = out + (a + b * pair[:, :, j])
+        return out
+
+    def _network_rows(
+        self,
+        ue: torch.Tensor,
+        ud: torch.Tensor,
+        items: torch.Tensor,
+        pair: torch.Tensor,
+        history: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """The DLRM's own logits (Uc, N), without the stage-1 prior."""
         if self.folded is not None:
             state = self.folded.user_state(ue, ud)
             N = items.shape[1]

@@ -33,9 +33,10 @@ import torch
 
 from recommender.config import Config, TrainConfig, resolve_device
 from recommender.data import Examples, ShopData, build_examples, split_by_time
-from recommender.features import EncodedExamples, FeatureSpace
+from recommender.features import PRIOR_FEATURE, EncodedExamples, FeatureSpace
 from recommender.metrics import auc_score, log_loss
 from recommender.model import Ranker, RankerTrain, build_model, dense_parameters, embedding_parameters
+from recommender.retrieval import SIGNALS
 from recommender.rows import TrainingRows, training_rows
 from recommender.rules import EXPLORE_BOOSTS, choose_explore_policy, explore_recall_by_slots
 
@@ -187,12 +188,12 @@ def train(
 ) -> TrainResult:
     """Fit vocabularies on ``examples`` (unless ``space`` is given), train, score ``valid`` if given.
 
-    ``stage1_order``: ``examples`` are stage-1 candidate rows, each request's rows in stage 1's order (as
-    :func:`recommender.rows.training_rows` builds them): the ranker is first fitted to that order
-    (:func:`stage1_teacher`, ``warm_start_steps``). With ``valid`` and ``validation_checks``, the validation
-    log loss is measured during the run and the best check's model is returned (early stopping; the metrics
-    say at which update). ``steps``: exactly that many updates after the warm start, no early stopping (the
-    refit on all rows)."""
+    ``stage1_order``: ``examples`` are stage-1 candidate rows (as :func:`recommender.rows.training_rows`
+    builds them): the ranker adds stage 1's order as a fixed prior and learns departures from it
+    (:func:`stage1_teacher`, ``TrainConfig.stage1_prior``). With ``valid`` and ``validation_checks``, the
+    validation log loss is measured during the run (the untrained ranker included) and the best check's model
+    is returned (early stopping; the metrics say at which update). ``steps``: exactly that many updates, no
+    early stopping (the refit on all rows)."""
     config = config or Config()
     previous_threads = torch.get_num_threads()
     if config.train.threads:
@@ -204,14 +205,13 @@ def train(
 
 
 def stage1_teacher(examples: Examples) -> tuple[np.ndarray, dict]:
-    """Stage 1's own order as a logit per row: the log-odds of a candidate at position p of its request (rows
-    grouped by user and time, in stage 1's order) being in the basket, fitted on ``examples``' labels as
+    """Stage 1's own order as a logit per row: the log-odds of a candidate at place p of stage 1's order
+    (the ``s1_position`` signal, log1p(p)) being in the basket, fitted on ``examples``' labels as
     a + b * log(1 + p) (logistic regression, two parameters, Newton's method). Returns (logits (N,) float32,
-    {"a", "b"}). Fitting the ranker to it first starts it from the order it replaces: on a small
-    log the labels then only move it as far as they support (a few dozen positives cannot teach a DLRM stage
-    1's order from scratch: it memorises ids instead)."""
-    position = pd.DataFrame({"u": examples.user_id, "t": examples.timestamp}).groupby(["u", "t"], sort=False).cumcount()
-    x = np.log1p(position.to_numpy(np.float64))
+    {"a", "b"}). The ranker adds it to its output (:meth:`recommender.model.Ranker.set_prior`), so it starts
+    from the order it replaces: on a small log the labels then only move it as far as they support (a few
+    dozen positives cannot teach a DLRM stage 1's order from scratch: it memorises ids instead)."""
+    x = np.asarray(examples.signals[:, SIGNALS.index(PRIOR_FEATURE)], np.float64)
     y = np.asarray(examples.label, np.float64)
     X = np.stack([np.ones_like(x), x], axis=1)
     w = np.zeros(2)
@@ -225,20 +225,6 @@ def stage1_teacher(examples: Examples) -> tuple[np.ndarray, dict]:
     return (X @ w).astype(np.float32), {"a": float(w[0]), "b": float(w[1])}
 
 
-class _MatchLogits(torch.nn.Module):
-    """Warm-start objective: squared error between the ranker's logits and the teacher's (``batch.labels``
-    holds them), as logit-matching distillation does (Ba & Caruana 2014). Unlike cross-entropy on soft
-    targets of a few percent, its gradient does not vanish where every target probability is small."""
-
-    def __init__(self, model: Ranker):
-        super().__init__()
-        self.model = model
-
-    def forward(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self.model(batch.dense_features, batch.sparse_features)
-        return torch.mean((logits - batch.labels) ** 2), logits.detach()
-
-
 MIN_BATCH_SIZE = 64
 
 
@@ -247,7 +233,14 @@ def step_schedule(n_examples: int, tc: TrainConfig) -> TrainConfig:
     makes at least ``tc.min_steps`` optimiser updates; otherwise smaller batches (down to 64 rows), then more
     epochs, until it does. The shop's first logs hold a few thousand candidate rows: at 2,048 rows a batch and
     three epochs that is nine updates, which leave the ranker at its random initialisation (validation AUC
-    0.34-0.53 on a demo's first snapshot, where item popularity alone scores 0.77)."""
+    0.34-0.53 on a demo's first snapshot, where item popularity alone scores 0.77).
+
+    Smaller batches also scale the embedding tables' learning rate by sqrt(batch / configured batch) (the
+    square-root rule for batch size): ``embedding_lr`` is set for 2,048-row batches, and at 64 rows each id's
+    row-wise Adagrad steps come about 32 times as often. Unscaled, a first snapshot's ids were memorised
+    within a few dozen updates (validation log loss rising from the first check on, so early stopping kept
+    stage 1's order on two of three demo snapshots); scaled, it fell below stage 1's order's on all three
+    (seed 0: 0.0845 -> 0.0829, 0.0775 -> 0.0775, 0.0716 -> 0.0710; seeds 1 and 2 lower still)."""
     steps = -(-n_examples // tc.batch_size) * tc.epochs
     if n_examples == 0 or steps >= tc.min_steps:
         return tc
@@ -255,7 +248,8 @@ def step_schedule(n_examples: int, tc: TrainConfig) -> TrainConfig:
     batch = min(batch, tc.batch_size)
     per_epoch = -(-n_examples // batch)
     epochs = max(tc.epochs, -(-tc.min_steps // per_epoch))
-    return dataclasses.replace(tc, batch_size=batch, epochs=epochs)
+    embedding_lr = tc.embedding_lr * (batch / tc.batch_size) ** 0.5
+    return dataclasses.replace(tc, batch_size=batch, epochs=epochs, embedding_lr=embedding_lr)
 
 
 def _train(
@@ -273,35 +267,24 @@ def _train(
     device = resolve_device(tc.device)
     space = space or FeatureSpace.fit(examples, config.features)
     encoded = space.id_dropout(space.encode(examples), examples, rate=config.features.id_dropout, seed=tc.seed)
+    schedule = step_schedule(len(examples), tc)
     model = build_model(
         config.model,
         table_sizes=space.table_sizes(),
         table_features=space.table_features(),
         num_dense=space.num_dense,
         device=device,
-        fused=tc,
+        fused=schedule,
     )
-    schedule = step_schedule(len(examples), tc)
-    metrics: dict = {"train_examples": len(examples), "batch_size": schedule.batch_size}
-    if stage1_order and tc.warm_start_steps > 0 and len(examples) and examples.label.any():
-        teacher, fit = stage1_teacher(examples)
-        warm_opt = torch.optim.Adam(dense_parameters(model), lr=tc.warm_start_lr)
-        ws = time.perf_counter()
-        warm_losses, _, _ = _run_epochs(
-            _MatchLogits(model),
-            warm_opt,
-            dataclasses.replace(encoded, labels=teacher, weights=np.ones_like(teacher)),
-            dataclasses.replace(config, train=dataclasses.replace(schedule, seed=tc.seed + 7919)),
-            device,
-            desc="stage-1 order",
-            max_steps=tc.warm_start_steps,
-        )
-        metrics.update(
-            warm_start_steps=tc.warm_start_steps,
-            warm_start_loss=warm_losses,
-            warm_start_seconds=round(time.perf_counter() - ws, 2),
-            stage1_teacher=fit,
-        )
+    metrics: dict = {
+        "train_examples": len(examples),
+        "batch_size": schedule.batch_size,
+        "embedding_lr": schedule.embedding_lr,
+    }
+    if stage1_order and tc.stage1_prior and len(examples) and examples.label.any():
+        _, fit = stage1_teacher(examples)
+        model.set_prior(fit["a"], fit["b"])
+        metrics["stage1_prior"] = fit
 
     optimizer = torch.optim.Adam(dense_parameters(model), lr=tc.lr, weight_decay=tc.weight_decay)
     planned = -(-len(examples) // schedule.batch_size) * schedule.epochs if steps is None else steps
@@ -324,8 +307,8 @@ def _train(
                     loss=loss, updates=updates, state={k: v.detach().clone() for k, v in model.state_dict().items()}
                 )
 
-        if stage1_order and "warm_start_steps" in metrics:
-            on_check(0)  # the warm-started model itself is a candidate: labels may not improve on stage 1's order
+        if "stage1_prior" in metrics:
+            on_check(0)  # the untrained ranker (stage 1's order itself) is a candidate: labels may not improve on it
     losses, seen, seconds = _run_epochs(
         RankerTrain(model),
         optimizer,
@@ -351,7 +334,7 @@ def _train(
         train_loss=losses,
         epochs=schedule.epochs,
         steps=planned,
-        # the updates after the warm start the returned model had (early stopping keeps the best check's)
+        # the updates the returned model had (early stopping keeps the best check's)
         best_steps=best["updates"] if best else planned,
         epochs_trained=(best["updates"] if best else planned) * schedule.batch_size / max(len(examples), 1),
     )

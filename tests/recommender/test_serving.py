@@ -34,6 +34,8 @@ def make_model(arch: str = "dlrm", seed: int = 0) -> torch.nn.Module:
     for name, p in model.named_parameters():
         if "embedding_bag" in name:
             torch.nn.init.normal_(p, std=0.2)
+    # a stage-1 prior as training sets one (without zeroing the network): every path must add it
+    model.stage1_prior.copy_(torch.tensor([0.4, -0.9]))
     return model.eval()
 
 

@@ -15,6 +15,7 @@ from recommender.data import HistoryIndex, build_examples, examples_for, split_b
 from recommender.evaluate import predict
 from recommender.holdout import make_holdout, served_ranking
 from recommender.metrics import auc_score, paired_bootstrap
+from recommender.retrieval import SIGNALS, absent_signals
 from recommender.rows import training_rows
 from recommender.train import TrainResult, main, stage1_teacher, step_schedule, train, train_on_interactions
 
@@ -53,13 +54,15 @@ def test_planted_signal_is_learned(result):
 def test_a_small_log_still_gets_enough_updates():
     """A demo's first snapshot holds ~4,500 candidate rows: 2,048 rows a batch for three epochs would be nine
     updates. The schedule shrinks the batch (not below 64 rows), then adds epochs, up to ``min_steps`` updates;
-    a large log keeps the configured schedule."""
+    a large log keeps the configured schedule. The embedding tables' rate follows the batch's square root."""
     tc = Config().train
     for n in (4_470, 1_411, 200, 22_400):
         s = step_schedule(n, tc)
         assert -(-n // s.batch_size) * s.epochs >= tc.min_steps, (n, s)
         assert 64 <= s.batch_size <= tc.batch_size and s.epochs >= tc.epochs
+        assert s.embedding_lr == pytest.approx(tc.embedding_lr * (s.batch_size / tc.batch_size) ** 0.5)
     assert step_schedule(200, tc).batch_size == 64
+    assert step_schedule(200, tc).embedding_lr == pytest.approx(tc.embedding_lr / 32**0.5)
     assert step_schedule(2_000_000, tc) == tc
     assert tc.batch_size == Config().train.batch_size  # the config itself is left as it was
 
@@ -158,13 +161,12 @@ def test_id_dropout_trains_the_rows_a_cold_user_looks_up(shop):
 
 def test_stage1_teacher_is_the_positive_rate_by_position():
     """Two requests whose baskets sit near the top of stage 1's order: the fitted log-odds fall with the
-    position, and (a logistic fit with an intercept) the probabilities sum to the positives."""
+    place (the ``s1_position`` signal), and (a logistic fit with an intercept) the probabilities sum to the
+    positives."""
     n = 40
-    rows = SimpleNamespace(
-        user_id=np.repeat(["u1", "u2"], n),
-        timestamp=np.repeat([100, 200], n),
-        label=np.zeros(2 * n, np.float32),
-    )
+    signals = absent_signals(2 * n)
+    signals[:, SIGNALS.index("s1_position")] = np.log1p(np.tile(np.arange(n), 2))
+    rows = SimpleNamespace(label=np.zeros(2 * n, np.float32), signals=signals)
     rows.label[[0, 1, 3, 7, n, n + 2, n + 5, n + 30]] = 1.0
     logits, fit = stage1_teacher(rows)
     assert fit["b"] < 0 and logits.shape == (2 * n,)
@@ -177,19 +179,29 @@ def rows(shop):
     return training_rows(shop.interactions, shop.items, tiny_config())
 
 
-def test_the_warm_start_reproduces_stage_1s_order(rows):
-    """Before any label is learnt the ranker is fitted to stage 1's order: on the validation rows it ranks
-    about as well as that order does (a randomly initialised ranker: AUC about 0.5)."""
+def test_the_untrained_ranker_is_stage_1s_order(rows):
+    """Before any update the ranker's logit is exactly the stage-1 prior: within every request it falls with
+    the candidate's place in stage 1's order, and the served scorer (folded, int8 too) adds the same prior.
+    Without the prior an untrained ranker orders candidates at random (AUC about 0.5)."""
     va = rows.valid
+    untrained = train(rows.train, tiny_config(), valid=va, stage1_order=True, steps=0)
+    fit = untrained.metrics["stage1_prior"]
+    assert fit["b"] < 0 and untrained.metrics["best_steps"] == 0
+    probs = predict(untrained.model, untrained.features.encode(va))
+    place = va.signals[:, SIGNALS.index("s1_position")]
+    np.testing.assert_allclose(probs, 1 / (1 + np.exp(-(fit["a"] + fit["b"] * place))), rtol=1e-5, atol=1e-7)
     position = pd.DataFrame({"u": va.user_id, "t": va.timestamp}).groupby(["u", "t"], sort=False).cumcount()
+    np.testing.assert_allclose(place, np.log1p(position.to_numpy()), atol=1e-6)
     stage1_auc = auc_score(va.label, -position.to_numpy())
-    warm = train(rows.train, tiny_config(), valid=va, stage1_order=True, steps=0)
-    assert warm.metrics["warm_start_steps"] > 0 and warm.metrics["best_steps"] == 0
-    assert stage1_auc > 0.6 and warm.metrics["valid_auc"] > stage1_auc - 0.03, (warm.metrics, stage1_auc)
+    assert stage1_auc > 0.6 and untrained.metrics["valid_auc"] == pytest.approx(stage1_auc, abs=1e-6)
+    cfg = tiny_config()
+    cfg.train.stage1_prior = False
+    random_start = train(rows.train, cfg, valid=va, stage1_order=True, steps=0)
+    assert "stage1_prior" not in random_start.metrics and random_start.metrics["valid_auc"] < stage1_auc - 0.05
 
 
 def test_early_stopping_keeps_the_best_check_and_the_refit_trains_as_many_passes(result):
-    """The shop's retrain measures the validation log loss during the run (the warm-started model included)
+    """The shop's retrain measures the validation log loss during the run (the untrained ranker included)
     and keeps the best check's model; the refit on all rows makes as many passes over its rows."""
     m = result.metrics
     checks = m["validation_checks"]
