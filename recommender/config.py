@@ -107,10 +107,13 @@ class TrainConfig:
     # fewer updates than this (a small log at batch_size x epochs) train on smaller batches, then more epochs
     # (recommender.train.step_schedule)
     min_steps: int = 300
-    # Stage-1 candidate rows: the ranker's logit is stage 1's order as a fixed prior (the log-odds of a positive
-    # by place in that order, recommender.train.stage1_teacher) plus the network, whose last layer starts at
-    # zero: it starts as stage 1's order and learns departures from it (recommender.model.Ranker)
-    stage1_prior: bool = True
+    # Stage-1 candidate rows: the ranker starts from stage 1's order (recommender.train.train). A small log
+    # (fewer than min_steps updates at batch_size) adds it as a fixed prior, the log-odds of a positive by place
+    # in that order (recommender.train.stage1_teacher), to a network whose last layer starts at zero; a large
+    # log first fits the whole network to it (warm_start_steps updates of logit matching, Adam at warm_start_lr)
+    stage1_start: bool = True
+    warm_start_steps: int = 300
+    warm_start_lr: float = 1e-2
     # with validation rows: validation log loss every 1/validation_checks of the run (and before the first update);
     # the best check's model is kept and the refit on all rows trains as many passes (0: no early stopping)
     validation_checks: int = 20

@@ -421,6 +421,7 @@ def evaluate_next_basket(
         "training_rows": training.kind,
         "refit_examples": result.metrics.get("refit_examples"),
         "stage1_prior": result.metrics.get("stage1_prior"),
+        "warm_start_steps": result.metrics.get("warm_start_steps"),
         "best_steps": result.metrics.get("best_steps"),
         "planned_steps": result.metrics.get("steps"),
         "validation_checks": result.metrics.get("validation_checks"),
@@ -605,9 +606,13 @@ def print_table(report: dict) -> None:
         console.print(
             f"early stopping kept the model after {report['best_steps']:,} of {report['planned_steps']:,} updates"
             + (
-                f" (0: stage 1's order itself, the prior {prior['a']:+.3f} {prior['b']:+.3f}·log(1+place))"
+                f" (small log: 0 is stage 1's order itself, the prior {prior['a']:+.3f} {prior['b']:+.3f}·log(1+place))"
                 if prior
-                else ""
+                else (
+                    f" after {report['warm_start_steps']} fitting stage 1's order"
+                    if report.get("warm_start_steps")
+                    else ""
+                )
             )
         )
 

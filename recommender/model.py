@@ -86,7 +86,8 @@ class Ranker(nn.Module):
     stage-1 candidates). The network learns departures from stage 1's order rather than the order itself:
     with its last layer started at zero the untrained ranker *is* stage 1's order, and a small log moves it
     only as far as its labels (and early stopping) support. A buffer, not a parameter: the optimiser never
-    changes it, and it travels in the state dict.
+    changes it, and it travels in the state dict. Set on a small log only (:func:`recommender.train.train`:
+    a large log fits the whole network to stage 1's order instead, which measured better there).
     """
 
     def __init__(self, dlrm: DLRM, feature_names: list[str]):

@@ -22,14 +22,14 @@ def _cfg() -> Config:
     cfg.train.batch_size = 256
     cfg.train.progress = False
     cfg.train.threads = 1
-    cfg.train.stage1_prior, cfg.train.validation_checks = False, 0  # see trained()
+    cfg.train.stage1_start, cfg.train.validation_checks = False, 0  # see trained()
     return cfg
 
 
 @pytest.fixture(scope="module")
 def trained():
     """A sound model, one trained on shuffled labels and one on inverted labels. The gate is under test, not
-    training's guards: all three train without the stage-1 prior and without early stopping,
+    training's guards: all three train without the start from stage 1's order and without early stopping,
     which would keep a model that learnt nothing (or the opposite) from its labels close to stage 1's order."""
     shop = synthetic_shop(n_users=400, n_items=200, sessions_per_user=8, seed=3)
     cfg = _cfg()

@@ -17,7 +17,15 @@ from recommender.holdout import make_holdout, served_ranking
 from recommender.metrics import auc_score, paired_bootstrap
 from recommender.retrieval import SIGNALS, absent_signals
 from recommender.rows import training_rows
-from recommender.train import TrainResult, main, stage1_teacher, step_schedule, train, train_on_interactions
+from recommender.train import (
+    TrainResult,
+    main,
+    small_log,
+    stage1_teacher,
+    step_schedule,
+    train,
+    train_on_interactions,
+)
 
 
 def tiny_config(epochs: int = 3, seed: int = 0) -> Config:
@@ -184,9 +192,11 @@ def test_the_untrained_ranker_is_stage_1s_order(rows):
     the candidate's place in stage 1's order, and the served scorer (folded, int8 too) adds the same prior.
     Without the prior an untrained ranker orders candidates at random (AUC about 0.5)."""
     va = rows.valid
-    untrained = train(rows.train, tiny_config(), valid=va, stage1_order=True, steps=0)
+    small = tiny_config()
+    small.train.min_steps = 10_000  # these rows count as a small log
+    untrained = train(rows.train, small, valid=va, stage1_order=True, steps=0)
     fit = untrained.metrics["stage1_prior"]
-    assert fit["b"] < 0 and untrained.metrics["best_steps"] == 0
+    assert fit["b"] < 0 and untrained.metrics["best_steps"] == 0 and "warm_start_steps" not in untrained.metrics
     probs = predict(untrained.model, untrained.features.encode(va))
     place = va.signals[:, SIGNALS.index("s1_position")]
     np.testing.assert_allclose(probs, 1 / (1 + np.exp(-(fit["a"] + fit["b"] * place))), rtol=1e-5, atol=1e-7)
@@ -195,9 +205,28 @@ def test_the_untrained_ranker_is_stage_1s_order(rows):
     stage1_auc = auc_score(va.label, -position.to_numpy())
     assert stage1_auc > 0.6 and untrained.metrics["valid_auc"] == pytest.approx(stage1_auc, abs=1e-6)
     cfg = tiny_config()
-    cfg.train.stage1_prior = False
+    cfg.train.stage1_start = False
     random_start = train(rows.train, cfg, valid=va, stage1_order=True, steps=0)
     assert "stage1_prior" not in random_start.metrics and random_start.metrics["valid_auc"] < stage1_auc - 0.05
+
+
+def test_a_large_log_fits_the_network_to_stage_1s_order_first(rows):
+    """A large log (here: the same rows with a low ``min_steps``) gets no prior: the whole network is fitted
+    to stage 1's order (the warm start) and ranks about as well as that order before any label is learnt (a
+    randomly initialised ranker: AUC about 0.5)."""
+    cfg = tiny_config()
+    cfg.train.min_steps = 1
+    assert not small_log(len(rows.train), cfg.train)
+    cfg.train.min_steps = 10_000
+    assert small_log(len(rows.train), cfg.train)
+    cfg.train.min_steps = 1
+    va = rows.valid
+    position = pd.DataFrame({"u": va.user_id, "t": va.timestamp}).groupby(["u", "t"], sort=False).cumcount()
+    stage1_auc = auc_score(va.label, -position.to_numpy())
+    warm = train(rows.train, cfg, valid=va, stage1_order=True, steps=0)
+    assert warm.metrics["warm_start_steps"] > 0 and "stage1_prior" not in warm.metrics
+    assert not warm.model.stage1_prior.any() and warm.model.dlrm.over_arch.model[-1].weight.abs().sum() > 0
+    assert stage1_auc > 0.6 and warm.metrics["valid_auc"] > stage1_auc - 0.03, (warm.metrics, stage1_auc)
 
 
 def test_early_stopping_keeps_the_best_check_and_the_refit_trains_as_many_passes(result):
