@@ -77,10 +77,7 @@ def store_model(
     for name, p in model.named_parameters():
         if "embedding_bag" in name:
             torch.nn.init.normal_(p, std=0.1)
-    # a stage-1 prior like a trained ranker's (whole Ta Feng log: about -2 - 0.8 * log(1 + place)), so the
-    # served path's cost includes adding it
-    model.stage1_prior.copy_(torch.tensor([-2.0, -0.8]))
-    return model.eval()
+    return model.eval()  # no stage-1 prior: a store-sized log trains without one (recommender.train.train)
 
 
 def store_items(shape: StoreShape, seed: int = 1) -> ItemFeatures:

@@ -556,9 +556,9 @@ class Scorer:
         """Logits (Uc, N) for Uc users that each have N rows. items (Uc, N) catalogue rows, pair (Uc, N, P);
         history: :meth:`user_history` of those Uc users (target attention)."""
         out = self._network_rows(ue, ud, items, pair, history)
-        if self._prior is not None:
+        if self._prior is not None:  # a small log's model: two in-place ops on the (Uc, N) logits
             a, b, j = self._prior
-            out = out + (a + b * pair[:, :, j])
+            out.add_(pair[:, :, j], alpha=b).add_(a)
         return out
 
     def _network_rows(
