@@ -355,11 +355,15 @@ class Scorer:
         if default_pair_dense is None:
             default_pair_dense = torch.zeros(len(PAIR_DENSE))
         self.default_pair = torch.as_tensor(default_pair_dense, dtype=torch.float32).to(self.device)
-        # the ranker's stage-1 prior (recommender.model.Ranker): a + b * the pair column it reads
+        # the ranker's stage-1 prior (recommender.model.Ranker, a small log's model): a + b * the pair column it
+        # reads. The constant a moves into this copy's last bias (no work per call); b * column is one in-place add
         prior = getattr(model, "stage1_prior", None)
         self._prior = None
         if prior is not None and bool(prior.detach().abs().sum() > 0):
-            self._prior = (float(prior[0]), float(prior[1]), PAIR_DENSE.index(PRIOR_FEATURE))
+            with torch.no_grad():
+                self.dlrm.over_arch.model[-1].bias += prior[0]
+                prior[0] = 0.0  # this copy's own forward stays equal to the original's
+            self._prior = (float(prior[1]), PAIR_DENSE.index(PRIOR_FEATURE))
         plain = type(self.dlrm.inter_arch) is InteractionArch
         row_key = HISTORY_KEY if self.attention is not None else None
         self.folded = (
@@ -556,9 +560,9 @@ class Scorer:
         """Logits (Uc, N) for Uc users that each have N rows. items (Uc, N) catalogue rows, pair (Uc, N, P);
         history: :meth:`user_history` of those Uc users (target attention)."""
         out = self._network_rows(ue, ud, items, pair, history)
-        if self._prior is not None:  # a small log's model: two in-place ops on the (Uc, N) logits
-            a, b, j = self._prior
-            out.add_(pair[:, :, j], alpha=b).add_(a)
+        if self._prior is not None:  # a small log's model: b * its place column (a is in the last bias)
+            b, j = self._prior
+            out.add_(pair[:, :, j], alpha=b)
         return out
 
     def _network_rows(

@@ -80,8 +80,12 @@ def plain_forward(scorer: Scorer, model: torch.nn.Module, user: UserFeatures, it
 @pytest.mark.parametrize("arch,fold", [("dlrm", True), ("dlrm", False), ("dlrm_dcn", True)])
 def test_scores_equal_the_plain_dlrm_forward(arch, fold):
     model = make_model(arch)
+    bias = model.dlrm.over_arch.model[-1].bias.detach().clone()
     scorer = Scorer(model, make_items(), device="cpu", fold=fold)
     assert (scorer.folded is not None) == (arch == "dlrm" and fold)
+    # the scorer moves the prior's constant into its own copy's last bias, never into the model it was given
+    assert model.stage1_prior.tolist() == pytest.approx([0.4, -0.9])
+    assert torch.equal(model.dlrm.over_arch.model[-1].bias, bias)
     for i, bag in [(0, 12), (1, 0), (2, 1)]:  # bag 0: a user with no history yet
         user = make_user(i, bag)
         items, pair = candidates(i)
