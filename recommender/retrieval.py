@@ -513,15 +513,14 @@ class CandidateRetriever:
         now: float | None = None,
     ) -> np.ndarray:
         """(N, len(SIGNALS)) float32: what stage 1 knows about each of ``items`` for this user, whether or
-        not a source proposed it (an item no source ranks gets score 0 and rank signal 0). ``s1_position`` is
-        that of an item outside the candidate list (:meth:`candidates_from` sets the candidates' places)."""
+        not a source proposed it (an item no source ranks gets :func:`absent_signals`' values). ``s1_position``
+        is that of an item outside the candidate list (:meth:`candidates_from` sets the candidates' places)."""
         cfg = cfg or self.config
         items = np.asarray(items, dtype=np.int64)
         n = len(items)
-        out = np.zeros((n, len(SIGNALS)), np.float32)
+        out = absent_signals(n)
         if n == 0:
             return out
-        out[:, SIGNALS.index("s1_position")] = np.log1p(ABSENT_POSITION)
         col = {name: j for j, name in enumerate(SIGNALS)}
 
         def put(name_score: str, name_rank: str, listed: np.ndarray, score: np.ndarray) -> None:
@@ -546,15 +545,12 @@ class CandidateRetriever:
             last = sources.bought_last[j]
             t_now = float(now) if now is not None else float(last.max(initial=0.0))
             days = np.where(last >= 0, np.clip((t_now - last) / 86_400.0, 0, 365.0), 365.0)
-            out[:, col["days_since_bought"]] = np.log1p(365.0)
             out[hit, col["days_since_bought"]] = np.log1p(days)
             interval = sources.bought_interval[j]
             has = np.isfinite(interval)
             iv = np.where(has, np.maximum(interval, 1.0), 0.0)
             out[hit, col["repurchase_interval"]] = np.where(has, np.log1p(iv), 0.0)
             out[hit, col["repurchase_due"]] = np.where(has, np.clip(days / np.maximum(iv, 1.0), 0, 10.0), 0.0)
-        else:
-            out[:, col["days_since_bought"]] = np.log1p(365.0)
         seeds = sources.recent[: cfg.recent_items]
         if session_items is not None and len(session_items):
             seeds = np.concatenate([np.asarray(session_items, dtype=np.int64), seeds])[: cfg.recent_items]

@@ -559,21 +559,6 @@ class Scorer:
     ) -> torch.Tensor:
         """Logits (Uc, N) for Uc users that each have N rows. items (Uc, N) catalogue rows, pair (Uc, N, P);
         history: :meth:`user_history` of those Uc users (target attention)."""
-        out = self._network_rows(ue, ud, items, pair, history)
-        if self._prior is not None:  # a small log's model: b * its place column (a is in the last bias)
-            b, j = self._prior
-            out.add_(pair[:, :, j], alpha=b)
-        return out
-
-    def _network_rows(
-        self,
-        ue: torch.Tensor,
-        ud: torch.Tensor,
-        items: torch.Tensor,
-        pair: torch.Tensor,
-        history: tuple[torch.Tensor, torch.Tensor] | None = None,
-    ) -> torch.Tensor:
-        """The DLRM's own logits (Uc, N), without the stage-1 prior."""
         if self.folded is not None:
             state = self.folded.user_state(ue, ud)
             N = items.shape[1]
@@ -583,21 +568,24 @@ class Scorer:
                 its = items[:, s:e]
                 return self.folded.rows(ue, state, self.item_cache, its, pair[:, s:e], self._interest(its, history))
 
-            if step >= N:
-                return block(0, N)
-            return torch.cat([block(s, s + step) for s in range(0, N, step)], dim=1)
-        return torch.stack(
-            [
-                self._generic_rows(
-                    ue[u : u + 1],
-                    ud[u : u + 1],
-                    items[u],
-                    pair[u],
-                    None if history is None else (history[0][u : u + 1], history[1][u : u + 1]),
-                )
-                for u in range(ue.shape[0])
-            ]
-        )
+            out = block(0, N) if step >= N else torch.cat([block(s, s + step) for s in range(0, N, step)], dim=1)
+        else:
+            out = torch.stack(
+                [
+                    self._generic_rows(
+                        ue[u : u + 1],
+                        ud[u : u + 1],
+                        items[u],
+                        pair[u],
+                        None if history is None else (history[0][u : u + 1], history[1][u : u + 1]),
+                    )
+                    for u in range(ue.shape[0])
+                ]
+            )
+        if self._prior is not None:  # a small log's model: b * its place column (a is in the last bias)
+            b, j = self._prior
+            out.add_(pair[:, :, j], alpha=b)
+        return out
 
     # -- public -----------------------------------------------------------------------------------
 
