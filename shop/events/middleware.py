@@ -44,6 +44,7 @@ class VisitorMiddleware:
 
     def __call__(self, request):
         cookie_id = visitor_id_from_cookie(request.COOKIES.get(settings.VISITOR_COOKIE))
+        request.visitor_cookie_id = cookie_id  # None: this browser's visitor is new with this request
         request.visitor_id = cookie_id or uuid.uuid4()
         response = self.get_response(request)
         if request.visitor_id != cookie_id:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import lru_cache
@@ -68,26 +71,53 @@ class CartSummary:
 
 
 @lru_cache(maxsize=2)
-def _cart_item_count_sql(vendor: str) -> str:
+def _cart_lines_sql(vendor: str) -> str:
     q = connection.ops.quote_name
     item, cart = CartItem._meta, Cart._meta
     return (
-        f"SELECT COALESCE(SUM(i.{q(item.get_field('quantity').column)}), 0) FROM {q(item.db_table)} i "  # nosec B608  # identifiers from model meta through quote_name; values are bound parameters
+        f"SELECT i.{q(item.get_field('product').column)}, i.{q(item.get_field('quantity').column)} "  # nosec B608  # identifiers from model meta through quote_name; values are bound parameters
+        f"FROM {q(item.db_table)} i "
         f"JOIN {q(cart.db_table)} c ON c.{q(cart.pk.column)} = i.{q(item.get_field('cart').column)} "
         f"WHERE c.{q(cart.get_field('visitor').column)} = %s"
     )
 
 
-def cart_item_count(*, visitor_id: uuid.UUID) -> int:
-    """How many items (sum of quantities) the visitor's cart holds; one query.
+def cart_lines_brief(*, visitor_id: uuid.UUID) -> tuple[tuple[int, int], ...]:
+    """(product id, quantity) of each line of the visitor's cart; one query.
 
-    Every storefront page asks (the header's cart badge), so this is a fixed SQL string rather
-    than an ORM aggregate, whose compilation cost more than the query itself.
+    Every storefront page asks (the header's cart badge; the personalised rails leave the cart out),
+    so this is a fixed SQL string rather than an ORM query, whose compilation cost more than the query.
     """
     param = Cart._meta.get_field("visitor").get_db_prep_value(visitor_id, connection)
     with connection.cursor() as cursor:
-        cursor.execute(_cart_item_count_sql(connection.vendor), [param])
-        return int(cursor.fetchone()[0] or 0)
+        cursor.execute(_cart_lines_sql(connection.vendor), [param])
+        return tuple((int(pid), int(qty)) for pid, qty in cursor.fetchall())
+
+
+# The cart read once per page render, by page view: the header's badge and every personalised rail
+# of the page share one query.
+_page_carts: OrderedDict[uuid.UUID, tuple[tuple[int, int], ...]] = OrderedDict()
+_page_carts_lock = threading.Lock()
+PAGE_CARTS_HELD = 512
+
+
+def page_cart(
+    *,
+    visitor_id: uuid.UUID,
+    page_view_id: uuid.UUID,
+    read: Callable[[], tuple[tuple[int, int], ...]] | None = None,
+) -> tuple[tuple[int, int], ...]:
+    """The visitor's cart lines for this page render (read at the first ask; ``read`` may wrap the query)."""
+    with _page_carts_lock:
+        held = _page_carts.get(page_view_id)
+    if held is not None:
+        return held
+    lines = read() if read is not None else cart_lines_brief(visitor_id=visitor_id)
+    with _page_carts_lock:
+        _page_carts[page_view_id] = lines
+        while len(_page_carts) > PAGE_CARTS_HELD:
+            _page_carts.popitem(last=False)
+    return lines
 
 
 def cart_summary_get(*, visitor_id: uuid.UUID) -> CartSummary:

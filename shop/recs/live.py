@@ -112,7 +112,7 @@ def _ms(ns: int) -> float:
     return round(ns / 1e6, 3)
 
 
-def _checked_by_use(run: Callable[[], T]) -> T:
+def checked_by_use(run: Callable[[], T]) -> T:
     """``run()`` (statements on ``connection``), standing in for the connection's health check.
 
     With CONN_HEALTH_CHECKS, Django checks a persistent connection at its first use in each request with a
@@ -155,7 +155,7 @@ def cart_product_ids(*, visitor_id: uuid.UUID) -> list[int]:
             cur.execute(_CART_SQL.format(vid="%s"), [uuid.UUID(str(visitor_id))])
             return [r[0] for r in cur.fetchall()]
 
-    return _checked_by_use(run)
+    return checked_by_use(run)
 
 
 @dataclass
@@ -223,7 +223,7 @@ def _visitor_read(*, model: ServingModel, visitor_id: uuid.UUID, user_id: int | 
                     cur.nextset()
                 reads.rows = cur.fetchall()
 
-        _checked_by_use(run)
+        checked_by_use(run)
     except DatabaseError as exc:
         raise _Unserved("db_timeout" if "timeout" in str(exc).lower() else "db_error") from exc
 

@@ -9,34 +9,27 @@ fills it (and the fault is counted).
 from __future__ import annotations
 
 import logging
-import threading
-import uuid
-from collections import OrderedDict
 
 from shop.catalog.rails import CANDIDATE_POOL, Candidates, Placement, RailContext, placement_register, popular_ids
+from shop.orders.selectors import cart_lines_brief, page_cart
 
-from .live import PLACEMENTS, cart_product_ids, recommendations_serve
+from .live import PLACEMENTS, checked_by_use, recommendations_serve
 from .stats import serving_record
 
 log = logging.getLogger(__name__)
 
-# The cart read once per page render (a page with three personalised rails reads it once), by page view.
-_carts: OrderedDict[uuid.UUID, tuple[int, ...]] = OrderedDict()
-_carts_lock = threading.Lock()
-
 
 def _cart_for_render(context: RailContext) -> tuple[int, ...] | None:
+    """The cart's products, read once per page render (shared with the header's badge)."""
     if context.page_view_id is None or context.visitor_id is None:
         return None
-    with _carts_lock:
-        cart = _carts.get(context.page_view_id)
-    if cart is None:
-        cart = tuple(cart_product_ids(visitor_id=context.visitor_id))
-        with _carts_lock:
-            _carts[context.page_view_id] = cart
-            while len(_carts) > 512:
-                _carts.popitem(last=False)
-    return cart
+    visitor_id = context.visitor_id
+    lines = page_cart(
+        visitor_id=visitor_id,
+        page_view_id=context.page_view_id,
+        read=lambda: checked_by_use(lambda: cart_lines_brief(visitor_id=visitor_id)),
+    )
+    return tuple(pid for pid, _ in lines)
 
 
 def _source(placement: str):

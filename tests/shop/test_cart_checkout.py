@@ -57,6 +57,22 @@ def test_added_product_shows_in_cart(client):
     assert "Added 2 × Wildflower Honey to your cart." in messages_of(response)
 
 
+@pytest.mark.parametrize("signed_in", [False, True])
+def test_the_header_badge_counts_the_cart_on_every_page(client, django_user_model, signed_in):
+    """The badge read the ``vid`` cookie as a bare uuid; once the cookie was signed, every page but the
+    cart showed an empty cart."""
+    if signed_in:
+        client.force_login(django_user_model.objects.create_user("badge", password="pw-123456789"))
+    product = ProductFactory(stock=10)
+    add(client, product, quantity=2)
+    add(client, ProductFactory(category=product.category, stock=10))
+    for path in ("/", product.get_absolute_url(), f"/c/{product.category.slug}/", "/search/?q=x", "/cart/"):
+        html = client.get(path).content.decode()
+        assert 'data-cart-count>3</span>' in html, path
+    fresh = Client()  # no cookie yet: a new visitor, no query for a cart it cannot have
+    assert 'is-empty" data-cart-count>0</span>' in fresh.get("/").content.decode()
+
+
 def test_add_to_cart_is_logged_with_its_attribution(client):
     product = ProductFactory()
     pvid = uuid.uuid4()

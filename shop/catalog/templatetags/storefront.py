@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import uuid
 from functools import lru_cache
 from urllib.parse import quote
 
 from django import template
-from django.conf import settings
 from django.templatetags.static import static
 from django.urls import get_script_prefix, reverse
 from django.utils.html import format_html
@@ -28,10 +26,8 @@ def page_view_id(context) -> str:
 
 
 def _has_visitor_cookie(request) -> bool:
-    try:
-        return uuid.UUID(request.COOKIES.get(settings.VISITOR_COOKIE, "")) == request.visitor_id
-    except ValueError:
-        return False
+    """Whether the visitor came with the request's (signed) cookie, rather than minted for it."""
+    return getattr(request, "visitor_cookie_id", None) == request.visitor_id
 
 
 @register.simple_tag(takes_context=True)
@@ -44,9 +40,11 @@ def cart_count(context) -> int:
     if known is None and not _has_visitor_cookie(request):
         known = request.cart_count = 0  # a visitor id minted for this request has no cart yet
     if known is None:
-        from shop.orders.selectors import cart_item_count
+        from shop.orders.selectors import page_cart
 
-        known = cart_item_count(visitor_id=request.visitor_id)
+        # the same read as the page's personalised rails (one query per render)
+        lines = page_cart(visitor_id=request.visitor_id, page_view_id=page_view_id_get(request))
+        known = sum(qty for _, qty in lines)
         request.cart_count = known
     return known
 
