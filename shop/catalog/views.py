@@ -9,7 +9,7 @@ from django.core.cache import cache
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, HttpResponseNotModified, JsonResponse
 from django.middleware.csrf import get_token
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 from django.utils.cache import patch_cache_control
 from django.views.decorators.http import require_safe
@@ -31,6 +31,7 @@ from .selectors import (
     search_product_ids,
     search_suggestions,
 )
+from .shell import shell_render
 from .templatetags.storefront import grid_markup, route
 from .web import attribution_get, device_get, is_prefetch, page_view_id_get
 
@@ -70,7 +71,7 @@ def home(request: HttpRequest) -> HttpResponse:
         requests=["home.recommended", "home.trending", "home.popular", "home.new_arrivals"],
         context=_rail_base(request),
     )
-    return render(request, "catalog/home.html", {"rails": rails})
+    return shell_render(request, "catalog/home.html", {"rails": rails})
 
 
 @require_safe
@@ -82,7 +83,7 @@ def category_detail(request: HttpRequest, slug: str) -> HttpResponse:
     page = Paginator(ids, PER_PAGE).get_page(request.GET.get("page"))
     context = context_for_category(base=_rail_base(request), tree=tree, category_id=node.id)
     rails = rails_html(requests=["category.popular", "category.new_arrivals"], context=context)
-    return render(
+    return shell_render(
         request,
         "catalog/category.html",
         {
@@ -111,7 +112,7 @@ def search(request: HttpRequest) -> HttpResponse:
     rails = []
     if page is None or page.paginator.count == 0:
         rails = rails_html(requests=["search.popular"], context=_rail_base(request))
-    return render(
+    return shell_render(
         request,
         "catalog/search.html",
         {
@@ -217,7 +218,7 @@ def product_detail(request: HttpRequest, pk: int, slug: str) -> HttpResponse:
         position=position,
         page_view_id=str(page_view_id),
     )
-    return render(
+    return shell_render(
         request,
         "catalog/product_detail.html",
         {"page": page, "product_html": page.html(buy_box), "rails": rails},
