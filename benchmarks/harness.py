@@ -823,6 +823,10 @@ class Stack:
         with contextlib.suppress(Exception):
             from django.db import connections
 
+            if "shop.recs.serving" in sys.modules:  # this process's own loader thread, if a page started it
+                from shop.recs.serving import serving_stop
+
+                serving_stop()
             connections.close_all()
         if self.postgres is not None:
             with contextlib.suppress(Exception):

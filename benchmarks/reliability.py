@@ -603,20 +603,22 @@ def _export_runs_loop(ctx: Context, stop: threading.Event, kill_requests: list[f
                     break
                 due = kill_requests and time.perf_counter() - t0 >= kill_requests[0]
                 if due and not killed and state == TaskRun.State.RUNNING:
-                    kill_requests.pop(0)
                     at = time.perf_counter() - t0
                     ctx.worker.kill()
                     after = TaskRun.objects.filter(pk=run.id).values_list("state", flat=True).first()
                     ready_s = ctx.worker.start()
-                    out["kills"].append(
-                        {
-                            "at_s": round(at, 3),
-                            "run": str(run.id),
-                            "state_after_kill": after,
-                            "in_flight": after == TaskRun.State.RUNNING,
-                            "restart_ready_s": round(ready_s, 3),
-                        }
-                    )
+                    kill = {
+                        "at_s": round(at, 3),
+                        "run": str(run.id),
+                        "state_after_kill": after,
+                        "in_flight": after == TaskRun.State.RUNNING,
+                        "restart_ready_s": round(ready_s, 3),
+                    }
+                    if kill["in_flight"]:
+                        kill_requests.pop(0)
+                        out["kills"].append(kill)
+                    else:  # the run finished between the look and the kill: the next run gets the kill
+                        out.setdefault("kill_misses", []).append(kill)
                     killed = True
                 time.sleep(0.02)
             else:
@@ -732,6 +734,7 @@ def scenario_r1(ctx: Context) -> dict[str, Any]:
         "ack_log": str(ack_path),
         "gunicorn_kills": g_kills,
         "celery_kills": t0_holder["kills"],
+        "celery_kill_misses": t0_holder.get("kill_misses", []),  # a run that ended before the kill landed
         "task_runs": [{**r, "id": str(r["id"])} for r in run_rows],
         "task_loop_error": t0_holder.get("error"),
         "visibility_timeout_s": VISIBILITY_TIMEOUT_S,
