@@ -8,9 +8,11 @@ from __future__ import annotations
 import re
 from functools import reduce
 
-from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector
+from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector, SearchVectorField
 from django.core.cache import cache
+from django.db import connection
 from django.db.models import Q, QuerySet
+from django.db.models.expressions import RawSQL
 
 from .models import Brand, Product
 
@@ -23,8 +25,14 @@ def product_document() -> SearchVector:
     return SearchVector("name", "description", config=CONFIG)
 
 
-def _ranked_document() -> SearchVector:
-    return SearchVector("name", weight="A", config=CONFIG) + SearchVector("description", weight="D", config=CONFIG)
+# name weighted A, description D, stored by PostgreSQL (migration 0004): ranking reads it instead of
+# parsing each match's text again
+RANKED_COLUMN = "search_ranked"
+
+
+def _ranked_document() -> RawSQL:
+    q = connection.ops.quote_name
+    return RawSQL(f"{q(Product._meta.db_table)}.{q(RANKED_COLUMN)}", [], output_field=SearchVectorField())
 
 
 def prefix_query(term: str) -> SearchQuery | None:

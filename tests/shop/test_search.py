@@ -62,6 +62,30 @@ def test_the_text_filter_is_served_by_the_gin_index(catalog):
     assert {p.pk for p in qs} == {catalog["bar"].pk, catalog["cookie"].pk, catalog["gone"].pk}
 
 
+def test_the_stored_ranked_document_follows_every_write(client, catalog):
+    """Ranking reads the document PostgreSQL stores (migration 0004); it must be the weighted text of
+    the row as it is now, whichever way the row was written."""
+    if connection.vendor != "postgresql":
+        pytest.skip("the stored document is PostgreSQL only")
+    expected = (
+        "setweight(to_tsvector('simple', COALESCE(name, '')), 'A') || "
+        "setweight(to_tsvector('simple', COALESCE(description, '')), 'D')"
+    )
+    Product.objects.filter(pk=catalog["mint"].pk).update(description="Chocolate mint, caffeine free.")
+    Product.objects.bulk_create(
+        [ProductFactory.build(name="Chocolate Chocolate", category=catalog["bar"].category, brand=catalog["bar"].brand)]
+    )
+    with connection.cursor() as cur:
+        cur.execute(f"SELECT count(*), count(*) FILTER (WHERE search_ranked = {expected}) FROM catalog_product")
+        total, same = cur.fetchone()
+    assert total == same == 5
+    # name matches first, then the two description matches (the updated one included)
+    ids = result_ids(client.get("/search/?q=chocolate").content.decode())
+    double = Product.objects.get(name="Chocolate Chocolate").pk
+    assert ids[:2] == [double, catalog["bar"].pk]
+    assert set(ids[2:]) == {catalog["cookie"].pk, catalog["mint"].pk}
+
+
 def test_suggestions_offer_categories_then_active_products(client, catalog):
     response = client.get("/search/suggest/", {"q": "sna"})
     assert response.status_code == 200
