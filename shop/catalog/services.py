@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.core.cache import cache
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from .models import Brand, Category, Product
@@ -34,6 +34,18 @@ class SeedResult:
     @property
     def already_seeded(self) -> bool:
         return self.products_created == 0 and self.categories_created == 0 and self.brands_created == 0
+
+
+def catalog_tables_vacuum() -> None:
+    """After a bulk load on PostgreSQL: ``VACUUM (ANALYZE)`` the catalog tables, so the planner knows the
+    new rows and their indexes at once rather than after autovacuum's next pass. Until then a search on a
+    freshly seeded 5,000-product catalog scanned and parsed every product (155 ms a term instead of 2).
+    Not inside a transaction (VACUUM cannot run there); nothing on other databases."""
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        return
+    tables = ", ".join(connection.ops.quote_name(m._meta.db_table) for m in (Product, Category, Brand))
+    with connection.cursor() as cursor:
+        cursor.execute(f"VACUUM (ANALYZE) {tables}")
 
 
 def _seeded_product_prefix(seed: int) -> str:
@@ -174,6 +186,8 @@ def catalog_seed(
                 progress(len(rows))
     if categories_created:
         cache.delete("nav_categories")  # the navigation bar caches the root categories
+    if created:
+        catalog_tables_vacuum()
     return SeedResult(
         seed=seed,
         products=len(existing) + created,
