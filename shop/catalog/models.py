@@ -77,6 +77,24 @@ class Product(models.Model):
                 name="product_trending_idx",
                 condition=models.Q(is_active=True),
             ),
+            # a category's lists and rails in their order, read from the index alone: without them a
+            # category page's "popular" list visited every product of the category in the heap and
+            # sorted it (372 rows, 3.1 -> 0.17 ms with 50,000 products)
+            models.Index(
+                "category",
+                models.F("popularity").desc(nulls_last=True),
+                models.F("created_at").desc(),
+                models.F("id").desc(),
+                name="product_category_popular_idx",
+                condition=models.Q(is_active=True),
+            ),
+            models.Index(
+                "category",
+                models.F("created_at").desc(),
+                models.F("id").desc(),
+                name="product_category_new_idx",
+                condition=models.Q(is_active=True),
+            ),
         ]
 
     def __str__(self) -> str:

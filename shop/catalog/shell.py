@@ -120,6 +120,10 @@ def _build(*, signed_in: bool, cart: int, current_slug: str, nav: list[dict[str,
 def _shell(*, signed_in: bool, cart: int, current_slug: str, nav: list[dict[str, str]]) -> _Shell:
     # {% now "Y" %} in the footer
     year = datetime.now(tz=timezone.get_current_timezone() if settings.USE_TZ else None).year
+    if not any(c["slug"] == current_slug for c in nav):
+        # only a category in the navigation bar is marked current: every other page shares one variant
+        # (otherwise each of hundreds of categories would format its own base once per process)
+        current_slug = ""
     key = (signed_in, cart, current_slug, tuple((c["slug"], c["name"]) for c in nav), year, get_script_prefix())
     with _lock:
         shell = _variants.get(key)

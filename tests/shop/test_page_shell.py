@@ -134,3 +134,15 @@ def test_variants_are_bounded(monkeypatch):
 def test_an_unexpected_marker_in_the_base_is_refused():
     with pytest.raises(ValueError, match="unexpected markers"):
         shell._split("a\x00bogus\x00b")
+
+
+def test_categories_outside_the_navigation_share_one_variant(client, catalog, compared):
+    top, leaf, _ = catalog
+    others = [CategoryFactory(name=f"Aisle {i}", slug=f"aisle-{i}", parent=top) for i in range(4)]
+    for category in (leaf, *others):
+        assert client.get(f"/c/{category.slug}/").status_code == 200
+    # only a category shown in the navigation bar is marked current; the five leaves share one base
+    currents = {key[2] for key in shell._variants}
+    assert currents == {""}
+    assert client.get(f"/c/{top.slug}/").status_code == 200
+    assert {key[2] for key in shell._variants} == {"", top.slug}
