@@ -68,7 +68,7 @@ def test_the_header_badge_counts_the_cart_on_every_page(client, django_user_mode
     add(client, ProductFactory(category=product.category, stock=10))
     for path in ("/", product.get_absolute_url(), f"/c/{product.category.slug}/", "/search/?q=x", "/cart/"):
         html = client.get(path).content.decode()
-        assert 'data-cart-count>3</span>' in html, path
+        assert "data-cart-count>3</span>" in html, path
     fresh = Client()  # no cookie yet: a new visitor, no query for a cart it cannot have
     assert 'is-empty" data-cart-count>0</span>' in fresh.get("/").content.decode()
 
