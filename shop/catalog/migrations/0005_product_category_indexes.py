@@ -2,6 +2,30 @@
 
 from django.db import migrations, models
 
+CATEGORY_POPULAR_INDEX = migrations.AddIndex(
+    model_name="product",
+    index=models.Index(
+        models.F("category"),
+        models.OrderBy(models.F("popularity"), descending=True, nulls_last=True),
+        models.OrderBy(models.F("created_at"), descending=True),
+        models.OrderBy(models.F("id"), descending=True),
+        condition=models.Q(("is_active", True)),
+        name="product_category_popular_idx",
+    ),
+)
+
+
+def _index_add(apps, schema_editor):
+    if schema_editor.connection.vendor != "postgresql":
+        return
+    schema_editor.add_index(apps.get_model("catalog", "Product"), CATEGORY_POPULAR_INDEX.index.clone())
+
+
+def _index_remove(apps, schema_editor):
+    if schema_editor.connection.vendor != "postgresql":
+        return
+    schema_editor.remove_index(apps.get_model("catalog", "Product"), CATEGORY_POPULAR_INDEX.index.clone())
+
 
 class Migration(migrations.Migration):
     dependencies = [
@@ -9,16 +33,10 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.AddIndex(
-            model_name="product",
-            index=models.Index(
-                models.F("category"),
-                models.OrderBy(models.F("popularity"), descending=True, nulls_last=True),
-                models.OrderBy(models.F("created_at"), descending=True),
-                models.OrderBy(models.F("id"), descending=True),
-                condition=models.Q(("is_active", True)),
-                name="product_category_popular_idx",
-            ),
+        # NULLS LAST in an index is PostgreSQL's (SQLite refuses it, as in 0002); the state records it either way
+        migrations.SeparateDatabaseAndState(
+            state_operations=[CATEGORY_POPULAR_INDEX],
+            database_operations=[migrations.RunPython(_index_add, _index_remove)],
         ),
         migrations.AddIndex(
             model_name="product",
