@@ -184,8 +184,10 @@ def _apply_sort(qs: QuerySet[Product], *, sort: str) -> QuerySet[Product]:
     return qs.order_by(F("popularity").desc(nulls_last=True), "-created_at", "-id")
 
 
-@lru_cache(maxsize=8)
-def _ranked_ids_sql(field: str | None, scoped: bool | str) -> str:
+@lru_cache(maxsize=16)  # 3 fields x 3 scopes
+def _ranked_ids_sql(field: str | None, scope: str) -> str:
+    """``scope``: "all" products, "one" category (``= %s``: ``= ANY`` of one value would not read
+    product_category_*_idx in order) or "many" categories (``= ANY(%s)``)."""
     p = Product._meta
     q = connection.ops.quote_name
     col = {name: q(p.get_field(name).column) for name in ("id", "is_active", "stock", "category", "created_at")}
@@ -195,10 +197,8 @@ def _ranked_ids_sql(field: str | None, scoped: bool | str) -> str:
         where.append(f"{q(p.get_field(field).column)} IS NOT NULL")
         # NULLS LAST changes nothing here (nulls are filtered out) but matches the indexes' order
         order.insert(0, f"{q(p.get_field(field).column)} DESC NULLS LAST")
-    if scoped == "one":  # "= ANY" of one value would not read product_category_*_idx in order
-        where.append(f"{col['category']} = %s")
-    elif scoped:
-        where.append(f"{col['category']} = ANY(%s)")
+    if scope != "all":
+        where.append(f"{col['category']} = %s" if scope == "one" else f"{col['category']} = ANY(%s)")
     return (
         f"SELECT {col['id']} FROM {q(p.db_table)} WHERE {' AND '.join(where)} "  # nosec B608  # identifiers from model meta through quote_name; values are bound parameters
         f"ORDER BY {', '.join(order)} LIMIT %s"
@@ -212,10 +212,12 @@ def ranked_product_ids(field: str | None, *, category_ids: Iterable[int] | None,
     scope = None if category_ids is None else [int(i) for i in category_ids]
     if connection.vendor == "postgresql":
         with connection.cursor() as cur:
-            if scope is not None and len(scope) == 1:
+            if scope is None:
+                cur.execute(_ranked_ids_sql(field, "all"), [limit])
+            elif len(scope) == 1:
                 cur.execute(_ranked_ids_sql(field, "one"), [scope[0], limit])
             else:
-                cur.execute(_ranked_ids_sql(field, scope is not None), [*([scope] if scope is not None else []), limit])
+                cur.execute(_ranked_ids_sql(field, "many"), [scope, limit])
             return [row[0] for row in cur.fetchall()]
     qs = Product.objects.filter(is_active=True, stock__gt=0)
     if field is not None:
