@@ -24,9 +24,11 @@ from typing import Any
 from weakref import WeakKeyDictionary
 
 from django.conf import settings
+from django.contrib.messages import get_messages
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
 from django.middleware.csrf import get_token
+from django.shortcuts import render
 from django.template import engines
 from django.template.context import make_context
 from django.template.loader_tags import BlockNode, ExtendsNode
@@ -39,6 +41,7 @@ from django.utils.text import Truncator
 
 from .context_processors import storefront
 from .templatetags.storefront import cart_count
+from .web import page_view_id_get
 
 BASE_TEMPLATE = "base.html"
 BLOCKS = ("title", "meta_description", "head", "body_class", "content")
@@ -180,9 +183,6 @@ def _current_slug(value: Any) -> str:
 
 def shell_render(request: HttpRequest, template_name: str, context: dict[str, Any]) -> HttpResponse:
     """``render(request, template_name, context)`` for a page extending base.html, with the base held."""
-    from django.contrib.messages import get_messages
-    from django.shortcuts import render
-
     if len(get_messages(request)):  # counting does not mark them shown
         return render(request, template_name, context)
     template = engines["django"].get_template(template_name).template
@@ -205,8 +205,6 @@ def shell_render(request: HttpRequest, template_name: str, context: dict[str, An
         )
         if template_rendered.receivers:  # the test client's record of templates and contexts
             template_rendered.send(sender=template, template=template, context=ctx)
-    from .web import page_view_id_get
-
     values["page_view_id"] = str(page_view_id_get(request))
     query = context.get("query")
     values["query"] = str(conditional_escape(query)) if query else ""
