@@ -7,6 +7,7 @@ files are dropped when it exits.
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 from pathlib import Path
@@ -28,6 +29,16 @@ errorlog = "-"
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 # Web processes share 2 cores with torch; one torch thread each (see the design's live-serving rules).
 raw_env = [] if "OMP_NUM_THREADS" in os.environ else ["OMP_NUM_THREADS=1"]
+
+
+def post_worker_init(worker) -> None:
+    # the application is loaded (Django's apps, URLs, views): long-lived objects the cyclic collector need
+    # not scan again; the serving thread freezes again after each model load (shop.recs.serving.heap_freeze)
+    from django.conf import settings
+
+    if settings.RECS_GC_FREEZE:
+        gc.collect()
+        gc.freeze()
 
 
 def on_starting(server) -> None:

@@ -284,6 +284,9 @@ RECS_SERVING_KEEP = env.int("RECS_SERVING_KEEP", default=2)
 RECS_STAGE1_MAX_EVENTS = env.int("RECS_STAGE1_MAX_EVENTS", default=5_000_000)
 RECS_SERVING_THREADS = env.int("RECS_SERVING_THREADS", default=2)  # scoring threads per web process
 RECS_TORCH_THREADS = env.int("RECS_TORCH_THREADS", default=1)  # torch intra-op threads in a web process
+# after each model load, move what is alive (Django, torch, torchrec, the model) out of the cyclic garbage
+# collector's sight (gc.freeze): its full collections then scan this process's own garbage, not 470,000 objects
+RECS_GC_FREEZE = env.bool("RECS_GC_FREEZE", default=True)
 RECS_STATS_FLUSH_S = env.float("RECS_STATS_FLUSH_S", default=10.0)  # serving counters written this often
 
 # The merchant console (Streamlit, dashboard/app.py); the admin links to it.

@@ -74,3 +74,22 @@ def test_requests_served_by_both_processes_are_all_counted(tmp_path):
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(30)
+
+
+def test_the_loaded_application_is_frozen_out_of_the_collectors_passes(settings):
+    """gunicorn's post_worker_init (the application loaded) moves Django's long-lived objects out of the
+    cyclic collector's full passes; RECS_GC_FREEZE=false leaves them."""
+    import gc
+
+    from shop.ops import gunicorn_conf
+
+    try:
+        gc.unfreeze()
+        settings.RECS_GC_FREEZE = False
+        gunicorn_conf.post_worker_init(None)
+        assert gc.get_freeze_count() == 0
+        settings.RECS_GC_FREEZE = True
+        gunicorn_conf.post_worker_init(None)
+        assert gc.get_freeze_count() > 10_000  # Django's apps, URLs and views at least
+    finally:
+        gc.unfreeze()
