@@ -106,16 +106,12 @@ end
 """
 
 WRK_DELAY = r"""
-local started = false
 function delay()
-  -- wrk also calls delay() before a connection's first request: a browser does not open a
-  -- connection and then sit on it, so the first request goes at once (an idle new connection holds
-  -- one of gunicorn's gthread threads for up to 5 s, queueing the requests behind it)
-  if not started then
-    started = true
-    return 0
-  end
-  -- exponential think time with mean think_ms (a person reading the page)
+  -- exponential think time with mean think_ms (a person reading the page), before every request, the
+  -- first included: wrk opens all its connections at once, and a first request at once on each would
+  -- be a burst of 50 page requests no crowd sends (it set the paced p99 of a 15 s run by itself). An
+  -- idle new connection goes to gunicorn's poller after WEB_FIRST_BYTES_WAIT_MS instead of holding a
+  -- thread (shop/ops/gunicorn_conf.py), so the clients can arrive over the first second, as shoppers do.
   return math.floor(-math.log(1 - math.random()) * think_ms)
 end
 """

@@ -17,13 +17,17 @@ clients request, in the same run:
 - ``plain JSON``: ``/api/categories`` (the floor: DRF, a session, one small query).
 
 Each is run paced (each client waits an exponential think time of mean 1/``--rate`` s, at most half a
-second under the server's keep-alive, and sends its first request at once) and closed loop. Before both
-were so, every paced run showed a client-side p99 of 4.5-5 s, plain JSON included, while the server's own
-p99 stayed under 60 ms: wrk opened its 100 connections at once and let each sit idle for a think time
-before its first request, and gunicorn's gthread worker gives a new connection a thread that waits up to
-5 s for its first bytes (8 threads in all), so the requests of the other connections queued behind idle
-ones; and a think time past the keep-alive made the server close the connection and wrk reconnect at
-once, then wait on the new one, with the same effect. Reported: client-side p50/p99 (wrk, corrected for coordinated omission), server-side p50/p99 of
+second under the server's keep-alive, before every request, its first included: the clients arrive over
+the first seconds) and closed loop. History: every paced run once showed a client-side p99 of 4.5-5 s,
+plain JSON included, while the server's own p99 stayed under 60 ms: wrk opens its 100 connections at once
+and each sat idle for a think time before its first request, and gunicorn's gthread worker gives a new
+connection a thread that waits up to 5 s for its first bytes (8 threads in all), so the requests of the
+other connections queued behind idle ones. The benchmark then sent every first request at once, a burst
+of 100 requests that set the paced server-side p99 by itself (about a tenth of a run's requests, each
+several times its usual time). The server now hands an idle new connection to its poller after
+WEB_FIRST_BYTES_WAIT_MS (``shop/ops/gunicorn_conf.py``), so the clients arrive as shoppers do. A think
+time past the keep-alive made the server close the connection and wrk reconnect at once, then wait on the
+new one: hence the cap. Reported: client-side p50/p99 (wrk, corrected for coordinated omission), server-side p50/p99 of
 each request (gunicorn's access log, %(D)s) and of the recommendation service (its own timer, per
 request, from the serving counters), the serving mix
 (live / fallback and why), and server CPU (gunicorn + PostgreSQL) per request, with the ratios to the
@@ -95,20 +99,14 @@ function done(summary, latency, requests)
 end
 """
 WRK_DELAY = r"""
-local calls = 0
-local first_requests = __CONNS_PER_THREAD__
 local cap_ms = __THINK_CAP_MS__
 function delay()
-  -- wrk asks for a delay before each connection's first request too, and opens all its connections at
-  -- once: every one would sit idle for a think time, each holding one of gunicorn's gthread threads
-  -- while it waits up to 5 s for its first bytes, and the requests of the other connections queue
-  -- behind them (a browser sends as soon as it opens a connection). The first delay() calls of a
-  -- thread are those first requests: they go at once.
-  calls = calls + 1
-  if calls <= first_requests then return 0 end
-  -- exponential think time, at most cap_ms: past the server's keep-alive the server closes the idle
-  -- connection and wrk reconnects at once and then waits on the new one (the same idle-connection
-  -- queueing; a browser would open its next connection only when it sends)
+  -- wrk calls delay() before each connection's first request too: the clients arrive over the first
+  -- think time, as shoppers do, instead of all at one moment (an idle new connection goes to gunicorn's
+  -- poller after WEB_FIRST_BYTES_WAIT_MS instead of holding a thread: shop/ops/gunicorn_conf.py).
+  -- Exponential think time, at most cap_ms: past the server's keep-alive the server closes the idle
+  -- connection and wrk reconnects at once and then waits on the new one (a browser would open its next
+  -- connection only when it sends)
   local d = -math.log(1 - math.random()) * think_ms
   if d > cap_ms then d = cap_ms end
   return math.floor(d)
@@ -133,7 +131,6 @@ def run_wrk(*, base_url: str, paths: list[str], cookies: list[str], clients: int
         .replace("__OUT__", str(out))
         .replace("__SEED__", str(seed))
         .replace("__DELAY__", WRK_DELAY if think_ms > 0 else "")
-        .replace("__CONNS_PER_THREAD__", str(clients // threads))
         .replace("__THINK_CAP_MS__", f"{think_cap_ms():.0f}")
     )
     lua = tmp / f"wrk-{time.monotonic_ns()}.lua"
@@ -444,8 +441,8 @@ def request_durations(log: Path, *, start: int, path: str) -> dict[str, Any]:
                 parts = line.split()
                 if len(parts) == 3 and parts[0] == path:
                     codes[parts[1]] = codes.get(parts[1], 0) + 1
-                    durations.append(int(parts[2]) / 1000.0)
-    return {"requests": len(durations), "status": codes, **harness.latency_summary_ms([d / 1000 for d in durations])}
+                    durations.append(int(parts[2]) / 1e6)
+    return {"requests": len(durations), "status": codes, **harness.latency_summary_ms(durations)}
 
 
 def report(result: dict[str, Any], args: argparse.Namespace) -> None:

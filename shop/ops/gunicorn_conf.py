@@ -31,6 +31,21 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 raw_env = [] if "OMP_NUM_THREADS" in os.environ else ["OMP_NUM_THREADS=1"]
 
 
+#: how long a worker thread waits for a new connection's first bytes before handing the connection to the
+#: poller (gunicorn's gthread waits 5 s, holding the thread). A browser sends as soon as it connects; an idle
+#: connection (a speculative preconnect, a load generator's connections opened together, a slow client) held
+#: a thread each, so as many idle connections as threads (8) stopped a process answering for 5 s.
+first_bytes_wait_s = int(os.environ.get("WEB_FIRST_BYTES_WAIT_MS", "10")) / 1000.0
+
+
+def post_fork(server, worker) -> None:
+    from gunicorn.workers import gthread
+
+    # a module constant in gunicorn 27 (no setting): read at each new connection and each unread-body drain
+    # (a drain that runs out closes the connection instead of keeping it alive)
+    gthread.DEFAULT_WORKER_DATA_TIMEOUT = first_bytes_wait_s
+
+
 def post_worker_init(worker) -> None:
     # the application is loaded (Django's apps, URLs, views): long-lived objects the cyclic collector need
     # not scan again; the serving thread freezes again after each model load (shop.recs.serving.heap_freeze)

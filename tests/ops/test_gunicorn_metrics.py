@@ -26,35 +26,43 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_requests_served_by_both_processes_are_all_counted(tmp_path):
+def _gunicorn(tmp_path, *, extra_env: dict[str, str], workers: int, threads: int) -> tuple[subprocess.Popen, str]:
     port = _free_port()
-    folder = tmp_path / "prometheus"
-    (folder).mkdir()
-    (folder / "counter_999999.db").write_bytes(b"stale")  # a previous run's file: dropped at start
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "shop.settings",
-        "SECRET_KEY": "gunicorn-metrics-test-0123456789abcdefghijklmnopqrstuvwxyz",
+        "SECRET_KEY": "gunicorn-test-0123456789abcdefghijklmnopqrstuvwxyz-0123456789",
         "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
-        "PROMETHEUS_MULTIPROC_DIR": str(folder),
         "RECS_SERVING_LOAD": "false",
+        **extra_env,
     }
+    if "PROMETHEUS_MULTIPROC_DIR" not in extra_env:
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     cmd = [str(Path(sys.executable).parent / "gunicorn"), "shop.wsgi:application", "--config", "python:shop.ops.gunicorn_conf",
-           "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "1"]  # fmt: skip
+           "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--threads", str(threads)]  # fmt: skip
     proc = subprocess.Popen(
-        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+        cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(30)
+    raise AssertionError("gunicorn did not start")
+
+
+def test_requests_served_by_both_processes_are_all_counted(tmp_path):
+    folder = tmp_path / "prometheus"
+    (folder).mkdir()
+    (folder / "counter_999999.db").write_bytes(b"stale")  # a previous run's file: dropped at start
+    proc, url = _gunicorn(tmp_path, extra_env={"PROMETHEUS_MULTIPROC_DIR": str(folder)}, workers=2, threads=1)
     try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline and proc.poll() is None, "gunicorn did not start"
-            time.sleep(0.2)
         pattern = re.compile(
             r'django_http_requests_latency_seconds_by_view_method_count\{method="GET",view="ops:healthz"\} (\S+)'
         )
@@ -93,3 +101,35 @@ def test_the_loaded_application_is_frozen_out_of_the_collectors_passes(settings)
         assert gc.get_freeze_count() > 10_000  # Django's apps, URLs and views at least
     finally:
         gc.unfreeze()
+
+
+@pytest.mark.parametrize(("wait_ms", "held"), [(None, False), ("5000", True)], ids=["deployed", "gunicorn-default"])
+def test_idle_connections_do_not_hold_the_threads(tmp_path, wait_ms, held):
+    """A connection that sends nothing (a browser's speculative preconnect, a slow client) must not hold one of
+    the process's threads: with gunicorn's own 5 s wait for the first bytes, as many idle connections as
+    threads stopped the process answering anyone for 5 s. The deployed setting hands them to the poller."""
+    proc, url = _gunicorn(
+        tmp_path, extra_env={} if wait_ms is None else {"WEB_FIRST_BYTES_WAIT_MS": wait_ms}, workers=1, threads=2
+    )
+    idle = []
+    try:
+        for _ in range(4):  # twice the threads
+            idle.append(socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1]))))
+        time.sleep(0.3)  # accepted and handed to threads
+        t0 = time.monotonic()
+        assert httpx.get(f"{url}/healthz", timeout=30).status_code == 200
+        waited = time.monotonic() - t0
+        if held:
+            assert waited > 3.0, waited  # the control: the request queued behind the idle connections
+            return
+        assert waited < 2.0, waited
+        # an idle connection is still served once it speaks (from the poller)
+        idle[0].sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        idle[0].settimeout(10)
+        got = idle[0].recv(64)
+        assert got.startswith(b"HTTP/1.1 200"), got
+    finally:
+        for s in idle:
+            s.close()
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)

@@ -511,3 +511,23 @@ def test_a_loaded_model_is_kept_out_of_the_collectors_full_passes(served, settin
         del model
     finally:
         gc.unfreeze()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_starting_the_loader_freezes_torch_whether_or_not_a_model_loads(served, settings):
+    """The first request that starts the loader imports torch (about 135,000 objects): frozen at once, not
+    only after a model loads (a shop with no model yet would walk them at every full pass)."""
+    import gc
+
+    import torch
+
+    serving.serving_forget()
+    settings.RECS_SERVING_LOAD = True
+    gc.unfreeze()
+    try:
+        assert any(o is torch.nn.Module for o in gc.get_objects())
+        assert serving.serving_start()
+        assert not any(o is torch.nn.Module for o in gc.get_objects())
+    finally:
+        serving.serving_stop()
+        gc.unfreeze()
