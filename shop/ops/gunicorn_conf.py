@@ -43,6 +43,9 @@ def post_fork(server, worker) -> None:
 
     # a module constant in gunicorn 27 (no setting): read at each new connection and each unread-body drain
     # (a drain that runs out closes the connection instead of keeping it alive)
+    if not hasattr(gthread, "DEFAULT_WORKER_DATA_TIMEOUT"):
+        server.log.warning("gunicorn has no gthread.DEFAULT_WORKER_DATA_TIMEOUT: WEB_FIRST_BYTES_WAIT_MS not applied")
+        return
     gthread.DEFAULT_WORKER_DATA_TIMEOUT = first_bytes_wait_s
 
 
