@@ -19,8 +19,8 @@ dropped.
 
 After each load the thread freezes the heap (:func:`heap_freeze`): the imported modules (Django, torch,
 torchrec: about 440,000 objects) and the model are long-lived, and without it each of the collector's full
-collections walked them all, a 300-440 ms pause of the whole web process (every request in flight) several
-times a minute under load.
+collections walked them all, a pause of the whole web process (every request in flight) of up to 515 ms,
+several times a minute under load.
 """
 
 from __future__ import annotations
@@ -259,7 +259,8 @@ def heap_freeze() -> None:
     """Move every object alive now into the interpreter's permanent generation (``gc.freeze``), which the
     cyclic collector no longer scans: its full collections then walk only what was allocated since.
 
-    Called after a model (or stage 1) is published and by the web server once the application is loaded.
+    Called when the loader thread starts (torch imported) and after a model (or stage 1) is published; the
+    web server does the same once the application is loaded (``shop/ops/gunicorn_conf.py``).
     Frozen objects are still freed by reference counting when dropped: a model evicted later goes as any
     object does; only what it held in reference cycles stays (about ten objects per model, measured). The
     young generations are collected first, so the garbage of requests in flight is not frozen with it.
