@@ -37,7 +37,8 @@ uses its own idempotency keys and visitors and checks only its own rows.
   naming a corrupt or unvalidated version, a rollback call and the time until the rolled-back version
   answers live each <= 1 s (web processes look for a new version every RECS_SERVING_POLL_S).
 
-- ``r6`` soak: a 5 s warm-up; one client alone (``--baseline-s``: each type's service time, no queue);
+- ``r6`` soak: a 5 s warm-up; one client alone (``--baseline-s``, and on until each type has 5 answers, 30 s at most: each type's
+  service time, no queue; the slowest of its requests is printed);
   the capacity of the same mix measured closed loop (``--capacity-s``, ``--soak-clients``) while beat's
   popularity refresh goes to the worker ``--soak-tasks-per-s`` times a second; then ``--soak-minutes``
   (2; the documented run is 15) open loop (Poisson arrivals) at ``--soak-load`` (70%) of it with the
@@ -1489,10 +1490,14 @@ class TimedSample:
 
 async def _mixed_load(
     base_url: str, targets: dict[str, Any], *, duration_s: float, rate: float | None, clients: int, seed: int,
-    progress_title: str,
+    progress_title: str, min_per_target: int = 0, max_duration_s: float | None = None,
 ) -> list[TimedSample]:  # fmt: skip
     """Closed loop (``rate`` None: ``clients`` back-to-back requesters) or open loop at ``rate`` requests/s
-    (a request starts at its time whatever the others do; ``clients`` connections at most)."""
+    (a request starts at its time whatever the others do; ``clients`` connections at most).
+
+    A closed loop with ``min_per_target`` goes on past ``duration_s`` until every target has that many
+    answers or ``max_duration_s`` has passed: a short run must not judge a type on no requests because
+    one of them stalled."""
     samples: list[TimedSample] = []
     names = list(targets)
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
@@ -1521,10 +1526,21 @@ async def _mixed_load(
             tick = asyncio.create_task(ticker())
             if rate is None:
 
+                limit_s = max(duration_s, max_duration_s or 0.0)
+
+                def more() -> bool:
+                    el = time.perf_counter() - t0
+                    if el < duration_s:
+                        return True
+                    if el >= limit_s or not min_per_target:
+                        return False
+                    got = Counter(x.target for x in samples if x.status is not None)
+                    return any(got[name] < min_per_target for name in names)
+
                 async def loop(i: int) -> None:
                     rng = random.Random(seed + i)
                     n = 0
-                    while time.perf_counter() - t0 < duration_s:
+                    while more():
                         await once(rng, names[(i + n) % len(names)])
                         n += 1
 
@@ -1567,6 +1583,9 @@ def _tasks_succeeded(worker: CeleryWorker, name: str) -> list[float]:
 # endpoint's (15 ms, measured server-side there; here at the client, which adds the loopback and the
 # client's own scheduling), and the beacon held to the pages' target.
 R6_TARGETS_MS = {"home": 50.0, "product": 50.0, "category": 50.0, "recommendations": 15.0, "events": 50.0}
+# the one-client run goes on past --baseline-s until each type has this many answers (at most R6_BASELINE_MAX_S)
+R6_BASELINE_MIN_PER_TYPE = 5
+R6_BASELINE_MAX_S = 30.0
 
 
 class TaskStream:
@@ -1664,8 +1683,14 @@ def scenario_r6(ctx: Context) -> dict[str, Any]:
     # baseline: one client, one request at a time: the service time of each type with no queue
     alone = asyncio.run(
         _mixed_load(base, targets, duration_s=args.baseline_s, rate=None, clients=1, seed=args.seed + 7,
-                    progress_title="R6 one client (service time)")
+                    progress_title="R6 one client (service time)", min_per_target=R6_BASELINE_MIN_PER_TYPE,
+                    max_duration_s=R6_BASELINE_MAX_S)
     )  # fmt: skip
+    slowest = max(alone, key=lambda x: x.latency_s)
+    console.print(
+        f"R6: one client alone: {len(alone):,} requests in {max(x.t + x.latency_s for x in alone):.1f} s; "
+        f"slowest {slowest.target} {1000 * slowest.latency_s:,.1f} ms (sent at {slowest.t:.1f} s)"
+    )
     stream = TaskStream(args.soak_tasks_per_s).start()
     try:
         meter = _meter(ctx)
@@ -1768,6 +1793,8 @@ def scenario_r6(ctx: Context) -> dict[str, Any]:
         "capacity_per_target": cap_per_target,
         "capacity_cpu": cap_cpu,
         "one_client_per_target": alone_per_target,
+        "one_client_slowest": {"target": slowest.target, "latency_ms": round(1000 * slowest.latency_s, 1),
+                               "sent_at_s": round(slowest.t, 2), "status": slowest.status},  # fmt: skip
         "offered_rps": round(rate, 1),
         "load_fraction": args.soak_load,
         "requests": len(soak),
