@@ -1525,7 +1525,6 @@ async def _mixed_load(
 
             tick = asyncio.create_task(ticker())
             if rate is None:
-
                 limit_s = max(duration_s, max_duration_s or 0.0)
 
                 def more() -> bool:
@@ -1793,8 +1792,12 @@ def scenario_r6(ctx: Context) -> dict[str, Any]:
         "capacity_per_target": cap_per_target,
         "capacity_cpu": cap_cpu,
         "one_client_per_target": alone_per_target,
-        "one_client_slowest": {"target": slowest.target, "latency_ms": round(1000 * slowest.latency_s, 1),
-                               "sent_at_s": round(slowest.t, 2), "status": slowest.status},  # fmt: skip
+        "one_client_slowest": {
+            "target": slowest.target,
+            "latency_ms": round(1000 * slowest.latency_s, 1),
+            "sent_at_s": round(slowest.t, 2),
+            "status": slowest.status,
+        },  # fmt: skip
         "offered_rps": round(rate, 1),
         "load_fraction": args.soak_load,
         "requests": len(soak),
