@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from django.db import connection, transaction
+from django.db.models import Max
 from django.utils import timezone
 
 from shop.events.models import Event, EventType
@@ -90,32 +91,48 @@ def popularity_refresh(
     while max_batches is None or batches < max_batches:
         with transaction.atomic():
             state, _ = PopularityState.objects.select_for_update().get_or_create(pk=1)
-            rows = list(
-                Event.objects.filter(id__gt=state.last_event_id)
+            after = state.last_event_id
+            # Stop before the first event received too recently: it and everything after it wait for the
+            # next refresh (an older, uncommitted row may still appear before it). Found in the database
+            # by the primary key, in id order: the rows of the last COMMIT_LAG are never read into Python
+            # (reading them, up to ``batch`` rows on each refresh only to drop them, was most of its cost).
+            recent = (
+                Event.objects.filter(id__gt=after, received_at__gt=cutoff)
                 .order_by("id")
-                .values_list("id", "product_id", "type", "occurred_at", "received_at")[:batch]
+                .values_list("id", flat=True)
+                .first()
             )
-            full = len(rows) == batch
-            # Stop before the first row received too recently: it and everything after it wait for
-            # the next refresh (an older, uncommitted row may still appear before it).
-            for i, row in enumerate(rows):
-                if row[4] > cutoff:
-                    rows, full = rows[:i], False
-                    break
-            if not rows:
+            window = (
+                Event.objects.filter(id__gt=after)
+                if recent is None
+                else Event.objects.filter(id__gt=after, id__lt=recent)
+            )
+            # the batch: the next ``batch`` events of the window by id (the watermark moves past all of
+            # them); only those that score are read
+            upto = window.order_by("id").values_list("id", flat=True)[batch - 1 : batch].first()
+            full = upto is not None
+            if upto is None:
+                upto = window.aggregate(last=Max("id"))["last"]
+            if upto is None:
                 state.refreshed_at = now
                 state.save(update_fields=["refreshed_at"])
                 break
-            touched = _apply(r for r in rows if r[1] is not None and r[2] in SCORED_TYPES)
-            state.last_event_id = rows[-1][0]
-            state.events_applied += len(rows)
+            span = Event.objects.filter(id__gt=after, id__lte=upto)
+            events = span.count()
+            touched = _apply(
+                span.filter(type__in=SCORED_TYPES, product__isnull=False)
+                .order_by("id")
+                .values_list("product_id", "type", "occurred_at")
+            )
+            state.last_event_id = upto
+            state.events_applied += events
             state.refreshed_at = now
             state.save(update_fields=["last_event_id", "events_applied", "refreshed_at"])
-        total_events += len(rows)
+        total_events += events
         products_touched += touched
         batches += 1
         if progress is not None:
-            progress(len(rows))
+            progress(events)
         if not full:
             break
     state = PopularityState.objects.filter(pk=1).first()
@@ -124,12 +141,13 @@ def popularity_refresh(
     )
 
 
-def _apply(rows: Iterable[tuple[int, int, str, dt.datetime, dt.datetime]]) -> int:
-    """Add the rows' contributions to their products' scores; returns how many products changed."""
+def _apply(rows: Iterable[tuple[int, str, dt.datetime]]) -> int:
+    """Add the (product id, type, occurred at) rows' contributions to their products' scores; returns
+    how many products changed."""
     pop: dict[int, float] = {}
     trend: dict[int, float] = {}
     now = timezone.now()
-    for _id, product_id, type_, occurred_at, _received in rows:
+    for product_id, type_, occurred_at in rows:
         when = min(occurred_at, now)  # a clock ahead of ours gets no extra weight
         if type_ in POPULARITY_WEIGHTS:
             pop[product_id] = _log2_sum(
