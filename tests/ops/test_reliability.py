@@ -78,7 +78,7 @@ def reliability_run(tmp_path_factory):
         *("--replay-events", "500", "--replays", "3"),
         *("--r3-events", "1000", "--down-s", "3"),
         # R6 in miniature: the plumbing and the figures, not the verdict (that needs minutes on a quiet box)
-        *("--soak-minutes", "0.15", "--capacity-s", "3", "--baseline-s", "2"),
+        *("--soak-minutes", "0.15", "--capacity-s", "3", "--step-s", "2", "--baseline-s", "2"),
         *("--products", "200", "--out-dir", str(out_dir)),
     ]
     run = subprocess.run(
@@ -172,6 +172,12 @@ def test_r6_soak_reports_each_type_against_its_target_and_runs_every_task(reliab
         assert r6["one_client_per_target"][name]["requests"] > 0
     checks = {c["check"]: c for c in r6["checks"]}
     assert checks["recommendations p99 (target 15 ms)"]["pass"] == (r6["per_target"]["recommendations"]["p99_ms"] <= 15)
+    # the capacity: the closed-loop figure checked open loop, downward, until a rate held (or every step tried)
+    steps = r6["capacity_steps"]
+    assert steps and steps[0]["offered_rps"] == r6["closed_loop_capacity_rps"]
+    assert r6["capacity_rps"] in [s["offered_rps"] for s in steps]
+    assert all(not s["holds"] for s in steps[:-1])
+    assert r6["offered_rps"] == pytest.approx(0.7 * r6["capacity_rps"], rel=0.01)
     # the capacity was measured under the same task flow as the soak, and every task sent ran
     assert r6["tasks_sent"] > 0 and r6["tasks_succeeded"] >= r6["tasks_sent"], r6
     assert r6["task_send_errors"] == 0
