@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,16 @@ postgresql_proc = pg_factories.postgresql_proc(
 redis_proc = redis_factories.redis_proc(
     executable=shutil.which("redis-server") or "/usr/bin/redis-server", host="127.0.0.1", port=None
 )
+
+
+@pytest.fixture(autouse=True)
+def _no_pending_serving_counters():
+    """Each process counts served recommendations in memory until a flush writes them; a test's counts,
+    left unwritten, were written into a later test's figures by its flush (an order-dependent failure)."""
+    yield
+    stats = sys.modules.get("shop.recs.stats")  # nothing to drop where no test has loaded it
+    if stats is not None:
+        stats.serving_stats_forget()
 
 
 @pytest.fixture(scope="session")

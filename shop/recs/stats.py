@@ -80,6 +80,14 @@ def serving_stats_pending() -> int:
         return sum(a.requests for a in _aggs.values())
 
 
+def serving_stats_forget() -> None:
+    """Drop this process's counters unwritten (tests: one test's served requests must not be written into
+    the next test's figures by its flush)."""
+    global _aggs
+    with _lock:
+        _aggs = {}
+
+
 def serving_stats_flush() -> int:
     """Write this process's counters as ServingStat rows; returns the requests written."""
     global _aggs
