@@ -37,8 +37,8 @@ uses its own idempotency keys and visitors and checks only its own rows.
   naming a corrupt or unvalidated version, a rollback call and the time until the rolled-back version
   answers live each <= 1 s (web processes look for a new version every RECS_SERVING_POLL_S).
 
-- ``r6`` soak: a 5 s warm-up; one client alone (``--baseline-s``, and on until each type has 5 answers, 30 s at most: each type's
-  service time, no queue; the slowest of its requests is printed);
+- ``r6`` soak: a 5 s warm-up; one client alone (``--baseline-s``, and on until each type has 5 answers,
+  30 s at most: each type's service time, no queue; the slowest of its requests is printed);
   the capacity of the same mix measured closed loop (``--capacity-s``, ``--soak-clients``) while beat's
   popularity refresh goes to the worker ``--soak-tasks-per-s`` times a second, then checked open loop:
   from that figure down in 10% steps (``--step-s`` each) to the first rate whose requests do not queue
@@ -1838,7 +1838,7 @@ def scenario_r6(ctx: Context) -> dict[str, Any]:
             "latency_ms": round(1000 * slowest.latency_s, 1),
             "sent_at_s": round(slowest.t, 2),
             "status": slowest.status,
-        },  # fmt: skip
+        },
         "offered_rps": round(rate, 1),
         "load_fraction": args.soak_load,
         "requests": len(soak),
@@ -1930,10 +1930,10 @@ def _sustained_rate(
             f"R6: open loop at {rate:,.1f} req/s: p50 {p50_late:,.1f} ms in its second half "
             f"(limit {R6_QUEUE_FACTOR:g} x the one-client {alone_p50_ms:.1f} ms): " + ("holds" if holds else "queues")
         )
-        if holds or i == R6_MAX_STEPS - 1:  # none held: the lowest rate tried (the soak shows the queue)
+        if holds:
             return rate, steps
-        rate *= 0.9
-    raise AssertionError("unreachable")
+        tried, rate = rate, rate * 0.9
+    return tried, steps  # none held: the lowest rate tried (the soak shows the queue)
 
 
 def _stack_cpu(ctx: Context) -> float:

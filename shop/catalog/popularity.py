@@ -102,11 +102,9 @@ def popularity_refresh(
                 .values_list("id", flat=True)
                 .first()
             )
-            window = (
-                Event.objects.filter(id__gt=after)
-                if recent is None
-                else Event.objects.filter(id__gt=after, id__lt=recent)
-            )
+            window = Event.objects.filter(id__gt=after)
+            if recent is not None:
+                window = window.filter(id__lt=recent)
             # the batch: the next ``batch`` events of the window by id (the watermark moves past all of
             # them); only those that score are read
             upto = window.order_by("id").values_list("id", flat=True)[batch - 1 : batch].first()
@@ -117,7 +115,7 @@ def popularity_refresh(
                 state.refreshed_at = now
                 state.save(update_fields=["refreshed_at"])
                 break
-            span = Event.objects.filter(id__gt=after, id__lte=upto)
+            span = window.filter(id__lte=upto)
             events = span.count()
             touched = _apply(
                 span.filter(type__in=SCORED_TYPES, product__isnull=False)
