@@ -273,6 +273,26 @@ def lift_over_time_frame(results: Mapping[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["date", "arm", "lift", "seq_low", "seq_high", "visitors"])
 
 
+def lift_over_time_gap(results: Mapping[str, Any]) -> str:
+    """Why there is no lift over time to draw: no visitors on one side, or a control that has not converted
+    yet (a relative lift divides by control's rate, so it is undefined until control's first order)."""
+    control = next((a["key"] for a in (results.get("experiment") or {}).get("arms") or [] if a.get("is_control")), None)
+    rows = [d for d in results.get("by_day") or [] if d.get("arm") == control]
+    others = [d for d in results.get("by_day") or [] if d.get("arm") != control and d.get("cumulative_visitors")]
+    if (
+        control
+        and rows
+        and rows[-1].get("cumulative_visitors")
+        and others
+        and not rows[-1].get("cumulative_conversion")
+    ):
+        return (
+            f"No lift over time yet: control ({control}) has {rows[-1]['cumulative_visitors']:,} visitors and no "
+            "conversion, and a relative lift divides by control's rate. The chart starts with control's first order."
+        )
+    return "Lift over time needs visitors in control and another arm."
+
+
 def lift_over_time_chart(days: pd.DataFrame) -> alt.LayerChart:
     base = alt.Chart(days).encode(x=alt.X("date:T", title=None), color=alt.Color("arm:N"))
     band = base.mark_area(opacity=0.2).encode(

@@ -81,6 +81,13 @@ def results() -> None:
         st.info("The experiment has no control arm to compare with.")
     else:
         st.altair_chart(charts.lift_ci_chart(table), use_container_width=True)
+        undefined = table[table["lift"].isna()]
+        if not undefined.empty:
+            st.caption(
+                "No lift for "
+                + "; ".join(f"{r.metric} · {r.arm}" for r in undefined.itertuples())
+                + ": a relative lift divides by control's value, and it is 0 (or a side has no visitors yet)."
+            )
         st.caption(
             f"The axis runs from -100% to +{charts.LIFT_AXIS_MAX:.0%}; a wider interval or lift stops at the edge "
             "(the table below has every figure)."
@@ -119,7 +126,7 @@ def results() -> None:
     st.subheader("Conversion lift over time")
     days = charts.lift_over_time_frame(data)
     if days.empty:
-        st.info("Lift over time needs visitors in control and another arm.")
+        st.info(charts.lift_over_time_gap(data))
     else:
         st.caption("Cumulative lift by day of first exposure; the band is the always-valid (sequential) 95% interval.")
         if days["date"].nunique() < 2:

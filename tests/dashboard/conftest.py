@@ -250,6 +250,16 @@ class ExperimentTraffic:
 def experiment_traffic(db) -> ExperimentTraffic:
     """The default three-arm experiment, started three days ago, with 40 visitors per arm over three days:
     impressions and clicks on the rail, cart adds, and 4 / 6 / 10 buyers in popularity / heuristic / dlrm."""
+    return experiment_traffic_make({"popularity": 4, "heuristic": 6, "dlrm": 10})
+
+
+@pytest.fixture
+def experiment_traffic_control_unsold(db) -> ExperimentTraffic:
+    """As ``experiment_traffic``, but nobody in control (popularity) has bought anything yet."""
+    return experiment_traffic_make({"popularity": 0, "heuristic": 6, "dlrm": 10})
+
+
+def experiment_traffic_make(buyers: dict[str, int]) -> ExperimentTraffic:
     from shop.experiments.models import Experiment
     from shop.experiments.selectors import experiment_current_get, running_experiment_forget
     from shop.experiments.services import experiment_ensure_default
@@ -260,7 +270,6 @@ def experiment_traffic(db) -> ExperimentTraffic:
     Experiment.objects.filter(pk=experiment.pk).update(started_at=now - dt.timedelta(days=3))
     running_experiment_forget()
     product = ProductFactory(name="Experiment product", price=Decimal("20.00"))
-    buyers = {"popularity": 4, "heuristic": 6, "dlrm": 10}
     per_arm = 40
     for arm, n_buy in buyers.items():
         for i in range(per_arm):

@@ -341,6 +341,18 @@ def test_experiment_page_shows_the_api_results(api, accounts, experiment_traffic
     assert len(at.get("vega_lite_chart")) >= 2  # the lift CI bars and the lift over time
 
 
+def test_experiment_page_says_why_there_is_no_lift_while_control_has_not_converted(
+    api, accounts, experiment_traffic_control_unsold
+):
+    at = _open(_login(_app(), "staffer"), "experiment")
+    _assert_clean(at)
+    text = _texts(at)
+    assert "Lift over time needs visitors in control and another arm" not in text  # they are there: 40 per arm
+    assert "control (popularity) has 40 visitors and no conversion" in text
+    assert "No lift for Conversion (visitors with an order) (primary) · heuristic; Conversion" in text
+    assert len(at.get("vega_lite_chart")) == 1  # the CI chart (other metrics have a lift); no lift over time
+
+
 def test_experiment_page_guardrails_are_the_api_figures(api, accounts, experiment_traffic, serving_rows):
     at = _open(_login(_app(), "staffer"), "experiment")
     _assert_clean(at)
