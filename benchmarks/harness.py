@@ -534,15 +534,16 @@ def events_generate(total: int, *, seed: int) -> int:
 
 
 def deployed_gunicorn_settings(env: dict[str, str]) -> dict[str, Any]:
-    """Worker class, workers, threads and keep-alive of the deployed gunicorn configuration, as it
-    reads them from ``env``."""
+    """Worker class, workers, threads, keep-alive and interpreter switch interval (None: Python's
+    default) of the deployed gunicorn configuration, as it reads them from ``env``."""
     out = subprocess.run(
         [
             sys.executable,
             "-c",
             "import json, shop.ops.gunicorn_conf as c; print(json.dumps({'workers': c.workers, "
             "'threads': c.threads, 'worker_class': getattr(c, 'worker_class', 'sync'), "
-            "'keepalive': getattr(c, 'keepalive', 2)}))",
+            "'keepalive': getattr(c, 'keepalive', 2), "
+            "'gil_switch_ms': 1000 * getattr(c, 'gil_switch_interval_s', 0) or None}))",
         ],
         cwd=ROOT,
         env=env,
@@ -574,6 +575,7 @@ class Gunicorn:
         self.threads = threads or deployed["threads"]
         self.worker_class = worker_class or deployed["worker_class"]
         self.keepalive = deployed["keepalive"]
+        self.gil_switch_ms = deployed.get("gil_switch_ms")  # None: Python's default (5 ms)
         self.log = log_dir / "gunicorn.log"
         self.proc: subprocess.Popen | None = None
 
@@ -978,6 +980,7 @@ class Stack:
                 "threads": self.threads,
                 "worker_class": self.worker_class,
                 "keepalive_s": self.gunicorn.keepalive if self.gunicorn else None,
+                "gil_switch_ms": (self.gunicorn.gil_switch_ms or 5.0) if self.gunicorn else None,
                 "config": GUNICORN_CONFIG,
             },
             "server_cpus": sorted(self.server_cpus) if self.server_cpus else None,

@@ -10,19 +10,34 @@ from __future__ import annotations
 import gc
 import os
 import shutil
+import sys
 from pathlib import Path
 
+
+def _number(name: str, default: str, cast=int, minimum: float = 0):
+    """``name`` from the environment as a number, or a one-line error naming it (not a traceback)."""
+    raw = os.environ.get(name, default)
+    kind = "an integer" if cast is int else "a number"
+    try:
+        value = cast(raw)
+    except ValueError:
+        raise SystemExit(f"{name}={raw!r}: expected {kind} >= {minimum:g}") from None
+    if not value >= minimum:  # also refuses nan
+        raise SystemExit(f"{name}={raw!r}: expected {kind} >= {minimum:g}")
+    return value
+
+
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
-workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-threads = int(os.environ.get("WEB_THREADS", "4"))
+workers = _number("WEB_CONCURRENCY", "2", minimum=1)
+threads = _number("WEB_THREADS", "4", minimum=1)
 # Threads, so a kept-alive connection waits in the worker's poller instead of holding a process
 # between a shopper's pages; README "Serving" has the measurement behind the numbers.
 worker_class = os.environ.get("WEB_WORKER_CLASS", "gthread")
 # Longer than a shopper's usual pause between pages (gunicorn's default of 2 s closes most of them).
-keepalive = int(os.environ.get("WEB_KEEPALIVE_S", "5"))
+keepalive = _number("WEB_KEEPALIVE_S", "5")
 backlog = 2048
 # Model loading and the first request of a process can take a while on a small CPU.
-timeout = int(os.environ.get("WEB_TIMEOUT_S", "60"))
+timeout = _number("WEB_TIMEOUT_S", "60", minimum=1)
 graceful_timeout = 30
 accesslog = "-"
 errorlog = "-"
@@ -35,7 +50,7 @@ raw_env = [] if "OMP_NUM_THREADS" in os.environ else ["OMP_NUM_THREADS=1"]
 #: poller (gunicorn's gthread waits 5 s, holding the thread). A browser sends as soon as it connects; an idle
 #: connection (a speculative preconnect, a load generator's connections opened together, a slow client) held
 #: a thread each, so as many idle connections as threads (8) stopped a process answering for 5 s.
-first_bytes_wait_s = int(os.environ.get("WEB_FIRST_BYTES_WAIT_MS", "10")) / 1000.0
+first_bytes_wait_s = _number("WEB_FIRST_BYTES_WAIT_MS", "10") / 1000.0
 
 
 def post_fork(server, worker) -> None:
@@ -49,7 +64,15 @@ def post_fork(server, worker) -> None:
     gthread.DEFAULT_WORKER_DATA_TIMEOUT = first_bytes_wait_s
 
 
+#: how long a thread may hold the interpreter while another waits for it (Python's default 5 ms). A thread whose
+#: database or cache answer has arrived waits up to that long while another thread of its process computes,
+#: at every round trip of its request; 0 keeps Python's default.
+gil_switch_interval_s = _number("WEB_GIL_SWITCH_MS", "0", cast=float) / 1000.0
+
+
 def post_worker_init(worker) -> None:
+    if gil_switch_interval_s > 0:
+        sys.setswitchinterval(gil_switch_interval_s)
     # the application is loaded (Django's apps, URLs, views): long-lived objects the cyclic collector need
     # not scan again; the serving thread freezes again after each model load (shop.recs.serving.heap_freeze)
     from django.conf import settings

@@ -103,6 +103,50 @@ def test_the_loaded_application_is_frozen_out_of_the_collectors_passes(settings)
         gc.unfreeze()
 
 
+@pytest.mark.parametrize(("env", "expected_s"), [(None, None), ("0", None), ("1", 0.001), ("2.5", 0.0025)])
+def test_the_interpreter_switch_interval_is_set_only_when_asked(settings, monkeypatch, env, expected_s):
+    """WEB_GIL_SWITCH_MS sets how long a thread may hold the interpreter while another waits (applied in each
+    worker once the application is loaded); unset or 0 leaves Python's own interval."""
+    import importlib
+
+    from shop.ops import gunicorn_conf
+
+    settings.RECS_GC_FREEZE = False
+    before = sys.getswitchinterval()
+    if env is None:
+        monkeypatch.delenv("WEB_GIL_SWITCH_MS", raising=False)
+    else:
+        monkeypatch.setenv("WEB_GIL_SWITCH_MS", env)
+    try:
+        conf = importlib.reload(gunicorn_conf)
+        sys.setswitchinterval(0.005)
+        conf.post_worker_init(None)
+        assert sys.getswitchinterval() == pytest.approx(expected_s or 0.005)
+    finally:
+        sys.setswitchinterval(before)
+        monkeypatch.delenv("WEB_GIL_SWITCH_MS", raising=False)
+        importlib.reload(gunicorn_conf)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("WEB_GIL_SWITCH_MS", "fast"), ("WEB_GIL_SWITCH_MS", "nan"), ("WEB_GIL_SWITCH_MS", "-1"), ("WEB_THREADS", "0"),
+     ("WEB_CONCURRENCY", "two"), ("WEB_FIRST_BYTES_WAIT_MS", "1.5")],
+)  # fmt: skip
+def test_a_bad_serving_setting_is_one_line_naming_it(name, value):
+    """gunicorn reads its settings from the environment: a bad value stops it with a line naming the variable."""
+    out = subprocess.run(
+        [sys.executable, "-c", "import shop.ops.gunicorn_conf"],
+        env={**os.environ, name: value},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 1
+    assert out.stderr.strip().startswith(f"{name}={value!r}: expected"), out.stderr
+    assert "Traceback" not in out.stderr
+
+
 @pytest.mark.parametrize(("wait_ms", "held"), [(None, False), ("5000", True)], ids=["deployed", "gunicorn-default"])
 def test_idle_connections_do_not_hold_the_threads(tmp_path, wait_ms, held):
     """A connection that sends nothing (a browser's speculative preconnect, a slow client) must not hold one of
