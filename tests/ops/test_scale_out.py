@@ -72,11 +72,30 @@ def _done(run_id, workers, timeout=180.0) -> TaskRun:
     return run
 
 
+def _served_model_batch_score(workers) -> TaskRun:
+    """A retrain on the workers, then the batch score that its promotion queues. These tests are about the
+    batch score's fan-out, not the gate: on a shop this small the gate refuses a model now and then (a
+    holdout of about 25 users; CI saw one refused as significantly below popularity or stage 1's order), and
+    then the operator's own promotion (the console's promote, which checks the files, not the gate) serves it
+    and queues the same batch score."""
+    return _batch_score_after_retrain(_done(runs.task_run_start(kind="retrain").id, workers).result, workers)
+
+
+def _batch_score_after_retrain(result: dict, workers) -> TaskRun:
+    from shop.recs.promotion import model_version_promote
+
+    run_id = result["batch_score_run"]
+    if not result["promoted"]:
+        assert run_id is None, result  # a refused model queues nothing
+        switch = model_version_promote(version=result["version"], by="test: gate refused on a tiny shop")
+        assert switch.active == result["version"], switch
+        run_id = switch.batch_score_task
+    return _done(run_id, workers)
+
+
 def test_batch_score_chunks_spread_over_two_workers_and_publish_once(two_workers):
     shop = build_shop(visitors=40, products=60)
-    retrain = _done(runs.task_run_start(kind="retrain").id, two_workers)
-    assert retrain.result["promoted"] is True, retrain.result
-    batch = _done(retrain.result["batch_score_run"], two_workers)
+    batch = _served_model_batch_score(two_workers)
 
     chunks = math.ceil(len(shop.visitors) / CHUNK)
     assert batch.result["chunks"] == chunks
@@ -97,8 +116,7 @@ def test_batch_score_chunks_spread_over_two_workers_and_publish_once(two_workers
 
 def test_a_killed_chunk_is_redelivered_and_the_set_is_complete_and_exact(two_workers):
     shop = build_shop(visitors=48, products=60)
-    retrain = _done(runs.task_run_start(kind="retrain").id, two_workers)
-    first = _done(retrain.result["batch_score_run"], two_workers)
+    first = _served_model_batch_score(two_workers)
     served = ServingPointer.objects.get().score_set_id
     assert served == first.result["score_set"]
 
