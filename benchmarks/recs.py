@@ -290,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         "RECS_SERVING_POLL_S": "1",
         "RECS_STATS_FLUSH_S": "1",
         "RECS_SERVING_THREADS": "1",
-        "CELERY_BROKER_URL": "memory://",
+        "CELERY_BROKER_URL": "memory://localhost/",
         "EXPERIMENTS_CACHE_TTL_S": "60",
         "OMP_NUM_THREADS": "1",
         # every client comes from 127.0.0.1: the throttles stay on (their cost is measured), far above the load

@@ -4,10 +4,18 @@ The key goes into the environment, so servers and workers that tests start as su
 (gunicorn, celery) share it and can read each other's signed cookies.
 """
 
+import atexit
 import os
 import secrets
+import shutil
+import tempfile
 
 os.environ.setdefault("SECRET_KEY", "tests-" + secrets.token_urlsafe(40))
+# Tasks the tests send through the embedded (filesystem) broker go to this session's own folder, shared with
+# the servers and workers it starts; in var/broker a later `make demo`'s worker would pick them up.
+if "BROKER_DIR" not in os.environ:
+    os.environ["BROKER_DIR"] = tempfile.mkdtemp(prefix="shop-test-broker-")
+    atexit.register(shutil.rmtree, os.environ["BROKER_DIR"], ignore_errors=True)
 
 from shop.settings import *  # noqa: E402, F403
 

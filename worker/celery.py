@@ -21,6 +21,8 @@ from celery import Celery
 from celery.signals import after_setup_logger
 from kombu import Queue
 
+from shop.ops.log_filters import LibraryChatter
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "shop.settings")
 
 app = Celery("shop", task_cls="celery.contrib.django.task:DjangoTask")
@@ -66,16 +68,6 @@ def _filesystem_broker_folders(sender, **kwargs) -> None:
         folder = (sender.conf.broker_transport_options or {}).get(key)
         if folder:
             Path(folder).mkdir(parents=True, exist_ok=True)
-
-
-class LibraryChatter(logging.Filter):
-    """Drops INFO and DEBUG records that fbgemm-gpu and torchrec log through the root logger (every TBE
-    they build logs its whole argument list); their warnings and errors still show."""
-
-    LIBRARIES = (f"{os.sep}fbgemm_gpu{os.sep}", f"{os.sep}torchrec{os.sep}")
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= logging.WARNING or not any(lib in record.pathname for lib in self.LIBRARIES)
 
 
 @after_setup_logger.connect

@@ -86,7 +86,7 @@ def test_a_child_over_the_memory_limit_is_replaced_and_one_below_it_is_kept(cele
 
 
 def test_library_info_chatter_is_filtered_but_warnings_and_our_own_info_are_kept():
-    from worker.celery import LibraryChatter
+    from shop.ops.log_filters import LibraryChatter
 
     chatter = LibraryChatter()
 
