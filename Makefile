@@ -43,6 +43,7 @@ demo: seed
 	@echo "  Storefront:  http://localhost:$(PORT)/     API docs: http://localhost:$(PORT)/api/docs/"
 	@echo "  Merchant admin: http://localhost:$(PORT)/admin/  (create a login: make superuser)"
 	@echo "  Merchant console: http://localhost:$(CONSOLE_PORT)/  (log in with a staff account of the shop)"
+	@echo "  Requests: var/web-access.log (WEB_ACCESS_LOG=- prints them here)"
 	@echo ""
 	@# honcho gives every process type its own PORT; the closed loop finds the shop through DEMO_URL.
 	@# Beat's first retrain check waits RECS_CHECK_EVERY_S (10 min here): the loop trains the first model on
@@ -57,7 +58,7 @@ demo: seed
 EXPERIMENT_VISITORS ?= 4500
 EXPERIMENT_MINUTES ?= 30
 experiment: seed
-	$(DEMO_ENV) bash -c '$(BIN)/gunicorn shop.wsgi:application --config python:shop.ops.gunicorn_conf \
+	$(DEMO_ENV) WEB_ACCESS_LOG="$${WEB_ACCESS_LOG-var/web-access.log}" bash -c '$(BIN)/gunicorn shop.wsgi:application --config python:shop.ops.gunicorn_conf \
 		--bind 127.0.0.1:$(PORT) & web=$$!; trap "kill $$web" EXIT; \
 		$(MANAGE) closed_loop --url http://127.0.0.1:$(PORT) --inline --shoppers $${EXPERIMENT_SHOPPERS:-300} \
 		--warmup-rounds 3 --visitors $(EXPERIMENT_VISITORS) --max-minutes $(EXPERIMENT_MINUTES)'

@@ -39,7 +39,9 @@ backlog = 2048
 # Model loading and the first request of a process can take a while on a small CPU.
 timeout = _number("WEB_TIMEOUT_S", "60", minimum=1)
 graceful_timeout = 30
-accesslog = "-"
+# One line per request: "-" (the default) is stdout, as a container's log collector expects; a path writes
+# there instead (`make demo` keeps its console for the shoppers' rounds and the lift table); empty: none.
+accesslog = os.environ.get("WEB_ACCESS_LOG", "-") or None
 errorlog = "-"
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 # Web processes share 2 cores with torch; one torch thread each (see the design's live-serving rules).

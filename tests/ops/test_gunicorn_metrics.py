@@ -128,6 +128,39 @@ def test_the_interpreter_switch_interval_is_set_only_when_asked(settings, monkey
         importlib.reload(gunicorn_conf)
 
 
+def test_the_access_log_goes_where_web_access_log_says(tmp_path):
+    """`make demo` writes the request lines to a file (its console is for the shoppers' rounds and the lift
+    table); the default stays stdout."""
+    log = tmp_path / "access.log"
+    proc, url = _gunicorn(tmp_path, extra_env={"WEB_ACCESS_LOG": str(log)}, workers=1, threads=2)
+    try:
+        assert httpx.get(f"{url}/healthz?from=access-log-test", timeout=10).status_code == 200
+        deadline = time.monotonic() + 10
+        while "from=access-log-test" not in (log.read_text() if log.exists() else ""):
+            assert time.monotonic() < deadline, f"no request line in {log}"
+            time.sleep(0.1)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+
+
+@pytest.mark.parametrize(("value", "expected"), [(None, "-"), ("-", "-"), ("", None), ("var/x.log", "var/x.log")])
+def test_the_access_log_setting(monkeypatch, value, expected):
+    import importlib
+
+    from shop.ops import gunicorn_conf
+
+    if value is None:
+        monkeypatch.delenv("WEB_ACCESS_LOG", raising=False)
+    else:
+        monkeypatch.setenv("WEB_ACCESS_LOG", value)
+    try:
+        assert importlib.reload(gunicorn_conf).accesslog == expected
+    finally:
+        monkeypatch.undo()
+        importlib.reload(gunicorn_conf)
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [("WEB_GIL_SWITCH_MS", "fast"), ("WEB_GIL_SWITCH_MS", "nan"), ("WEB_GIL_SWITCH_MS", "-1"), ("WEB_THREADS", "0"),
