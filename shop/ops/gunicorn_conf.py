@@ -58,12 +58,26 @@ first_bytes_wait_s = _number("WEB_FIRST_BYTES_WAIT_MS", "10") / 1000.0
 def post_fork(server, worker) -> None:
     from gunicorn.workers import gthread
 
-    # a module constant in gunicorn 27 (no setting): read at each new connection and each unread-body drain
-    # (a drain that runs out closes the connection instead of keeping it alive)
-    if not hasattr(gthread, "DEFAULT_WORKER_DATA_TIMEOUT"):
-        server.log.warning("gunicorn has no gthread.DEFAULT_WORKER_DATA_TIMEOUT: WEB_FIRST_BYTES_WAIT_MS not applied")
+    # gunicorn 27's gthread has no setting for it: a module constant (5 s) bounds both the wait for a new
+    # connection's first bytes and, after each response, the drain of an unread request body. Only the first
+    # is shortened here. With the constant itself at 10 ms, a thread that waited more than 10 ms for a core or
+    # the interpreter between taking the drain's deadline and checking it (a few statements, even for a GET
+    # with no body) closed a connection its response had just kept alive, and the client's next request on it
+    # failed (tests/ops/test_gunicorn_metrics.py::test_a_slow_thread_keeps_the_connection_alive).
+    conn_cls = getattr(gthread, "TConn", None)
+    wait = getattr(conn_cls, "wait_for_data", None)
+    if wait is None:
+        server.log.warning("gunicorn's gthread has no TConn.wait_for_data: WEB_FIRST_BYTES_WAIT_MS not applied")
         return
-    gthread.DEFAULT_WORKER_DATA_TIMEOUT = first_bytes_wait_s
+    if getattr(wait, "first_bytes_wait_s", None) is not None:
+        wait = wait.__wrapped__  # set again in this process (tests): wrap gunicorn's own method, once
+
+    def wait_for_data(self, timeout):  # gunicorn calls it with its 5 s, for new connections only
+        return wait(self, first_bytes_wait_s)
+
+    wait_for_data.__wrapped__ = wait
+    wait_for_data.first_bytes_wait_s = first_bytes_wait_s
+    conn_cls.wait_for_data = wait_for_data
 
 
 #: how long a thread may hold the interpreter while another waits for it (Python's default 5 ms). A thread whose

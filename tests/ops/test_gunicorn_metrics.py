@@ -128,6 +128,51 @@ def test_the_interpreter_switch_interval_is_set_only_when_asked(settings, monkey
         importlib.reload(gunicorn_conf)
 
 
+def test_a_slow_thread_keeps_the_connection_alive(monkeypatch):
+    """After a response that announced keep-alive, gunicorn drains any unread request body within a deadline.
+    WEB_FIRST_BYTES_WAIT_MS (10 ms) used to set that deadline too, so a thread that waited more than 10 ms for
+    a core or the interpreter between two readings of the clock closed the connection, even after a GET with
+    no body, and the client's next request on it failed. Here every reading of the clock is 11 ms after the
+    one before; the first-bytes wait stays 10 ms."""
+    import itertools
+    from types import SimpleNamespace
+
+    from gunicorn.config import Config
+    from gunicorn.http.parser import RequestParser
+    from gunicorn.workers import gthread
+
+    from shop.ops import gunicorn_conf
+
+    # whatever post_fork changes in this process is put back after the test
+    monkeypatch.setattr(gthread.TConn, "wait_for_data", gthread.TConn.wait_for_data)
+    monkeypatch.setattr(gthread, "DEFAULT_WORKER_DATA_TIMEOUT", gthread.DEFAULT_WORKER_DATA_TIMEOUT)
+    gunicorn_conf.post_fork(SimpleNamespace(log=SimpleNamespace(warning=print)), None)
+
+    client, server = socket.socketpair()
+    try:
+        client.sendall(b"GET /p/1/ HTTP/1.1\r\nHost: shop\r\n\r\n")
+        parser = RequestParser(Config(), server, ("127.0.0.1", 1))
+        assert next(parser).path == "/p/1/"
+        start, ticks = time.monotonic(), itertools.count()
+        with monkeypatch.context() as m:
+            m.setattr(time, "monotonic", lambda: start + next(ticks) * 0.011)
+            kept = gthread.ThreadWorker._keepalive_after(None, SimpleNamespace(parser=parser), True)
+        assert kept, "the connection was closed after a GET whose response announced keep-alive"
+    finally:
+        client.close()
+        server.close()
+
+    silent, other = socket.socketpair()  # a new connection that sends nothing: its thread gives up at once
+    try:
+        conn = gthread.TConn(Config(), silent, ("127.0.0.1", 1), ("127.0.0.1", 2))
+        t = time.monotonic()
+        assert conn.wait_for_data(gthread.DEFAULT_WORKER_DATA_TIMEOUT) is False
+        assert time.monotonic() - t < 1.0
+    finally:
+        silent.close()
+        other.close()
+
+
 def test_the_access_log_goes_where_web_access_log_says(tmp_path):
     """`make demo` writes the request lines to a file (its console is for the shoppers' rounds and the lift
     table); the default stays stdout."""
