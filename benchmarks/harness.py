@@ -190,7 +190,11 @@ def machine_info() -> dict[str, Any]:
 
 
 def tree_cpu_by_pid(pid: int | None, *, children: bool = True) -> dict[int, float]:
-    """User + system CPU seconds used so far by a process and (``children``) its live descendants."""
+    """User + system CPU seconds used so far by a process and (``children``) its descendants, per live
+    process. With ``children`` each process's figure includes the children it has waited for: a
+    database backend closed by ``CONN_MAX_AGE`` or a replaced worker leaves the live list, and its CPU
+    moves into its parent's (the postmaster's, gunicorn's) instead of vanishing, so the tree's sum never
+    drops when one of its processes exits."""
     if pid is None:
         return {}
     try:
@@ -202,7 +206,7 @@ def tree_cpu_by_pid(pid: int | None, *, children: bool = True) -> dict[int, floa
     for proc in procs:
         with contextlib.suppress(psutil.Error):
             t = proc.cpu_times()
-            out[proc.pid] = t.user + t.system
+            out[proc.pid] = t.user + t.system + ((t.children_user + t.children_system) if children else 0.0)
     return out
 
 
@@ -265,8 +269,9 @@ class CpuMeter:
     """CPU seconds used by named process trees between :meth:`start` and :meth:`stop`, and by
     everything else on the machine (``other``: other people's work competing for the cores).
 
-    Processes that exit in between are not counted (the servers keep theirs alive: gunicorn
-    workers and persistent database connections), so those figures are a lower bound; a child
+    A process of a tree that exits in between is counted through its parent's waited-for children
+    (:func:`tree_cpu_by_pid`): a database backend closed by ``CONN_MAX_AGE`` during a long run stays
+    PostgreSQL's, not "other"; one that starts in between counts from zero. A child of this process
     that runs for the measured span only (wrk) is counted through its rusage once it is waited for.
     """
 
@@ -290,10 +295,10 @@ class CpuMeter:
         return tree_cpu_by_pid(pid, children=name not in self.exclude_children)
 
     def _used(self, name: str, pid: int | None) -> float:
-        # per process: one that started during the span counts from zero; one that ended is lost
-        # (a database backend closed by CONN_MAX_AGE), which never makes the figure negative
-        before = self._start.get(name, {})
-        return sum(max(0.0, cpu - before.get(p, 0.0)) for p, cpu in self._cpu(name, pid).items())
+        # the tree's sum: a process that ended moved its whole CPU into its parent's figure, so its
+        # share before the span cancels with its own figure at the start; one that started counts from zero
+        before = sum(self._start.get(name, {}).values())
+        return max(0.0, sum(self._cpu(name, pid).values()) - before)
 
     def start(self) -> CpuMeter:
         self._start = {name: self._cpu(name, pid) for name, pid in self.pids.items()}
