@@ -72,11 +72,11 @@ def family(tmp_path: Path):
     made: list[Family] = []
 
     def make(*, before_s: float, during_s: float) -> Family:
-        made.append(Family(tmp_path / str(len(made)), before_s=before_s, during_s=during_s))
+        folder = tmp_path / str(len(made))
+        folder.mkdir()
+        made.append(Family(folder, before_s=before_s, during_s=during_s))
         return made[-1]
 
-    for i in range(3):
-        (tmp_path / str(i)).mkdir()
     yield make
     for f in made:
         f.close()

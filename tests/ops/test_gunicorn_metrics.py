@@ -143,9 +143,8 @@ def test_a_slow_thread_keeps_the_connection_alive(monkeypatch):
 
     from shop.ops import gunicorn_conf
 
-    # whatever post_fork changes in this process is put back after the test
+    # what post_fork changes in this process is put back after the test
     monkeypatch.setattr(gthread.TConn, "wait_for_data", gthread.TConn.wait_for_data)
-    monkeypatch.setattr(gthread, "DEFAULT_WORKER_DATA_TIMEOUT", gthread.DEFAULT_WORKER_DATA_TIMEOUT)
     gunicorn_conf.post_fork(SimpleNamespace(log=SimpleNamespace(warning=print)), None)
 
     client, server = socket.socketpair()
