@@ -46,7 +46,7 @@ def django_db_modify_db_settings(postgresql_proc):
     db.clear()
     db.update(
         {
-            "ENGINE": "django.db.backends.postgresql",
+            "ENGINE": "shop.ops.postgresql",
             "NAME": "shop",
             "USER": postgresql_proc.user,
             "PASSWORD": postgresql_proc.password or "",

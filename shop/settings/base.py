@@ -107,6 +107,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        # the same backend, whose per-request connection check asks the socket before sending a SELECT 1
+        DATABASES["default"]["ENGINE"] = "shop.ops.postgresql"
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
