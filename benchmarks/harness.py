@@ -548,7 +548,8 @@ def deployed_gunicorn_settings(env: dict[str, str]) -> dict[str, Any]:
             "import json, shop.ops.gunicorn_conf as c; print(json.dumps({'workers': c.workers, "
             "'threads': c.threads, 'worker_class': getattr(c, 'worker_class', 'sync'), "
             "'keepalive': getattr(c, 'keepalive', 2), "
-            "'gil_switch_ms': 1000 * getattr(c, 'gil_switch_interval_s', 0) or None}))",
+            "'gil_switch_ms': 1000 * getattr(c, 'gil_switch_interval_s', 0) or None, "
+            "'reuse_port': bool(getattr(c, 'reuse_port', False))}))",
         ],
         cwd=ROOT,
         env=env,
@@ -581,6 +582,7 @@ class Gunicorn:
         self.worker_class = worker_class or deployed["worker_class"]
         self.keepalive = deployed["keepalive"]
         self.gil_switch_ms = deployed.get("gil_switch_ms")  # None: Python's default (5 ms)
+        self.reuse_port = deployed.get("reuse_port")  # each worker on its own listening socket
         self.log = log_dir / "gunicorn.log"
         self.proc: subprocess.Popen | None = None
 
@@ -986,6 +988,7 @@ class Stack:
                 "worker_class": self.worker_class,
                 "keepalive_s": self.gunicorn.keepalive if self.gunicorn else None,
                 "gil_switch_ms": (self.gunicorn.gil_switch_ms or 5.0) if self.gunicorn else None,
+                "reuse_port": self.gunicorn.reuse_port if self.gunicorn else None,
                 "config": GUNICORN_CONFIG,
             },
             "server_cpus": sorted(self.server_cpus) if self.server_cpus else None,

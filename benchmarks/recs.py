@@ -46,6 +46,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -298,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
         "RECS_IP_THROTTLE_RATE": harness.BENCH_THROTTLE_RATE,
         # the server's own duration of each request (gunicorn's %(D)s: from the parsed request to the last
         # byte written; the deployed configuration logs every request to stdout, this to a file instead)
-        "GUNICORN_CMD_ARGS": f"--access-logfile {access_log} --access-logformat '%(U)s %(s)s %(D)s'",
+        "GUNICORN_CMD_ARGS": f"--access-logfile {access_log} --access-logformat '%(U)s %(s)s %(D)s %(p)s'",
     }
     visitors = max(1, args.events // EVENTS_PER_VISITOR)
     result: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}, "machine": harness.machine_info()}
@@ -434,15 +435,23 @@ def request_durations(log: Path, *, start: int, path: str) -> dict[str, Any]:
     it (the time a request waits in the listen queue before a thread reads it is not in it)."""
     durations: list[float] = []
     codes: dict[str, int] = {}
+    per_process: Counter[str] = Counter()
     if log.exists():
         with log.open("rb") as f:
             f.seek(start)
             for line in f.read().decode(errors="replace").splitlines():
                 parts = line.split()
-                if len(parts) == 3 and parts[0] == path:
+                if len(parts) in (3, 4) and parts[0] == path:
                     codes[parts[1]] = codes.get(parts[1], 0) + 1
                     durations.append(int(parts[2]) / 1e6)
-    return {"requests": len(durations), "status": codes, **harness.latency_summary_ms(durations)}
+                    if len(parts) == 4:  # the web process that answered ("<pid>")
+                        per_process[parts[3].strip("<>")] += 1
+    out = {"requests": len(durations), "status": codes, **harness.latency_summary_ms(durations)}
+    if per_process:
+        # how evenly the web processes shared the requests: each process is one core's worth of Python at most
+        out["per_process"] = dict(per_process.most_common())
+        out["busiest_process_share"] = round(max(per_process.values()) / sum(per_process.values()), 3)
+    return out
 
 
 def report(result: dict[str, Any], args: argparse.Namespace) -> None:
@@ -478,6 +487,17 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> None:
     console.print(table)
     for n in notes:
         console.print(n)
+    shares = [
+        f"{r['mode']} {r['endpoint']} {r['request_ms']['busiest_process_share']:.0%}"
+        for r in result["runs"]
+        if (r.get("request_ms") or {}).get("busiest_process_share") is not None
+    ]
+    if shares:
+        settings = result.get("settings", {}).get("gunicorn", {})
+        console.print(
+            f"Requests answered by the busiest of {settings.get('workers', '?')} web processes "
+            f"(reuse_port {settings.get('reuse_port')}): " + ", ".join(shares)
+        )
     console.print(
         "ms throughout. p50/p99: client side (wrk, corrected for coordinated omission), including the listen "
         "queue and wrk itself on the same cores. srv p50/p99: the server's own duration of each request "

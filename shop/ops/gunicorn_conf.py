@@ -14,16 +14,17 @@ import sys
 from pathlib import Path
 
 
-def _number(name: str, default: str, cast=int, minimum: float = 0):
+def _number(name: str, default: str, cast=int, minimum: float = 0, maximum: float | None = None):
     """``name`` from the environment as a number, or a one-line error naming it (not a traceback)."""
     raw = os.environ.get(name, default)
     kind = "an integer" if cast is int else "a number"
+    expected = f"expected {kind} >= {minimum:g}" if maximum is None else f"expected {kind} {minimum:g}-{maximum:g}"
     try:
         value = cast(raw)
     except ValueError:
-        raise SystemExit(f"{name}={raw!r}: expected {kind} >= {minimum:g}") from None
-    if not value >= minimum:  # also refuses nan
-        raise SystemExit(f"{name}={raw!r}: expected {kind} >= {minimum:g}")
+        raise SystemExit(f"{name}={raw!r}: {expected}") from None
+    if not value >= minimum or (maximum is not None and value > maximum):  # also refuses nan
+        raise SystemExit(f"{name}={raw!r}: {expected}")
     return value
 
 
@@ -36,6 +37,11 @@ worker_class = os.environ.get("WEB_WORKER_CLASS", "gthread")
 # Longer than a shopper's usual pause between pages (gunicorn's default of 2 s closes most of them).
 keepalive = _number("WEB_KEEPALIVE_S", "5")
 backlog = 2048
+# Each worker listens on its own socket (SO_REUSEPORT) and the kernel spreads new connections over them.
+# On one shared socket every idle worker is woken for each new connection and the first to run takes it:
+# under paced load the worker that was already running took about three connections in four, so one
+# process (one core's worth of Python) queued while the other idled. README "Serving" has the measurement.
+reuse_port = _number("WEB_REUSE_PORT", "1", maximum=1) == 1
 # Model loading and the first request of a process can take a while on a small CPU.
 timeout = _number("WEB_TIMEOUT_S", "60", minimum=1)
 graceful_timeout = 30

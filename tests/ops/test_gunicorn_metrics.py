@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import httpx
@@ -208,7 +209,8 @@ def test_the_access_log_setting(monkeypatch, value, expected):
 @pytest.mark.parametrize(
     ("name", "value"),
     [("WEB_GIL_SWITCH_MS", "fast"), ("WEB_GIL_SWITCH_MS", "nan"), ("WEB_GIL_SWITCH_MS", "-1"), ("WEB_THREADS", "0"),
-     ("WEB_CONCURRENCY", "two"), ("WEB_FIRST_BYTES_WAIT_MS", "1.5")],
+     ("WEB_CONCURRENCY", "two"), ("WEB_FIRST_BYTES_WAIT_MS", "1.5"), ("WEB_REUSE_PORT", "yes"),
+     ("WEB_REUSE_PORT", "2")],
 )  # fmt: skip
 def test_a_bad_serving_setting_is_one_line_naming_it(name, value):
     """gunicorn reads its settings from the environment: a bad value stops it with a line naming the variable."""
@@ -252,5 +254,52 @@ def test_idle_connections_do_not_hold_the_threads(tmp_path, wait_ms, held):
     finally:
         for s in idle:
             s.close()
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+
+
+def _listening_sockets(pid: int, port: int) -> set[int]:
+    """The inodes of the TCP sockets ``pid`` listens on at ``port``."""
+    import psutil
+
+    fds = {
+        c.fd for c in psutil.Process(pid).net_connections(kind="tcp") if c.status == "LISTEN" and c.laddr.port == port
+    }
+    return {int(os.readlink(f"/proc/{pid}/fd/{fd}").split("[")[1].rstrip("]")) for fd in fds}
+
+
+@pytest.mark.parametrize(("reuse_port", "own"), [(None, True), ("0", False)], ids=["deployed", "shared-socket"])
+def test_each_worker_listens_on_its_own_socket_and_connections_spread(tmp_path, reuse_port, own):
+    """On one shared listening socket every idle worker is woken for a new connection and whichever runs first
+    takes it: under paced load one process took up to three kept-alive connections in four (and a process is
+    one core's worth of Python). Deployed, each worker has its own socket (SO_REUSEPORT) and the kernel spreads
+    new connections over them."""
+    import psutil
+
+    log = tmp_path / "access.log"  # one line per request: the pid of the process that answered
+    env = {"GUNICORN_CMD_ARGS": f"--access-logfile {log} --access-logformat '%(p)s'"}
+    proc, url = _gunicorn(
+        tmp_path, extra_env=env if reuse_port is None else {**env, "WEB_REUSE_PORT": reuse_port}, workers=2, threads=2
+    )
+    port = int(url.rsplit(":", 1)[1])
+    try:
+        workers = [c.pid for c in psutil.Process(proc.pid).children()]
+        assert len(workers) == 2
+        inodes = [_listening_sockets(pid, port) for pid in workers]
+        assert all(len(i) == 1 for i in inodes), inodes
+        assert (inodes[0] != inodes[1]) is own, inodes  # the control: one socket, inherited from the master
+        if not own:
+            return
+        start = log.stat().st_size
+        n = 60
+        for _ in range(n):  # a new connection each: the kernel picks the socket by the connection's addresses
+            assert httpx.get(f"{url}/healthz", headers={"Connection": "close"}, timeout=10).status_code == 200
+        time.sleep(0.5)  # the last lines written
+        with log.open() as f:
+            f.seek(start)
+            answered_by = Counter(line.strip().strip("<>") for line in f if line.strip())
+        assert set(answered_by) == {str(pid) for pid in workers}, answered_by
+        assert min(answered_by.values()) >= 0.2 * n, answered_by  # each at least 12 of 60 (a fair coin: 1 in 10^6)
+    finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(30)
