@@ -90,6 +90,10 @@ from .harness import BENCH_DIR, LOOPBACK, CeleryWorker, Stack, console
 
 SCENARIOS = ("r1", "r2", "r3", "r4", "r5", "r6")
 RECOVERY_TARGET_S = 10.0
+# The load generators drop a kept-alive connection idle this long: under the server's keep-alive (5 s), as a
+# well-behaved client does. At equal timeouts a request sent on a connection the server was closing that very
+# moment got no answer (httpx does not retry it; a browser retries such a request once).
+CLIENT_KEEPALIVE_S = 4.0
 PLACEMENTS = ("home.popular", "category.grid", "search.results", "product.similar")
 # A killed worker's unacknowledged task is handed out again after this many seconds. Production
 # keeps the hard time limit + 300 s (a long training run must never run twice); the benchmark
@@ -377,7 +381,9 @@ async def load_run(
     """Post every batch: paced at ``rate_batches_per_s`` (open loop: a batch goes at its time whatever
     the others are doing) or, with None, as fast as ``concurrency`` posters go. ``faults`` are
     ``(fraction of the schedule, callable)`` run in a thread at their time. Returns the wall time."""
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    limits = httpx.Limits(
+        max_connections=concurrency, max_keepalive_connections=concurrency, keepalive_expiry=CLIENT_KEEPALIVE_S
+    )
     t0 = time.perf_counter()
     sem = asyncio.Semaphore(concurrency)
     schedule_s = len(batches) / rate_batches_per_s if rate_batches_per_s else 0.0
@@ -1046,7 +1052,9 @@ class RecsSample:
 async def _recs_clients(
     base_url: str, cookies: list[str], *, clients: int, stop: asyncio.Event, t0: float, samples: list[RecsSample]
 ) -> None:
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    limits = httpx.Limits(
+        max_connections=clients, max_keepalive_connections=clients, keepalive_expiry=CLIENT_KEEPALIVE_S
+    )
     async with httpx.AsyncClient(base_url=base_url, timeout=30, limits=limits, trust_env=False) as client:
 
         async def one(i: int) -> None:
@@ -1309,7 +1317,9 @@ async def _storefront_clients(
     base_url: str, targets: dict[str, Any], *, clients: int, stop: asyncio.Event, t0: float, samples: list[PageSample]
 ) -> None:
     """Shoppers on the storefront: pages, the recommendations API and the beacon, one request after another."""
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    limits = httpx.Limits(
+        max_connections=clients, max_keepalive_connections=clients, keepalive_expiry=CLIENT_KEEPALIVE_S
+    )
     async with httpx.AsyncClient(base_url=base_url, timeout=30, limits=limits, trust_env=False) as client:
 
         async def one(i: int) -> None:
@@ -1489,6 +1499,7 @@ class TimedSample:
     target: str
     status: int | None
     latency_s: float
+    error: str = ""  # the client's exception when there was no answer
 
 
 async def _mixed_load(
@@ -1514,19 +1525,24 @@ async def _mixed_load(
     # processes do (gunicorn_conf.post_worker_init).
     gc.collect()
     gc.freeze()
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    limits = httpx.Limits(
+        max_connections=clients, max_keepalive_connections=clients, keepalive_expiry=CLIENT_KEEPALIVE_S
+    )
     t0 = time.perf_counter()
     async with httpx.AsyncClient(base_url=base_url, timeout=30, limits=limits, trust_env=False) as client:
 
         async def once(rng: random.Random, name: str, due: float | None = None) -> None:
             method, url, kwargs = targets[name](rng)
             t = time.perf_counter() if due is None else due
+            error = ""
             try:
                 r = await client.request(method, url, **kwargs)
                 status = r.status_code
-            except httpx.HTTPError:
-                status = None
-            samples.append(TimedSample(t=t - t0, target=name, status=status, latency_s=time.perf_counter() - t))
+            except httpx.HTTPError as exc:
+                status, error = None, type(exc).__name__
+            samples.append(
+                TimedSample(t=t - t0, target=name, status=status, latency_s=time.perf_counter() - t, error=error)
+            )
 
         with progress_bar(progress_title, counted=False) as progress:
             task = progress.add_task(progress_title, total=duration_s, note="")
@@ -1796,7 +1812,7 @@ def scenario_r6(ctx: Context) -> dict[str, Any]:
     alone_per_target = _per_target(alone, names)
     cap_per_target = _per_target(capacity_samples, names)
     lat = harness.latency_summary_ms(x.latency_s for x in answered)
-    statuses = Counter(str(x.status) if x.status is not None else "no answer" for x in soak)
+    statuses = Counter(str(x.status) if x.status is not None else f"no answer ({x.error})" for x in soak)
     quiet = _window_stats(soak, windows)
     over_time = _latency_over_time(soak, step_s=10.0)
     server_cpu = soak_cpu["cpu_seconds"].get("gunicorn", 0.0) + soak_cpu["cpu_seconds"].get("postgres", 0.0)
