@@ -104,6 +104,11 @@ def post_worker_init(worker) -> None:
         gc.freeze()
 
 
+def when_ready(server) -> None:
+    if reuse_port:  # the master binds nothing then, and gunicorn's own line says "Listening at:  (pid)"
+        server.log.info("Listening at: %s (each worker on its own socket)", ", ".join(server.cfg.bind))
+
+
 def on_starting(server) -> None:
     folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if folder:

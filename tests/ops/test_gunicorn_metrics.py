@@ -303,3 +303,17 @@ def test_each_worker_listens_on_its_own_socket_and_connections_spread(tmp_path, 
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(30)
+
+
+def test_the_address_is_logged_when_each_worker_binds_its_own_socket():
+    """The master binds nothing with reuse_port, so gunicorn's own start line names no address."""
+    from types import SimpleNamespace
+
+    from shop.ops import gunicorn_conf
+
+    lines: list[str] = []
+    server = SimpleNamespace(
+        cfg=SimpleNamespace(bind=["127.0.0.1:8000"]), log=SimpleNamespace(info=lambda m, *a: lines.append(m % a))
+    )
+    gunicorn_conf.when_ready(server)
+    assert lines == ["Listening at: 127.0.0.1:8000 (each worker on its own socket)"]
