@@ -441,11 +441,10 @@ def request_durations(log: Path, *, start: int, path: str) -> dict[str, Any]:
             f.seek(start)
             for line in f.read().decode(errors="replace").splitlines():
                 parts = line.split()
-                if len(parts) in (3, 4) and parts[0] == path:
+                if len(parts) == 4 and parts[0] == path:  # path, status, microseconds, "<pid>" that answered
                     codes[parts[1]] = codes.get(parts[1], 0) + 1
                     durations.append(int(parts[2]) / 1e6)
-                    if len(parts) == 4:  # the web process that answered ("<pid>")
-                        per_process[parts[3].strip("<>")] += 1
+                    per_process[parts[3].strip("<>")] += 1
     out = {"requests": len(durations), "status": codes, **harness.latency_summary_ms(durations)}
     if per_process:
         # how evenly the web processes shared the requests: each process is one core's worth of Python at most

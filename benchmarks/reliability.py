@@ -94,11 +94,19 @@ RECOVERY_TARGET_S = 10.0
 # well-behaved client does. At equal timeouts a request sent on a connection the server was closing that very
 # moment got no answer (httpx does not retry it; a browser retries such a request once).
 CLIENT_KEEPALIVE_S = 4.0
+
 PLACEMENTS = ("home.popular", "category.grid", "search.results", "product.similar")
 # A killed worker's unacknowledged task is handed out again after this many seconds. Production
 # keeps the hard time limit + 300 s (a long training run must never run twice); the benchmark
 # shortens it so the redelivery is seen within the run, and says so in its output.
 VISIBILITY_TIMEOUT_S = 10
+
+
+def _client_limits(connections: int) -> httpx.Limits:
+    """The load generators' connection pool: ``connections`` kept alive, each dropped after CLIENT_KEEPALIVE_S idle."""
+    return httpx.Limits(
+        max_connections=connections, max_keepalive_connections=connections, keepalive_expiry=CLIENT_KEEPALIVE_S
+    )
 
 
 # --------------------------------------------------------------------------- servers
@@ -381,9 +389,7 @@ async def load_run(
     """Post every batch: paced at ``rate_batches_per_s`` (open loop: a batch goes at its time whatever
     the others are doing) or, with None, as fast as ``concurrency`` posters go. ``faults`` are
     ``(fraction of the schedule, callable)`` run in a thread at their time. Returns the wall time."""
-    limits = httpx.Limits(
-        max_connections=concurrency, max_keepalive_connections=concurrency, keepalive_expiry=CLIENT_KEEPALIVE_S
-    )
+    limits = _client_limits(concurrency)
     t0 = time.perf_counter()
     sem = asyncio.Semaphore(concurrency)
     schedule_s = len(batches) / rate_batches_per_s if rate_batches_per_s else 0.0
@@ -1052,9 +1058,7 @@ class RecsSample:
 async def _recs_clients(
     base_url: str, cookies: list[str], *, clients: int, stop: asyncio.Event, t0: float, samples: list[RecsSample]
 ) -> None:
-    limits = httpx.Limits(
-        max_connections=clients, max_keepalive_connections=clients, keepalive_expiry=CLIENT_KEEPALIVE_S
-    )
+    limits = _client_limits(clients)
     async with httpx.AsyncClient(base_url=base_url, timeout=30, limits=limits, trust_env=False) as client:
 
         async def one(i: int) -> None:
@@ -1317,9 +1321,7 @@ async def _storefront_clients(
     base_url: str, targets: dict[str, Any], *, clients: int, stop: asyncio.Event, t0: float, samples: list[PageSample]
 ) -> None:
     """Shoppers on the storefront: pages, the recommendations API and the beacon, one request after another."""
-    limits = httpx.Limits(
-        max_connections=clients, max_keepalive_connections=clients, keepalive_expiry=CLIENT_KEEPALIVE_S
-    )
+    limits = _client_limits(clients)
     async with httpx.AsyncClient(base_url=base_url, timeout=30, limits=limits, trust_env=False) as client:
 
         async def one(i: int) -> None:
@@ -1525,9 +1527,7 @@ async def _mixed_load(
     # processes do (gunicorn_conf.post_worker_init).
     gc.collect()
     gc.freeze()
-    limits = httpx.Limits(
-        max_connections=clients, max_keepalive_connections=clients, keepalive_expiry=CLIENT_KEEPALIVE_S
-    )
+    limits = _client_limits(clients)
     t0 = time.perf_counter()
     async with httpx.AsyncClient(base_url=base_url, timeout=30, limits=limits, trust_env=False) as client:
 

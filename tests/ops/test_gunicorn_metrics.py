@@ -299,7 +299,7 @@ def test_each_worker_listens_on_its_own_socket_and_connections_spread(tmp_path, 
             f.seek(start)
             answered_by = Counter(line.strip().strip("<>") for line in f if line.strip())
         assert set(answered_by) == {str(pid) for pid in workers}, answered_by
-        assert min(answered_by.values()) >= 0.2 * n, answered_by  # each at least 12 of 60 (a fair coin: 1 in 10^6)
+        assert min(answered_by.values()) >= 0.2 * n, answered_by  # each at least 12 of 60 (a fair coin: ~1 in 10^6)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(30)
