@@ -497,6 +497,21 @@ def test_category_pages_past_the_shared_list_read_their_slice(client, tree, djan
         client.get(f"/c/home-goods/?sort=newest&page={last}")
 
 
+def test_category_lists_stay_held_after_a_shopper_has_seen_every_category(client, settings, django_assert_num_queries):
+    # Each category page shares three lists through the cache (the page's own, its popular and its new
+    # rail): 110 categories need 330 entries, more than Django's default local-memory cache holds (300),
+    # at which size the lists pushed each other out and revisited pages read them again.
+    assert settings.CACHES["default"]["OPTIONS"]["MAX_ENTRIES"] == settings.CACHE_MAX_ENTRIES
+    categories = [CategoryFactory(name=f"Aisle {i}", slug=f"aisle-{i}") for i in range(110)]
+    for category in categories:
+        ProductFactory.create_batch(2, category=category)
+    for category in categories:
+        assert client.get(f"/c/{category.slug}/").status_code == 200
+    for category in categories[:5]:
+        with django_assert_num_queries(1):  # the header's cart badge; the lists are still held
+            client.get(f"/c/{category.slug}/")
+
+
 def test_search_page_queries_do_not_grow_with_the_results(client, tree, django_assert_num_queries):
     ProductFactory.create_batch(30, name="Oat Latte Mix", category=tree["coffee"])
     client.get("/search/?q=latte")

@@ -50,6 +50,17 @@ def test_debug_is_off_unless_asked_for():
     assert out.stdout.strip() == "False"
 
 
+def test_the_local_memory_cache_holds_a_catalogs_lists_and_its_size_is_checked():
+    key = secrets.token_urlsafe(50)
+    code = "from django.core.cache import cache; print(cache._max_entries)"
+    out = _settings_in_a_fresh_process(code, SECRET_KEY=key, CACHE_URL="locmemcache://")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "20000"  # not Django's 300
+    out = _settings_in_a_fresh_process(code, SECRET_KEY=key, CACHE_URL="locmemcache://", CACHE_MAX_ENTRIES="0")
+    assert out.returncode != 0
+    assert "CACHE_MAX_ENTRIES must be at least 1, got 0" in out.stderr
+
+
 def test_check_deploy_passes_on_the_production_settings():
     """S1: ``manage.py check --deploy --fail-level WARNING``."""
     base = {k: v for k, v in os.environ.items() if k not in _SCRUB}
