@@ -140,8 +140,9 @@ CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
 # Entries one process's local-memory cache holds before it drops a third of them. Django's default (300)
 # is smaller than one catalog's shared lists (a category page's list, its popular and new rails: 176
 # categories x 3 in the seeded catalog, more with other sorts, searches and throttle buckets), so at
-# that size the lists pushed each other out and nearly every category page read one again. Entries are
-# small (a list holds at most LIST_CACHED_IDS ids): 20,000 are a few tens of MB at most.
+# that size the lists pushed each other out and nearly every category page read one again. A list holds at
+# most LIST_CACHED_IDS ids and a throttle bucket one timestamp per request in its window, so what the cache
+# holds is bounded by the catalog and the last window's traffic, not by this count alone.
 CACHE_MAX_ENTRIES = env.int("CACHE_MAX_ENTRIES", default=20_000)
 if CACHES["default"]["BACKEND"] == "django.core.cache.backends.locmem.LocMemCache":
     if CACHE_MAX_ENTRIES < 1:
