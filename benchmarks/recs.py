@@ -251,6 +251,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--threads", type=int, default=4)
     p.add_argument("--candidates", type=int, default=500)
+    p.add_argument(
+        "--serving-threads", type=int, default=None,
+        help="RECS_SERVING_THREADS of the web processes (default: the deployed setting; 0: each request scores "
+        "on its own thread)",
+    )  # fmt: skip
+    p.add_argument(
+        "--endpoints", default="live,popularity,plain JSON",
+        help="which endpoints to measure, comma-separated (live, popularity, plain JSON)",
+    )  # fmt: skip
+    p.add_argument("--modes", default="paced,closed loop", help="paced, closed loop, or both (comma-separated)")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument(
         "--database-url", default=None, help="a loopback PostgreSQL to use (and reuse) instead of a throwaway one"
@@ -266,7 +276,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "a later run measures without doing it again",
     )  # fmt: skip
     p.add_argument("--out", type=Path, default=None)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.endpoints = _choice(p, "--endpoints", args.endpoints, ("live", "popularity", "plain JSON"))
+    args.modes = _choice(p, "--modes", args.modes, ("paced", "closed loop"))
+    if args.serving_threads is not None and args.serving_threads < 0:
+        p.error(f"--serving-threads must be 0 or more, got {args.serving_threads}")
+    return args
+
+
+def _choice(p: argparse.ArgumentParser, flag: str, value: str, allowed: tuple[str, ...]) -> list[str]:
+    picked = [v.strip() for v in value.split(",") if v.strip()]
+    unknown = [v for v in picked if v not in allowed]
+    if unknown or not picked:
+        p.error(f"{flag}: {', '.join(unknown) or 'nothing given'} not one of {', '.join(allowed)}")
+    return picked
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -290,7 +313,6 @@ def main(argv: list[str] | None = None) -> int:
         "RECS_LIVE_CANDIDATES": str(args.candidates),
         "RECS_SERVING_POLL_S": "1",
         "RECS_STATS_FLUSH_S": "1",
-        "RECS_SERVING_THREADS": "1",
         "CELERY_BROKER_URL": "memory://localhost/",
         "EXPERIMENTS_CACHE_TTL_S": "60",
         "OMP_NUM_THREADS": "1",
@@ -301,6 +323,8 @@ def main(argv: list[str] | None = None) -> int:
         # byte written; the deployed configuration logs every request to stdout, this to a file instead)
         "GUNICORN_CMD_ARGS": f"--access-logfile {access_log} --access-logformat '%(U)s %(s)s %(D)s %(p)s'",
     }
+    if args.serving_threads is not None:
+        env["RECS_SERVING_THREADS"] = str(args.serving_threads)
     visitors = max(1, args.events // EVENTS_PER_VISITOR)
     result: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}, "machine": harness.machine_info()}
     try:
@@ -381,8 +405,9 @@ def main(argv: list[str] | None = None) -> int:
                 "postgres": stack.postgres.postmaster_pid if stack.postgres else _postmaster_pid(),
             }
             rows = []
-            for mode, think_ms in (("paced", 1000.0 / args.rate), ("closed loop", 0.0)):
-                for name, paths in runs_spec.items():
+            modes = {"paced": 1000.0 / args.rate, "closed loop": 0.0}
+            for mode, think_ms in ((m, t) for m, t in modes.items() if m in args.modes):
+                for name, paths in ((n, p) for n, p in runs_spec.items() if n in args.endpoints):
                     time.sleep(2.5)  # counters of the previous run flushed
                     mark = ServingStat.objects.order_by("-id").values_list("id", flat=True).first() or 0
                     log_from = access_log.stat().st_size if access_log.exists() else 0
@@ -407,6 +432,9 @@ def main(argv: list[str] | None = None) -> int:
                     })  # fmt: skip
             result["runs"] = rows
             result["settings"] = stack.settings_used() if hasattr(stack, "settings_used") else {}
+            from django.conf import settings as web_settings  # the web processes' own, unless overridden above
+
+            result["recs_serving_threads"] = int(env.get("RECS_SERVING_THREADS", web_settings.RECS_SERVING_THREADS))
     finally:
         if not keep:
             shutil.rmtree(work, ignore_errors=True)
@@ -457,7 +485,8 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> None:
     table = Table(
         title=f"/api/recommendations, {args.clients} clients (paced: {args.rate:g} req/s each), "
         f"{result.get('events_logged', args.events):,} logged events, {args.candidates} candidates "
-        f"(target: live p99 <= {TARGET_P99_MS:.0f} ms server side)"
+        f"(target: live p99 <= {TARGET_P99_MS:.0f} ms server side); scoring threads per process: "
+        f"{result.get('recs_serving_threads', '?')} (0: on the request's thread)"
     )
     cols = ("mode", "endpoint", "req/s", "p50", "p99", "srv p50", "srv p99", "svc p99", "CPU ms/req", "x plain",
             "wait ms/req", "other CPU")  # fmt: skip

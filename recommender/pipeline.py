@@ -210,6 +210,19 @@ class PipelineConfig:
     explore_boost: float | None = None  # likewise (Config.model.explore_boost)
 
 
+class DeadlineExceeded(Exception):
+    """A request's ``deadline_ns`` passed between two stages: the caller answers from a cheaper source."""
+
+    def __init__(self, stage: str):
+        super().__init__(f"deadline passed before {stage}")
+        self.stage = stage
+
+
+def _check_deadline(deadline_ns: int | None, stage: str) -> None:
+    if deadline_ns is not None and time.perf_counter_ns() >= deadline_ns:
+        raise DeadlineExceeded(stage)
+
+
 @dataclass(frozen=True)
 class StageTimings:
     """Nanoseconds per stage (perf_counter_ns); ``rank`` is the model alone, ``features`` builds its rows."""
@@ -391,6 +404,7 @@ class RecPipeline:
         device_name: str = "",
         fresh_events: Interactions | None = None,
         use_model: bool = True,
+        deadline_ns: int | None = None,
     ) -> Recommendations:
         """Top-k for one visitor as of ``now`` (seconds; one ``now`` per request: hour and weekday come from it).
 
@@ -402,7 +416,9 @@ class RecPipeline:
         never what the log does. ``exclude_item_ids``: e.g. the cart; ``session_item_ids``: extra
         co-occurrence seeds, newest first; ``device_name``: the request's device (a value the training
         vocabulary knows, e.g. "desktop", "mobile"); ``use_model`` False: stage 1's own order through the
-        same rules (scores NaN). Nothing on the pipeline changes."""
+        same rules (scores NaN); ``deadline_ns`` (a ``time.perf_counter_ns()`` instant): checked before the
+        feature step and before the model, raising :class:`DeadlineExceeded` once it has passed (a stage
+        already running finishes: the check is between stages). Nothing on the pipeline changes."""
         cfg = self.config
         k = k or cfg.k
         n_cand = n_candidates or cfg.n_candidates
@@ -421,7 +437,15 @@ class RecPipeline:
 
         # the history slice serves both stages; it is counted in the feature step (the pessimistic side)
         return self._rank_and_rules(
-            user_id, cands, request, k=k, exclude_item_ids=exclude_item_ids, t0=t0, t1=t1, t_shared=t_hist - t0
+            user_id,
+            cands,
+            request,
+            k=k,
+            exclude_item_ids=exclude_item_ids,
+            t0=t0,
+            t1=t1,
+            t_shared=t_hist - t0,
+            deadline_ns=deadline_ns,
         )
 
     def _rank_and_rules(
@@ -435,12 +459,15 @@ class RecPipeline:
         t0: int,
         t1: int,
         t_shared: int = 0,
+        deadline_ns: int | None = None,
     ) -> Recommendations:
         """Stage 2 (``request`` builds the features of the candidate rows; None keeps stage 1's order) and
         stage 3 for one user. ``t_shared`` of retrieval's time [t0, t1) is counted in the feature step."""
         rows, sources = cands.items, cands.sources
         if request is not None and len(rows):
+            _check_deadline(deadline_ns, "features")
             user, pair = request(rows)
+            _check_deadline(deadline_ns, "rank")
             t2 = time.perf_counter_ns()
             scores = self.scorer.score(user, rows, pair).numpy()
             new = pair[:, _USER_ITEM_COUNT].numpy() == 0

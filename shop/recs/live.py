@@ -256,6 +256,30 @@ def _snapshot_history(pipe, user: str) -> bool:
     return end > start
 
 
+def _on_scoring_thread(recommend: Callable[[], T], *, budget_ns: int) -> T:
+    """``recommend()`` on this process's scoring threads, given up once ``budget_ns`` has passed (the job
+    itself runs on, or is cancelled while still queued)."""
+    pool, slots = _executor()
+    if not slots.acquire(blocking=False):
+        raise _Unserved("busy")
+
+    def run():
+        try:
+            return recommend()
+        finally:
+            slots.release()
+
+    future = pool.submit(run)
+    try:
+        return future.result(timeout=budget_ns / 1e9)
+    except FutureTimeout:
+        if future.cancel():  # still queued: it will never run, so its ``finally`` will not give the slot back
+            slots.release()
+        raise _Unserved("over_budget") from None
+    except Exception as exc:
+        raise _Unserved("scorer_error") from exc
+
+
 def _live(
     *,
     model: ServingModel,
@@ -280,38 +304,38 @@ def _live(
     if not rows and product_id is None and user not in pipe.user_index and not _snapshot_history(pipe, user):
         raise _Unserved("no_activity")  # nothing personal to rank on: a popular list says as much
     fresh = _fresh_interactions(rows=rows, visitor_id=visitor_id, user_id=user_id)
-    budget_ns = settings.RECS_LATENCY_BUDGET_MS * 1e6 - (time.perf_counter_ns() - t_start)
+    deadline_ns = t_start + int(settings.RECS_LATENCY_BUDGET_MS * 1e6)
+    budget_ns = deadline_ns - time.perf_counter_ns()
     if budget_ns <= 0:
         raise _Unserved("over_budget")
-    pool, slots = _executor()
-    if not slots.acquire(blocking=False):
-        raise _Unserved("busy")
 
-    def run():
+    def recommend(**deadline):
+        return pipe.recommend(
+            user,
+            now=int(time.time()) + 1,  # events of this very second count (the pipeline takes those before now)
+            k=k,
+            n_candidates=settings.RECS_LIVE_CANDIDATES,
+            exclude_item_ids=[str(i) for i in exclude],
+            session_item_ids=[str(product_id)] if product_id is not None else (),
+            device_name=device,
+            fresh_events=fresh,
+            use_model=arm == "dlrm",
+            **deadline,
+        )
+
+    if settings.RECS_SERVING_THREADS == 0:
+        from recommender.pipeline import DeadlineExceeded  # torch loads with the model, not with this module
+
+        # on the request's own thread: no hand-over to a scoring thread and back (each one a wait for the
+        # interpreter while another thread of the process computes); the budget is checked between stages
         try:
-            return pipe.recommend(
-                user,
-                now=int(time.time()) + 1,  # events of this very second count (the pipeline takes those before now)
-                k=k,
-                n_candidates=settings.RECS_LIVE_CANDIDATES,
-                exclude_item_ids=[str(i) for i in exclude],
-                session_item_ids=[str(product_id)] if product_id is not None else (),
-                device_name=device,
-                fresh_events=fresh,
-                use_model=arm == "dlrm",
-            )
-        finally:
-            slots.release()
-
-    future = pool.submit(run)
-    try:
-        rec = future.result(timeout=budget_ns / 1e9)
-    except FutureTimeout:
-        if future.cancel():  # still queued: it will never run, so its ``finally`` will not give the slot back
-            slots.release()
-        raise _Unserved("over_budget") from None
-    except Exception as exc:
-        raise _Unserved("scorer_error") from exc
+            rec = recommend(deadline_ns=deadline_ns)
+        except DeadlineExceeded:
+            raise _Unserved("over_budget") from None
+        except Exception as exc:
+            raise _Unserved("scorer_error") from exc
+    else:
+        rec = _on_scoring_thread(recommend, budget_ns=budget_ns)
     t = rec.timings
     timings.update(retrieve=_ms(t.retrieve_ns), features=_ms(t.features_ns), rank=_ms(t.rank_ns), rules=_ms(t.rules_ns))
     ids = [int(i) for i in rec.item_ids]

@@ -299,7 +299,11 @@ RECS_SERVING_POLL_S = env.float("RECS_SERVING_POLL_S", default=0.5)  # how often
 RECS_SERVING_KEEP = env.int("RECS_SERVING_KEEP", default=2)
 # while no model serves, web processes fit stage 1 (the heuristic arm) on at most this many newest snapshot events
 RECS_STAGE1_MAX_EVENTS = env.int("RECS_STAGE1_MAX_EVENTS", default=5_000_000)
-RECS_SERVING_THREADS = env.int("RECS_SERVING_THREADS", default=2)  # scoring threads per web process
+# 0: each request scores on its own thread, its budget checked between the stages (see README, "Live
+# recommendations"); N > 0: N scoring threads per web process, a request waiting at most its budget for one
+RECS_SERVING_THREADS = env.int("RECS_SERVING_THREADS", default=0)
+if RECS_SERVING_THREADS < 0:
+    raise ImproperlyConfigured(f"RECS_SERVING_THREADS must be 0 or more, got {RECS_SERVING_THREADS}")
 RECS_TORCH_THREADS = env.int("RECS_TORCH_THREADS", default=1)  # torch intra-op threads in a web process
 # after each model load, move what is alive (Django, torch, torchrec, the model) out of the cyclic garbage
 # collector's sight (gc.freeze): its full collections then scan this process's own garbage, not 470,000 objects

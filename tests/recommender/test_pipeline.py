@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,7 +13,7 @@ from recommender.config import Config
 from recommender.data import build_examples, next_basket_split, synthetic_shop
 from recommender.features import FeatureSpace
 from recommender.model import build_model
-from recommender.pipeline import PipelineConfig, Recommendations, RecPipeline, apply_rules
+from recommender.pipeline import DeadlineExceeded, PipelineConfig, Recommendations, RecPipeline, apply_rules
 from recommender.retrieval import SOURCES
 
 
@@ -194,3 +196,30 @@ def test_the_models_explore_boost_reorders_new_items_live_and_in_batch(shop):
     assert np.all(np.diff(rec.scores[:n_new]) <= 0) and np.all(np.diff(rec.scores[n_new:]) <= 0)
     batch = boosted.recommend_batch([user], now=now).results[0]
     assert batch.item_ids.tolist() == rec.item_ids.tolist()
+
+
+def test_a_passed_deadline_stops_before_the_next_stage_and_a_later_one_changes_nothing(shop, monkeypatch):
+    data, split, pipe = shop
+    user, now = str(split.users[0]), int(split.times[0])
+    with pytest.raises(DeadlineExceeded) as passed:
+        pipe.recommend(user, now=now, deadline_ns=time.perf_counter_ns())
+    assert passed.value.stage == "features"  # stage 1 ran; the feature step and the model did not
+
+    # the deadline passes while the features are built: the model is not run
+    scored = []
+    real_score, real_request = pipe.scorer.score, pipe.features.live_request
+
+    def slow_request(*args, **kwargs):
+        time.sleep(0.02)
+        return real_request(*args, **kwargs)
+
+    monkeypatch.setattr(pipe.features, "live_request", slow_request)
+    monkeypatch.setattr(pipe.scorer, "score", lambda *a, **kw: scored.append(1) or real_score(*a, **kw))
+    with pytest.raises(DeadlineExceeded) as passed:
+        pipe.recommend(user, now=now, deadline_ns=time.perf_counter_ns() + 10_000_000)
+    assert passed.value.stage == "rank" and scored == []
+
+    far = time.perf_counter_ns() + 60 * 10**9
+    with_deadline = pipe.recommend(user, now=now, deadline_ns=far)
+    without = pipe.recommend(user, now=now)
+    assert list(with_deadline.item_ids) == list(without.item_ids) and scored == [1, 1]

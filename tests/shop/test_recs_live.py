@@ -7,6 +7,7 @@ is loaded by the same function the web process's loader thread calls.
 from __future__ import annotations
 
 import shutil
+import time
 import uuid
 from pathlib import Path
 
@@ -252,12 +253,46 @@ def test_scorer_slower_than_the_budget_falls_back(served, settings, staff_client
     assert _serving_reasons(staff_client)["over_budget"] >= 1
 
 
+def test_scoring_on_the_request_thread_serves_live_and_falls_back_as_the_thread_does(
+    served, settings, staff_client, monkeypatch
+):
+    """RECS_SERVING_THREADS=0: the request scores on its own thread (no scoring thread is started), with the
+    same answers and the same fallbacks: the budget (checked between stages) and a scorer that raises."""
+    shop, version = served
+    monkeypatch.setattr(live, "_pool", None)
+    settings.RECS_SERVING_THREADS = 0
+    vid = shop.visitors[0]
+    body = _get(staff_client, placement="home.recommended", k=8, visitor_id=vid).json()
+    assert body["source"] == "live" and body["model_version"] == version.version and len(body["items"]) == 8
+    assert live._pool is None  # no scoring thread was needed
+
+    model = serving.serving_model()
+    real_score = model.pipeline.scorer.score
+    monkeypatch.setattr(model.pipeline.scorer, "score", lambda *a, **kw: 1 / 0)  # fault injection
+    body = _get(staff_client, placement="home.recommended", k=8, visitor_id=vid).json()
+    assert body["source"] == "fallback" and body["reason"] == "scorer_error" and len(body["items"]) == 8
+
+    monkeypatch.setattr(model.pipeline.scorer, "score", real_score)
+    real_features = model.pipeline.features.live_request
+
+    def slow_features(*args, **kwargs):
+        time.sleep(0.06)  # past the budget while building the features: the model is not run
+        return real_features(*args, **kwargs)
+
+    monkeypatch.setattr(model.pipeline.features, "live_request", slow_features)
+    settings.RECS_LATENCY_BUDGET_MS = 50.0
+    body = _get(staff_client, placement="home.recommended", k=8, visitor_id=vid).json()
+    assert body["source"] == "fallback" and body["reason"] == "over_budget" and len(body["items"]) == 8
+    reasons = _serving_reasons(staff_client)
+    assert reasons["scorer_error"] == 1 and reasons["over_budget"] == 1
+    assert live._pool is None
+
+
 def test_requests_over_budget_do_not_use_up_the_scoring_slots(served, settings, staff_client, monkeypatch):
     """A request that gives up while its scoring job still waits in the queue cancels the job; the job never
     runs, so its slot must be given back there, or each such request loses a slot for good and the process
     answers "busy" to any request beyond the few jobs it is running."""
     import threading
-    import time
 
     shop, _ = served
     model = serving.serving_model()
@@ -327,7 +362,6 @@ def test_unknown_visitor_uuid_for_staff_is_served(served, staff_client):
 def test_a_slow_database_falls_back_within_the_statement_timeout(served, settings, staff_client):
     """The events table is locked by another session (a long migration, a vacuum full): the live read
     gives up after RECS_DB_TIMEOUT_MS and the popular list answers."""
-    import time
 
     import psycopg
     from django.db import connection
@@ -432,7 +466,6 @@ def test_cards_come_from_the_table_the_serving_thread_reads(served, django_asser
 def test_the_model_loads_in_a_background_thread_never_on_the_request(served, settings, staff_client):
     """A fresh process: the first request does not wait for the model (it falls back, "model_loading");
     the loader thread builds the pipeline and publishes it, and later requests are live."""
-    import time
 
     shop, version = served
     serving.serving_forget()

@@ -61,6 +61,14 @@ def test_the_local_memory_cache_holds_a_catalogs_lists_and_its_size_is_checked()
     assert "CACHE_MAX_ENTRIES must be at least 1, got 0" in out.stderr
 
 
+def test_a_negative_number_of_scoring_threads_is_refused_at_start():
+    out = _settings_in_a_fresh_process(
+        "print('started')", SECRET_KEY=secrets.token_urlsafe(50), RECS_SERVING_THREADS="-1"
+    )
+    assert out.returncode != 0 and "started" not in out.stdout
+    assert "RECS_SERVING_THREADS must be 0 or more, got -1" in out.stderr
+
+
 def test_check_deploy_passes_on_the_production_settings():
     """S1: ``manage.py check --deploy --fail-level WARNING``."""
     base = {k: v for k, v in os.environ.items() if k not in _SCRUB}
