@@ -1154,3 +1154,43 @@ def contention_warning(runs: Iterable[dict[str, Any]]) -> None:
 
 def verdict(ok: bool) -> str:
     return "[bold green]meets target[/]" if ok else "[bold red]misses target[/]"
+
+
+# -- the recommendation service's own counters (written by the web processes every RECS_STATS_FLUSH_S)
+def serving_mark() -> int:
+    """The newest serving counter row now: :func:`serving_mix` counts what was written after it."""
+    from shop.recs.models import ServingStat
+
+    return ServingStat.objects.order_by("-id").values_list("id", flat=True).first() or 0
+
+
+def serving_mix(*, after_id: int, placement: str) -> dict[str, Any]:
+    """The recommendation service's own per-request timer and serving mix, from the serving counters
+    the web processes wrote after ``after_id``."""
+    from shop.recs.models import ServingStat
+    from shop.recs.stats import BUCKETS, _quantile
+
+    hist = [0] * (len(BUCKETS) + 1)
+    by_source: dict[str, int] = {}
+    reasons: dict[str, int] = {}
+    stages: dict[str, float] = {}
+    n = 0
+    total_ms = 0.0
+    for r in ServingStat.objects.filter(id__gt=after_id, placement=placement):
+        n += r.requests
+        total_ms += r.latency_ms_sum
+        hist = [a + b for a, b in zip(hist, r.latency_hist, strict=True)]
+        by_source[r.source] = by_source.get(r.source, 0) + r.requests
+        if r.reason:
+            reasons[r.reason] = reasons.get(r.reason, 0) + r.requests
+        for k, v in r.stage_ms_sum.items():
+            stages[k] = stages.get(k, 0.0) + v
+    return {
+        "requests": n,
+        "mean_ms": round(total_ms / n, 3) if n else None,
+        "p50_ms_bucket": _quantile(hist, 0.5),
+        "p99_ms_bucket": _quantile(hist, 0.99),
+        "by_source": by_source,
+        "reasons": reasons,
+        "stage_ms_mean": {k: round(v / n, 3) for k, v in stages.items()} if n else {},
+    }

@@ -524,7 +524,9 @@ def main(argv: list[str] | None = None) -> int:
         worker_class=args.worker_class,
         server_cpus=args.server_cpus,
         client_cpus=args.client_cpus,
+        extra_env={"RECS_STATS_FLUSH_S": "1"},  # the personal rails' serving mix, counted to the end of the run
     ) as stack:
+        serving_from = harness.serving_mark()
         all_paths = page_paths(seed=args.seed)
         targets = {name: all_paths[name] for name in args.pages}
         if not all(targets.values()):
@@ -665,6 +667,7 @@ def main(argv: list[str] | None = None) -> int:
             "machine": harness.machine_info(),
             "postgres": stack.postgres_facts(),
             "settings": stack.settings_used(),
+            "personal_rails": personal_rails(after_id=serving_from),
             "runs": runs,
             "baseline": {
                 "paced_p50_ms": paced_base["latency"]["p50_ms"],
@@ -683,6 +686,17 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"Wrote {path}")
     errors = sum(r["error_count"] for r in runs)
     return 0 if errors == 0 else 1
+
+
+PERSONAL_RAILS = ("product.recommended", "home.recommended", "cart.recommended")
+
+
+def personal_rails(*, after_id: int) -> dict[str, Any]:
+    """How the pages' personal rails were served during the run (live by the model, batch, or a fallback, and
+    why): a page whose rail fell back did not pay for a re-rank, so its figures are not a DLRM page's."""
+    time.sleep(2.0)  # the web processes' last counters flushed (RECS_STATS_FLUSH_S=1)
+    mixes = {p: harness.serving_mix(after_id=after_id, placement=p) for p in PERSONAL_RAILS}
+    return {p: m for p, m in mixes.items() if m["requests"]}
 
 
 def report(result: dict[str, Any]) -> None:
@@ -802,6 +816,19 @@ def report(result: dict[str, Any]) -> None:
         f"wait), p99 {base['paced_p99_ms']:.1f} ms for {base['server_cpu_ms_per_request'] or 0:.2f} ms of server CPU."
     )
     harness.contention_warning(result["runs"])
+    rails = result.get("personal_rails") or {}
+    for placement, mix in rails.items():
+        console.print(
+            f"Personal rail {placement}: {mix['requests']:,} renders served {mix['by_source']}"
+            + (f", fallback reasons {mix['reasons']}" if mix["reasons"] else "")
+            + f"; mean ms per stage {mix['stage_ms_mean']}"
+        )
+    if rails and not any(m["by_source"].get("live") for m in rails.values()):
+        console.print(
+            "[yellow]No personal rail was ranked live (no model serving, or each fell back): these pages did not "
+            "pay for a re-rank. To measure them with the DLRM, run against a database and MODEL_DIR / SNAPSHOT_DIR "
+            "that `python -m benchmarks.recs --prepare-only` built.[/]"
+        )
     console.print(
         f"Overall: {harness.verdict(result['meets_target'])}. Load generator: {primary}, on the same "
         f"{result['machine']['usable_cores']} cores as the server."

@@ -155,38 +155,6 @@ def run_wrk(*, base_url: str, paths: list[str], cookies: list[str], clients: int
     }
 
 
-def server_side(*, after_id: int, placement: str) -> dict[str, Any]:
-    """The recommendation service's own per-request timer and serving mix, from the serving counters
-    the web processes wrote after ``after_id``."""
-    from shop.recs.models import ServingStat
-    from shop.recs.stats import BUCKETS, _quantile
-
-    hist = [0] * (len(BUCKETS) + 1)
-    by_source: dict[str, int] = {}
-    reasons: dict[str, int] = {}
-    stages: dict[str, float] = {}
-    n = 0
-    total_ms = 0.0
-    for r in ServingStat.objects.filter(id__gt=after_id, placement=placement):
-        n += r.requests
-        total_ms += r.latency_ms_sum
-        hist = [a + b for a, b in zip(hist, r.latency_hist, strict=True)]
-        by_source[r.source] = by_source.get(r.source, 0) + r.requests
-        if r.reason:
-            reasons[r.reason] = reasons.get(r.reason, 0) + r.requests
-        for k, v in r.stage_ms_sum.items():
-            stages[k] = stages.get(k, 0.0) + v
-    return {
-        "requests": n,
-        "mean_ms": round(total_ms / n, 3) if n else None,
-        "p50_ms_bucket": _quantile(hist, 0.5),
-        "p99_ms_bucket": _quantile(hist, 0.99),
-        "by_source": by_source,
-        "reasons": reasons,
-        "stage_ms_mean": {k: round(v / n, 3) for k, v in stages.items()} if n else {},
-    }
-
-
 def _get_json(url: str, cookie: str) -> dict:
     req = urllib.request.Request(url, headers={"Cookie": cookie, "Accept": "application/json"})
     with urllib.request.urlopen(req, timeout=30) as r:  # nosec B310  # http URL of the server this benchmark started
@@ -335,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
             from shop.events.middleware import visitor_cookie_value
             from shop.experiments.models import Experiment
             from shop.recs import execution, export, runs
-            from shop.recs.models import ModelVersion, ServingStat, TaskRun
+            from shop.recs.models import ModelVersion, TaskRun
 
             # no experiment: every request is the full pipeline (arms are measured by the experiment itself)
             Experiment.objects.update(status=Experiment.Status.STOPPED)
@@ -409,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
             for mode, think_ms in ((m, t) for m, t in modes.items() if m in args.modes):
                 for name, paths in ((n, p) for n, p in runs_spec.items() if n in args.endpoints):
                     time.sleep(2.5)  # counters of the previous run flushed
-                    mark = ServingStat.objects.order_by("-id").values_list("id", flat=True).first() or 0
+                    mark = harness.serving_mark()
                     log_from = access_log.stat().st_size if access_log.exists() else 0
                     meter = CpuMeter(pids=pids).start()
                     console.print(f"[bold]{mode}[/] {name}: {args.clients} clients, {args.duration}s")
@@ -417,7 +385,9 @@ def main(argv: list[str] | None = None) -> int:
                                 duration_s=args.duration, think_ms=think_ms, seed=args.seed, tmp=work)  # fmt: skip
                     cpu = meter.stop()
                     time.sleep(2.5)
-                    server = server_side(after_id=mark, placement=placements[name]) if name in placements else None
+                    server = (
+                        harness.serving_mix(after_id=mark, placement=placements[name]) if name in placements else None
+                    )
                     used = cpu["cpu_seconds"]
                     server_cpu = used.get("gunicorn", 0.0) + used.get("postgres", 0.0)
                     waits = cpu.get("run_queue_wait_s", {})

@@ -1,0 +1,69 @@
+"""The benchmarks' options and what they report: ``python -m benchmarks.recs`` chooses what to measure on the
+command line (a bad choice is named); both recommendation and page benchmarks report how the personal
+rails were served, from the service's own counters."""
+
+from __future__ import annotations
+
+import pytest
+from django.utils import timezone
+
+from benchmarks.harness import serving_mark, serving_mix
+from benchmarks.recs import parse_args
+from shop.recs.models import ServingStat
+
+
+def test_endpoints_modes_and_scoring_threads_are_parsed():
+    args = parse_args(["--endpoints", "live, plain JSON", "--modes", "paced", "--serving-threads", "0"])
+    assert args.endpoints == ["live", "plain JSON"] and args.modes == ["paced"] and args.serving_threads == 0
+    default = parse_args([])
+    assert default.endpoints == ["live", "popularity", "plain JSON"] and default.modes == ["paced", "closed loop"]
+    assert default.serving_threads is None  # the deployed setting
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--endpoints", "live,everything"], "--endpoints: everything not one of live, popularity, plain JSON"),
+        (["--endpoints", ","], "--endpoints: nothing given"),
+        (["--modes", "open"], "--modes: open not one of paced, closed loop"),
+        (["--serving-threads", "-1"], "--serving-threads must be 0 or more, got -1"),
+    ],
+)
+def test_a_bad_choice_stops_with_the_flag_named(argv, message, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        parse_args(argv)
+    assert stopped.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def _stat(placement: str, source: str, reason: str, requests: int, latency_ms: float) -> ServingStat:
+    buckets = list(ServingStat.LATENCY_BUCKETS_MS)
+    hist = [0] * (len(buckets) + 1)
+    hist[next(i for i, b in enumerate(buckets) if latency_ms <= b)] = requests
+    return ServingStat.objects.create(
+        minute=timezone.now().replace(second=0, microsecond=0),
+        placement=placement,
+        source=source,
+        reason=reason,
+        requests=requests,
+        latency_ms_sum=latency_ms * requests,
+        latency_ms_max=latency_ms,
+        stage_ms_sum={"rank": 2.0 * requests},
+        latency_hist=hist,
+    )
+
+
+@pytest.mark.django_db
+def test_the_serving_mix_counts_only_what_came_after_the_mark():
+    _stat("product.recommended", "live", "", 50, 9.0)  # before the run
+    mark = serving_mark()
+    _stat("product.recommended", "live", "", 30, 9.0)
+    _stat("product.recommended", "fallback", "over_budget", 10, 30.0)
+    _stat("home.recommended", "fallback", "no_model", 5, 2.0)
+    mix = serving_mix(after_id=mark, placement="product.recommended")
+    assert mix["requests"] == 40
+    assert mix["by_source"] == {"live": 30, "fallback": 10} and mix["reasons"] == {"over_budget": 10}
+    assert mix["mean_ms"] == pytest.approx((30 * 9.0 + 10 * 30.0) / 40)
+    assert mix["p50_ms_bucket"] == 10 and mix["p99_ms_bucket"] == 35
+    assert mix["stage_ms_mean"] == {"rank": 2.0}
+    assert serving_mix(after_id=serving_mark(), placement="product.recommended")["requests"] == 0
