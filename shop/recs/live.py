@@ -102,7 +102,7 @@ def _executor() -> tuple[ThreadPoolExecutor, threading.BoundedSemaphore]:
     if _pool is None:
         with _pool_lock:
             if _pool is None:
-                n = max(1, settings.RECS_SERVING_THREADS)
+                n = settings.RECS_SERVING_THREADS  # > 0 here (0 scores on the request's thread)
                 _slots = threading.BoundedSemaphore(4 * n)
                 _pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="recs-score")
     return _pool, _slots
@@ -257,8 +257,11 @@ def _snapshot_history(pipe, user: str) -> bool:
 
 
 def _on_scoring_thread(recommend: Callable[[], T], *, budget_ns: int) -> T:
-    """``recommend()`` on this process's scoring threads, given up once ``budget_ns`` has passed (the job
-    itself runs on, or is cancelled while still queued)."""
+    """``recommend()`` on this process's scoring threads, given up once ``budget_ns`` has passed (a job still
+    queued is cancelled; one running stops at its next stage once the deadline ``recommend`` was given has
+    passed, so an abandoned request does not go on to run the model)."""
+    from recommender.pipeline import DeadlineExceeded  # torch loads with the model, not with this module
+
     pool, slots = _executor()
     if not slots.acquire(blocking=False):
         raise _Unserved("busy")
@@ -275,6 +278,8 @@ def _on_scoring_thread(recommend: Callable[[], T], *, budget_ns: int) -> T:
     except FutureTimeout:
         if future.cancel():  # still queued: it will never run, so its ``finally`` will not give the slot back
             slots.release()
+        raise _Unserved("over_budget") from None
+    except DeadlineExceeded:
         raise _Unserved("over_budget") from None
     except Exception as exc:
         raise _Unserved("scorer_error") from exc
@@ -335,7 +340,7 @@ def _live(
         except Exception as exc:
             raise _Unserved("scorer_error") from exc
     else:
-        rec = _on_scoring_thread(recommend, budget_ns=budget_ns)
+        rec = _on_scoring_thread(lambda: recommend(deadline_ns=deadline_ns), budget_ns=budget_ns)
     t = rec.timings
     timings.update(retrieve=_ms(t.retrieve_ns), features=_ms(t.features_ns), rank=_ms(t.rank_ns), rules=_ms(t.rules_ns))
     ids = [int(i) for i in rec.item_ids]

@@ -325,6 +325,45 @@ def test_requests_over_budget_do_not_use_up_the_scoring_slots(served, settings, 
     assert free == 4 * settings.RECS_SERVING_THREADS, (free, reasons)
 
 
+def test_a_scoring_job_given_up_by_its_request_does_not_go_on_to_run_the_model(
+    served, settings, staff_client, monkeypatch
+):
+    """RECS_SERVING_THREADS=N: a request that stopped waiting at the budget leaves its job running; the job
+    stops at its next stage once the deadline has passed instead of spending a core on an answer nobody reads."""
+    import threading
+
+    shop, _ = served
+    model = serving.serving_model()
+    real_features, real_score = model.pipeline.features.live_request, model.pipeline.scorer.score
+    features_done, scored = threading.Event(), []
+
+    def slow_features(*args, **kwargs):
+        time.sleep(0.15)  # past the 40 ms budget while building the features
+        try:
+            return real_features(*args, **kwargs)
+        finally:
+            features_done.set()
+
+    def counting_score(*args, **kwargs):
+        scored.append(1)
+        return real_score(*args, **kwargs)
+
+    monkeypatch.setattr(model.pipeline.features, "live_request", slow_features)
+    monkeypatch.setattr(model.pipeline.scorer, "score", counting_score)
+    monkeypatch.setattr(live, "_pool", None)
+    settings.RECS_SERVING_THREADS = 1
+    settings.RECS_LATENCY_BUDGET_MS = 40.0
+    body = _get(staff_client, placement="home.recommended", k=8, visitor_id=shop.visitors[0]).json()
+    assert body["source"] == "fallback" and body["reason"] == "over_budget" and len(body["items"]) == 8
+    assert features_done.wait(2.0)  # the abandoned job got past its feature step...
+    time.sleep(0.2)
+    assert scored == []  # ...and stopped there: the model never ran for it
+
+    monkeypatch.setattr(model.pipeline.features, "live_request", real_features)
+    body = _get(staff_client, placement="home.recommended", k=8, visitor_id=shop.visitors[0]).json()
+    assert body["source"] == "live" and scored == [1]  # within the budget the same thread ranks as before
+
+
 def test_rails_record_impressions_and_events_carry_arm_and_model(served, client):
     shop, version = served
     p = Product.objects.get(pk=shop.products[5])
