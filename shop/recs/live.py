@@ -178,11 +178,21 @@ def _reads_sql(*, model: ServingModel, visitor_id: uuid.UUID, user_id: int | Non
     if cart:
         out.append(_CART_SQL.format(vid=f"'{vid}'::uuid"))
     out.append(  # served by the (visitor, occurred_at) / (user, occurred_at) index, newest first
-        "SELECT e.product_id, e.type, CAST(FLOOR(EXTRACT(EPOCH FROM e.occurred_at)) AS BIGINT), e.device "
-        f"FROM events_event e WHERE {who} AND e.id > {int(model.max_event_id)} "  # nosec B608  # typed values (see _reads_sql)
-        f"ORDER BY e.occurred_at DESC LIMIT {int(settings.RECS_FRESH_EVENTS)}"
+        "SELECT r.product_id, r.type, r.ts, r.device FROM ("
+        "SELECT e.product_id, e.type, CAST(FLOOR(EXTRACT(EPOCH FROM e.occurred_at)) AS BIGINT) AS ts, e.device, "
+        f"e.occurred_at FROM events_event e WHERE {who} AND e.id > {int(model.max_event_id)} "  # nosec B608  # typed values (see _reads_sql)
+        f"ORDER BY e.occurred_at DESC LIMIT {_fresh_scan()}) r "
+        f"WHERE r.type <> '{EventType.IMPRESSION.value}' ORDER BY r.occurred_at DESC LIMIT {int(settings.RECS_FRESH_EVENTS)}"
     )
     return out
+
+
+def _fresh_scan() -> int:
+    """How many of a visitor's newest events the fresh read looks through for RECS_FRESH_EVENTS that are not
+    impressions. Impressions are exposure, not interest (no model's history holds them), and a page records
+    a few dozen of them beside its one view: reading the newest N events of any type kept the views of only
+    the last few pages. Bounded, so a visitor with a long log costs at most this many index entries."""
+    return 5 * int(settings.RECS_FRESH_EVENTS)
 
 
 def _visitor_read(*, model: ServingModel, visitor_id: uuid.UUID, user_id: int | None, reads: _Reads) -> None:
@@ -203,7 +213,8 @@ def _visitor_read(*, model: ServingModel, visitor_id: uuid.UUID, user_id: int | 
             qs = qs.order_by("-occurred_at").values_list(
                 "product_id", "type", keys.epoch_seconds("occurred_at"), "device"
             )
-            reads.rows = list(qs[: settings.RECS_FRESH_EVENTS])
+            recent = [r for r in qs[: _fresh_scan()] if r[1] != EventType.IMPRESSION]
+            reads.rows = recent[: settings.RECS_FRESH_EVENTS]
             return
         statements = _reads_sql(model=model, visitor_id=visitor_id, user_id=user_id, cart=want_cart)
         timeout = int(settings.RECS_DB_TIMEOUT_MS)

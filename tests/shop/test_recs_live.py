@@ -149,6 +149,40 @@ def test_a_view_reshapes_a_known_visitors_live_ranking(served, staff_client):
     assert pairs(after) != pairs(before)
 
 
+def test_the_fresh_read_skips_impressions_so_earlier_views_still_count(served, settings):
+    """A page records a view and a few dozen impressions. The fresh read takes the newest events that are not
+    impressions (no model's history holds them), looking through at most 5 x RECS_FRESH_EVENTS of the newest:
+    before, the newest RECS_FRESH_EVENTS of any type were read and the views of all but the last pages fell out."""
+    from shop.events.services import event_record
+
+    shop, _ = served
+    settings.RECS_FRESH_EVENTS = 4
+    vid = uuid.uuid4()
+    model = serving.serving_model()
+    viewed = shop.products[:2]
+    for n, pid in enumerate(viewed):
+        event_record(visitor_id=vid, user=None, type="view", product_id=pid, idempotency_key=f"view:f{n}")
+        for i in range(6):  # the rails of that page
+            event_record(
+                visitor_id=vid,
+                user=None,
+                type="impression",
+                product_id=shop.products[10 + i],
+                idempotency_key=f"i:{n}:{i}",
+            )
+    reads = live._Reads()
+    live._visitor_read(model=model, visitor_id=vid, user_id=None, reads=reads)
+    assert [(pid, kind) for pid, kind, _, _ in reads.rows] == [(viewed[1], "view"), (viewed[0], "view")]
+
+    for i in range(20):  # 20 newer impressions: past the 5 x 4 looked through, so the views are not reached
+        event_record(
+            visitor_id=vid, user=None, type="impression", product_id=shop.products[20], idempotency_key=f"j:{i}"
+        )
+    reads = live._Reads()
+    live._visitor_read(model=model, visitor_id=vid, user_id=None, reads=reads)
+    assert reads.rows == []
+
+
 def test_heuristic_rail_follows_the_category_just_browsed(served, client):
     shop, _ = served
     Experiment.objects.update(status=Experiment.Status.STOPPED)
