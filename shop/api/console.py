@@ -24,6 +24,7 @@ from rest_framework.settings import api_settings
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
+from shop.api.fields import QuerySerializer
 from shop.api.schema import detail_response, validation_response
 from shop.events.selectors import event_traffic, visitor_list_recent, visitor_recent_events
 from shop.orders.selectors import order_revenue
@@ -145,7 +146,7 @@ class MeApi(StaffApi):
 # ------------------------------------------------------------------------------------------ overview
 
 
-class OverviewQuery(serializers.Serializer):
+class OverviewQuery(QuerySerializer):
     minutes = serializers.IntegerField(min_value=1, max_value=60 * 24 * 31, default=60)
     buckets = serializers.IntegerField(min_value=1, max_value=240, default=30)
 
@@ -475,7 +476,7 @@ class BenchmarkStartApi(StaffApi):
         return Response({"task_id": str(run.id), "state": run.state}, status=status.HTTP_202_ACCEPTED)
 
 
-class GuardrailQuery(serializers.Serializer):
+class GuardrailQuery(QuerySerializer):
     minutes = serializers.IntegerField(min_value=1, max_value=60 * 24 * 7, default=60 * 24)
 
 
@@ -505,7 +506,7 @@ class GuardrailsApi(StaffApi):
 # ------------------------------------------------------------------------------------------ visitors
 
 
-class VisitorListQuery(serializers.Serializer):
+class VisitorListQuery(QuerySerializer):
     minutes = serializers.IntegerField(min_value=1, max_value=60 * 24 * 31, default=60 * 24)
     limit = serializers.IntegerField(min_value=1, max_value=200, default=50)
 

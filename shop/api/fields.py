@@ -13,3 +13,21 @@ class StrictCharField(serializers.CharField):
         if not isinstance(data, str):
             self.fail("invalid")
         return super().to_internal_value(data)
+
+
+class QuerySerializer(serializers.Serializer):
+    """Query parameters held to their schema: a parameter given empty (``?minutes=``) is a 400 naming it.
+
+    DRF reads a form-style (``QueryDict``) input the way an HTML form posts it: an empty optional field
+    counts as absent and takes its default, so ``?minutes=`` answered as if it were ``?minutes=60`` while
+    the schema says an integer. Only a text field that allows blanks may be given empty."""
+
+    def to_internal_value(self, data):
+        blank = sorted(
+            name
+            for name, field in self.fields.items()
+            if name in data and data.get(name) == "" and not getattr(field, "allow_blank", False)
+        )
+        if blank:
+            raise serializers.ValidationError({name: ["Give a value or leave the parameter out."] for name in blank})
+        return super().to_internal_value(data)

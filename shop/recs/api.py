@@ -12,6 +12,7 @@ from rest_framework.permissions import AllowAny, IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from shop.api.fields import QuerySerializer
 from shop.api.schema import detail_response
 from shop.api.throttles import AddressScopedRateThrottle, VisitorScopedRateThrottle
 from shop.catalog.web import device_get
@@ -91,20 +92,13 @@ class TaskRunDetailApi(APIView):
 # ------------------------------------------------------------------------------------ recommendations
 
 
-class RecommendationsQuery(serializers.Serializer):
+class RecommendationsQuery(QuerySerializer):  # `?visitor_id=` must not mean "me"
     placement = serializers.ChoiceField(choices=sorted(live.PLACEMENTS))
     k = serializers.IntegerField(min_value=1, max_value=100, default=8)
     visitor_id = serializers.UUIDField(required=False, help_text="Another visitor's list: staff only.")
     arm = serializers.ChoiceField(
         choices=sorted(live.ARMS), required=False, help_text="What this arm would show (a preview): staff only."
     )
-
-    def to_internal_value(self, data):
-        # DRF reads an empty optional query parameter as absent (`?visitor_id=` would mean "me"): refuse it
-        blank = sorted(name for name in ("k", "visitor_id", "arm") if name in data and data.get(name) == "")
-        if blank:
-            raise serializers.ValidationError({name: ["Give a value or leave the parameter out."] for name in blank})
-        return super().to_internal_value(data)
 
 
 class RecommendedItemSerializer(serializers.Serializer):
@@ -204,7 +198,7 @@ class RecommendationsApi(APIView):
         )
 
 
-class ServingStatsQuery(serializers.Serializer):
+class ServingStatsQuery(QuerySerializer):
     minutes = serializers.IntegerField(min_value=1, max_value=7 * 24 * 60, default=60)
 
 
