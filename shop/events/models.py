@@ -95,14 +95,30 @@ class Event(models.Model):
     class Meta:
         indexes = [
             models.Index(fields=["occurred_at"], name="event_time_idx"),
-            # A visitor's or user's newest events, covering what the live re-rank reads (its fresh-events
-            # read is an index-only scan on PostgreSQL; SQLite builds the same keys without the rest).
+            # A visitor's or user's newest events (the console's visitor history, the batch score), covering
+            # the same columns as the live re-rank's read below (an index-only scan on PostgreSQL; SQLite
+            # builds the same keys without the rest).
             models.Index(fields=["visitor", "occurred_at"], name="event_visitor_recent_idx", include=RECENT_COLUMNS),
             models.Index(
                 fields=["user", "occurred_at"],
                 name="event_user_recent_idx",
                 include=RECENT_COLUMNS,
                 condition=models.Q(user__isnull=False),  # most events are a guest's
+            ),
+            # The same keys without impressions (most of the log: a page records a few dozen beside its one
+            # view): the live re-rank reads a visitor's newest interests, and impressions are exposure, not
+            # interest. Small (an impression adds no entry here), and its walk is as long as what it returns.
+            models.Index(
+                fields=["visitor", "occurred_at"],
+                name="event_visitor_interest_idx",
+                include=RECENT_COLUMNS,
+                condition=~models.Q(type="impression"),
+            ),
+            models.Index(
+                fields=["user", "occurred_at"],
+                name="event_user_interest_idx",
+                include=RECENT_COLUMNS,
+                condition=models.Q(user__isnull=False) & ~models.Q(type="impression"),
             ),
             models.Index(fields=["product", "type"], name="event_product_type_idx"),  # also the product lookups
             models.Index(fields=["order"], name="event_order_idx", condition=models.Q(order__isnull=False)),

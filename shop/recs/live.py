@@ -4,7 +4,8 @@ Per request: the visitor's experiment arm (``shop.experiments``), then the sourc
 
 1. **live**: the serving model (:mod:`.serving`) re-ranks candidates for this visitor from the snapshot
    history merged with the visitor's events since the snapshot, read from the database (the newest
-   RECS_FRESH_EVENTS, through the (visitor, occurred_at) index, under a statement timeout);
+   RECS_FRESH_EVENTS that are not impressions, through the (visitor, occurred_at) index of those, under a
+   statement timeout);
 2. **batch**: the visitor's list from the serving score set (``dlrm`` arm only: that list is the model's);
 3. **popularity**: the shop's popular list.
 
@@ -169,6 +170,13 @@ class _Reads:
 def _reads_sql(*, model: ServingModel, visitor_id: uuid.UUID, user_id: int | None, cart: bool) -> list[str]:
     """The statements of the visitor read: the cart (when wanted) and the newest events since the snapshot.
 
+    The events are the newest RECS_FRESH_EVENTS that are not impressions: impressions are exposure, not
+    interest (no model's history holds them), and a page records a few dozen beside its one view. They are
+    read through the partial indexes that leave impressions out (``event_visitor_interest_idx``,
+    ``event_user_interest_idx``), so the walk is as long as what it returns, however many impressions lie
+    between a visitor's views; a visitor with fewer interests since the snapshot walks on through its older
+    ones (its own interests, never the log's).
+
     Every value is typed here (ints, a UUID's hex digits), so the statements can travel together in one
     simple-protocol message (which takes no bind parameters): one round trip instead of one per statement.
     """
@@ -177,22 +185,12 @@ def _reads_sql(*, model: ServingModel, visitor_id: uuid.UUID, user_id: int | Non
     out = []
     if cart:
         out.append(_CART_SQL.format(vid=f"'{vid}'::uuid"))
-    out.append(  # served by the (visitor, occurred_at) / (user, occurred_at) index, newest first
-        "SELECT r.product_id, r.type, r.ts, r.device FROM ("
-        "SELECT e.product_id, e.type, CAST(FLOOR(EXTRACT(EPOCH FROM e.occurred_at)) AS BIGINT) AS ts, e.device, "
-        f"e.occurred_at FROM events_event e WHERE {who} AND e.id > {int(model.max_event_id)} "  # nosec B608  # typed values (see _reads_sql)
-        f"ORDER BY e.occurred_at DESC LIMIT {_fresh_scan()}) r "
-        f"WHERE r.type <> '{EventType.IMPRESSION.value}' ORDER BY r.occurred_at DESC LIMIT {int(settings.RECS_FRESH_EVENTS)}"
+    out.append(  # served by the (visitor, occurred_at) / (user, occurred_at) index without impressions, newest first
+        "SELECT e.product_id, e.type, CAST(FLOOR(EXTRACT(EPOCH FROM e.occurred_at)) AS BIGINT) AS ts, e.device "
+        f"FROM events_event e WHERE {who} AND e.type <> '{EventType.IMPRESSION.value}' "  # nosec B608  # typed values (see _reads_sql)
+        f"AND e.id > {int(model.max_event_id)} ORDER BY e.occurred_at DESC LIMIT {int(settings.RECS_FRESH_EVENTS)}"
     )
     return out
-
-
-def _fresh_scan() -> int:
-    """How many of a visitor's newest events the fresh read looks through for RECS_FRESH_EVENTS that are not
-    impressions. Impressions are exposure, not interest (no model's history holds them), and a page records
-    a few dozen of them beside its one view: reading the newest N events of any type kept the views of only
-    the last few pages. Bounded, so a visitor with a long log costs at most this many index entries."""
-    return 5 * int(settings.RECS_FRESH_EVENTS)
 
 
 def _visitor_read(*, model: ServingModel, visitor_id: uuid.UUID, user_id: int | None, reads: _Reads) -> None:
@@ -208,13 +206,13 @@ def _visitor_read(*, model: ServingModel, visitor_id: uuid.UUID, user_id: int | 
         if connection.vendor != "postgresql":
             if want_cart:
                 reads.cart = cart_product_ids(visitor_id=visitor_id)
-            qs = Event.objects.filter(id__gt=model.max_event_id)
+            # impressions are exposure, not interest (no model's history holds them); see _reads_sql
+            qs = Event.objects.filter(id__gt=model.max_event_id).exclude(type=EventType.IMPRESSION)
             qs = qs.filter(user_id=user_id) if user_id is not None else qs.filter(visitor_id=visitor_id)
             qs = qs.order_by("-occurred_at").values_list(
                 "product_id", "type", keys.epoch_seconds("occurred_at"), "device"
             )
-            recent = [r for r in qs[: _fresh_scan()] if r[1] != EventType.IMPRESSION]
-            reads.rows = recent[: settings.RECS_FRESH_EVENTS]
+            reads.rows = list(qs[: settings.RECS_FRESH_EVENTS])
             return
         statements = _reads_sql(model=model, visitor_id=visitor_id, user_id=user_id, cart=want_cart)
         timeout = int(settings.RECS_DB_TIMEOUT_MS)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import connection
 
 from shop.catalog.models import Product
 from shop.events.models import Event
@@ -151,8 +152,9 @@ def test_a_view_reshapes_a_known_visitors_live_ranking(served, staff_client):
 
 def test_the_fresh_read_skips_impressions_so_earlier_views_still_count(served, settings):
     """A page records a view and a few dozen impressions. The fresh read takes the newest events that are not
-    impressions (no model's history holds them), looking through at most 5 x RECS_FRESH_EVENTS of the newest:
-    before, the newest RECS_FRESH_EVENTS of any type were read and the views of all but the last pages fell out."""
+    impressions (no model's history holds them), however many impressions are newer: first the newest
+    RECS_FRESH_EVENTS of any type were read and the views of all but the last pages fell out; then at most
+    5 x RECS_FRESH_EVENTS of the newest were looked through, and a burst of impressions still hid them."""
     from shop.events.services import event_record
 
     shop, _ = served
@@ -174,13 +176,40 @@ def test_the_fresh_read_skips_impressions_so_earlier_views_still_count(served, s
     live._visitor_read(model=model, visitor_id=vid, user_id=None, reads=reads)
     assert [(pid, kind) for pid, kind, _, _ in reads.rows] == [(viewed[1], "view"), (viewed[0], "view")]
 
-    for i in range(20):  # 20 newer impressions: past the 5 x 4 looked through, so the views are not reached
+    for i in range(30):  # newer impressions, more than 5 x 4: the views are still read
         event_record(
             visitor_id=vid, user=None, type="impression", product_id=shop.products[20], idempotency_key=f"j:{i}"
         )
     reads = live._Reads()
     live._visitor_read(model=model, visitor_id=vid, user_id=None, reads=reads)
-    assert reads.rows == []
+    assert [(pid, kind) for pid, kind, _, _ in reads.rows] == [(viewed[1], "view"), (viewed[0], "view")]
+
+    more = shop.products[2:7]
+    for n, pid in enumerate(more):  # five newer views: the newest 4 interests are read, no more
+        event_record(visitor_id=vid, user=None, type="view", product_id=pid, idempotency_key=f"view:g{n}")
+    reads = live._Reads()
+    live._visitor_read(model=model, visitor_id=vid, user_id=None, reads=reads)
+    assert [pid for pid, _, _, _ in reads.rows] == list(reversed(more))[:4]
+
+
+def test_the_fresh_read_walks_the_index_without_impressions(served):
+    """The read is served by the partial index that leaves impressions out, so its walk is as long as what it
+    returns; with the (visitor, occurred_at) index of every event it would walk past every impression."""
+    if connection.vendor != "postgresql":
+        pytest.skip("the plan of PostgreSQL's fresh read")
+    model = serving.serving_model()
+    sql = live._reads_sql(model=model, visitor_id=uuid.uuid4(), user_id=None, cart=False)[-1]
+    with connection.cursor() as cur:
+        cur.execute("SET enable_seqscan = off")  # a test table is small enough for a sequential scan
+        try:
+            cur.execute("EXPLAIN " + sql)
+            plan = "\n".join(r[0] for r in cur.fetchall())
+            cur.execute("EXPLAIN " + live._reads_sql(model=model, visitor_id=uuid.uuid4(), user_id=7, cart=False)[-1])
+            user_plan = "\n".join(r[0] for r in cur.fetchall())
+        finally:
+            cur.execute("RESET enable_seqscan")
+    assert "event_visitor_interest_idx" in plan, plan
+    assert "event_user_interest_idx" in user_plan, user_plan
 
 
 def test_heuristic_rail_follows_the_category_just_browsed(served, client):
