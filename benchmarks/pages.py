@@ -1,6 +1,11 @@
 """Pages benchmark: product, category, search and home pages under 50 concurrent clients.
 
-    .venv/bin/python -m benchmarks.pages [--pages product,category,search,home] [--clients 50] [--rate 2]
+The personal rails of the product and home pages are fetched by the browser after the page has loaded
+(``RAILS_AFTER_LOAD``): ``product-rail`` and ``home-rail`` drive those requests, and a page's CPU is judged
+with its rail's added (the "with rails" in the targets).
+
+    .venv/bin/python -m benchmarks.pages [--pages product,product-rail,category,search,home,home-rail]
+                                         [--clients 50] [--rate 2]
                                          [--duration 15] [--products 5000] [--events 0]
 
 Starts a throwaway PostgreSQL (or uses ``--database-url``), migrates, seeds the catalog (and, with
@@ -425,7 +430,10 @@ def page_queries(path: str) -> dict[str, Any]:
     return {"path": path, "status": status, "count": len(queries), "queries": queries}
 
 
-PAGE_TYPES = ("product", "category", "search", "home")
+PAGE_TYPES = ("product", "product-rail", "category", "search", "home", "home-rail")
+# A personal rail the browser fetches after its page has loaded (RAILS_AFTER_LOAD) is its own request: its CPU
+# counts toward its page's target (the targets are "with their rails"), its latency is judged as a page's.
+RAIL_OF = {"product-rail": "product", "home-rail": "home"}
 
 
 def page_paths(*, seed: int) -> dict[str, list[str]]:
@@ -447,6 +455,9 @@ def page_paths(*, seed: int) -> dict[str, list[str]]:
         "category": [c.get_absolute_url() for c in Category.objects.order_by("pk")],
         "search": [f"/search/?q={quote_plus(w)}" for w in words],
         "home": ["/"],
+        # each client asks with its own cookie, so the rail is that visitor's (as after its page's load)
+        "product-rail": [f"/rails/product.recommended?product={p.pk}" for p in products],
+        "home-rail": ["/rails/home.recommended"],
     }
 
 
@@ -614,7 +625,7 @@ def main(argv: list[str] | None = None) -> int:
         pages = {}
         for name in targets:
             paced, closed = pick[(name, "paced")], pick[(name, "closed")]
-            cpu_target = CPU_TARGET_MS[name]
+            cpu_target = CPU_TARGET_MS.get(name)
             cpu_ms = closed["efficiency"]["server_cpu_ms_per_unit"]
             pages[name] = {
                 "paced_p50_ms": paced["latency"]["p50_ms"],
@@ -641,14 +652,19 @@ def main(argv: list[str] | None = None) -> int:
                     ),
                 },
                 "meets_p99_target": paced["latency"]["p99_ms"] <= TARGET_P99_MS and paced["error_count"] == 0,
-                "meets_cpu_target": cpu_ms is not None and cpu_ms <= cpu_target,
+                "meets_cpu_target": cpu_target is None or (cpu_ms is not None and cpu_ms <= cpu_target),
             }
+        for rail, page in RAIL_OF.items():
+            if rail in pages and page in pages:  # the page's CPU target covers its rail fetched after load
+                both = (pages[page]["server_cpu_ms_per_page"] or 0.0) + (pages[rail]["server_cpu_ms_per_page"] or 0.0)
+                pages[page]["server_cpu_ms_with_rail_after_load"] = round(both, 2)
+                pages[page]["meets_cpu_target"] = both <= CPU_TARGET_MS[page]
         result = {
             "benchmark": "pages",
             "command": "python -m benchmarks.pages " + " ".join(sys.argv[1:] if argv is None else argv),
             "target": {
                 "p99_ms": TARGET_P99_MS,
-                "server_cpu_ms": {n: CPU_TARGET_MS[n] for n in targets},
+                "server_cpu_ms": {n: CPU_TARGET_MS[n] for n in targets if n in CPU_TARGET_MS},
                 "product_saturation_rps": TARGET_PRODUCT_RPS,
                 "clients": 50,
                 "cores": 2,
@@ -765,10 +781,11 @@ def report(result: dict[str, Any]) -> None:
         summary.add_column(col, justify="left" if col in ("page", "verdict") else "right")
     for name, p in result["pages"].items():
         ok = p["meets_p99_target"] and p["meets_cpu_target"]
+        with_rail = p.get("server_cpu_ms_with_rail_after_load")
         summary.add_row(
             name,
-            f"{p['server_cpu_ms_per_page'] or 0:.2f}",
-            f"<= {p['server_cpu_target_ms']:g}",
+            f"{p['server_cpu_ms_per_page'] or 0:.2f}" + (f" (with its rail {with_rail:.2f})" if with_rail else ""),
+            f"<= {p['server_cpu_target_ms']:g}" if p["server_cpu_target_ms"] else f"({RAIL_OF.get(name, '')}'s)",
             f"{p['ratio']['server_cpu_vs_baseline'] or 0:.1f}x",
             f"{p['paced_p50_ms']:.1f}",
             f"{p['paced_p99_ms']:.1f}",

@@ -139,3 +139,20 @@ __all__ = [
     "UserFactory",
     "VisitorFactory",
 ]
+
+
+def with_rails_after_load(client, response) -> str:
+    """A page's HTML with each rail its script fetches after load (``data-rail-src``) put in its place, as
+    ``rails.js`` does in a browser (a rail that comes back empty leaves nothing)."""
+    import re
+
+    html = response.content.decode()
+
+    def fetch(m: re.Match) -> str:
+        from html import unescape
+
+        got = client.get(unescape(m.group(1)), HTTP_ACCEPT="text/html")
+        assert got.status_code in (200, 204), (m.group(1), got.status_code, got.content[:300])
+        return got.content.decode() if got.status_code == 200 else ""
+
+    return re.sub(r'<section class="rail rail-later"[^>]*data-rail-src="([^"]+)"[^>]*></section>', fetch, html)

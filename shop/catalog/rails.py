@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
+from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.cache import cache
 from django.db import DatabaseError
+from django.urls import reverse
+from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from shop.events.models import EventType
@@ -73,6 +77,7 @@ class RailContext:
     exclude_ids: frozenset[int] = frozenset()
     page_view_id: uuid.UUID | None = None  # the render whose rails these are (impression keys)
     device: str = ""
+    after_load: bool = False  # a rail fetched after its page loaded: no header on this request reads the cart
 
     def scope_ids(self) -> tuple[int, ...] | None:
         """The category and its descendants, or None for the whole catalog."""
@@ -107,15 +112,19 @@ def _scope_key(context: RailContext) -> str:
     return "all" if context.category_id is None else str(context.category_id)
 
 
-def popular_ids(context: RailContext) -> list[int]:
-    """Highest 7-day decayed popularity in the scope (an indexed column; cached), topped up with the newest."""
-    key = f"rails:popular:{_scope_key(context)}"
+def popular_ids(context: RailContext, *, at_least: int = CANDIDATE_POOL) -> list[int]:
+    """Highest 7-day decayed popularity in the scope (an indexed column; cached), topped up with the newest.
+
+    ``at_least`` asks for a deeper list (rounded up to a multiple of CANDIDATE_POOL, each depth cached on its
+    own): a rail that must leave out many products (those of the page's other rails) still fills."""
+    depth = CANDIDATE_POOL * min(16, max(1, -(-int(at_least) // CANDIDATE_POOL)))  # at most 512
+    key = f"rails:popular:{_scope_key(context)}" + (f":{depth}" if depth > CANDIDATE_POOL else "")
     ids = cache.get(key)
     if ids is None:
-        ids = popular_product_ids(category_ids=context.scope_ids(), limit=CANDIDATE_POOL)
-        if len(ids) < CANDIDATE_POOL:
+        ids = popular_product_ids(category_ids=context.scope_ids(), limit=depth)
+        if len(ids) < depth:
             have = set(ids)
-            ids = (ids + [i for i in new_arrival_ids(context) if i not in have])[:CANDIDATE_POOL]
+            ids = (ids + [i for i in new_arrival_ids(context) if i not in have])[:depth]
         cache.set(key, ids, POPULAR_TTL)
     return ids
 
@@ -335,8 +344,14 @@ def rails_html(
     context: RailContext,
     with_events: Sequence[EventIn] = (),
     user: AbstractBaseUser | None = None,
+    after_load: Collection[str] | None = None,
 ) -> list[RailHtml]:
     """The rails of a page, rendered from the cards this process holds (``catalog.cards``).
+
+    A placement in ``after_load`` (default: the ``RAILS_AFTER_LOAD`` setting) is not filled here: its place
+    holds an empty ``<section data-rail-src>`` whose address (:func:`rail_src`) the browser fetches once the
+    page has loaded, carrying this render's page view, the page's product and the products the page's other
+    rails show (so the two never repeat each other). The page does not wait for a live re-rank.
 
     Queries: each cold source once, one statement for the impressions and ``with_events`` (see
     :func:`rails_plan`), plus one for the products of the rails whose cards this process does not hold
@@ -345,14 +360,17 @@ def rails_html(
     """
     from .templatetags.storefront import rail_markup  # rendering lives with the other card helpers
 
-    plans = rails_plan(requests=requests, context=context, with_events=with_events, user=user)
+    later = set(settings.RAILS_AFTER_LOAD if after_load is None else after_load)
+    reqs = [RailRequest(r) if isinstance(r, str) else r for r in requests]
+    now = [r for r in reqs if r.placement not in later]
+    plans = rails_plan(requests=now, context=context, with_events=with_events, user=user)
     cards = cards_get(ids=[pid for plan in plans for pid in plan.product_ids])
-    out: list[RailHtml] = []
+    html: dict[str, SafeString] = {}
     for plan in plans:
         items = [cards[pid] for pid in plan.product_ids if cards.get(pid) is not None]
         if len(items) < plan.min_size:
             continue  # too few of its products are still active
-        html = rail_markup(
+        html[plan.placement] = rail_markup(
             placement=plan.placement,
             title=plan.title,
             see_all_url=plan.see_all_url,
@@ -360,8 +378,42 @@ def rails_html(
             arm=plan.arm,
             model_version=plan.model_version,
         )
-        out.append(RailHtml(placement=plan.placement, html=html))
-    return out
+    if len(now) < len(reqs):
+        shown = sorted({pid for plan in plans for pid in plan.product_ids} | set(context.exclude_ids))
+        for req in reqs:
+            if req.placement in later:
+                ctx = req.context or context
+                src = rail_src(
+                    placement=req.placement,
+                    product_id=ctx.product_id,
+                    page_view_id=context.page_view_id,
+                    exclude_ids=shown[:RAIL_EXCLUDE_MAX],
+                )
+                html[req.placement] = format_html(
+                    '<section class="rail rail-later" data-placement="{}" data-rail-src="{}" aria-busy="true">'
+                    "</section>\n",
+                    req.placement,
+                    src,
+                )
+    return [RailHtml(placement=r.placement, html=html[r.placement]) for r in reqs if r.placement in html]
+
+
+# The products a rail fetched after load leaves out: those of the page's other rails (at most 3 x 8).
+RAIL_EXCLUDE_MAX = 64
+
+
+def rail_src(
+    *, placement: str, product_id: int | None, page_view_id: uuid.UUID | None, exclude_ids: Sequence[int]
+) -> str:
+    """Where the browser fetches a rail after load (see :func:`rails_html`)."""
+    query = {}
+    if product_id is not None:
+        query["product"] = str(product_id)
+    if page_view_id is not None:
+        query["pv"] = str(page_view_id)
+    if exclude_ids:
+        query["exclude"] = ",".join(str(int(pid)) for pid in exclude_ids)
+    return reverse("catalog:rail", kwargs={"placement": placement}) + ("?" + urlencode(query) if query else "")
 
 
 def context_for_category(*, base: RailContext, tree: CategoryTree, category_id: int, **overrides) -> RailContext:

@@ -11,4 +11,5 @@ urlpatterns = [
     path("products/<int:pk>/", views.product_by_id, name="product_by_id"),
     path("products/<int:pk>/image.svg", views.product_image, name="product_image"),
     path("products/<int:pk>/<slug:slug>/", views.product_detail, name="product"),
+    path("rails/<str:placement>", views.rail_after_load, name="rail"),
 ]

@@ -1,13 +1,14 @@
-"""Storefront pages: home, category, search, product detail, product image."""
+"""Storefront pages: home, category, search, product detail, product image, and rails fetched after load."""
 
 from __future__ import annotations
 
 import hashlib
 import uuid
 
+from django.conf import settings
 from django.core.cache import cache
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse, HttpResponseNotModified, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotModified, JsonResponse
 from django.middleware.csrf import get_token
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
@@ -20,7 +21,7 @@ from shop.events.services import web_event_in
 from .images import product_svg
 from .models import Product
 from .product_page import buy_box_html, product_page_get
-from .rails import RailContext, RailRequest, context_for_category, rails_html
+from .rails import PLACEMENTS, RAIL_EXCLUDE_MAX, RailContext, RailRequest, context_for_category, rails_html
 from .selectors import (
     DEFAULT_SORT,
     SEARCH_SORTS,
@@ -245,4 +246,66 @@ def product_image(request: HttpRequest, pk: int) -> HttpResponse:
         )
     response["ETag"] = etag
     patch_cache_control(response, public=True, max_age=IMAGE_MAX_AGE)
+    return response
+
+
+_ID_MAX = 2**31 - 1  # product ids are PostgreSQL integers
+
+
+def _rail_params(params) -> tuple[dict, dict[str, list[str]]]:
+    """``product``, ``pv`` and ``exclude`` of a rail fetched after load, and the errors naming each bad one."""
+    out: dict = {"product": None, "pv": None, "exclude": frozenset()}
+    errors: dict[str, list[str]] = {}
+    raw = params.get("product")
+    if raw is not None:
+        if raw.isascii() and raw.isdigit() and 1 <= int(raw) <= _ID_MAX:
+            out["product"] = int(raw)
+        else:
+            errors["product"] = ["A product id (a whole number from 1)."]
+    raw = params.get("pv")
+    if raw is not None:
+        try:
+            out["pv"] = uuid.UUID(raw)
+        except ValueError:
+            errors["pv"] = ["The page view id of the page (a UUID)."]
+    raw = params.get("exclude")
+    if raw:
+        parts = raw.split(",")
+        if len(parts) > RAIL_EXCLUDE_MAX or not all(
+            p.isascii() and p.isdigit() and 1 <= int(p) <= _ID_MAX for p in parts
+        ):
+            errors["exclude"] = [f"At most {RAIL_EXCLUDE_MAX} product ids, separated by commas."]
+        else:
+            out["exclude"] = frozenset(int(p) for p in parts)
+    repeated = sorted(k for k, values in params.lists() if len(values) > 1)
+    errors.update({name: ["Give this parameter once."] for name in repeated})
+    return out, errors
+
+
+@require_safe
+def rail_after_load(request: HttpRequest, placement: str) -> HttpResponse:
+    """One rail of a page, fetched by the browser once the page has loaded (``RAILS_AFTER_LOAD``): the markup
+    of its ``<section>``, or 204 when the rail would be empty. For the visitor of the request's own cookie
+    only (no visitor id is taken from the query); its impressions are recorded here, keyed by the page view
+    the page gave it, as the page would have recorded them. Costs what rendering the rail in the page did."""
+    if placement not in settings.RAILS_AFTER_LOAD or placement not in PLACEMENTS:
+        raise Http404("No such rail.")
+    params, errors = _rail_params(request.GET)
+    if errors:
+        return JsonResponse(errors, status=400)
+    user = request.user
+    context = RailContext(
+        visitor_id=request.visitor_id,
+        user_id=user.pk if user.is_authenticated else None,
+        product_id=params["product"],
+        page_view_id=params["pv"] or page_view_id_get(request),
+        device=device_get(request),
+        exclude_ids=params["exclude"],
+        after_load=True,
+    )
+    rails = rails_html(requests=[placement], context=context, user=user, after_load=())
+    response = (
+        HttpResponse(rails[0].html, content_type="text/html; charset=utf-8") if rails else HttpResponse(status=204)
+    )
+    patch_cache_control(response, private=True, no_store=True)  # this visitor's, and it records impressions
     return response

@@ -492,7 +492,7 @@ def recommendations_serve(
             source = FALLBACK
     if source in (POPULARITY, FALLBACK) and placement != TRENDING:
         t = time.perf_counter_ns()
-        ids = _without(popular_ids(RailContext()), exclude, k)
+        ids = _without(popular_ids(RailContext(), at_least=k + len(exclude)), exclude, k)
         scores = [None] * len(ids)
         timings["popularity"] = _ms(time.perf_counter_ns() - t)
     if not scores or len(scores) != len(ids):

@@ -20,8 +20,9 @@ log = logging.getLogger(__name__)
 
 
 def _cart_for_render(context: RailContext) -> tuple[int, ...] | None:
-    """The cart's products, read once per page render (shared with the header's badge)."""
-    if context.page_view_id is None or context.visitor_id is None:
+    """The cart's products, read once per page render (shared with the header's badge). None for a rail
+    fetched after load: the service then reads the cart in the same round trip as the visitor's events."""
+    if context.page_view_id is None or context.visitor_id is None or context.after_load:
         return None
     visitor_id = context.visitor_id
     lines = page_cart(

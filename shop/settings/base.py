@@ -288,6 +288,9 @@ CELERY_BEAT_SCHEDULE["recs-send-pending-runs"] = {
 }
 # Overrides of recommender.config.Config as JSON, e.g. '{"train": {"epochs": 1}}' (tests train tiny models).
 RECS_TRAIN_CONFIG = env.json("RECS_TRAIN_CONFIG", default={})
+# Rails the browser fetches after the page has loaded (``/rails/<placement>``), so a page does not wait for
+# a live re-rank: the personal rails of the home and product pages. Empty: every rail is rendered in its page.
+RAILS_AFTER_LOAD = env.list("RAILS_AFTER_LOAD", default=["home.recommended", "product.recommended"])
 # Live serving (shop.recs.live): a request falls back to the batch list, then popularity, past this budget.
 RECS_LATENCY_BUDGET_MS = env.float("RECS_LATENCY_BUDGET_MS", default=25.0)
 RECS_LIVE_CANDIDATES = env.int("RECS_LIVE_CANDIDATES", default=500)  # stage-1 candidates re-ranked per request

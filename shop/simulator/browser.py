@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from .page import Card, Page, parse_page
+from .page import Card, Page, parse_page, rail_cards
 
 USER_AGENTS = {
     "desktop": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36",
@@ -39,6 +39,7 @@ def _beacon_device(user_agent: str) -> str:
 @dataclass
 class Counters:
     pages: int = 0
+    rails_fetched: int = 0  # rails the pages' script fetched after load
     events_sent: int = 0
     events_refused: int = 0
     http_errors: int = 0
@@ -53,7 +54,7 @@ class Counters:
     sent_keys: list[str] = field(default_factory=list)  # idempotency keys the beacon delivered
 
     def add(self, other: Counters) -> None:
-        for name in ("pages", "events_sent", "events_refused", "http_errors", "throttled", "clicks"):
+        for name in ("pages", "rails_fetched", "events_sent", "events_refused", "http_errors", "throttled", "clicks"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for name in ("add_to_carts", "orders", "signups", "logins"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
@@ -106,7 +107,23 @@ class Browser:
         page = parse_page(response.text, url=str(response.url.path), status=response.status_code)
         self.page = page
         self._seen = set()
+        self._rails_after_load(page)
         return page
+
+    def _rails_after_load(self, page: Page) -> None:
+        """What the page's script does once it has loaded: fetch each personal rail and put its cards in place."""
+        for at, src in reversed(page.rails_after_load):  # from the last, so earlier places stay where they were
+            self.counters.rails_fetched += 1
+            try:
+                response = self.client.get(src, headers={"Accept": "text/html"})
+            except httpx.HTTPError as exc:
+                self.counters.errors.append(f"GET {src}: {exc.__class__.__name__}")
+                continue
+            if response.status_code >= 500:
+                self.counters.http_errors += 1
+                self.counters.errors.append(f"{response.status_code} GET {response.request.url.path}")
+            if response.status_code == 200:
+                page.cards[at:at] = rail_cards(response.text)
 
     def get(self, path: str) -> Page:
         self.leave_page()

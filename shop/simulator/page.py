@@ -60,6 +60,8 @@ class Page:
     product: ProductInfo | None = None
     checkout_href: str | None = None
     order_number: str | None = None
+    # rails the page's script fetches after load: (where among the cards it goes, its address)
+    rails_after_load: list[tuple[int, str]] = field(default_factory=list)
 
     def form(self, action_contains: str) -> Form | None:
         return next((f for f in self.forms if action_contains in f.action), None)
@@ -103,6 +105,8 @@ class _Parser(HTMLParser):
             self.page.page_view_id = a.get("data-page-view-id") or None
         elif tag == "nav" and "category-nav" in cls:
             self.in_category_nav = True
+        elif tag == "section" and a.get("data-rail-src"):
+            self.page.rails_after_load.append((len(self.page.cards), a["data-rail-src"]))
         elif tag == "article" and "card" in cls and a.get("data-product-id") and a.get("data-placement"):
             pos = a.get("data-position")
             try:
@@ -189,6 +193,11 @@ class _Parser(HTMLParser):
     def handle_data(self, data):
         if self.capture is not None:
             self.buf.append(data)
+
+
+def rail_cards(html: str) -> list[Card]:
+    """The cards of a rail fetched after load (its ``<section>`` alone)."""
+    return parse_page(html, url="", status=200).cards
 
 
 def parse_page(html: str, *, url: str, status: int) -> Page:

@@ -95,3 +95,46 @@ def test_home_to_order_confirmation_logs_every_interaction_once(live_server, pag
     assert (placement, position) in slots, "the clicked card was never logged as seen"
     assert all(e.position is not None and e.placement for e in impressions)
     assert {e.visitor_id for e in mine} == {visitor_id}
+
+
+def test_the_personal_rail_arrives_after_load_and_the_beacon_watches_it(live_server, page):
+    """The product page is answered without its "You may also like" rail; the page's script fetches it, puts it
+    in place, and the beacon reports its cards seen and clicked like the page's own."""
+    from django.core.cache import cache
+
+    from shop.catalog.cards import cards_forget
+
+    cache.clear()  # lists held from an earlier test's catalog (its products are gone) would empty the rails
+    cards_forget()
+    call_command("seed_catalog", products=120, seed=3, verbosity=0)
+    page.goto(live_server.url + "/")
+    page.locator("[data-product-id][data-placement] a").first.click()
+    page.wait_for_load_state("domcontentloaded")
+    pvid = page.locator("body").get_attribute("data-page-view-id")
+    rail = page.locator('section.rail[data-placement="product.recommended"]')
+    rail.locator("[data-product-id]").first.wait_for(state="attached", timeout=10_000)
+    assert page.locator("section[data-rail-src]").count() == 0  # the placeholder was replaced
+    assert "You may also like" in rail.inner_text()
+    rail.scroll_into_view_if_needed()
+    seen: list[dict] = []
+
+    def queued() -> bool:  # the beacon's queue before its next flush (every 5 s)
+        seen[:] = [e for e in page.evaluate("window.shopBeacon.pending()") if e["placement"] == "product.recommended"]
+        return bool(seen)
+
+    assert _wait_for(queued, timeout=4.0), "the beacon never saw the rail's cards"
+    assert all(e["type"] == "impression" and e["page_view_id"] == pvid for e in seen)
+    # the server recorded the rail it served under the same keys: each slot once
+    stored = Event.objects.filter(type=EventType.IMPRESSION, placement="product.recommended", page_view_id=pvid)
+    slots = list(stored.values_list("position", flat=True))
+    assert slots and len(slots) == len(set(slots)) and {e["position"] for e in seen} <= set(slots)
+
+    card = rail.locator("[data-product-id]").first
+    product_id, position = int(card.get_attribute("data-product-id")), int(card.get_attribute("data-position"))
+    card.locator("a").first.click()
+    page.wait_for_url(f"**/products/{product_id}/**")
+    assert _wait_for(
+        lambda: Event.objects.filter(
+            type=EventType.CLICK, placement="product.recommended", position=position, page_view_id=pvid
+        ).exists()
+    ), "the click on the rail fetched after load never reached the log"

@@ -77,6 +77,9 @@ def test_a_seed_reproduces_the_run_and_the_shop_records_what_the_shoppers_did(sh
     assert Order.objects.count() == c.orders
     assert Event.objects.filter(type=EventType.ADD_TO_CART).count() == c.add_to_carts
     assert get_user_model().objects.count() == c.signups
+    # the personal rails come after load, as a browser's script fetches them: the shoppers saw them too
+    assert c.rails_fetched > 0
+    assert Event.objects.filter(type=EventType.IMPRESSION, placement="product.recommended").exists()
 
     _wipe_shopping(stock)
     second = simulate(config)

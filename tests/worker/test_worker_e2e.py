@@ -15,7 +15,7 @@ from django.urls import reverse
 
 from shop.recs import runs, selectors
 from shop.recs.models import ModelVersion, Recommendation, ScoreSet, ServingPointer, TaskRun
-from tests.factories import UserFactory
+from tests.factories import UserFactory, with_rails_after_load
 from tests.worker.conftest import build_shop, run_finished, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -66,7 +66,7 @@ def test_events_to_rail_through_a_real_worker(celery_worker, client):
     client.cookies["vid"] = visitor_cookie_value(vid)
     page = client.get("/")
     assert page.status_code == 200
-    html = page.content.decode()
+    html = with_rails_after_load(client, page)  # the personal rail is fetched after load, as a browser does
     assert "Recommended for you" in html
     expected = selectors.recommendations_for_visitor(visitor_id=vid, limit=PLACEMENTS["home.recommended"].size)
     shown = [int(m) for m in re.findall(r'data-product-id="(\d+)" data-placement="home.recommended"', html)]

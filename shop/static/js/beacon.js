@@ -79,9 +79,9 @@
   }
 
   // Impressions: a card counts once it is at least half on screen.
-  var cards = document.querySelectorAll("[data-product-id][data-placement]");
+  var observer = null;
   if ("IntersectionObserver" in window) {
-    var observer = new IntersectionObserver(function (entries) {
+    observer = new IntersectionObserver(function (entries) {
       for (var i = 0; i < entries.length; i++) {
         var entry = entries[i];
         if (entry.isIntersecting && entry.intersectionRatio >= 0.5) {
@@ -90,8 +90,14 @@
         }
       }
     }, { threshold: [0.5] });
+  }
+  // The cards under root (the page; later a rail fetched after load, see rails.js).
+  function observe(root) {
+    if (!observer) return;
+    var cards = root.querySelectorAll("[data-product-id][data-placement]");
     for (var i = 0; i < cards.length; i++) observer.observe(cards[i]);
   }
+  observe(document);
 
   // Clicks: any link inside a card (primary or middle click); flushed at once, before navigating.
   function onClick(ev) {
@@ -112,5 +118,5 @@
   window.addEventListener("pagehide", flush);
   setInterval(function () { if (queue.length) flush(); }, FLUSH_MS);
 
-  window.shopBeacon = { flush: flush, pending: function () { return queue.slice(); } };
+  window.shopBeacon = { flush: flush, observe: observe, pending: function () { return queue.slice(); } };
 })();

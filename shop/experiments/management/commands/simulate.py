@@ -51,6 +51,7 @@ class Command(BaseCommand):
             ("shoppers", summary.shoppers),
             ("sessions", summary.sessions),
             ("pages", c.pages),
+            ("personal rails fetched after load", c.rails_fetched),
             ("events sent (impressions, clicks)", c.events_sent),
             ("events refused", c.events_refused),
             ("rail/list clicks", c.clicks),
