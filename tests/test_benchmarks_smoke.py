@@ -67,7 +67,11 @@ def test_pages_benchmark_reports_latency_for_pages_and_baseline(tmp_path):
     runs = result["runs"]
     seen = {(r["generator"], r["target"], r["model"]) for r in runs}
     pages = result["pages"]
-    assert set(pages) == {"product", "category", "search", "home"}
+    assert set(pages) == {"product", "product-rail", "category", "search", "home", "home-rail"}
+    # a page's CPU is judged with its personal rail, fetched after load, added
+    for page, rail in (("product", "product-rail"), ("home", "home-rail")):
+        both = pages[page]["server_cpu_ms_per_page"] + pages[rail]["server_cpu_ms_per_page"]
+        assert pages[page]["server_cpu_ms_with_rail_after_load"] == pytest.approx(both, abs=0.01)
     for generator in {r["generator"] for r in runs}:
         for target in (*pages, "baseline"):
             for model in ("paced", "closed"):
