@@ -82,6 +82,7 @@ def test_events_to_rail_through_a_real_worker(celery_worker, client):
 def test_kill_9_during_batch_score_keeps_serving_then_completes_once(celery_worker):
     shop = build_shop(visitors=40, products=60)
     retrain = _wait_done(runs.task_run_start(kind="retrain").id, celery_worker)
+    assert retrain.result["batch_score_run"], retrain.result  # promoted, and no batch score was running
     first = _wait_done(retrain.result["batch_score_run"], celery_worker)
     served = ServingPointer.objects.get().score_set
     assert served.pk == first.result["score_set"]
