@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from django.http import JsonResponse
 
+# The API, and the rails a page fetches after load (``/rails/<placement>``): no parameter of theirs takes a list.
+SINGLE_VALUED_PREFIXES = ("/api/", "/rails/")
+
 
 class SingleValuedQueryMiddleware:
     """No API parameter takes a list, so a repeated query parameter (``?page_size=1&page_size=500``)
@@ -14,7 +17,7 @@ class SingleValuedQueryMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        if request.path.startswith("/api/"):
+        if request.path.startswith(SINGLE_VALUED_PREFIXES):
             repeated = sorted(k for k, values in request.GET.lists() if len(values) > 1)
             if repeated:
                 return JsonResponse({name: ["Give this parameter once."] for name in repeated}, status=400)

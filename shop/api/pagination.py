@@ -3,6 +3,8 @@ from __future__ import annotations
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import PageNumberPagination
 
+from shop.catalog.web import whole_number
+
 
 class StandardPagination(PageNumberPagination):
     """``?page=N&page_size=M`` (1 to 100 per page).
@@ -33,6 +35,7 @@ class StandardPagination(PageNumberPagination):
         raw = request.query_params.get(self.page_query_param)
         if raw is None:
             return 1
-        if not (raw.isascii() and raw.isdigit() and int(raw) >= 1):
+        number = whole_number(raw)
+        if number is None:
             raise ValidationError({self.page_query_param: ["Must be a whole number of 1 or more."]})
-        return int(raw)
+        return number

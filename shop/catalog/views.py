@@ -34,7 +34,7 @@ from .selectors import (
 )
 from .shell import shell_render
 from .templatetags.storefront import grid_markup, route
-from .web import attribution_get, device_get, is_prefetch, page_view_id_get
+from .web import attribution_get, device_get, is_prefetch, page_view_id_get, whole_number
 
 PER_PAGE = 24
 IMAGE_SIZES = (200, 400, 800)
@@ -258,9 +258,8 @@ def _rail_params(params) -> tuple[dict, dict[str, list[str]]]:
     errors: dict[str, list[str]] = {}
     raw = params.get("product")
     if raw is not None:
-        if raw.isascii() and raw.isdigit() and 1 <= int(raw) <= _ID_MAX:
-            out["product"] = int(raw)
-        else:
+        out["product"] = whole_number(raw, hi=_ID_MAX)
+        if out["product"] is None:
             errors["product"] = ["A product id (a whole number from 1)."]
     raw = params.get("pv")
     if raw is not None:
@@ -270,16 +269,12 @@ def _rail_params(params) -> tuple[dict, dict[str, list[str]]]:
             errors["pv"] = ["The page view id of the page (a UUID)."]
     raw = params.get("exclude")
     if raw:
-        parts = raw.split(",")
-        if len(parts) > RAIL_EXCLUDE_MAX or not all(
-            p.isascii() and p.isdigit() and 1 <= int(p) <= _ID_MAX for p in parts
-        ):
+        ids = [whole_number(p, hi=_ID_MAX) for p in raw.split(",")]
+        if len(ids) > RAIL_EXCLUDE_MAX or None in ids:
             errors["exclude"] = [f"At most {RAIL_EXCLUDE_MAX} product ids, separated by commas."]
         else:
-            out["exclude"] = frozenset(int(p) for p in parts)
-    repeated = sorted(k for k, values in params.lists() if len(values) > 1)
-    errors.update({name: ["Give this parameter once."] for name in repeated})
-    return out, errors
+            out["exclude"] = frozenset(ids)
+    return out, errors  # a repeated parameter is refused before (shop.api.middleware)
 
 
 @require_safe

@@ -11,6 +11,15 @@ PLACEMENT_RE = re.compile(r"^[a-z0-9_.:-]{1,64}$")
 DIRECT = "direct"
 
 
+def whole_number(raw: str | None, *, lo: int = 1, hi: int | None = None) -> int | None:
+    """``raw`` as an int when it is plain ASCII digits within [lo, hi], else None (``str.isdigit()`` alone is
+    true for "²", which ``int()`` refuses)."""
+    if raw is None or not (raw.isascii() and raw.isdigit()):
+        return None
+    n = int(raw)
+    return n if n >= lo and (hi is None or n <= hi) else None
+
+
 def page_view_id_get(request: HttpRequest) -> uuid.UUID:
     """The uuid4 of this render; the same for the view event and ``<body data-page-view-id>``."""
     pvid = getattr(request, "page_view_id", None)
