@@ -24,8 +24,8 @@ uses its own idempotency keys and visitors and checks only its own rows.
   down a 503 JSON ``{"detail"}`` with ``Retry-After`` (no other 5xx, no dropped connection), and the
   first 202 for a batch sent after the restart within 10 s of the restart command.
 
-- ``r4`` Redis down: 8 shoppers on the home, product and category pages, the recommendations API and
-  the beacon; Redis (broker and cache) stopped for ``--redis-down-s`` seconds, and an export task
+- ``r4`` Redis down: 8 shoppers on the home, product and category pages, the personal rails the home and
+  product pages fetch after load, the recommendations API and the beacon; Redis (broker and cache) stopped for ``--redis-down-s`` seconds, and an export task
   sent through the shop's runs service while it is down. Pass: no 5xx or dropped answer while it is
   down, and that task runs once Redis is back (within ``--task-wait-s``).
 - ``r5`` model publishes: a first model trained by the worker (export, train, gate; the tiny training
@@ -44,7 +44,9 @@ uses its own idempotency keys and visitors and checks only its own rows.
   from that figure down in 10% steps (``--step-s`` each) to the first rate whose requests do not queue
   (p50 of the step's second half within 5 x the one-client p50), the capacity; then ``--soak-minutes``
   (2; the documented run is 15) open loop (Poisson arrivals) at ``--soak-load`` (70%) of it with the
-  same task flow. Pass: each type's p99 within its own target (pages and beacon 50 ms as bench-pages,
+  same task flow. The mix is a browser's: each home and product page is matched by a request for the
+  personal rail it fetches after load. Pass: each type's p99 within its own target (pages, their rails
+  and the beacon 50 ms as bench-pages,
   the recommendations API 15 ms as the live-serving target), errors < 0.1%, every task run, worker RSS
   growth after the first tenth of the soak < 5 MB per 1,000 tasks. It also reports the CPU each part
   took (gunicorn, PostgreSQL, the worker, Redis, this load generator, everything else on the machine)
@@ -1095,35 +1097,31 @@ def _first_served(samples: list[RecsSample], *, version: str, after: float) -> f
     return min(times) - after if times else None
 
 
-def scenario_r5(ctx: Context) -> dict[str, Any]:
-    """20 publishes (3 corrupt) while 50 clients ask for recommendations."""
-    from django.conf import settings
-
-    from recommender.registry import Registry
-    from shop.events.middleware import visitor_cookie_value
+def first_model_train(ctx: Context, *, name: str, seed: int):
+    """A model trained by the worker on what the earlier scenarios logged (3,000 events posted first when
+    nothing was), promoted when it is not the active one; returns its ModelVersion."""
     from shop.recs import runs
     from shop.recs.models import ModelVersion, TaskRun
-    from shop.recs.promotion import CannotSwitch, model_version_promote, model_version_rollback
+    from shop.recs.promotion import model_version_promote
 
     args = ctx.args
-    # a first model, trained by the worker on what r1-r3 (or this) logged
     if not ModelVersion.objects.exists():
-        tag = f"r5-{uuid.uuid4().hex[:8]}"
-        seed_batches = batches_make(
-            tag=tag, events=3000, batch_size=50, product_ids=ctx.product_ids, visitors=args.visitors, seed=args.seed + 5
-        )
+        batches = batches_make(
+            tag=f"{name}-{uuid.uuid4().hex[:8]}", events=3000, batch_size=50, product_ids=ctx.product_ids,
+            visitors=args.visitors, seed=seed,
+        )  # fmt: skip
         asyncio.run(
             load_run(
                 ctx.stack.gunicorn.base_url,
-                seed_batches,
+                batches,
                 rate_batches_per_s=None,
                 concurrency=4,
                 log=None,
-                title="R5 history to train on",
+                title=f"{name.upper()} history to train on",
             )
         )
-    with console.status("R5: training a first model on the worker (export, train, gate)..."):
-        run = runs.task_run_start(kind=TaskRun.Kind.RETRAIN, trigger="reliability r5")
+    with console.status(f"{name.upper()}: training a first model on the worker (export, train, gate)..."):
+        run = runs.task_run_start(kind=TaskRun.Kind.RETRAIN, trigger=f"reliability {name}")
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
             run.refresh_from_db()
@@ -1132,11 +1130,25 @@ def scenario_r5(ctx: Context) -> dict[str, Any]:
             time.sleep(0.5)
     if run.state != TaskRun.State.SUCCEEDED:
         raise RuntimeError(
-            f"R5: the first training run did not succeed: {run.state} {run.error}\n{ctx.worker.log(3000)}"
+            f"{name.upper()}: the first training run did not succeed: {run.state} {run.error}\n{ctx.worker.log(3000)}"
         )
     base = ModelVersion.objects.order_by("-created_at").first()
     if not base.is_active:
-        model_version_promote(version=base.version, by="reliability r5 (first model)")
+        model_version_promote(version=base.version, by=f"reliability {name} (first model)")
+    return base
+
+
+def scenario_r5(ctx: Context) -> dict[str, Any]:
+    """20 publishes (3 corrupt) while 50 clients ask for recommendations."""
+    from django.conf import settings
+
+    from recommender.registry import Registry
+    from shop.events.middleware import visitor_cookie_value
+    from shop.recs.models import ModelVersion
+    from shop.recs.promotion import CannotSwitch, model_version_promote, model_version_rollback
+
+    args = ctx.args
+    base = first_model_train(ctx, name="r5", seed=args.seed + 5)
     registry = Registry(settings.MODEL_DIR)
     artifact = registry.load(base.version)
     from shop.events.models import Event
@@ -1462,8 +1474,12 @@ def scenario_r4(ctx: Context) -> dict[str, Any]:
 
 
 def _storefront_targets(ctx: Context, seed: int, *, tag: str, visitors: int = 200) -> dict[str, Any]:
-    """What a shopper's browser asks for: pages, the recommendations API and the beacon (impressions
-    with keys ``<tag>:<page view>:<position>``), over ``visitors`` visitors' cookies."""
+    """What a shopper's browser asks for: pages, the personal rail each home and product page fetches
+    after load (``RAILS_AFTER_LOAD``: one rail request per such page, as a browser sends it), the
+    recommendations API and the beacon (impressions with keys ``<tag>:<page view>:<position>``), over
+    ``visitors`` visitors' cookies."""
+    from django.conf import settings
+
     from shop.catalog.models import Category, Product
     from shop.events.middleware import visitor_cookie_value
 
@@ -1482,9 +1498,21 @@ def _storefront_targets(ctx: Context, seed: int, *, tag: str, visitors: int = 20
         ]  # fmt: skip
         return "POST", "/api/events", {"json": {"events": events}, "headers": {"Cookie": rng.choice(cookies)}}
 
+    def rail(placement: str, *, product: bool):
+        def ask(rng: random.Random):
+            params = {"pv": str(uuid.UUID(int=rng.getrandbits(128), version=4))}
+            if product:
+                params["product"] = str(rng.choice(products).pk)
+            return "GET", f"/rails/{placement}", {"params": params, "headers": {"Cookie": rng.choice(cookies)}}
+
+        return ask
+
+    after_load = set(settings.RAILS_AFTER_LOAD)
     return {
         "home": lambda rng: ("GET", "/", {"headers": {"Cookie": rng.choice(cookies)}}),
+        **({"home-rail": rail("home.recommended", product=False)} if "home.recommended" in after_load else {}),
         "product": lambda rng: ("GET", rng.choice(product_urls), {"headers": {"Cookie": rng.choice(cookies)}}),
+        **({"product-rail": rail("product.recommended", product=True)} if "product.recommended" in after_load else {}),
         "category": lambda rng: ("GET", rng.choice(category_urls), {"headers": {"Cookie": rng.choice(cookies)}}),
         "recommendations": lambda rng: (
             "GET",
@@ -1502,6 +1530,7 @@ class TimedSample:
     status: int | None
     latency_s: float
     error: str = ""  # the client's exception when there was no answer
+    source: str = ""  # the recommendations API's answer: live, batch, popular or fallback
 
 
 async def _mixed_load(
@@ -1534,14 +1563,18 @@ async def _mixed_load(
         async def once(rng: random.Random, name: str, due: float | None = None) -> None:
             method, url, kwargs = targets[name](rng)
             t = time.perf_counter() if due is None else due
-            error = ""
+            error = source = ""
             try:
                 r = await client.request(method, url, **kwargs)
                 status = r.status_code
             except httpx.HTTPError as exc:
                 status, error = None, type(exc).__name__
+            latency_s = time.perf_counter() - t
+            if name == "recommendations" and status == 200:
+                with contextlib.suppress(ValueError, AttributeError):
+                    source = str(r.json().get("source", ""))
             samples.append(
-                TimedSample(t=t - t0, target=name, status=status, latency_s=time.perf_counter() - t, error=error)
+                TimedSample(t=t - t0, target=name, status=status, latency_s=latency_s, error=error, source=source)
             )
 
         with progress_bar(progress_title, counted=False) as progress:
@@ -1615,13 +1648,18 @@ def _tasks_succeeded(worker: CeleryWorker, name: str) -> list[float]:
     return out
 
 
-# p99 targets per request type: the pages' (make bench-pages, 50 ms), the live recommendations
+# p99 targets per request type: the pages' and the rails they fetch after load (make bench-pages, 50 ms), the live recommendations
 # endpoint's (15 ms, measured server-side there; here at the client, which adds the loopback and the
 # client's own scheduling), and the beacon held to the pages' target.
-R6_TARGETS_MS = {"home": 50.0, "product": 50.0, "category": 50.0, "recommendations": 15.0, "events": 50.0}
+R6_TARGETS_MS = {
+    "home": 50.0, "home-rail": 50.0, "product": 50.0, "product-rail": 50.0, "category": 50.0,
+    "recommendations": 15.0, "events": 50.0,
+}  # fmt: skip
 # the one-client run goes on past --baseline-s until each type has this many answers (at most R6_BASELINE_MAX_S)
 R6_BASELINE_MIN_PER_TYPE = 5
 R6_BASELINE_MAX_S = 30.0
+# 5 s warm-up rounds until the recommendations API answers live (the model loads off the request path)
+R6_WARM_UP_MAX_ROUNDS = 36
 
 
 class TaskStream:
@@ -1719,15 +1757,28 @@ def _window_stats(samples: list[TimedSample], windows: list[dict[str, float]]) -
 
 
 def scenario_r6(ctx: Context) -> dict[str, Any]:
-    """Soak: the storefront mix at 70% of the capacity measured under the same task flow, per-type p99."""
+    """Soak: the storefront mix at 70% of the capacity measured under the same task flow, per-type p99,
+    with a model serving (trained by the worker first when none is active), as a shop runs."""
+    from shop.recs.models import ModelVersion
+
     args = ctx.args
+    active = ModelVersion.objects.filter(is_active=True).first()
+    model = active.version if active else first_model_train(ctx, name="r6", seed=args.seed + 6).version
     targets = _storefront_targets(ctx, args.seed + 6, tag="r6")
     names = list(targets)
     base = ctx.stack.gunicorn.base_url
-    asyncio.run(  # warm-up, not measured: first requests import, connect and fill caches
-        _mixed_load(base, targets, duration_s=5.0, rate=None, clients=args.soak_clients, seed=args.seed + 99,
-                    progress_title="R6 warm-up (not measured)")
-    )  # fmt: skip
+    # warm-up, not measured: first requests import, connect and fill caches; and on until the web processes
+    # (which load a new model off the request path) answer the recommendations API live
+    warm_t = time.perf_counter()
+    for _ in range(R6_WARM_UP_MAX_ROUNDS):
+        warm = asyncio.run(
+            _mixed_load(base, targets, duration_s=5.0, rate=None, clients=args.soak_clients, seed=args.seed + 99,
+                        progress_title="R6 warm-up (not measured)")
+        )  # fmt: skip
+        if any(x.source == "live" for x in warm):
+            break
+    warm_up_s = time.perf_counter() - warm_t
+    console.print(f"R6: model {model} serving; warm-up {warm_up_s:.0f} s")
     # baseline: one client, one request at a time: the service time of each type with no queue
     alone = asyncio.run(
         _mixed_load(base, targets, duration_s=args.baseline_s, rate=None, clients=1, seed=args.seed + 7,
@@ -1813,6 +1864,7 @@ def scenario_r6(ctx: Context) -> dict[str, Any]:
     cap_per_target = _per_target(capacity_samples, names)
     lat = harness.latency_summary_ms(x.latency_s for x in answered)
     statuses = Counter(str(x.status) if x.status is not None else f"no answer ({x.error})" for x in soak)
+    rec_sources = Counter(x.source or "?" for x in soak if x.target == "recommendations" and x.status == 200)
     quiet = _window_stats(soak, windows)
     over_time = _latency_over_time(soak, step_s=10.0)
     server_cpu = soak_cpu["cpu_seconds"].get("gunicorn", 0.0) + soak_cpu["cpu_seconds"].get("postgres", 0.0)
@@ -1855,6 +1907,9 @@ def scenario_r6(ctx: Context) -> dict[str, Any]:
             "sent_at_s": round(slowest.t, 2),
             "status": slowest.status,
         },
+        "model_version": model,
+        "warm_up_s": round(warm_up_s, 1),
+        "recommendations_sources": dict(rec_sources),
         "offered_rps": round(rate, 1),
         "load_fraction": args.soak_load,
         "requests": len(soak),
@@ -1895,6 +1950,10 @@ def scenario_r6(ctx: Context) -> dict[str, Any]:
     console.print(pt)
     share = soak_cpu["share_of_machine"]
     ql = quiet["quiet_latency"]
+    console.print(
+        f"R6 recommendations API answers by source (model {model}): "
+        + (", ".join(f"{k} {v:,}" for k, v in rec_sources.most_common()) or "none")
+    )
     console.print(
         f"R6 answers: {dict(statuses)}; server CPU {result['server_cpu_ms_per_request']:.1f} ms per request "
         f"(gunicorn + PostgreSQL); share of the machine: "
