@@ -13,6 +13,7 @@ from shop.recs import runs, selectors
 from shop.recs.models import Recommendation, ScoreSet, ServingPointer, TaskRun
 from tests.worker.conftest import (  # noqa: F401 - fixtures
     CeleryWorker,
+    batch_score_after_retrain,
     broker_for_this_process,
     build_shop,
     live_db_url,
@@ -73,24 +74,13 @@ def _done(run_id, workers, timeout=180.0) -> TaskRun:
 
 
 def _served_model_batch_score(workers) -> TaskRun:
-    """A retrain on the workers, then the batch score that its promotion queues. These tests are about the
-    batch score's fan-out, not the gate: on a shop this small the gate refuses a model now and then (a
-    holdout of about 25 users; CI saw one refused as significantly below popularity or stage 1's order), and
-    then the operator's own promotion (the console's promote, which checks the files, not the gate) serves it
-    and queues the same batch score."""
+    """A retrain on the workers, then the batch score that its promotion queues (the operator's promotion
+    when the gate refused the model: see ``batch_score_after_retrain``)."""
     return _batch_score_after_retrain(_done(runs.task_run_start(kind="retrain").id, workers).result, workers)
 
 
 def _batch_score_after_retrain(result: dict, workers) -> TaskRun:
-    from shop.recs.promotion import model_version_promote
-
-    run_id = result["batch_score_run"]
-    if not result["promoted"]:
-        assert run_id is None, result  # a refused model queues nothing
-        switch = model_version_promote(version=result["version"], by="test: gate refused on a tiny shop")
-        assert switch.active == result["version"], switch
-        run_id = switch.batch_score_task
-    return _done(run_id, workers)
+    return _done(batch_score_after_retrain(result), workers)
 
 
 def test_batch_score_chunks_spread_over_two_workers_and_publish_once(two_workers):
