@@ -1402,8 +1402,9 @@ def scenario_r4(ctx: Context) -> dict[str, Any]:
         await clients
 
     console.print(
-        f"R4: 8 shoppers on home, product, category pages, the recommendations API and the beacon; Redis (broker "
-        f"db 0, cache db 1) stopped for {args.redis_down_s:g} s; an export task sent through the shop while it is down."
+        f"R4: 8 shoppers on home, product, category pages, the rails fetched after load, the recommendations API and "
+        f"the beacon; Redis (broker db 0, cache db 1) stopped for {args.redis_down_s:g} s; an export task sent through "
+        "the shop while it is down."
     )
     with console.status("R4: shoppers browsing; Redis goes down, comes back..."):
         asyncio.run(drive())
