@@ -25,9 +25,10 @@ uses its own idempotency keys and visitors and checks only its own rows.
   first 202 for a batch sent after the restart within 10 s of the restart command.
 
 - ``r4`` Redis down: 8 shoppers on the home, product and category pages, the personal rails the home and
-  product pages fetch after load, the recommendations API and the beacon; Redis (broker and cache) stopped for ``--redis-down-s`` seconds, and an export task
-  sent through the shop's runs service while it is down. Pass: no 5xx or dropped answer while it is
-  down, and that task runs once Redis is back (within ``--task-wait-s``).
+  product pages fetch after load, the recommendations API and the beacon; Redis (broker and cache)
+  stopped for ``--redis-down-s`` seconds, and an export task sent through the shop's runs service while
+  it is down. Pass: no 5xx or dropped answer while it is down, and that task runs once Redis is back
+  (within ``--task-wait-s``).
 - ``r5`` model publishes: a first model trained by the worker (export, train, gate; the tiny training
   configuration), then ``--publishes`` versions registered and promoted through the shop's promotion
   service every ``--publish-every-s`` seconds while ``--recs-clients`` clients ask for
@@ -1649,9 +1650,9 @@ def _tasks_succeeded(worker: CeleryWorker, name: str) -> list[float]:
     return out
 
 
-# p99 targets per request type: the pages' and the rails they fetch after load (make bench-pages, 50 ms), the live recommendations
-# endpoint's (15 ms, measured server-side there; here at the client, which adds the loopback and the
-# client's own scheduling), and the beacon held to the pages' target.
+# p99 targets per request type: the pages' and the rails they fetch after load (make bench-pages, 50 ms),
+# the live recommendations endpoint's (15 ms, measured server-side there; here at the client, which adds the
+# loopback and the client's own scheduling), and the beacon held to the pages' target.
 R6_TARGETS_MS = {
     "home": 50.0, "home-rail": 50.0, "product": 50.0, "product-rail": 50.0, "category": 50.0,
     "recommendations": 15.0, "events": 50.0,

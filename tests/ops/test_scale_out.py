@@ -76,11 +76,8 @@ def _done(run_id, workers, timeout=180.0) -> TaskRun:
 def _served_model_batch_score(workers) -> TaskRun:
     """A retrain on the workers, then the batch score that its promotion queues (the operator's promotion
     when the gate refused the model: see ``batch_score_after_retrain``)."""
-    return _batch_score_after_retrain(_done(runs.task_run_start(kind="retrain").id, workers).result, workers)
-
-
-def _batch_score_after_retrain(result: dict, workers) -> TaskRun:
-    return _done(batch_score_after_retrain(result), workers)
+    retrain = _done(runs.task_run_start(kind="retrain").id, workers)
+    return _done(batch_score_after_retrain(retrain.result), workers)
 
 
 def test_batch_score_chunks_spread_over_two_workers_and_publish_once(two_workers):
