@@ -410,8 +410,7 @@ class CandidateRetriever:
         return self._interleave(
             cfg,
             history=self.history(user, cfg.k_history),
-            recent=self.recent(user),
-            session_items=session_items,
+            covisit=self.covisit(self._seeds(cfg, self.recent(user), session_items), cfg.k_covisit),
             popular=self.popular_in_categories(user, cfg.k_category),
         )
 
@@ -492,14 +491,13 @@ class CandidateRetriever:
         cfg = config or self.config
         if k_total is not None and k_total != cfg.k_total:
             cfg = cfg.with_total(k_total)
-        out = self._interleave(
-            cfg,
-            history=sources.history[: cfg.k_history],
-            recent=sources.recent,
-            session_items=session_items,
-            popular=self._popular_in(sources.categories, sources.category_share, cfg.k_category)[0],
+        # each source once: the same lists propose the candidates and give their signals
+        covisit = self._covisit_scored(self._seeds(cfg, sources.recent, session_items), cfg.k_covisit)
+        popular = self._popular_in(sources.categories, sources.category_share, cfg.k_category)
+        out = self._interleave(cfg, history=sources.history[: cfg.k_history], covisit=covisit[0], popular=popular[0])
+        signals = self.signals(
+            sources, out.items, cfg=cfg, session_items=session_items, now=now, covisit=covisit, popular=popular
         )
-        signals = self.signals(sources, out.items, cfg=cfg, session_items=session_items, now=now)
         signals[:, SIGNALS.index("s1_position")] = np.log1p(np.arange(len(out.items), dtype=np.float32))
         return out.with_signals(signals)
 
@@ -511,10 +509,13 @@ class CandidateRetriever:
         cfg: RetrievalConfig | None = None,
         session_items: np.ndarray | None = None,
         now: float | None = None,
+        covisit: tuple[np.ndarray, np.ndarray] | None = None,
+        popular: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> np.ndarray:
         """(N, len(SIGNALS)) float32: what stage 1 knows about each of ``items`` for this user, whether or
         not a source proposed it (an item no source ranks gets :func:`absent_signals`' values). ``s1_position``
-        is that of an item outside the candidate list (:meth:`candidates_from` sets the candidates' places)."""
+        is that of an item outside the candidate list (:meth:`candidates_from` sets the candidates' places).
+        ``covisit`` and ``popular`` (items, scores): those sources' lists when the caller already has them."""
         cfg = cfg or self.config
         items = np.asarray(items, dtype=np.int64)
         n = len(items)
@@ -551,30 +552,30 @@ class CandidateRetriever:
             iv = np.where(has, np.maximum(interval, 1.0), 0.0)
             out[hit, col["repurchase_interval"]] = np.where(has, np.log1p(iv), 0.0)
             out[hit, col["repurchase_due"]] = np.where(has, np.clip(days / np.maximum(iv, 1.0), 0, 10.0), 0.0)
-        seeds = sources.recent[: cfg.recent_items]
-        if session_items is not None and len(session_items):
-            seeds = np.concatenate([np.asarray(session_items, dtype=np.int64), seeds])[: cfg.recent_items]
-        nb, sc = self._covisit_scored(seeds, cfg.k_covisit)
+        if covisit is None:
+            covisit = self._covisit_scored(self._seeds(cfg, sources.recent, session_items), cfg.k_covisit)
+        nb, sc = covisit
         put("s1_covisit_score", "s1_covisit_rank", nb, np.log1p(sc))
-        it, sc = self._popular_in(sources.categories, sources.category_share, cfg.k_category)
+        if popular is None:
+            popular = self._popular_in(sources.categories, sources.category_share, cfg.k_category)
+        it, sc = popular
         put("s1_category_score", "s1_category_rank", it, sc)
         k = cfg.k_trending
         put("s1_trend_score", "s1_trend_rank", self.trending_items[:k], self.trending_scores[:k])
         return out
 
-    def _interleave(
-        self,
-        cfg: RetrievalConfig,
-        *,
-        history: np.ndarray,
-        recent: np.ndarray,
-        session_items: np.ndarray | None,
-        popular: np.ndarray,
-    ) -> Candidates:
+    @staticmethod
+    def _seeds(cfg: RetrievalConfig, recent: np.ndarray, session_items: np.ndarray | None) -> np.ndarray:
+        """Co-occurrence seeds: this session's items, then the recent ones (newest first)."""
         seeds = recent[: cfg.recent_items]
         if session_items is not None and len(session_items):
             seeds = np.concatenate([np.asarray(session_items, dtype=np.int64), seeds])[: cfg.recent_items]
-        lists = [history, self.covisit(seeds, cfg.k_covisit), popular, self.trending(cfg.k_trending)]
+        return seeds
+
+    def _interleave(
+        self, cfg: RetrievalConfig, *, history: np.ndarray, covisit: np.ndarray, popular: np.ndarray
+    ) -> Candidates:
+        lists = [history, covisit, popular, self.trending(cfg.k_trending)]
         lens = np.array([len(x) for x in lists])
         if lens.sum() == 0:
             return Candidates(np.zeros(0, np.int64), np.zeros(0, np.int8))
