@@ -15,7 +15,7 @@ from shop.recs import cards, execution, runs, serving
 from shop.recs.models import ModelVersion, TaskRun
 from shop.recs.promotion import CannotSwitch, model_version_promote
 from tests.model_artifacts import corrupted
-from tests.worker.conftest import build_shop, recs_dirs  # noqa: F401 - the fixture
+from tests.worker.conftest import build_shop, recs_dirs, served_after_retrain  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.django_db
 
@@ -38,7 +38,7 @@ def served(recs_dirs, settings, django_capture_on_commit_callbacks):  # noqa: F8
     with django_capture_on_commit_callbacks(execute=False):
         run = runs.task_run_start(kind=TaskRun.Kind.RETRAIN, enqueue=False)
         execution.task_run_execute(run_id=run.id)
-    good = ModelVersion.objects.get(is_active=True)
+    good = served_after_retrain(run.id)
     serving.serving_forget()
     cards.product_cards_forget()
     assert serving.serving_reload().version == good.version

@@ -23,7 +23,7 @@ from shop.experiments.services import experiment_create, experiment_start
 from shop.recs import cards, execution, live, runs, serving, stats
 from shop.recs.models import ModelVersion, TaskRun
 from tests.factories import with_rails_after_load
-from tests.worker.conftest import build_shop, recs_dirs  # noqa: F401 - the fixture
+from tests.worker.conftest import build_shop, recs_dirs, served_after_retrain  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.django_db
 
@@ -41,7 +41,7 @@ def served(recs_dirs, settings, django_capture_on_commit_callbacks):  # noqa: F8
     with django_capture_on_commit_callbacks(execute=False):  # no batch score queued: tests choose
         run = runs.task_run_start(kind=TaskRun.Kind.RETRAIN, enqueue=False)
         execution.task_run_execute(run_id=run.id)
-    version = ModelVersion.objects.get(is_active=True)
+    version = served_after_retrain(run.id)
     serving.serving_forget()
     cards.product_cards_forget()
     live.batch_serving_forget()

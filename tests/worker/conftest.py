@@ -253,3 +253,18 @@ def batch_score_after_retrain(result: dict) -> str:
         run_id = switch.batch_score_task
     assert run_id, result  # promoted, and no batch score was running
     return str(run_id)
+
+
+def served_after_retrain(run_id):
+    """The active version after the retrain run ``run_id`` (executed inline): the gate's promotion, or the
+    operator's when the gate refused a first model of a tiny shop (see :func:`batch_score_after_retrain`). For
+    fixtures that need a model serving, not a verdict of the gate."""
+    from shop.recs.models import ModelVersion, TaskRun
+    from shop.recs.promotion import model_version_promote
+
+    result = TaskRun.objects.get(pk=run_id).result
+    if not result["promoted"]:
+        model_version_promote(version=result["version"], by="test: gate refused on a tiny shop")
+    version = ModelVersion.objects.get(is_active=True)
+    assert version.version == result["version"], (version.version, result)
+    return version

@@ -11,7 +11,7 @@ from django.urls import reverse
 from shop.recs import execution, export, promotion, runs, scoring, selectors, training
 from shop.recs.models import ModelVersion, Recommendation, ScoreSet, ServingPointer, TaskRun
 from tests.factories import UserFactory
-from tests.worker.conftest import build_shop, crash_in_chunk
+from tests.worker.conftest import batch_score_after_retrain, build_shop, crash_in_chunk
 
 pytestmark = pytest.mark.django_db
 
@@ -59,7 +59,10 @@ def test_retrain_then_batch_score_serves_every_visitor(recs_dirs, django_capture
         retrain = _run_inline(TaskRun.Kind.RETRAIN)
 
     assert retrain.state == "succeeded", retrain.error
+    # the promotion queued a batch score (the operator's, when the gate refuses a first model of so small a shop)
+    batch_id = batch_score_after_retrain(retrain.result)
     version = ModelVersion.objects.get(is_active=True)
+    assert version.version == retrain.result["version"]
     assert version.metrics["auc"] is not None and version.training_seconds > 0
     # stage 1 is saved with the ranker, so a rollback to this version restores both
     from django.conf import settings
@@ -68,9 +71,8 @@ def test_retrain_then_batch_score_serves_every_visitor(recs_dirs, django_capture
 
     stage1 = Registry(settings.MODEL_DIR).load(version.version).vocabularies["stage1"]
     assert stage1["format"] == 1 and len(stage1["item_ids"]) == 60
-    # the promotion queued a batch score; run it here
     batch = TaskRun.objects.get(kind=TaskRun.Kind.BATCH_SCORE)
-    assert retrain.result["batch_score_run"] == str(batch.id)
+    assert str(batch.id) == batch_id
     execution.task_run_execute(run_id=batch.id)
     batch.refresh_from_db()
 
