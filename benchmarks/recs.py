@@ -1,4 +1,4 @@
-"""Live recommendations under load: ``GET /api/recommendations`` with a live re-rank of 500 candidates.
+"""Live recommendations under load: ``GET /api/recommendations`` with a live re-rank of stage 1's candidates.
 
     .venv/bin/python -m benchmarks.recs [--events 1000000] [--clients 100] [--duration 15] [--products 5000]
 
@@ -11,8 +11,8 @@ clients request, in the same run:
 
 - ``live``: ``/api/recommendations?placement=home.recommended`` for random active visitors, each with its
   own signed visitor cookie (anonymous shoppers, as a browser asks): this visitor's cart and events since
-  the snapshot read from PostgreSQL (one round trip), 500 stage-1 candidates re-ranked by the DLRM, rules,
-  products loaded;
+  the snapshot read from PostgreSQL (one round trip), stage 1's candidates (``RECS_LIVE_CANDIDATES``) re-ranked
+  by the DLRM, rules, products loaded;
 - ``popularity``: ``placement=home.trending`` on the same endpoint (the popularity list, no model);
 - ``plain JSON``: ``/api/categories`` (the floor: DRF, a session, one small query).
 
@@ -218,7 +218,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--duration", type=int, default=15, help="seconds per run")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--threads", type=int, default=4)
-    p.add_argument("--candidates", type=int, default=500)
+    p.add_argument(
+        "--candidates", type=int, default=None,
+        help="RECS_LIVE_CANDIDATES of the web processes: stage-1 candidates the DLRM re-ranks per live request "
+        "(default: the deployed setting)",
+    )  # fmt: skip
     p.add_argument(
         "--serving-threads", type=int, default=None,
         help="RECS_SERVING_THREADS of the web processes (default: the deployed setting; 0: each request scores "
@@ -278,7 +282,6 @@ def main(argv: list[str] | None = None) -> int:
         "MODEL_DIR": str(work / "models"),
         "SNAPSHOT_DIR": str(work / "snapshots"),
         "RECS_TRAIN_CONFIG": json.dumps(TRAIN_CONFIG),
-        "RECS_LIVE_CANDIDATES": str(args.candidates),
         "RECS_SERVING_POLL_S": "1",
         "RECS_STATS_FLUSH_S": "1",
         "CELERY_BROKER_URL": "memory://localhost/",
@@ -293,6 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.serving_threads is not None:
         env["RECS_SERVING_THREADS"] = str(args.serving_threads)
+    if args.candidates is not None:
+        env["RECS_LIVE_CANDIDATES"] = str(args.candidates)
     visitors = max(1, args.events // EVENTS_PER_VISITOR)
     result: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}, "machine": harness.machine_info()}
     try:
@@ -405,6 +410,7 @@ def main(argv: list[str] | None = None) -> int:
             from django.conf import settings as web_settings  # the web processes' own, unless overridden above
 
             result["recs_serving_threads"] = int(env.get("RECS_SERVING_THREADS", web_settings.RECS_SERVING_THREADS))
+            result["recs_live_candidates"] = int(env.get("RECS_LIVE_CANDIDATES", web_settings.RECS_LIVE_CANDIDATES))
     finally:
         if not keep:
             shutil.rmtree(work, ignore_errors=True)
@@ -454,7 +460,7 @@ def request_durations(log: Path, *, start: int, path: str) -> dict[str, Any]:
 def report(result: dict[str, Any], args: argparse.Namespace) -> None:
     table = Table(
         title=f"/api/recommendations, {args.clients} clients (paced: {args.rate:g} req/s each), "
-        f"{result.get('events_logged', args.events):,} logged events, {args.candidates} candidates "
+        f"{result.get('events_logged', args.events):,} logged events, {result.get('recs_live_candidates', '?')} candidates "
         f"(target: live p99 <= {TARGET_P99_MS:.0f} ms server side); scoring threads per process: "
         f"{result.get('recs_serving_threads', '?')} (0: on the request's thread)"
     )
