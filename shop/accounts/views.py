@@ -6,6 +6,8 @@ from then on (services.user_login_visitor); logging out gives the browser a new 
 
 from __future__ import annotations
 
+import hashlib
+
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
@@ -33,7 +35,11 @@ class LoginView(auth_views.LoginView):
         username = (request.POST.get("username") or "").strip().lower()
         by_address = KeyedRateThrottle("login", "")
         by_address.key = f"ip:{by_address.get_ident(request)}"
-        throttles = [by_address, KeyedRateThrottle("login", f"user:{username}")]
+        # the account's bucket by a digest of the name: a key of fixed length and alphabet in the shared cache,
+        # whatever the client typed (a username is free text of any length; memcached refuses keys over 250
+        # characters or with spaces, and Redis would hold a key as long as the posted field)
+        account = hashlib.sha256(username.encode("utf-8", "surrogatepass")).hexdigest()
+        throttles = [by_address, KeyedRateThrottle("login", f"user:{account}")]
         refused = [t for t in throttles if not t.allow_request(request, self)]
         if refused:
             wait = max(int(t.wait() or 1) for t in refused)

@@ -9,10 +9,12 @@ import os
 import secrets
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.core.cache.backends.base import CacheKeyWarning
 from django.test import Client, RequestFactory
 from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework.authentication import BasicAuthentication
@@ -172,3 +174,24 @@ def test_login_is_throttled_per_address_and_per_username(settings):
     # another address guessing the same account shares the account's bucket
     other = Client(REMOTE_ADDR="10.0.0.9")
     assert other.post("/accounts/login/", {"username": "ADA", "password": "x"}).status_code == 429
+
+
+@pytest.mark.django_db
+def test_the_login_throttle_keys_an_account_by_a_digest_not_the_typed_name(settings):
+    """A username is free text: its bucket's cache key stays short and plain whatever is posted (no key of
+    the posted field's length in the shared cache, none memcached would refuse), and still one per account.
+
+    Django warns of a key memcached would refuse; raised here as the error memcached gives, a bucket keyed
+    by the typed name failed open (the throttles serve when the cache fails): 4 attempts of 4 answered."""
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "login": "3/min"},
+    }
+    odd = "\u00e9 \x7f\U0001f3bb" * 400  # 1,600 characters with spaces, a control character and astral ones
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CacheKeyWarning)
+        codes = [
+            Client(REMOTE_ADDR=f"10.0.1.{i}").post("/accounts/login/", {"username": odd, "password": "x"}).status_code
+            for i in range(4)
+        ]
+    assert codes == [200, 200, 200, 429]  # four addresses, one account's bucket
