@@ -495,9 +495,7 @@ class CandidateRetriever:
         covisit = self._covisit_scored(self._seeds(cfg, sources.recent, session_items), cfg.k_covisit)
         popular = self._popular_in(sources.categories, sources.category_share, cfg.k_category)
         out = self._interleave(cfg, history=sources.history[: cfg.k_history], covisit=covisit[0], popular=popular[0])
-        signals = self.signals(
-            sources, out.items, cfg=cfg, session_items=session_items, now=now, covisit=covisit, popular=popular
-        )
+        signals = self.signals(sources, out.items, covisit=covisit, popular=popular, cfg=cfg, now=now)
         signals[:, SIGNALS.index("s1_position")] = np.log1p(np.arange(len(out.items), dtype=np.float32))
         return out.with_signals(signals)
 
@@ -506,16 +504,15 @@ class CandidateRetriever:
         sources: UserSources,
         items: np.ndarray,
         *,
+        covisit: tuple[np.ndarray, np.ndarray],
+        popular: tuple[np.ndarray, np.ndarray],
         cfg: RetrievalConfig | None = None,
-        session_items: np.ndarray | None = None,
         now: float | None = None,
-        covisit: tuple[np.ndarray, np.ndarray] | None = None,
-        popular: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> np.ndarray:
         """(N, len(SIGNALS)) float32: what stage 1 knows about each of ``items`` for this user, whether or
         not a source proposed it (an item no source ranks gets :func:`absent_signals`' values). ``s1_position``
         is that of an item outside the candidate list (:meth:`candidates_from` sets the candidates' places).
-        ``covisit`` and ``popular`` (items, scores): those sources' lists when the caller already has them."""
+        ``covisit`` and ``popular`` (items, scores): the co-occurrence and category lists that proposed them."""
         cfg = cfg or self.config
         items = np.asarray(items, dtype=np.int64)
         n = len(items)
@@ -552,12 +549,8 @@ class CandidateRetriever:
             iv = np.where(has, np.maximum(interval, 1.0), 0.0)
             out[hit, col["repurchase_interval"]] = np.where(has, np.log1p(iv), 0.0)
             out[hit, col["repurchase_due"]] = np.where(has, np.clip(days / np.maximum(iv, 1.0), 0, 10.0), 0.0)
-        if covisit is None:
-            covisit = self._covisit_scored(self._seeds(cfg, sources.recent, session_items), cfg.k_covisit)
         nb, sc = covisit
         put("s1_covisit_score", "s1_covisit_rank", nb, np.log1p(sc))
-        if popular is None:
-            popular = self._popular_in(sources.categories, sources.category_share, cfg.k_category)
         it, sc = popular
         put("s1_category_score", "s1_category_rank", it, sc)
         k = cfg.k_trending

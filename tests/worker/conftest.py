@@ -238,17 +238,22 @@ def crash_in_chunk(monkeypatch, n: int, exc: BaseException) -> None:
     monkeypatch.setattr(engine, "load_ranker", crashing_loader)
 
 
+def _operator_promotes(result: dict):
+    """The console's promote of the version a retrain recorded (it checks the files, not the gate)."""
+    from shop.recs.promotion import model_version_promote
+
+    return model_version_promote(version=result["version"], by="test: gate refused on a tiny shop")
+
+
 def batch_score_after_retrain(result: dict) -> str:
     """The id of the batch score a retrain's promotion queued. Tests of the batch score, not of the gate: on a
     shop this small the gate refuses a first model now and then (a holdout of about 25 users; CI saw one
     refused as significantly below popularity or stage 1's order), and then the operator's own promotion
     (the console's promote, which checks the files, not the gate) serves it and queues the same batch score."""
-    from shop.recs.promotion import model_version_promote
-
     run_id = result["batch_score_run"]
     if not result["promoted"]:
         assert run_id is None, result  # a refused model queues nothing
-        switch = model_version_promote(version=result["version"], by="test: gate refused on a tiny shop")
+        switch = _operator_promotes(result)
         assert switch.active == result["version"], switch
         run_id = switch.batch_score_task
     assert run_id, result  # promoted, and no batch score was running
@@ -260,11 +265,10 @@ def served_after_retrain(run_id):
     operator's when the gate refused a first model of a tiny shop (see :func:`batch_score_after_retrain`). For
     fixtures that need a model serving, not a verdict of the gate."""
     from shop.recs.models import ModelVersion, TaskRun
-    from shop.recs.promotion import model_version_promote
 
     result = TaskRun.objects.get(pk=run_id).result
     if not result["promoted"]:
-        model_version_promote(version=result["version"], by="test: gate refused on a tiny shop")
+        _operator_promotes(result)
     version = ModelVersion.objects.get(is_active=True)
     assert version.version == result["version"], (version.version, result)
     return version
