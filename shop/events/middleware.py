@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from functools import lru_cache
 
 from django.conf import settings
 from django.core import signing
@@ -10,8 +11,19 @@ from django.core import signing
 _SALT = "shop.events.visitor"
 
 
+@lru_cache(maxsize=4)
+def _signer_for(backend: str, key: str, fallbacks: tuple[str, ...], salt: str) -> signing.Signer:
+    return signing.get_cookie_signer(salt=salt)
+
+
 def _signer() -> signing.Signer:
-    return signing.get_cookie_signer(salt=settings.VISITOR_COOKIE + _SALT)
+    """The ``vid`` cookie's signer, built once per process and key (every request reads the cookie)."""
+    return _signer_for(
+        settings.SIGNING_BACKEND,
+        settings.SECRET_KEY,
+        tuple(settings.SECRET_KEY_FALLBACKS),
+        settings.VISITOR_COOKIE + _SALT,
+    )
 
 
 def visitor_cookie_value(visitor_id: uuid.UUID) -> str:

@@ -48,6 +48,8 @@ graceful_timeout = 30
 # One line per request: "-" (the default) is stdout, as a container's log collector expects; a path writes
 # there instead (`make demo` keeps its console for the shoppers' rounds and the lift table); empty: none.
 accesslog = os.environ.get("WEB_ACCESS_LOG", "-") or None
+# gunicorn's lines, built from the atoms the format names only (shop/ops/access_log.py)
+logger_class = "shop.ops.access_log.AccessLogger"
 errorlog = "-"
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 # Web processes share 2 cores with torch; one torch thread each (see the design's live-serving rules).

@@ -105,6 +105,22 @@ def test_a_signed_cookie_is_kept(client):
     assert _visitor(client) == vid
 
 
+def test_the_visitor_cookie_follows_a_rotated_secret_key(settings):
+    """The cookie's signer is built once per process and key: a new key signs new cookies, an old key
+    listed in SECRET_KEY_FALLBACKS is still believed, and one dropped from them is not."""
+    vid = uuid.uuid4()
+    old_cookie = visitor_cookie_value(vid)
+    assert visitor_id_from_cookie(old_cookie) == vid
+    old_key = settings.SECRET_KEY
+    settings.SECRET_KEY = "rotated-" + old_key
+    settings.SECRET_KEY_FALLBACKS = [old_key]
+    assert visitor_cookie_value(vid) != old_cookie
+    assert visitor_id_from_cookie(old_cookie) == vid
+    settings.SECRET_KEY_FALLBACKS = []
+    assert visitor_id_from_cookie(old_cookie) is None
+    assert visitor_id_from_cookie(visitor_cookie_value(vid)) == vid
+
+
 def test_the_anonymous_cart_comes_with_you_on_login_and_merges_with_your_saved_cart(client):
     user = UserFactory(username="kay", password="pw-kay-123")
     saved, fresh = ProductFactory(name="Saved"), ProductFactory(name="Fresh")
