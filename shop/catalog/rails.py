@@ -78,6 +78,7 @@ class RailContext:
     page_view_id: uuid.UUID | None = None  # the render whose rails these are (impression keys)
     device: str = ""
     after_load: bool = False  # a rail fetched after its page loaded: no header on this request reads the cart
+    no_cart: bool = False  # the visitor has no cart lines to read (``catalog.cart_hint``)
 
     def scope_ids(self) -> tuple[int, ...] | None:
         """The category and its descendants, or None for the whole catalog."""

@@ -18,6 +18,7 @@ from django.views.decorators.http import require_safe
 from shop.events.models import EventType
 from shop.events.services import web_event_in
 
+from .cart_hint import cart_may_have_lines
 from .images import product_svg
 from .models import Product
 from .product_page import buy_box_html, product_page_get
@@ -63,6 +64,7 @@ def _rail_base(request: HttpRequest) -> RailContext:
         user_id=user.pk if user.is_authenticated else None,
         page_view_id=page_view_id_get(request),
         device=device_get(request),
+        no_cart=not cart_may_have_lines(request),
     )
 
 
@@ -193,6 +195,7 @@ def product_detail(request: HttpRequest, pk: int, slug: str) -> HttpResponse:
         product_id=page.pk,
         page_view_id=page_view_id,
         device=device_get(request),
+        no_cart=not cart_may_have_lines(request),
     )
     leaf = context_for_category(base=base, tree=tree, category_id=page.category_id)
     node = tree.get(page.category_id)

@@ -20,6 +20,7 @@ from rest_framework.views import APIView
 from shop.api.authentication import CookieSessionAuthentication
 from shop.api.schema import detail_response, validation_response
 from shop.api.throttles import AddressScopedRateThrottle, VisitorScopedRateThrottle
+from shop.catalog.cart_hint import cart_hint_note
 from shop.catalog.web import device_get
 
 from .selectors import cart_summary_get, order_get_for_viewer
@@ -56,6 +57,7 @@ def _refusal(exc: DjangoValidationError, *, default_field: str) -> APIException:
 
 def _cart_response(request: Request, *, status_code: int = status.HTTP_200_OK) -> Response:
     summary = cart_summary_get(visitor_id=request.visitor_id)
+    cart_hint_note(request, lines=summary.count)
     return Response(CartSerializer(summary).data, status=status_code)
 
 

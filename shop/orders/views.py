@@ -9,6 +9,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from shop.catalog.cart_hint import cart_hint_note
 from shop.catalog.rails import RailContext, RailRequest, rails_fill
 from shop.catalog.web import device_get
 
@@ -67,6 +68,7 @@ def cart_add(request: HttpRequest) -> HttpResponse:
         for msg in exc.messages:
             messages.error(request, msg)
         return redirect("catalog:product_by_id", pk=data["product_id"])
+    cart_hint_note(request, lines=1)
     if change.changed and change.item is not None:
         messages.success(request, f"Added {data['quantity']} × {change.item.product.name} to your cart.")
     return redirect("orders:cart")

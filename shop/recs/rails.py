@@ -20,10 +20,13 @@ log = logging.getLogger(__name__)
 
 
 def _cart_for_render(context: RailContext) -> tuple[int, ...] | None:
-    """The cart's products, read once per page render (shared with the header's badge). None for a rail
-    fetched after load: the service then reads the cart in the same round trip as the visitor's events."""
+    """The cart's products, read once per page render (shared with the header's badge); none to read for a
+    visitor the cart hint says has none. None for a rail fetched after load: the service then reads the cart
+    in the same round trip as the visitor's events."""
     if context.page_view_id is None or context.visitor_id is None or context.after_load:
         return None
+    if context.no_cart:
+        return ()
     visitor_id = context.visitor_id
     lines = page_cart(
         visitor_id=visitor_id,

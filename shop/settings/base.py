@@ -63,6 +63,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "shop.events.middleware.VisitorMiddleware",
+    "shop.catalog.cart_hint.CartHintMiddleware",
     "shop.api.middleware.SingleValuedQueryMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -166,6 +167,8 @@ EVENTS_MAX_BODY_BYTES = env.int("EVENTS_MAX_BODY_BYTES", default=1_000_000)
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(EVENTS_MAX_BODY_BYTES * 2, 2_621_440)
 VISITOR_COOKIE = "vid"
 VISITOR_COOKIE_MAX_AGE = 60 * 60 * 24 * 365
+# "this browser's cart may have lines": pages of an anonymous visitor without it skip the cart read
+CART_HINT_COOKIE = "cart_hint"
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "shop.api.schema.ShopAutoSchema",  # documents 400/401/403/404/413/415/429/503

@@ -14,6 +14,7 @@ from django.utils.safestring import SafeString, mark_safe
 from django.utils.text import slugify
 
 from shop.catalog import cards
+from shop.catalog.cart_hint import cart_may_have_lines
 from shop.catalog.web import page_view_id_get
 
 register = template.Library()
@@ -25,11 +26,6 @@ def page_view_id(context) -> str:
     return str(page_view_id_get(request)) if request is not None else ""
 
 
-def _has_visitor_cookie(request) -> bool:
-    """Whether the visitor came with the request's (signed) cookie, rather than minted for it."""
-    return getattr(request, "visitor_cookie_id", None) == request.visitor_id
-
-
 @register.simple_tag(takes_context=True)
 def cart_count(context) -> int:
     """Items in the visitor's cart (one query; views that loaded the cart set it on the request)."""
@@ -37,8 +33,8 @@ def cart_count(context) -> int:
     if request is None or not hasattr(request, "visitor_id"):
         return 0
     known = getattr(request, "cart_count", None)
-    if known is None and not _has_visitor_cookie(request):
-        known = request.cart_count = 0  # a visitor id minted for this request has no cart yet
+    if known is None and not cart_may_have_lines(request):
+        known = request.cart_count = 0  # a new visitor, or an anonymous one whose cart was never seen
     if known is None:
         from shop.orders.selectors import page_cart
 
