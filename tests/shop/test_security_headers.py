@@ -35,6 +35,8 @@ out["page"] = dump(c.get("/accounts/login/"))
 out["cart"] = dump(c.get("/cart/"))
 before = c.cookies["sessionid"].value if "sessionid" in c.cookies else None
 c.post("/cart/add/", {"product_id": "0", "quantity": "1", "csrfmiddlewaretoken": c.cookies["csrftoken"].value})
+out["add"] = dump(c.post("/cart/add/", {"product_id": os.environ["S2_PRODUCT"], "quantity": "1", "nonce": "6f1d2c3b-0000-4000-8000-00000000005a",
+                                        "csrfmiddlewaretoken": c.cookies["csrftoken"].value}))
 out["session_before_login"] = c.cookies["sessionid"].value if "sessionid" in c.cookies else before
 out["login"] = dump(c.post("/accounts/login/", {"username": "s2-shopper", "password": os.environ["S2_PASSWORD"],
                                                   "csrfmiddlewaretoken": c.cookies["csrftoken"].value}))
@@ -51,7 +53,7 @@ def production_responses(transactional_db):
 
     from tests.factories import ProductFactory
 
-    ProductFactory.create_batch(2)
+    product = ProductFactory.create_batch(2, stock=5)[0]
     from django.contrib.auth.hashers import PBKDF2PasswordHasher
 
     # hashed as production hashes (the tests' settings use a fast hasher production does not accept)
@@ -72,6 +74,7 @@ def production_responses(transactional_db):
         "ALLOWED_HOSTS": "shop.example.com",
         "DATABASE_URL": f"postgres://{auth}{s['HOST']}:{s['PORT']}/{s['NAME']}",
         "S2_PASSWORD": PASSWORD,
+        "S2_PRODUCT": str(product.pk),
     }
     out = subprocess.run(
         [sys.executable, "-c", _SCRIPT], cwd=REPO, env=env, capture_output=True, text=True, timeout=180
@@ -96,14 +99,15 @@ def test_production_responses_carry_the_security_headers(production_responses):
 
 def test_production_cookies_are_secure_httponly_and_samesite(production_responses):
     r = production_responses
-    cookies = {**r["page"]["cookies"], **r["cart"]["cookies"], **r["login"]["cookies"]}
-    assert {"csrftoken", "vid", "sessionid"} <= set(cookies), cookies
+    cookies = {**r["page"]["cookies"], **r["cart"]["cookies"], **r["add"]["cookies"], **r["login"]["cookies"]}
+    assert {"csrftoken", "vid", "sessionid", "cart_hint"} <= set(cookies), (cookies, r["add"])
     for name, flags in cookies.items():
         if flags["max-age"] == 0:
             continue  # a deletion (e.g. the messages cookie once read) carries nothing
         assert flags["secure"] is True, f"{name} is not Secure"
         assert flags["samesite"] in ("Lax", "Strict"), f"{name}: SameSite={flags['samesite']!r}"
     assert cookies["sessionid"]["httponly"] is True and cookies["vid"]["httponly"] is True
+    assert r["add"]["status"] == 302 and r["add"]["cookies"]["cart_hint"]["httponly"] is True
     # the CSRF cookie is read by no script here either
     assert cookies["csrftoken"]["httponly"] is True
 
