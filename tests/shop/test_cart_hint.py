@@ -12,18 +12,11 @@ from django.test.utils import CaptureQueriesContext
 
 from shop.orders.models import CartItem
 from tests.factories import ProductFactory, UserFactory
+from tests.shop.test_cart_checkout import CHECKOUT
 
 pytestmark = pytest.mark.django_db
 
 HINT = "cart_hint"
-CHECKOUT = {
-    "full_name": "Ada Lovelace",
-    "email": "ada@example.com",
-    "address_line": "12 St James's Square",
-    "postal_code": "SW1Y 4JH",
-    "city": "London",
-    "country": "United Kingdom",
-}
 
 
 def _add(client: Client, product, quantity: int = 1):
