@@ -136,3 +136,32 @@ def test_next_basket_split_holds_out_each_customers_last_day():
         ("a", day),
         ("c", 2 * day),
     ]
+
+
+@pytest.mark.parametrize("n", [10, 64, 65, 500, 4096, 5000])
+def test_a_lookup_answers_the_same_through_a_dict_or_pandas(n):
+    """Up to SMALL_LOOKUP ids go through a dict (a live request's candidates and fresh events), longer arrays
+    through pandas: both give each id's row, and -1 (a vocabulary: its out-of-vocabulary row) for an unknown."""
+    import pandas as pd
+
+    from recommender.data import EVENT_TYPES, SMALL_LOOKUP, _event_type_codes
+    from recommender.features import Vocab
+
+    rng = np.random.default_rng(n)
+    known = np.array([f"p{i}" for i in range(6000)])
+    m = len(known)
+    table = ItemTable(
+        item_id=known, category=np.full(m, "c"), brand=np.full(m, "b"), price=np.ones(m),
+        created=np.zeros(m, np.int64), in_stock=np.ones(m, bool),
+    )  # fmt: skip
+    ids = np.where(rng.random(n) < 0.2, np.char.add("x", rng.integers(0, 50, n).astype(str)), rng.choice(known, n))
+    expected = pd.Index(known).get_indexer(ids)
+    assert (table.lookup(ids) == expected).all()
+    assert (table.lookup(ids) >= 0).sum() == (expected >= 0).sum() > 0
+    vocab = Vocab(known, oov_buckets=7)
+    codes = vocab.encode(ids)
+    assert (codes[expected >= 0] == expected[expected >= 0]).all()
+    assert ((codes[expected < 0] >= m) & (codes[expected < 0] < m + 7)).all()
+    types = rng.choice(np.array([*EVENT_TYPES, "refund"]), n)
+    assert (_event_type_codes(types) == pd.Index(EVENT_TYPES).get_indexer(types)).all()
+    assert SMALL_LOOKUP >= 500  # a live request's 500 candidates and 100 fresh events take the dict
