@@ -23,6 +23,11 @@ def _django_request(request) -> HttpRequest:
     return getattr(request, "_request", request)  # a DRF request wraps Django's
 
 
+def _visitor_is_new(request: HttpRequest) -> bool:
+    """A visitor minted for this request (or replaced by log-in / log-out): it has no cart yet."""
+    return getattr(request, "visitor_cookie_id", None) != getattr(request, "visitor_id", None)
+
+
 def cart_may_have_lines(request) -> bool:
     """False when this request's visitor has no cart lines to read: an anonymous visitor whose browser has
     no hint (or whose visitor was minted for this request)."""
@@ -30,8 +35,8 @@ def cart_may_have_lines(request) -> bool:
     user = getattr(request, "user", None)
     if user is not None and user.is_authenticated:
         return True
-    if getattr(request, "visitor_cookie_id", None) != getattr(request, "visitor_id", None):
-        return False  # a visitor minted for this request (or replaced by log-in / log-out) has no cart yet
+    if _visitor_is_new(request):
+        return False
     return bool(request.COOKIES.get(settings.CART_HINT_COOKIE))
 
 
@@ -53,8 +58,8 @@ class CartHintMiddleware:
         seen = getattr(request, "cart_lines_seen", None)
         if seen is None:
             seen = getattr(request, "cart_count", None)
-        if seen is None and getattr(request, "visitor_cookie_id", None) != getattr(request, "visitor_id", None):
-            seen = 0  # a new visitor's cart is empty
+        if seen is None and _visitor_is_new(request):
+            seen = 0
         name = settings.CART_HINT_COOKIE
         held = bool(request.COOKIES.get(name))
         if seen and not held:

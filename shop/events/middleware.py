@@ -13,6 +13,7 @@ _SALT = "shop.events.visitor"
 
 @lru_cache(maxsize=4)
 def _signer_for(backend: str, key: str, fallbacks: tuple[str, ...], salt: str) -> signing.Signer:
+    # the settings the signer is built from are the cache key: a rotated key gets a new signer
     return signing.get_cookie_signer(salt=salt)
 
 

@@ -46,8 +46,8 @@ def _page(client, path):
 
 
 def test_a_request_on_a_healthy_connection_sends_no_select_1(client, checks):
-    """A category page's only statement is the header's cart read (a shopper with a cart); Django's check sent a ``SELECT 1`` before
-    it on every request (two round trips for one statement). Now the socket is asked instead."""
+    """A category page's only statement is the header's cart read (a shopper with a cart); Django's check sent a
+    ``SELECT 1`` before it on every request (two round trips for one statement). Now the socket is asked instead."""
     category = CategoryFactory(name="Pantry", slug="pantry")
     ProductFactory(category=category)
     client.get("/")  # a visitor, and the connection opened

@@ -2,8 +2,8 @@
 
 With ``CONN_HEALTH_CHECKS``, Django checks a persistent connection at its first use in each request by
 sending ``SELECT 1`` and waiting for the answer. On a page whose only statement is the header's cart read
-(a category or search page of a shopper with a cart) that check doubled the round trips: one more wait for the server and, under
-load, one more wait for a core at each end.
+(a category or search page of a shopper with a cart) that check doubled the round trips: one more wait for
+the server and, under load, one more wait for a core at each end.
 
 Here the check first asks the socket, without waiting: a connection the server closed (a restart, an
 administrator's ``pg_terminate_backend``, ``idle_session_timeout``) has said so before closing (an error
