@@ -77,8 +77,9 @@ def reliability_run(tmp_path_factory):
         *("--events", "1000", "--rate", "100", "--batch-size", "20", "--gunicorn-kills", "1", "--celery-kills", "1"),
         *("--replay-events", "500", "--replays", "3"),
         *("--r3-events", "1000", "--down-s", "3"),
-        # R6 in miniature: the plumbing and the figures, not the verdict (that needs minutes on a quiet box)
-        *("--soak-minutes", "0.15", "--capacity-s", "3", "--step-s", "2", "--baseline-s", "2"),
+        # R6's two-minute version: errors, tasks and the worker's memory are judged here; the latency tails
+        # are reported against their targets (the 15-minute run in the README judges them)
+        *("--soak-minutes", "2", "--capacity-s", "8", "--step-s", "4", "--baseline-s", "4"),
         *("--products", "200", "--out-dir", str(out_dir)),
     ]
     run = subprocess.run(
@@ -86,7 +87,7 @@ def reliability_run(tmp_path_factory):
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=420,
+        timeout=720,
         check=False,
     )
     results = {}
@@ -186,3 +187,7 @@ def test_r6_soak_reports_each_type_against_its_target_and_runs_every_task(reliab
     cpu = r6["soak_cpu"]["cpu_seconds"]
     assert cpu["gunicorn"] > 0 and cpu["celery"] > 0 and "other" in cpu
     assert r6["worker_rss_mb"]["end"] > 0
+    # two minutes of the storefront mix at 70% of capacity: these checks are the soak's own verdicts
+    assert r6["minutes"] == 2 and r6["requests"] >= 60 * r6["offered_rps"], (r6["requests"], r6["offered_rps"])
+    for name in ("errors (< 0.1%)", "tasks sent / run / send errors", "worker RSS growth per 1,000 tasks (< 5 MB)"):
+        assert checks[name]["pass"], checks[name]
