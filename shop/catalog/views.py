@@ -300,6 +300,7 @@ def rail_after_load(request: HttpRequest, placement: str) -> HttpResponse:
         device=device_get(request),
         exclude_ids=params["exclude"],
         after_load=True,
+        no_cart=not cart_may_have_lines(request),
     )
     rails = rails_html(requests=[placement], context=context, user=user, after_load=())
     response = (

@@ -21,12 +21,14 @@ log = logging.getLogger(__name__)
 
 def _cart_for_render(context: RailContext) -> tuple[int, ...] | None:
     """The cart's products, read once per page render (shared with the header's badge); none to read for a
-    visitor the cart hint says has none. None for a rail fetched after load: the service then reads the cart
-    in the same round trip as the visitor's events."""
-    if context.page_view_id is None or context.visitor_id is None or context.after_load:
+    visitor the cart hint says has none, in the page or after load. None for a rail fetched after load by a
+    browser that may have a cart: the service then reads it in the same round trip as the visitor's events."""
+    if context.visitor_id is None:
         return None
     if context.no_cart:
         return ()
+    if context.page_view_id is None or context.after_load:
+        return None
     visitor_id = context.visitor_id
     lines = page_cart(
         visitor_id=visitor_id,

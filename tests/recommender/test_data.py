@@ -7,6 +7,7 @@ import pytest
 
 from recommender.config import DataConfig
 from recommender.data import (
+    SMALL_LOOKUP,
     HistoryIndex,
     Interactions,
     ItemTable,
@@ -41,9 +42,15 @@ def _tiny():
     return inter, items
 
 
-def test_unknown_event_type_is_refused():
-    with pytest.raises(ValueError, match="unknown event types"):
-        Interactions.from_columns(user_id=["u"], item_id=["i"], event_type=["like"], timestamp=[1])
+@pytest.mark.parametrize("n", [1, 5, SMALL_LOOKUP + 1])  # a set below the bound, np.isin above it
+def test_unknown_event_type_is_refused(n):
+    types = ["view"] * (n - 1) + ["like"]
+    with pytest.raises(ValueError, match=r"unknown event types: \['like'\]"):
+        Interactions.from_columns(user_id=["u"] * n, item_id=["i"] * n, event_type=types, timestamp=[1] * n)
+    types[-1] = "purchase"
+    assert (
+        len(Interactions.from_columns(user_id=["u"] * n, item_id=["i"] * n, event_type=types, timestamp=[1] * n)) == n
+    )
 
 
 def test_parquet_round_trip(tmp_path, shop):

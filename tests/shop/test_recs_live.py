@@ -669,3 +669,30 @@ def test_starting_the_loader_freezes_torch_whether_or_not_a_model_loads(served, 
     finally:
         serving.serving_stop()
         gc.unfreeze()
+
+
+def test_a_rail_after_load_reads_the_cart_only_for_a_browser_the_hint_says_may_have_one(served, client):
+    """The cart hint spares a cartless shopper's rail after load the cart read, as it does the page's; once
+    the shopper adds, the rail reads the cart again and leaves its product out."""
+    import re
+
+    from django.test.utils import CaptureQueriesContext
+
+    seed = Product.objects.filter(is_active=True).order_by("pk").first()
+    client.get("/")  # the visitor's cookie
+
+    def rail() -> tuple[list[int], list[str]]:
+        with CaptureQueriesContext(connection) as q:
+            response = client.get(f"/rails/product.recommended?product={seed.pk}", HTTP_ACCEPT="text/html")
+        assert response.status_code == 200
+        ids = re.findall(r'data-product-id="(\d+)" data-placement="product.recommended"', response.content.decode())
+        return [int(i) for i in ids], [x["sql"] for x in q.captured_queries]
+
+    ids, sql = rail()
+    assert len(ids) >= 2 and any("events_event" in s and "DESC LIMIT" in s for s in sql), sql  # ranked live
+    assert not any("orders_cartitem" in s for s in sql), sql
+    add = client.post("/cart/add/", {"product_id": ids[0], "quantity": 1, "nonce": str(uuid.uuid4())})
+    assert add.status_code == 302 and client.cookies["cart_hint"].value == "1"
+    after, sql = rail()
+    assert any("orders_cartitem" in s for s in sql), sql
+    assert ids[0] not in after and len(after) >= 2
