@@ -51,9 +51,11 @@ def category_tree_fresh_get(*, slug: str | None = None) -> CategoryTree:
     return tree
 
 
-def category_list_api(*, parent: str | None = None) -> list[CategoryNode]:
-    """Every category (or the children of ``parent``), roots first, then by depth and name."""
-    tree = category_tree_fresh_get(slug=parent)
+def category_list_api(*, parent: str | None = None, tree: CategoryTree | None = None) -> list[CategoryNode]:
+    """Every category (or the children of ``parent``), roots first, then by depth and name (of ``tree``, by
+    default the cached tree, reloaded once when ``parent`` is missing from it)."""
+    if tree is None:
+        tree = category_tree_fresh_get(slug=parent)
     if parent is not None:
         node = tree.by_slug_get(parent)
         if node is None:

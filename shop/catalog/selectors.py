@@ -73,6 +73,9 @@ class CategoryTree:
     children: dict[int | None, list[int]]
     _descendants: dict[int, tuple[int, ...]] = field(default_factory=dict)
     built_at: float = field(default_factory=time.monotonic)
+    # what callers derive from this tree, computed once per tree (a rebuilt tree starts empty); keys name
+    # their caller, and each caller bounds its own keys (e.g. by the tree's slugs)
+    derived: dict[tuple, object] = field(default_factory=dict)
 
     @classmethod
     def from_rows(cls, rows: Iterable[tuple[int, str, str, int | None, int]]) -> CategoryTree:

@@ -203,3 +203,28 @@ def test_category_created_after_the_tree_was_cached_is_found(client, tree):
 
     assert client.get("/api/categories/lego").status_code == 200
     assert client.get("/api/products", {"category": "lego"}).status_code == 200
+
+
+def test_category_list_is_serialised_once_per_tree_and_follows_a_rebuilt_tree(client, tree, monkeypatch):
+    from django.urls import set_script_prefix
+    from rest_framework import serializers as drf
+
+    from shop.catalog.selectors import category_tree_get
+
+    calls = []
+    real = drf.ListSerializer.to_representation
+    monkeypatch.setattr(drf.ListSerializer, "to_representation", lambda self, data: calls.append(1) or real(self, data))
+    first = client.get("/api/categories").json()
+    assert client.get("/api/categories").json() == first and len(calls) == 1  # the second from the tree's memo
+    assert [c["slug"] for c in client.get("/api/categories", {"parent": "food"}).json()] == ["dairy"]
+    assert len(calls) == 2  # each parent its own entry
+    # a script prefix (an app served under a path) is part of the key: the nodes' URLs carry it
+    set_script_prefix("/shop/")  # what WSGIHandler sets from SCRIPT_NAME (the test client does not)
+    try:
+        prefixed = client.get("/api/categories").json()
+    finally:
+        set_script_prefix("/")
+    assert len(calls) == 3 and {c["url"] for c in prefixed} == {"/shop" + c["url"] for c in first}
+    CategoryFactory(name="Lego", slug="lego", parent=tree["toys"])
+    category_tree_get(refresh=True)  # what a category's save does (apps.py), in case the signal has not
+    assert "lego" in {c["slug"] for c in client.get("/api/categories").json()} and len(calls) == 4
