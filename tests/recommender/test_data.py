@@ -151,7 +151,7 @@ def test_a_lookup_answers_the_same_through_a_dict_or_pandas(n):
     through pandas: both give each id's row, and -1 (a vocabulary: its out-of-vocabulary row) for an unknown."""
     import pandas as pd
 
-    from recommender.data import EVENT_TYPES, SMALL_LOOKUP, _event_type_codes
+    from recommender.data import EVENT_TYPES, _event_type_codes
     from recommender.features import Vocab
 
     rng = np.random.default_rng(n)

@@ -226,5 +226,5 @@ def test_category_list_is_serialised_once_per_tree_and_follows_a_rebuilt_tree(cl
         set_script_prefix("/")
     assert len(calls) == 3 and {c["url"] for c in prefixed} == {"/shop" + c["url"] for c in first}
     CategoryFactory(name="Lego", slug="lego", parent=tree["toys"])
-    category_tree_get(refresh=True)  # what a category's save does (apps.py), in case the signal has not
+    category_tree_get(refresh=True)  # a save does not rebuild the tree: its stamp's expiry or a missed slug does
     assert "lego" in {c["slug"] for c in client.get("/api/categories").json()} and len(calls) == 4
