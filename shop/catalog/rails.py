@@ -27,7 +27,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from shop.events.models import EventType
-from shop.events.services import EventIn, events_record
+from shop.events.services import EventIn, events_record, impression_key
 
 from .cards import cards_get
 from .models import Product
@@ -280,7 +280,7 @@ def _impressions_record(
         EventIn(
             type=EventType.IMPRESSION,
             product_id=pid,
-            idempotency_key=f"imp:{pvid}:{plan.placement}:{pos}",
+            idempotency_key=impression_key(page_view_id=pvid, placement=plan.placement, position=pos),
             placement=plan.placement,
             position=pos,
             page_view_id=pvid,

@@ -25,7 +25,7 @@ from .serializers import (
     EventBatchSerializer,
     event_batch_validate,
 )
-from .services import EventIn, events_record
+from .services import EventIn, clicks_attributed, events_record
 
 
 def _refuse_cross_site(request: Request) -> None:
@@ -156,23 +156,22 @@ class EventBatchApi(APIView):
             # DRF's request.user is the token's (anonymous for a browser); the shopper is the session's
             user = get_user(request._request)
         items = validated["events"]
+        events = [
+            EventIn(
+                type=e["type"],
+                product_id=e["product_id"],
+                idempotency_key=e["idempotency_key"],
+                placement=e["placement"],
+                position=e["position"],
+                page_view_id=e["page_view_id"],
+                occurred_at=e["occurred_at"],
+                device=e["device"],
+                source=source,
+            )
+            for e in items
+        ]
         accepted = events_record(
-            visitor_id=visitor_id,
-            user=user,
-            events=[
-                EventIn(
-                    type=e["type"],
-                    product_id=e["product_id"],
-                    idempotency_key=e["idempotency_key"],
-                    placement=e["placement"],
-                    position=e["position"],
-                    page_view_id=e["page_view_id"],
-                    occurred_at=e["occurred_at"],
-                    device=e["device"],
-                    source=source,
-                )
-                for e in items
-            ],
+            visitor_id=visitor_id, user=user, events=clicks_attributed(visitor_id=visitor_id, events=events)
         )
         return Response({"accepted": accepted, "duplicates": len(items) - accepted}, status=status.HTTP_202_ACCEPTED)
 

@@ -6,7 +6,7 @@ import json
 import re
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
 
@@ -184,6 +184,34 @@ def _per_event_columns() -> tuple[str, ...]:
 
 
 @lru_cache(maxsize=1)
+def impression_key(*, page_view_id: uuid.UUID | str | None, placement: str, position: int | None) -> str:
+    """The idempotency key of a card's impression in one page view: the server's (a rail it served) and the
+    beacon's (a card seen) are the same, so a card seen in a served rail is stored once, with the arm."""
+    return f"imp:{page_view_id or 'none'}:{placement}:{'' if position is None else position}"[:100]
+
+
+def clicks_attributed(*, visitor_id: uuid.UUID, events: Sequence[EventIn]) -> list[EventIn]:
+    """``events`` with each click on a served rail's card given the arm and model version of the impression
+    the server recorded for that card (same visitor, page view, placement and position; one indexed query
+    for the batch). What the client says about arms is never read: a click on a card the server did not
+    serve with an arm (a grid, a search result, trending) keeps none."""
+    wanted = {
+        impression_key(page_view_id=e.page_view_id, placement=e.placement, position=e.position): i
+        for i, e in enumerate(events)
+        if e.type == EventType.CLICK and e.page_view_id is not None and e.position is not None
+    }
+    if not wanted:
+        return list(events)
+    served = Event.objects.filter(
+        visitor_id=visitor_id, idempotency_key__in=list(wanted), type=EventType.IMPRESSION, arm__isnull=False
+    ).values_list("idempotency_key", "arm", "model_version")
+    out = list(events)
+    for key, arm, model_version in served:
+        i = wanted[key]
+        out[i] = replace(out[i], arm=arm, model_version=model_version)
+    return out
+
+
 def _events_record_pg_sql() -> str:
     q = connection.ops.quote_name
     ev, vi = Event._meta, Visitor._meta
@@ -284,6 +312,7 @@ def web_event_in(
     page_view_id: uuid.UUID | None = None,
     quantity: int = 1,
     order_id: int | None = None,
+    occurred_at: datetime | None = None,
     device: str = "",
 ) -> EventIn:
     """A server-side event (view, add to cart, remove, purchase) with the visitor's experiment arm and
@@ -299,6 +328,7 @@ def web_event_in(
         page_view_id=page_view_id,
         quantity=quantity,
         order_id=order_id,
+        occurred_at=occurred_at,
         device=device,
         source=EventSource.WEB,
         arm=arm,

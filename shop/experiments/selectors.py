@@ -104,8 +104,9 @@ def experiment_visitor_rows(*, experiment: Experiment) -> tuple[list[VisitorRow]
     if experiment.stopped_at is not None:
         window &= Q(occurred_at__lt=experiment.stopped_at)
     armed = Q(arm__in=arm_keys)
-    # Clicks come from the browser and carry no arm: a rail click is a click on a placement where
-    # the experiment's rails were rendered.
+    # A rail click is a click on a placement where the experiment's rails were rendered. (A click on a
+    # served card also carries that card's arm, looked up when it arrives; clicks logged before that did
+    # not, so they are counted by placement.)
     rail_placements = list(
         Event.objects.filter(window, armed, type=EventType.IMPRESSION).values_list("placement", flat=True).distinct()
     )

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from shop.catalog.models import Product
 from shop.events.models import Event, EventType
-from shop.events.services import EventIn, event_record, events_record, visitor_get_or_create
+from shop.events.services import event_record, events_record, visitor_get_or_create, web_event_in
 
 from .models import Cart, CartItem, Order, OrderLine
 
@@ -299,7 +299,8 @@ def order_create(
         visitor_id=visitor_id,
         user=user,
         events=[
-            EventIn(
+            web_event_in(  # with the visitor's arm and the serving model, as every server-side event
+                visitor_id=visitor_id,
                 type=EventType.PURCHASE,
                 product_id=i.product_id,
                 idempotency_key=f"buy:{order.number}:{i.product_id}",

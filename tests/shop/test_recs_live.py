@@ -447,6 +447,65 @@ def test_rails_record_impressions_and_events_carry_arm_and_model(served, client)
     assert sorted(imps.values_list("position", flat=True)) == list(range(imps.count()))
 
 
+def test_purchases_and_clicks_on_served_cards_carry_the_arm_and_model_that_served(served, client):
+    """Every interaction carries the arm and model version that produced it: a purchase (server-side) as a
+    view does, and a beacon click on a card of a served rail those of the impression the server recorded for
+    that card. A click on a card no arm served keeps none, and a client cannot claim one."""
+    import json
+
+    from tests.shop.test_cart_checkout import CHECKOUT, add
+
+    shop, version = served
+    Experiment.objects.update(status=Experiment.Status.STOPPED)
+    exp = experiment_create(key="only-dlrm", name="dlrm", arms=[("dlrm", 1, True), ("popularity", 0, False)])
+    experiment_start(experiment=exp)
+    running_experiment_forget()
+
+    product = Product.objects.get(pk=shop.products[5])
+    page = client.get(product.get_absolute_url())
+    assert "You may also like" in with_rails_after_load(client, page)
+    served_card = Event.objects.filter(type="impression", placement="product.recommended").order_by("position")[0]
+    assert (served_card.arm, served_card.model_version) == ("dlrm", version.version)
+    pv = str(served_card.page_view_id)
+
+    def click(placement: str, position: int, product_id: int, **claims) -> dict:
+        return {
+            "type": "click",
+            "product_id": product_id,
+            "placement": placement,
+            "position": position,
+            "page_view_id": pv,
+            "idempotency_key": f"clk:{pv}:{placement}:{position}",
+            "device": "desktop",
+            **claims,
+        }
+
+    batch = {
+        "events": [
+            click("product.recommended", 0, served_card.product_id),
+            click("category.grid", 3, shop.products[7]),  # a card no arm served
+        ]
+    }
+    got = client.post("/api/events", data=json.dumps(batch), content_type="application/json")
+    assert got.status_code == 202, got.content
+    clicks = {e.placement: e for e in Event.objects.filter(type="click")}
+    assert (clicks["product.recommended"].arm, clicks["product.recommended"].model_version) == (
+        "dlrm",
+        version.version,
+    )
+    assert (clicks["category.grid"].arm, clicks["category.grid"].model_version) == (None, None)
+    claimed = {"events": [click("category.grid", 4, shop.products[8], arm="dlrm", model_version="v9")]}
+    client.post("/api/events", data=json.dumps(claimed), content_type="application/json")
+    assert not Event.objects.filter(type="click", placement="category.grid", arm__isnull=False).exists()
+
+    add(client, product, quantity=2)
+    response = client.post("/checkout/", CHECKOUT, follow=True)
+    assert response.status_code == 200
+    mine = Event.objects.filter(visitor_id=served_card.visitor_id, product=product)
+    purchase, view = mine.get(type="purchase"), mine.get(type="view")
+    assert (purchase.arm, purchase.model_version) == (view.arm, view.model_version) == ("dlrm", version.version)
+
+
 def test_serving_stats_are_staff_only_and_validated(served, client, staff_client):
     assert staff_client.get("/api/recs/serving-stats", {"minutes": 0}).status_code == 400
     assert "minutes" in staff_client.get("/api/recs/serving-stats", {"minutes": "x"}).json()
