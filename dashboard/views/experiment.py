@@ -81,6 +81,8 @@ def results() -> None:
         st.info("The experiment has no control arm to compare with.")
     else:
         st.altair_chart(charts.lift_ci_chart(table), use_container_width=True)
+        for note in (m["note"] for m in data["metrics"] if m.get("note")):
+            st.caption(note)
         undefined = table[table["lift"].isna()]
         if not undefined.empty:
             st.caption(

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from .assignment import ExperimentSpec
 from .stats import (
     ALPHA,
+    REVENUE_CAP_PERCENTILE,
     SEQUENTIAL_TUNING,
     Comparison,
     MeanStat,
@@ -23,6 +24,7 @@ from .stats import (
     compare,
     srm,
     verdict,
+    winsorize_cap,
 )
 
 
@@ -54,7 +56,8 @@ METRICS: tuple[Metric, ...] = (
 )
 
 
-def metric_stat(metric: str, rows: Sequence[VisitorRow]) -> Stat:
+def metric_stat(metric: str, rows: Sequence[VisitorRow], *, revenue_cap: float | None = None) -> Stat:
+    """The metric over ``rows``; revenue per visitor counts each visitor's revenue up to ``revenue_cap``."""
     if metric == "conversion":
         k = sum(1 for r in rows if r.orders > 0)
         return MeanStat(n=len(rows), sum=k, sum_squares=k, nonzero=k)
@@ -62,7 +65,9 @@ def metric_stat(metric: str, rows: Sequence[VisitorRow]) -> Stat:
         k = sum(1 for r in rows if r.added_to_cart)
         return MeanStat(n=len(rows), sum=k, sum_squares=k, nonzero=k)
     if metric == "revenue_per_visitor":
-        return MeanStat.from_values(r.revenue for r in rows)
+        if revenue_cap is None:
+            return MeanStat.from_values(r.revenue for r in rows)
+        return MeanStat.from_values(min(r.revenue, revenue_cap) for r in rows)
     if metric == "rail_ctr":
         return RatioStat.from_pairs((r.clicks, r.impressions) for r in rows)
     raise ValueError(f"unknown metric {metric!r}")
@@ -92,10 +97,31 @@ class ArmComparison:
 
 
 @dataclass(frozen=True, slots=True)
+class Cap:
+    """How a mean metric was winsorized: each visitor's value counted up to ``value``."""
+
+    percentile: float  # of the non-zero values, all arms together
+    value: float
+    visitors_capped: int  # visitors whose value was above it
+    largest: float  # the largest value before capping
+    uncapped: dict[str, float]  # per arm, the mean without the cap
+
+    def note(self, label: str) -> str:
+        uncapped = ", ".join(f"{arm} {value:,.2f}" for arm, value in self.uncapped.items())
+        return (
+            f"{label}: each visitor counts up to {self.value:,.2f}, the {self.percentile * 100:g}th percentile of "
+            f"the visitors with an order (all arms together); {self.visitors_capped} visitor"
+            f"{'' if self.visitors_capped == 1 else 's'} above it, the largest {self.largest:,.2f}. "
+            f"Without the cap: {uncapped}."
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class MetricResult:
     metric: Metric
     arms: list[ArmValue]
     comparisons: list[ArmComparison]
+    cap: Cap | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +173,9 @@ def _by_arm(rows: Iterable[VisitorRow], arms: Sequence[str]) -> dict[str, list[V
     return grouped
 
 
-def _by_day(grouped: dict[str, list[VisitorRow]], control: str | None, alpha: float, tuning: float) -> list[DayRow]:
+def _by_day(
+    grouped: dict[str, list[VisitorRow]], control: str | None, alpha: float, tuning: float, revenue_cap: float | None
+) -> list[DayRow]:
     days = sorted({r.first_seen.date() for rows in grouped.values() for r in rows})
     out: list[DayRow] = []
     per_day = {arm: defaultdict(list) for arm in grouped}
@@ -171,7 +199,7 @@ def _by_day(grouped: dict[str, list[VisitorRow]], control: str | None, alpha: fl
                     arm=arm,
                     visitors=len(today),
                     conversion=metric_stat("conversion", today).value,
-                    revenue_per_visitor=metric_stat("revenue_per_visitor", today).value,
+                    revenue_per_visitor=metric_stat("revenue_per_visitor", today, revenue_cap=revenue_cap).value,
                     cumulative_visitors=cum.n,
                     cumulative_conversion=cum.value,
                     cumulative_lift=comp.lift if comp else None,
@@ -184,7 +212,7 @@ def _by_day(grouped: dict[str, list[VisitorRow]], control: str | None, alpha: fl
     return out
 
 
-def _by_model_version(grouped: dict[str, list[VisitorRow]]) -> list[ModelVersionRow]:
+def _by_model_version(grouped: dict[str, list[VisitorRow]], revenue_cap: float | None) -> list[ModelVersionRow]:
     out = []
     for arm, rows in grouped.items():
         versions: dict[str, list[VisitorRow]] = defaultdict(list)
@@ -198,7 +226,7 @@ def _by_model_version(grouped: dict[str, list[VisitorRow]]) -> list[ModelVersion
                     arm=arm,
                     visitors=len(vrows),
                     conversion=metric_stat("conversion", vrows).value,
-                    revenue_per_visitor=metric_stat("revenue_per_visitor", vrows).value,
+                    revenue_per_visitor=metric_stat("revenue_per_visitor", vrows, revenue_cap=revenue_cap).value,
                     add_to_cart=metric_stat("add_to_cart", vrows).value,
                     rail_ctr=metric_stat("rail_ctr", vrows).value,
                 )
@@ -231,16 +259,20 @@ def results_compute(
     crossovers: int = 0,
     alpha: float = ALPHA,
     tuning: float = SEQUENTIAL_TUNING,
+    revenue_cap_percentile: float = REVENUE_CAP_PERCENTILE,
 ) -> Results:
+    """``revenue_cap_percentile``: revenue per visitor is winsorized at this percentile of the revenue of the
+    visitors with an order, all arms together (0 or 1: not capped); see :func:`stats.winsorize_cap`."""
     arms = [a.key for a in experiment.arms]
     control = experiment.control
     grouped = _by_arm(rows, arms)
     visitors = {arm: len(grouped[arm]) for arm in arms}
+    revenue_cap = winsorize_cap((r.revenue for arm in arms for r in grouped[arm]), percentile=revenue_cap_percentile)
     srm_result = srm(visitors=visitors, weights={a.key: a.weight for a in experiment.arms})
 
     metrics: list[MetricResult] = []
     for metric in METRICS:
-        stats = {arm: metric_stat(metric.key, grouped[arm]) for arm in arms}
+        stats = {arm: metric_stat(metric.key, grouped[arm], revenue_cap=revenue_cap) for arm in arms}
         values = []
         for arm in arms:
             num, den = _counts(stats[arm])
@@ -255,7 +287,17 @@ def results_compute(
                 comp = compare(control=stats[control], arm=stats[arm], alpha=alpha, tuning=tuning)
                 text = verdict(arm=arm, control=control, metric=metric.label, comparison=comp, srm_result=srm_result)
                 comparisons.append(ArmComparison(arm=arm, comparison=comp, verdict=text))
-        metrics.append(MetricResult(metric=metric, arms=values, comparisons=comparisons))
+        cap = None
+        if metric.key == "revenue_per_visitor" and revenue_cap is not None:
+            revenues = [r.revenue for arm in arms for r in grouped[arm]]
+            cap = Cap(
+                percentile=revenue_cap_percentile,
+                value=revenue_cap,
+                visitors_capped=sum(1 for v in revenues if v > revenue_cap),
+                largest=max(revenues),
+                uncapped={arm: metric_stat(metric.key, grouped[arm]).value for arm in arms},
+            )
+        metrics.append(MetricResult(metric=metric, arms=values, comparisons=comparisons, cap=cap))
 
     primary = next(m for m in metrics if m.metric.primary)
     if srm_result.mismatch:
@@ -272,6 +314,6 @@ def results_compute(
         srm_result=srm_result,
         metrics=metrics,
         verdict=overall,
-        by_day=_by_day(grouped, control, alpha, tuning),
-        by_model_version=_by_model_version(grouped),
+        by_day=_by_day(grouped, control, alpha, tuning, revenue_cap),
+        by_model_version=_by_model_version(grouped, revenue_cap),
     )

@@ -75,6 +75,8 @@ def results_as_dict(*, experiment: Experiment, results: Results, serving_mix: Se
                 "label": m.metric.label,
                 "kind": m.metric.kind,
                 "primary": m.metric.primary,
+                "cap": None if m.cap is None else dataclasses.asdict(m.cap),
+                "note": m.cap.note(m.metric.label) if m.cap is not None and m.cap.visitors_capped else "",
                 "arms": [dataclasses.asdict(v) for v in m.arms],
                 "comparisons": [
                     {

@@ -111,6 +111,7 @@ def results_renderable(data: dict) -> Group:
     if mix is not None:
         parts.append(serving_mix_table(mix, arms))
         lines += [Text("- " + w, style="bold yellow") for w in mix["warnings"]]
+    lines += [Text("- " + m["note"]) for m in data["metrics"] if m.get("note")]
     if exp["crossovers"]:
         lines.append(Text(f"- {exp['crossovers']} visitors were seen under more than one arm and are left out."))
     return Group(*parts, Text.assemble(("SRM: ", "bold"), srm_text), Panel(Group(*lines), title="Verdict"))

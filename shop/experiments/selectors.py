@@ -170,6 +170,7 @@ def experiment_results(*, experiment: Experiment) -> Results:
         rows=rows,
         crossovers=crossovers,
         tuning=settings.EXPERIMENTS_SEQUENTIAL_TUNING,
+        revenue_cap_percentile=settings.EXPERIMENTS_REVENUE_CAP_PERCENTILE,
     )
 
 

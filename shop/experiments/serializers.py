@@ -78,11 +78,24 @@ class ExperimentComparisonSerializer(serializers.Serializer):
     verdict = serializers.CharField()
 
 
+class ExperimentMetricCapSerializer(serializers.Serializer):
+    percentile = serializers.FloatField(help_text="Of the non-zero values (visitors with an order), all arms together.")
+    value = serializers.FloatField(help_text="Each visitor's value counts up to this.")
+    visitors_capped = serializers.IntegerField(help_text="Visitors whose value was above the cap.")
+    largest = serializers.FloatField(help_text="The largest value before capping.")
+    uncapped = serializers.DictField(child=serializers.FloatField(), help_text="Per arm, the mean without the cap.")
+
+
 class ExperimentMetricSerializer(serializers.Serializer):
     metric = serializers.CharField()
     label = serializers.CharField()
     kind = serializers.ChoiceField(choices=["proportion", "mean", "ratio"])
     primary = serializers.BooleanField()
+    cap = ExperimentMetricCapSerializer(
+        allow_null=True,
+        help_text="Revenue per visitor is winsorized (EXPERIMENTS_REVENUE_CAP_PERCENTILE); null: not capped.",
+    )
+    note = serializers.CharField(allow_blank=True, help_text="How the metric was capped, in words.")
     arms = ExperimentArmValueSerializer(many=True)
     comparisons = ExperimentComparisonSerializer(many=True)
 

@@ -35,6 +35,7 @@ SRM_ALPHA = 0.001  # GrowthBook, Eppo and Statsig warn below this p-value
 SEQUENTIAL_TUNING = 5000  # GrowthBook's default N: the confidence sequence is tightest near N total visitors
 MIN_VISITORS_PER_ARM = 100  # below this in either arm: "not enough data yet"
 MIN_NONZERO_PER_ARM = 30  # visitors with a non-zero value (converted, bought, added, clicked) in each arm
+REVENUE_CAP_PERCENTILE = 0.99  # revenue per visitor is winsorized at this percentile of the buyers' revenue
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +179,24 @@ class Comparison:
         if self.visitors_per_arm_needed is None:
             return None
         return max(0, self.visitors_per_arm_needed - min(self.control_n, self.arm_n))
+
+
+def winsorize_cap(values, *, percentile: float) -> float | None:
+    """The value above which a per-visitor value is counted as this value (winsorizing): the ``percentile``
+    (0-1, linear interpolation) of the non-zero values, e.g. the revenue of visitors who bought, all arms
+    together so that every arm is capped alike (as Statsig computes its percentile over non-zero unit values
+    and GrowthBook's percentile capping can ignore zeros). None: no cap (``percentile`` 0 or 1, or no non-zero
+    value). One whale order in one arm otherwise decides a revenue comparison on its own: the delta method's
+    normal approximation does not hold for a mean dominated by one visitor."""
+    if not 0.0 < percentile < 1.0:
+        return None
+    nonzero = sorted(float(v) for v in values if v)
+    if not nonzero:
+        return None
+    pos = percentile * (len(nonzero) - 1)
+    low = math.floor(pos)
+    high = min(low + 1, len(nonzero) - 1)
+    return nonzero[low] + (nonzero[high] - nonzero[low]) * (pos - low)
 
 
 def z_critical(alpha: float = ALPHA) -> float:

@@ -261,6 +261,14 @@ CELERY_BEAT_SCHEDULE = {
 EXPERIMENTS_CACHE_TTL_S = env.float("EXPERIMENTS_CACHE_TTL_S", default=10.0)
 # Visitors (both arms together) near which the always-valid interval is tightest (GrowthBook's default N).
 EXPERIMENTS_SEQUENTIAL_TUNING = env.int("EXPERIMENTS_SEQUENTIAL_TUNING", default=5000)
+# Revenue per visitor counts each visitor's revenue up to this percentile of the buyers' revenue, all arms together
+# (winsorizing: one whale order would otherwise decide a revenue lift on its own). 0 or 1: not capped.
+EXPERIMENTS_REVENUE_CAP_PERCENTILE = env.float("EXPERIMENTS_REVENUE_CAP_PERCENTILE", default=0.99)
+if not 0.0 <= EXPERIMENTS_REVENUE_CAP_PERCENTILE <= 1.0:
+    raise ImproperlyConfigured(
+        f"EXPERIMENTS_REVENUE_CAP_PERCENTILE must be between 0 and 1 (0.99: the 99th percentile; 0: no cap), "
+        f"got {EXPERIMENTS_REVENUE_CAP_PERCENTILE}"
+    )
 
 # --- Recommendations: retraining, batch scoring, snapshots ---
 MODEL_DIR = env.path("MODEL_DIR", default=str(VAR_DIR / "models"))

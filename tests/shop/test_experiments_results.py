@@ -114,8 +114,16 @@ def test_results_api_reports_per_arm_metrics_lifts_and_srm(logged, admin_client,
     assert -1.0 <= dlrm["seq_ci_low"] <= dlrm["ci_low"] and dlrm["seq_ci_high"] > dlrm["ci_high"]
     assert 0 < dlrm["p_value"] < 1 and isinstance(dlrm["verdict"], str) and dlrm["verdict"]
 
-    revenue = {a["arm"]: a["value"] for a in _metric(data, "revenue_per_visitor")["arms"]}
-    assert revenue == pytest.approx({"popularity": 40 / 11, "heuristic": 60 / 11, "dlrm": 100 / 10})
+    # winsorized at the 99th percentile of the buyers' revenue (10, 30 and eight of 20): the 30 counts as the cap
+    cap = 20 + 0.91 * (30 - 20)
+    rpv = _metric(data, "revenue_per_visitor")
+    revenue = {a["arm"]: a["value"] for a in rpv["arms"]}
+    assert revenue == pytest.approx({"popularity": (10 + cap) / 11, "heuristic": 60 / 11, "dlrm": 100 / 10})
+    assert rpv["cap"]["value"] == pytest.approx(cap) and rpv["cap"]["percentile"] == 0.99
+    assert (rpv["cap"]["visitors_capped"], rpv["cap"]["largest"]) == (1, 30.0)
+    assert rpv["cap"]["uncapped"] == pytest.approx({"popularity": 40 / 11, "heuristic": 60 / 11, "dlrm": 100 / 10})
+    assert "99th percentile" in rpv["note"] and "popularity 3.64" in rpv["note"]
+    assert _metric(data, "conversion")["cap"] is None and _metric(data, "conversion")["note"] == ""
     ctr = {a["arm"]: (a["numerator"], a["denominator"]) for a in _metric(data, "rail_ctr")["arms"]}
     assert ctr == {"popularity": (10, 41), "heuristic": (10, 41), "dlrm": (20, 40)}
     atc = {a["arm"]: a["value"] for a in _metric(data, "add_to_cart")["arms"]}
@@ -185,6 +193,7 @@ def test_experiment_report_prints_the_lift_table(logged):
     assert "(5/10)" in text and "(2/11)" in text  # dlrm and popularity converters / visitors
     assert "+175.0%" in text  # dlrm conversion lift: 0.5 / (2/11) - 1
     assert "SRM:" in text and "Visitors split as configured" in text
+    assert "Revenue per visitor: each visitor counts up to 29.10, the 99th percentile" in text
 
     out = io.StringIO()
     call_command("experiment_report", "--json", "--key", "rails-ranking", stdout=out)

@@ -20,6 +20,7 @@ from shop.experiments.stats import (
     srm,
     verdict,
     visitors_for_lift,
+    winsorize_cap,
 )
 
 
@@ -226,3 +227,56 @@ def test_head_to_head_between_two_treatment_arms_matches_compare_on_their_counts
         proportion_head_to_head(results=results, metric="revenue_per_visitor", baseline="heuristic", arm="dlrm") is None
     )
     assert proportion_head_to_head(results=results, metric="conversion", baseline="heuristic", arm="nope") is None
+
+
+def test_winsorize_cap_is_numpys_percentile_of_the_non_zero_values():
+    rng = np.random.default_rng(3)
+    values = np.where(rng.random(500) < 0.3, rng.lognormal(3.0, 1.2, 500), 0.0)
+    for q in (0.5, 0.9, 0.99):
+        assert winsorize_cap(values, percentile=q) == pytest.approx(np.quantile(values[values > 0], q))
+    assert winsorize_cap([0, 0, 1, 2, 3, 100], percentile=0.5) == pytest.approx(2.5)  # of 1, 2, 3, 100
+    assert winsorize_cap([0.0, 7.0], percentile=0.99) == 7.0
+    assert winsorize_cap([0.0, 0.0], percentile=0.99) is None  # nobody bought: nothing to cap
+    assert winsorize_cap([1.0, 5.0], percentile=0.0) is None and winsorize_cap([1.0, 5.0], percentile=1.0) is None
+
+
+def test_one_whale_order_does_not_decide_revenue_per_visitor():
+    """Two arms with the same buyers and the same basket values, but the control has one order of 5,000: on raw
+    revenue the treatment "loses 70%" at p = 0.001. Winsorized at the 99th percentile of the buyers (all arms
+    together), the arms are level, and the result says what it capped and what the raw means were."""
+    import datetime as dt
+
+    from shop.experiments.analysis import VisitorRow, results_compute
+    from shop.experiments.assignment import ArmSpec, ExperimentSpec
+
+    spec = ExperimentSpec(key="e", salt="s", arms=(ArmSpec("popularity", 1, True), ArmSpec("dlrm", 1, False)))
+    when = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    rows = []
+    for arm in ("popularity", "dlrm"):
+        for i in range(200):
+            revenue = 20.0 + (i % 10) * 5 if i < 50 else 0.0
+            if arm == "popularity" and i == 0:
+                revenue = 5000.0
+            rows.append(VisitorRow(arm, when, "", int(revenue > 0), revenue, revenue > 0, 4, 1))
+
+    def revenue(percentile: float):
+        results = results_compute(experiment=spec, rows=rows, revenue_cap_percentile=percentile)
+        return results, next(m for m in results.metrics if m.metric.key == "revenue_per_visitor")
+
+    _, raw = revenue(0.0)
+    assert raw.cap is None and raw.comparisons[0].comparison.significant
+    assert raw.comparisons[0].comparison.lift == pytest.approx(10.625 / 35.525 - 1)
+
+    results, capped = revenue(0.99)
+    buyers = [r.revenue for r in rows if r.revenue > 0]
+    cap = float(np.quantile(buyers, 0.99))
+    assert capped.cap.value == pytest.approx(cap) and capped.cap.visitors_capped == 1
+    assert capped.cap.largest == 5000.0 and capped.cap.uncapped == pytest.approx({"popularity": 35.525, "dlrm": 10.625})
+    values = {a.arm: a.value for a in capped.arms}
+    assert values["popularity"] == pytest.approx((sum(buyers[:50]) - 5000.0 + cap) / 200)
+    comparison = capped.comparisons[0].comparison
+    assert not comparison.significant and abs(comparison.lift) < 0.05
+    conversion = next(m for m in results.metrics if m.metric.key == "conversion")
+    assert conversion.cap is None  # a 0/1 metric has nothing to cap
+    note = capped.cap.note(capped.metric.label)
+    assert "99th percentile" in note and "5,000.00" in note and "popularity 35.52" in note

@@ -71,6 +71,15 @@ def test_a_negative_number_of_scoring_threads_is_refused_at_start():
     assert "RECS_SERVING_THREADS must be 0 or more, got -1" in out.stderr
 
 
+@pytest.mark.parametrize("value", ["1.5", "-0.1"])
+def test_a_revenue_cap_percentile_outside_0_1_is_refused_at_start(value):
+    out = _settings_in_a_fresh_process(
+        "print('started')", SECRET_KEY=secrets.token_urlsafe(50), EXPERIMENTS_REVENUE_CAP_PERCENTILE=value
+    )
+    assert out.returncode != 0 and "started" not in out.stdout
+    assert "EXPERIMENTS_REVENUE_CAP_PERCENTILE must be between 0 and 1" in out.stderr and value in out.stderr
+
+
 def test_check_deploy_passes_on_the_production_settings():
     """S1: ``manage.py check --deploy --fail-level WARNING``."""
     base = {k: v for k, v in os.environ.items() if k not in _SCRUB}
