@@ -21,7 +21,7 @@ from celery import Celery
 from celery.signals import after_setup_logger
 from kombu import Queue
 
-from shop.ops.log_filters import LibraryChatter
+from shop.ops.log_filters import LibraryChatter, RoutineTaskChatter
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "shop.settings")
 
@@ -70,8 +70,19 @@ def _filesystem_broker_folders(sender, **kwargs) -> None:
             Path(folder).mkdir(parents=True, exist_ok=True)
 
 
+# The outbox sweep (beat, every RECS_OUTBOX_EVERY_S) and what it returns when no run waited to be sent.
+ROUTINE_IDLE = {"worker.tasks.task_runs_send_pending": "{'still_to_send': 0}"}
+ROUTINE_ENTRIES = ("recs-send-pending-runs",)
+
+
 @after_setup_logger.connect
 def _quiet_library_chatter(logger: logging.Logger, **kwargs) -> None:
+    from django.conf import settings  # read once the worker or beat starts, not when this module is imported
+
     for handler in logger.handlers:
         if not any(isinstance(f, LibraryChatter) for f in handler.filters):
             handler.addFilter(LibraryChatter())
+        if settings.WORKER_LOG_ROUTINE_TASKS:
+            continue
+        if not any(isinstance(f, RoutineTaskChatter) for f in handler.filters):
+            handler.addFilter(RoutineTaskChatter(idle=ROUTINE_IDLE, entries=ROUTINE_ENTRIES))

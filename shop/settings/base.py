@@ -292,6 +292,9 @@ RECS_STALE_RUN_S = env.int("RECS_STALE_RUN_S", default=CELERY_TASK_TIME_LIMIT + 
 # A run started while the broker is down keeps its task "to send" (shop.recs.runs): the process that started
 # it retries every RECS_OUTBOX_RETRY_S (0: off), and beat sends what is left every RECS_OUTBOX_EVERY_S.
 RECS_OUTBOX_RETRY_S = env.float("RECS_OUTBOX_RETRY_S", default=3.0)
+# The worker and beat leave out the lines of a routine beat run that found nothing to do (the outbox sweep
+# every RECS_OUTBOX_EVERY_S); true logs them all.
+WORKER_LOG_ROUTINE_TASKS = env.bool("WORKER_LOG_ROUTINE_TASKS", default=False)
 CELERY_BEAT_SCHEDULE["recs-send-pending-runs"] = {
     "task": "worker.tasks.task_runs_send_pending",
     "schedule": env.float("RECS_OUTBOX_EVERY_S", default=15.0),

@@ -57,7 +57,11 @@ def _send_light_and_wait(worker) -> None:
 @pytest.mark.e2e
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("worker_pool", [PREFORK])
-@pytest.mark.parametrize("worker_extra_env", [{"CELERY_WORKER_MAX_MEMORY_PER_CHILD": str(LIMIT_KIB)}])
+# the helper above waits for the outbox drain's "succeeded" line, which a quiet worker leaves out
+@pytest.mark.parametrize(
+    "worker_extra_env",
+    [{"CELERY_WORKER_MAX_MEMORY_PER_CHILD": str(LIMIT_KIB), "WORKER_LOG_ROUTINE_TASKS": "true"}],
+)
 def test_a_child_over_the_memory_limit_is_replaced_and_one_below_it_is_kept(celery_worker):
     build_shop(visitors=16, products=40)
     first = _child(celery_worker)
@@ -83,6 +87,43 @@ def test_a_child_over_the_memory_limit_is_replaced_and_one_below_it_is_kept(cele
     # may be replaced again in turn, so which child runs this export is not fixed.)
     _send_and_wait(celery_worker, "export")
     assert _child(celery_worker).is_running()
+
+
+@pytest.mark.e2e
+@pytest.mark.django_db(transaction=True)
+def test_the_worker_leaves_out_an_idle_outbox_sweep_but_logs_other_tasks(celery_worker):
+    """Beat sends the outbox sweep every 15 s; a sweep that found nothing to send writes no line, while the
+    popularity refresh sent after it (the same solo worker runs them in order) logs as every task does."""
+    quiet, loud = str(uuid.uuid4()), str(uuid.uuid4())
+    current_app.send_task("worker.tasks.task_runs_send_pending", task_id=quiet)
+    current_app.send_task("worker.popularity.refresh", task_id=loud)
+    wait_for(lambda: f"[{loud}] succeeded" in celery_worker.log(), timeout=60, what="the refresh to finish")
+    log = celery_worker.log()
+    assert f"[{loud}] received" in log and quiet not in log, log[-3000:]
+
+
+def test_routine_chatter_filter_keeps_what_matters():
+    from shop.ops.log_filters import RoutineTaskChatter
+
+    chatter = RoutineTaskChatter(idle={"t.sweep": "{'n': 0}"}, entries=("sweep-entry",))
+
+    def record(logger: str, level: int, msg: str, args=None, data=None) -> logging.LogRecord:
+        rec = logging.LogRecord(logger, level, "/x.py", 1, msg, args, None)
+        if data is not None:
+            rec.data = data
+        return rec
+
+    beat = "Scheduler: Sending due task %s (%s)"
+    assert not chatter.filter(record("celery.beat", logging.INFO, beat, ("sweep-entry", "t.sweep")))
+    assert chatter.filter(record("celery.beat", logging.INFO, beat, ("retrain-entry", "t.retrain")))
+    sweep = {"name": "t.sweep", "id": "1"}
+    assert not chatter.filter(record("celery.worker.strategy", logging.INFO, "received", data=sweep))
+    assert not chatter.filter(
+        record("celery.app.trace", logging.INFO, "ok", data={**sweep, "return_value": "{'n': 0}"})
+    )
+    assert chatter.filter(record("celery.app.trace", logging.INFO, "ok", data={**sweep, "return_value": "{'n': 2}"}))
+    assert chatter.filter(record("celery.app.trace", logging.ERROR, "failed", data=sweep))
+    assert chatter.filter(record("celery.worker.strategy", logging.INFO, "received", data={"name": "t.other"}))
 
 
 def test_library_info_chatter_is_filtered_but_warnings_and_our_own_info_are_kept():
