@@ -341,6 +341,24 @@ def test_experiment_page_shows_the_api_results(api, accounts, experiment_traffic
     assert len(at.get("vega_lite_chart")) >= 2  # the lift CI bars and the lift over time
 
 
+def test_experiment_page_says_how_revenue_per_visitor_was_capped(api, accounts, experiment_traffic):
+    from decimal import Decimal
+
+    from django.utils import timezone
+
+    from shop.events.models import Event
+    from tests.factories import OrderFactory
+
+    buyer = Event.objects.filter(type="purchase", arm="dlrm").values_list("visitor_id", flat=True).first()
+    OrderFactory(visitor_id=buyer, total=Decimal("5000.00"), placed_at=timezone.now())  # one whale order
+    at = _open(_login(_app(), "staffer"), "experiment")
+    _assert_clean(at)
+    results = api_get(api, "/api/experiments/current/results", at.session_state["token"])
+    revenue = next(m for m in results["metrics"] if m["metric"] == "revenue_per_visitor")
+    assert revenue["cap"]["visitors_capped"] == 1 and revenue["cap"]["largest"] > 5000.0  # with its earlier order
+    assert revenue["note"] and revenue["note"] in _texts(at)
+
+
 def test_experiment_page_says_why_there_is_no_lift_while_control_has_not_converted(
     api, accounts, experiment_traffic_control_unsold
 ):
