@@ -99,18 +99,46 @@ def percentile(sorted_values: Sequence[float], p: float) -> float:
     return float(sorted_values[min(rank, len(sorted_values)) - 1])
 
 
-def latency_summary_ms(latencies_s: Iterable[float]) -> dict[str, float]:
+def percentile_ci(sorted_values: Sequence[float], p: float, *, confidence: float = 0.95) -> tuple[float, float | None]:
+    """A distribution-free confidence interval for the ``p``-th percentile of what ``sorted_values`` sample:
+    the order statistics whose ranks the binomial distribution of "samples below the true percentile" puts
+    at (1 - confidence) / 2 and (1 + confidence) / 2. The upper bound is None when it lies beyond the
+    largest sample (too few samples to bound it). A p99 from 800 requests is about the 8th largest; this says
+    how far the next run's may move (roughly from the 14th largest to the 3rd) before a change is read."""
+    from scipy.stats import binom
+
+    n = len(sorted_values)
+    if n == 0:
+        raise ValueError("no samples")
+    tail = (1 - confidence) / 2
+    low = max(1, int(binom.ppf(tail, n, p / 100)))
+    high = int(binom.ppf(1 - tail, n, p / 100)) + 1
+    return float(sorted_values[low - 1]), (float(sorted_values[high - 1]) if high <= n else None)
+
+
+def latency_summary_ms(latencies_s: Iterable[float]) -> dict[str, Any]:
     values = sorted(v * 1000 for v in latencies_s)
     if not values:
         return {"p50_ms": 0.0, "p90_ms": 0.0, "p99_ms": 0.0, "max_ms": 0.0, "mean_ms": 0.0, "min_ms": 0.0}
+    p99_low, p99_high = percentile_ci(values, 99)
     return {
         "min_ms": round(values[0], 3),
         "p50_ms": round(percentile(values, 50), 3),
         "p90_ms": round(percentile(values, 90), 3),
         "p99_ms": round(percentile(values, 99), 3),
+        # 95% interval of the p99 (order statistics); high None: beyond the largest sample
+        "p99_ci_ms": [round(p99_low, 3), None if p99_high is None else round(p99_high, 3)],
         "max_ms": round(values[-1], 3),
         "mean_ms": round(sum(values) / len(values), 3),
     }
+
+
+def ci_text(ci: Sequence[float | None] | None) -> str:
+    """A ``[low, high]`` interval as table text; ``>low`` when its upper bound is past the largest sample."""
+    if not ci:
+        return ""
+    low, high = ci
+    return f">{low:.1f}" if high is None else f"{low:.1f}-{high:.1f}"
 
 
 def ratio(ours: float, baseline: float) -> float | None:

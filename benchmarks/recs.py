@@ -482,8 +482,8 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> None:
         table.add_row(
             r["mode"], r["endpoint"], f"{r['requests_per_s']:.0f}", f"{r['p50_ms']:.1f}", f"{r['p99_ms']:.1f}",
             f"{req.get('p50_ms', 0):.1f}", f"{req.get('p99_ms', 0):.1f}",
-            f"<={s['p99_ms_bucket']}" if s else "", f"{cpu}", "" if x is None else f"{x:.2f}",
-            f"{r['run_queue_wait_ms_per_request']}", f"{r['cpu']['share_of_machine'].get('other', 0):.0%}",
+            f"<={s['p99_ms_bucket']}" if s else "", f"{cpu:.2f}", "" if x is None else f"{x:.2f}",
+            f"{r['run_queue_wait_ms_per_request']:.1f}", f"{r['cpu']['share_of_machine'].get('other', 0):.0%}",
         )  # fmt: skip
         if s:
             notes.append(
@@ -492,6 +492,13 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> None:
                 f"mean ms per stage {s['stage_ms_mean']}"
             )
     console.print(table)
+    cis = [
+        f"{r['mode']} {r['endpoint']} {harness.ci_text(r['request_ms']['p99_ci_ms'])}"
+        for r in result["runs"]
+        if (r.get("request_ms") or {}).get("p99_ci_ms")
+    ]
+    if cis:
+        console.print("srv p99, 95% CI (order statistics): " + ", ".join(cis))
     for n in notes:
         console.print(n)
     shares = [
@@ -509,7 +516,8 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> None:
         "ms throughout. p50/p99: client side (wrk, corrected for coordinated omission), including the listen "
         "queue and wrk itself on the same cores. srv p50/p99: the server's own duration of each request "
         "(gunicorn access log: parsed request to last byte written; middleware, DRF, the service and the "
-        "response). svc p99: the recommendation service's own timer (upper bound of its latency bucket). "
+        "response); its 95% CI from the order statistics, below the table (a p99 of 800 requests is about the 8th largest, "
+        "so a run's p99 moves within this interval by chance alone; '>' when it reaches past the largest). svc p99: the recommendation service's own timer (upper bound of its latency bucket). "
         "CPU ms/req: gunicorn + PostgreSQL CPU per request; x plain: that over the plain JSON endpoint's in "
         "the same mode. wait ms/req: the time the server's threads (gunicorn, PostgreSQL) were ready to run but "
         "waited for a core, per request (schedstat run delay: queueing behind other threads and processes, not "
