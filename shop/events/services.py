@@ -183,7 +183,6 @@ def _per_event_columns() -> tuple[str, ...]:
     return tuple(Event._meta.get_field(name).column for name in _PER_EVENT)
 
 
-@lru_cache(maxsize=1)
 def impression_key(*, page_view_id: uuid.UUID | str | None, placement: str, position: int | None) -> str:
     """The idempotency key of a card's impression in one page view: the server's (a rail it served) and the
     beacon's (a card seen) are the same, so a card seen in a served rail is stored once, with the arm."""
@@ -212,6 +211,7 @@ def clicks_attributed(*, visitor_id: uuid.UUID, events: Sequence[EventIn]) -> li
     return out
 
 
+@lru_cache(maxsize=1)
 def _events_record_pg_sql() -> str:
     q = connection.ops.quote_name
     ev, vi = Event._meta, Visitor._meta
