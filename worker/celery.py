@@ -72,7 +72,6 @@ def _filesystem_broker_folders(sender, **kwargs) -> None:
 
 # The outbox sweep (beat, every RECS_OUTBOX_EVERY_S) and what it returns when no run waited to be sent.
 ROUTINE_IDLE = {"worker.tasks.task_runs_send_pending": "{'still_to_send': 0}"}
-ROUTINE_ENTRIES = ("recs-send-pending-runs",)
 
 
 @after_setup_logger.connect
@@ -85,4 +84,5 @@ def _quiet_library_chatter(logger: logging.Logger, **kwargs) -> None:
         if settings.WORKER_LOG_ROUTINE_TASKS:
             continue
         if not any(isinstance(f, RoutineTaskChatter) for f in handler.filters):
-            handler.addFilter(RoutineTaskChatter(idle=ROUTINE_IDLE, entries=ROUTINE_ENTRIES))
+            entries = tuple(name for name, e in settings.CELERY_BEAT_SCHEDULE.items() if e["task"] in ROUTINE_IDLE)
+            handler.addFilter(RoutineTaskChatter(idle=ROUTINE_IDLE, entries=entries))

@@ -267,7 +267,8 @@ def results_compute(
     control = experiment.control
     grouped = _by_arm(rows, arms)
     visitors = {arm: len(grouped[arm]) for arm in arms}
-    revenue_cap = winsorize_cap((r.revenue for arm in arms for r in grouped[arm]), percentile=revenue_cap_percentile)
+    revenues = [r.revenue for arm in arms for r in grouped[arm]]
+    revenue_cap = winsorize_cap(revenues, percentile=revenue_cap_percentile)
     srm_result = srm(visitors=visitors, weights={a.key: a.weight for a in experiment.arms})
 
     metrics: list[MetricResult] = []
@@ -289,7 +290,6 @@ def results_compute(
                 comparisons.append(ArmComparison(arm=arm, comparison=comp, verdict=text))
         cap = None
         if metric.key == "revenue_per_visitor" and revenue_cap is not None:
-            revenues = [r.revenue for arm in arms for r in grouped[arm]]
             cap = Cap(
                 percentile=revenue_cap_percentile,
                 value=revenue_cap,
