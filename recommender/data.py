@@ -482,8 +482,11 @@ class HistoryIndex:
                 f_items = fresh.item_id[keep]
                 f_times = fresh.timestamp[keep]
                 f_types = _event_type_codes(fresh.event_type[keep])
-                if e > s:  # drop rows the snapshot already holds (a fresh window that overlaps it)
-                    seen = set(zip(items.tolist(), times.tolist(), types.tolist(), strict=True))
+                # drop rows the snapshot already holds (a fresh window that overlaps it): only the snapshot's
+                # rows at or after the earliest fresh one can match (the slice is in time order)
+                lo = int(np.searchsorted(times, f_times.min(), side="left"))
+                if lo < len(times):
+                    seen = set(zip(items[lo:].tolist(), times[lo:].tolist(), types[lo:].tolist(), strict=True))
                     new = np.array(
                         [
                             (i, t, y) not in seen

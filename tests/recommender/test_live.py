@@ -115,6 +115,14 @@ def test_a_view_made_seconds_ago_changes_the_recommendations(shop):
     assert pipe.recommend(user, now=now, fresh_events=late).item_ids.tolist() == before.item_ids.tolist()
     replay = _fresh(snap.item_id[-2:], snap.timestamp[-2:], np.array(EVENT_TYPES)[snap.event_type[-2:]])
     assert len(pipe.features.index.user_history(user, now, replay)) == len(snap)
+    # a window that starts inside the snapshot's last events: its copies count once, its new rows count
+    mixed = _fresh(
+        [*snap.item_id[-2:], item],
+        [*snap.timestamp[-2:], int(snap.timestamp[-2])],
+        [*np.array(EVENT_TYPES)[snap.event_type[-2:]], "view"],
+    )
+    merged = pipe.features.index.user_history(user, now, mixed)
+    assert len(merged) == len(snap) + 1 and item in merged.item_id[-3:].tolist()
     ignored = _fresh([item, item], [now - 9, now - 8], ["impression", "remove_from_cart"])
     assert len(pipe.features.index.user_history(user, now, ignored)) == len(snap)
 
