@@ -59,7 +59,8 @@ class ExperimentComparisonSerializer(serializers.Serializer):
     sequentially_significant = serializers.BooleanField()
     visitors_per_arm_needed = serializers.IntegerField(
         allow_null=True,
-        help_text="Fixed-horizon visitors per arm to detect the observed effect (alpha 0.05, power 0.8).",
+        help_text="Fixed-horizon visitors per arm for the lift test reported here to detect the observed lift "
+        "(alpha 0.05, power 0.8).",
     )
     more_visitors_per_arm = serializers.IntegerField(allow_null=True)
     control_nonzero = serializers.IntegerField(

@@ -236,23 +236,50 @@ def sequential_halfwidth(
     return math.sqrt(unit_variance) * math.sqrt(2 * n_rho2_1 * math.log(math.sqrt(n_rho2_1) / alpha) / (n * rho) ** 2)
 
 
+def _lift_unit_variance(
+    *, control_mean: float, arm_mean: float, control_unit_variance: float, arm_unit_variance: float
+) -> float:
+    """n x Var(relative lift) for two arms of n visitors each, by the delta method ``relative_lift`` uses:
+    s_a^2 / m_c^2 + m_a^2 s_c^2 / m_c^4 (``*_unit_variance``: the variance of one visitor's value)."""
+    return arm_unit_variance / control_mean**2 + arm_mean**2 * control_unit_variance / control_mean**4
+
+
 def sample_size_per_arm(
-    *, control_unit_variance: float, arm_unit_variance: float, delta: float, alpha: float = ALPHA, power: float = POWER
+    *,
+    control_mean: float,
+    arm_mean: float,
+    control_unit_variance: float,
+    arm_unit_variance: float,
+    alpha: float = ALPHA,
+    power: float = POWER,
 ) -> int | None:
-    """Visitors per arm for a two-sided z-test at ``alpha`` to detect an absolute difference ``delta``
-    with probability ``power``: (z_{1-a/2} + z_power)^2 (s_c^2 + s_a^2) / delta^2."""
-    if delta == 0 or control_unit_variance + arm_unit_variance <= 0:
+    """Visitors per arm for the lift test this module reports (relative lift m_a / m_c - 1, delta-method
+    interval, two-sided at ``alpha``) to detect that lift with probability ``power``, at these means and
+    per-visitor variances: (z_{1-a/2} + z_power)^2 (s_a^2 / m_c^2 + m_a^2 s_c^2 / m_c^4) / lift^2."""
+    if control_mean == 0 or arm_mean == control_mean:
+        return None
+    lift = arm_mean / control_mean - 1
+    unit = _lift_unit_variance(
+        control_mean=control_mean,
+        arm_mean=arm_mean,
+        control_unit_variance=control_unit_variance,
+        arm_unit_variance=arm_unit_variance,
+    )
+    if unit <= 0:
         return None
     z = z_critical(alpha) + float(_scipy_stats.norm.ppf(power))
-    return math.ceil(z * z * (control_unit_variance + arm_unit_variance) / (delta * delta))
+    return math.ceil(z * z * unit / (lift * lift))
 
 
-def _lift_unit_variance(control_rate: float, lift: float) -> float:
-    """n x Var(relative lift) for two arms of n visitors each, by the delta method ``relative_lift`` uses:
-    p_a (1 - p_a) / p_c^2 + p_a^2 (1 - p_c) / p_c^3, with p_a = p_c (1 + lift)."""
-    pc = control_rate
-    pa = pc * (1 + lift)
-    return pa * (1 - pa) / pc**2 + pa * pa * (1 - pc) / pc**3
+def _rate_lift_unit_variance(control_rate: float, lift: float) -> float:
+    """:func:`_lift_unit_variance` of a rate p_c against p_a = p_c (1 + lift) (a visitor's variance p (1 - p))."""
+    pa = control_rate * (1 + lift)
+    return _lift_unit_variance(
+        control_mean=control_rate,
+        arm_mean=pa,
+        control_unit_variance=control_rate * (1 - control_rate),
+        arm_unit_variance=pa * (1 - pa),
+    )
 
 
 def visitors_for_lift(*, control_rate: float, lift: float, alpha: float = ALPHA, power: float = POWER) -> int | None:
@@ -261,8 +288,14 @@ def visitors_for_lift(*, control_rate: float, lift: float, alpha: float = ALPHA,
     arm_rate = control_rate * (1 + lift)
     if lift == 0 or not 0 < control_rate < 1 or not 0 < arm_rate < 1:
         return None
-    z = z_critical(alpha) + float(_scipy_stats.norm.ppf(power))
-    return math.ceil(z * z * _lift_unit_variance(control_rate, lift) / (lift * lift))
+    return sample_size_per_arm(
+        control_mean=control_rate,
+        arm_mean=arm_rate,
+        control_unit_variance=control_rate * (1 - control_rate),
+        arm_unit_variance=arm_rate * (1 - arm_rate),
+        alpha=alpha,
+        power=power,
+    )
 
 
 def minimum_detectable_lift(
@@ -276,7 +309,7 @@ def minimum_detectable_lift(
     z = z_critical(alpha) + float(_scipy_stats.norm.ppf(power))
 
     def gap(lift: float) -> float:
-        return z * math.sqrt(_lift_unit_variance(control_rate, lift) / visitors_per_arm) - lift
+        return z * math.sqrt(_rate_lift_unit_variance(control_rate, lift) / visitors_per_arm) - lift
 
     top = 1 / control_rate - 1  # the arm's rate reaches 1
     if gap(top) > 0:
@@ -306,9 +339,10 @@ def compare(
     }
     empty = dict.fromkeys(("lift", "ci_low", "ci_high", "p_value", "seq_ci_low", "seq_ci_high"))
     needed = sample_size_per_arm(
+        control_mean=control.value,
+        arm_mean=arm.value,
         control_unit_variance=control.unit_variance,
         arm_unit_variance=arm.unit_variance,
-        delta=arm.value - control.value,
         alpha=alpha,
         power=power,
     )

@@ -135,11 +135,30 @@ def test_peeking_inflates_the_fixed_ci_but_not_the_confidence_sequence():
 
 
 def test_sample_size_by_hand():
-    # p 10% -> 12%: (1.95996 + 0.84162)^2 (0.09 + 0.1056) / 0.02^2 = 3838.1 -> 3839
-    assert sample_size_per_arm(control_unit_variance=0.09, arm_unit_variance=0.1056, delta=0.02) == 3839
-    assert sample_size_per_arm(control_unit_variance=0.09, arm_unit_variance=0.09, delta=0.0) is None
-    c = compare(control=_binary(100, 1000), arm=_binary(120, 1000))
-    assert c.more_visitors_per_arm == c.visitors_per_arm_needed - 1000 > 2000
+    # p 10% -> 12% is a +20% lift; the delta-method variance of the relative lift per visitor pair:
+    # 0.1056 / 0.1^2 + 0.12^2 * 0.09 / 0.1^4 = 10.56 + 12.96 = 23.52;
+    # (1.95996 + 0.84162)^2 * 23.52 / 0.2^2 = 7.84887 * 588 = 4615.1 -> 4616
+    kw = dict(control_unit_variance=0.09, arm_unit_variance=0.1056)
+    assert sample_size_per_arm(control_mean=0.1, arm_mean=0.12, **kw) == 4616
+    assert sample_size_per_arm(control_mean=0.1, arm_mean=0.1, **kw) is None
+    assert sample_size_per_arm(control_mean=0.0, arm_mean=0.1, **kw) is None
+    c = compare(control=_binary(100, 1000), arm=_binary(120, 1000))  # sample variances: n - 1 denominators
+    k = 1000 / 999
+    kw = dict(control_unit_variance=0.09 * k, arm_unit_variance=0.1056 * k)
+    assert c.visitors_per_arm_needed == sample_size_per_arm(control_mean=0.1, arm_mean=0.12, **kw) == 4620
+    assert c.more_visitors_per_arm == 3620
+
+
+def test_the_visitors_said_to_detect_an_effect_are_those_of_the_reported_lift_test():
+    # A make demo run: conversion 35/177 against 53/172 (+55.8%, p = 0.06). The verdict said "about 69
+    # more visitors per arm would detect an effect this size" (an absolute-difference test's sample size),
+    # while the same report's smallest detectable lift at 172 visitors was +101.6% (the relative-lift test it
+    # reports): at 241 visitors that test detects +84%, not +55.8%.
+    c = compare(control=_binary(35, 177), arm=_binary(53, 172))
+    needed = c.visitors_per_arm_needed
+    assert abs(needed - visitors_for_lift(control_rate=35 / 177, lift=c.lift)) <= 2  # n - 1 variances: 388, 386
+    assert minimum_detectable_lift(control_rate=35 / 177, visitors_per_arm=needed) == pytest.approx(c.lift, abs=5e-3)
+    assert c.more_visitors_per_arm == needed - 172 > 69
 
 
 def test_minimum_detectable_lift_by_hand_and_by_simulation():
