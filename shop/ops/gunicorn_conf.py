@@ -88,11 +88,10 @@ def post_fork(server, worker) -> None:
     conn_cls.wait_for_data = wait_for_data
 
 
-#: how long a thread may hold the interpreter while another waits for it: 1 ms (Python's default is 5 ms). A thread
-#: whose database or cache answer has arrived waits up to that long while another thread of its process computes,
-#: at every round trip of its request. The shop's targets are tails: in 7 paired runs the shorter interval gave the
-#: lower p99 in 6, at the same CPU per request (README "Serving"); 0 keeps Python's default.
-gil_switch_interval_s = _number("WEB_GIL_SWITCH_MS", "1", cast=float) / 1000.0
+#: how long a thread may hold the interpreter while another waits for it (Python's default 5 ms). A thread whose
+#: database or cache answer has arrived waits up to that long while another thread of its process computes,
+#: at every round trip of its request; 0 keeps Python's default.
+gil_switch_interval_s = _number("WEB_GIL_SWITCH_MS", "0", cast=float) / 1000.0
 
 
 def post_worker_init(worker) -> None:
