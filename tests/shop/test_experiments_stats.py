@@ -153,7 +153,7 @@ def test_the_visitors_said_to_detect_an_effect_are_those_of_the_reported_lift_te
     # A make demo run: conversion 35/177 against 53/172 (+55.8%, p = 0.06). The verdict said "about 69
     # more visitors per arm would detect an effect this size" (an absolute-difference test's sample size),
     # while the same report's smallest detectable lift at 172 visitors was +101.6% (the relative-lift test it
-    # reports): at 241 visitors that test detects +84%, not +55.8%.
+    # reports): at 241 visitors that test detects +78%, not +55.8%.
     c = compare(control=_binary(35, 177), arm=_binary(53, 172))
     needed = c.visitors_per_arm_needed
     assert abs(needed - visitors_for_lift(control_rate=35 / 177, lift=c.lift)) <= 2  # n - 1 variances: 388, 386
