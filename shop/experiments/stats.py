@@ -271,15 +271,15 @@ def sample_size_per_arm(
     return math.ceil(z * z * unit / (lift * lift))
 
 
-def _rate_lift_unit_variance(control_rate: float, lift: float) -> float:
-    """:func:`_lift_unit_variance` of a rate p_c against p_a = p_c (1 + lift) (a visitor's variance p (1 - p))."""
+def _rate_moments(control_rate: float, lift: float) -> dict[str, float]:
+    """Means and per-visitor variances (p (1 - p)) of a rate p_c and of p_a = p_c (1 + lift)."""
     pa = control_rate * (1 + lift)
-    return _lift_unit_variance(
-        control_mean=control_rate,
-        arm_mean=pa,
-        control_unit_variance=control_rate * (1 - control_rate),
-        arm_unit_variance=pa * (1 - pa),
-    )
+    return {
+        "control_mean": control_rate,
+        "arm_mean": pa,
+        "control_unit_variance": control_rate * (1 - control_rate),
+        "arm_unit_variance": pa * (1 - pa),
+    }
 
 
 def visitors_for_lift(*, control_rate: float, lift: float, alpha: float = ALPHA, power: float = POWER) -> int | None:
@@ -288,14 +288,7 @@ def visitors_for_lift(*, control_rate: float, lift: float, alpha: float = ALPHA,
     arm_rate = control_rate * (1 + lift)
     if lift == 0 or not 0 < control_rate < 1 or not 0 < arm_rate < 1:
         return None
-    return sample_size_per_arm(
-        control_mean=control_rate,
-        arm_mean=arm_rate,
-        control_unit_variance=control_rate * (1 - control_rate),
-        arm_unit_variance=arm_rate * (1 - arm_rate),
-        alpha=alpha,
-        power=power,
-    )
+    return sample_size_per_arm(**_rate_moments(control_rate, lift), alpha=alpha, power=power)
 
 
 def minimum_detectable_lift(
@@ -309,7 +302,7 @@ def minimum_detectable_lift(
     z = z_critical(alpha) + float(_scipy_stats.norm.ppf(power))
 
     def gap(lift: float) -> float:
-        return z * math.sqrt(_rate_lift_unit_variance(control_rate, lift) / visitors_per_arm) - lift
+        return z * math.sqrt(_lift_unit_variance(**_rate_moments(control_rate, lift)) / visitors_per_arm) - lift
 
     top = 1 / control_rate - 1  # the arm's rate reaches 1
     if gap(top) > 0:
