@@ -194,11 +194,11 @@ def clicks_attributed(*, visitor_id: uuid.UUID, events: Sequence[EventIn]) -> li
     the server recorded for that card (same visitor, page view, placement and position; one indexed query
     for the batch). What the client says about arms is never read: a click on a card the server did not
     serve with an arm (a grid, a search result, trending) keeps none."""
-    wanted = {
-        impression_key(page_view_id=e.page_view_id, placement=e.placement, position=e.position): i
-        for i, e in enumerate(events)
-        if e.type == EventType.CLICK and e.page_view_id is not None and e.position is not None
-    }
+    wanted: dict[str, list[int]] = {}  # a card clicked twice in one page view: both clicks get its arm
+    for i, e in enumerate(events):
+        if e.type == EventType.CLICK and e.page_view_id is not None and e.position is not None:
+            key = impression_key(page_view_id=e.page_view_id, placement=e.placement, position=e.position)
+            wanted.setdefault(key, []).append(i)
     if not wanted:
         return list(events)
     served = Event.objects.filter(
@@ -206,8 +206,8 @@ def clicks_attributed(*, visitor_id: uuid.UUID, events: Sequence[EventIn]) -> li
     ).values_list("idempotency_key", "arm", "model_version")
     out = list(events)
     for key, arm, model_version in served:
-        i = wanted[key]
-        out[i] = replace(out[i], arm=arm, model_version=model_version)
+        for i in wanted[key]:
+            out[i] = replace(out[i], arm=arm, model_version=model_version)
     return out
 
 

@@ -468,14 +468,14 @@ def test_purchases_and_clicks_on_served_cards_carry_the_arm_and_model_that_serve
     assert (served_card.arm, served_card.model_version) == ("dlrm", version.version)
     pv = str(served_card.page_view_id)
 
-    def click(placement: str, position: int, product_id: int, **claims) -> dict:
+    def click(placement: str, position: int, product_id: int, nonce: str = "", **claims) -> dict:
         return {
             "type": "click",
             "product_id": product_id,
             "placement": placement,
             "position": position,
             "page_view_id": pv,
-            "idempotency_key": f"clk:{pv}:{placement}:{position}",
+            "idempotency_key": f"clk:{pv}:{placement}:{position}{nonce}",
             "device": "desktop",
             **claims,
         }
@@ -483,16 +483,15 @@ def test_purchases_and_clicks_on_served_cards_carry_the_arm_and_model_that_serve
     batch = {
         "events": [
             click("product.recommended", 0, served_card.product_id),
+            click("product.recommended", 0, served_card.product_id, nonce=":again"),  # the same card twice
             click("category.grid", 3, shop.products[7]),  # a card no arm served
         ]
     }
     got = client.post("/api/events", data=json.dumps(batch), content_type="application/json")
     assert got.status_code == 202, got.content
+    on_card = Event.objects.filter(type="click", placement="product.recommended")
+    assert list(on_card.values_list("arm", "model_version")) == [("dlrm", version.version)] * 2
     clicks = {e.placement: e for e in Event.objects.filter(type="click")}
-    assert (clicks["product.recommended"].arm, clicks["product.recommended"].model_version) == (
-        "dlrm",
-        version.version,
-    )
     assert (clicks["category.grid"].arm, clicks["category.grid"].model_version) == (None, None)
     claimed = {"events": [click("category.grid", 4, shop.products[8], arm="dlrm", model_version="v9")]}
     got = client.post("/api/events", data=json.dumps(claimed), content_type="application/json")
