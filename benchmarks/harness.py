@@ -44,6 +44,7 @@ DEFAULT_PRODUCTS = 5000
 # The deployed gunicorn settings (worker class, workers, threads, keep-alive, backlog): the benchmark
 # serves with the very file the Procfile and the images use; flags given here override it.
 GUNICORN_CONFIG = "python:shop.ops.gunicorn_conf"
+WEB_SERVERS = ("gunicorn", "granian")
 # Far above anything a benchmark can post, so ingest is measured, not the throttle. DRF keeps one
 # timestamp per request in the window, so a per-second window also keeps that history short.
 BENCH_THROTTLE_RATE = "1000000/s"
@@ -161,6 +162,14 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, default_json: Path)
     )
     parser.add_argument(
         "--worker-class", default=None, help="gunicorn worker class (default: the deployed configuration)"
+    )
+    parser.add_argument(
+        "--server",
+        choices=WEB_SERVERS,
+        default="gunicorn",
+        help="the web server in front of shop.wsgi: gunicorn (deployed: shop/ops/gunicorn_conf.py) or granian "
+        "(a Rust HTTP server running the same WSGI application on as many processes and threads), to compare "
+        "what the server itself costs a request",
     )
     parser.add_argument(
         "--server-cpus",
@@ -653,10 +662,17 @@ class Gunicorn:
             start_new_session=True,  # its own process group: one killpg stops master and workers
             preexec_fn=pinned(self.cpus, die_with_parent=True),
         )
+        return self._wait_ready(ready_path=ready_path, timeout=timeout)
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__.lower()
+
+    def _wait_ready(self, *, ready_path: str, timeout: float) -> Gunicorn:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"gunicorn exited with {self.proc.returncode}:\n{self.log_tail()}")
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
             try:
                 with urllib.request.urlopen(self.base_url + ready_path, timeout=5) as r:  # nosec B310  # http URL of the server this harness started
                     r.read()
@@ -668,7 +684,7 @@ class Gunicorn:
             except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
                 pass
             time.sleep(0.2)
-        raise RuntimeError(f"gunicorn did not answer {ready_path} within {timeout:.0f} s:\n{self.log_tail()}")
+        raise RuntimeError(f"{self.name} did not answer {ready_path} within {timeout:.0f} s:\n{self.log_tail()}")
 
     def _all_workers_up(self) -> bool:
         try:
@@ -687,6 +703,68 @@ class Gunicorn:
         if self.proc is None or self.proc.poll() is not None:
             return
         kill_group(self.proc, first=signal.SIGINT, grace=10)  # SIGINT: gunicorn's quick shutdown
+
+
+class Granian(Gunicorn):
+    """granian serving the same ``shop.wsgi`` with gunicorn's deployed process and thread counts (``--workers``
+    processes, ``--blocking-threads`` threads each running the application), for comparison: its HTTP parsing,
+    connection handling and keep-alive are Rust, off the interpreter. ``access_log``: one line per request,
+    ``path status duration`` (milliseconds, ``ms`` suffixed) ``<pid>``, as gunicorn's is with the format
+    benchmarks.recs gives it. gunicorn's configuration hooks (first-bytes wait, switch interval, heap freeze
+    after start) do not apply; the application's own (serving thread, its heap freeze) do."""
+
+    ACCESS_FORMAT = "%(path)s %(status)d %(dt_ms).3fms"
+
+    def __init__(self, *, access_log: Path | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.log = self.log.with_name("granian.log")
+        self.access_log = access_log
+        self.reuse_port = False  # one listening socket, shared by the processes
+        self.worker_class = "granian wsgi"
+        self.keepalive = None  # granian keeps connections alive without gunicorn's idle timeout
+        self.gil_switch_ms = None  # gunicorn_conf's WEB_GIL_SWITCH_MS does not apply
+
+    @property
+    def argv(self) -> list[str]:
+        argv = [
+            sys.executable, "-m", "granian", "--interface", "wsgi", "--host", LOOPBACK, "--port", str(self.port),
+            "--workers", str(self.workers), "--blocking-threads", str(self.threads),
+            "--http1-keep-alive", "--backlog", "2048", "--workers-kill-timeout", "5",
+        ]  # fmt: skip
+        if self.access_log is not None:
+            config = self.log.with_name("granian-logging.json")
+            config.write_text(json.dumps(self._log_config(self.access_log)))
+            argv += ["--log-config", str(config), "--access-log", "--access-log-fmt", self.ACCESS_FORMAT]
+        return [*argv, "shop.wsgi:application"]
+
+    @staticmethod
+    def _log_config(access_log: Path) -> dict[str, Any]:
+        # granian merges this over its own configuration by top-level key: its console formatter and handler
+        # are restated; access lines go to the file, with the answering process's pid
+        return {
+            "formatters": {
+                "generic": {"()": "logging.Formatter", "fmt": "[%(levelname)s] %(message)s"},
+                "access": {"()": "logging.Formatter", "fmt": "%(message)s <%(process)d>"},
+            },
+            "handlers": {
+                "console": {"formatter": "generic", "class": "logging.StreamHandler", "stream": "ext://sys.stdout"},
+                "access": {"formatter": "access", "class": "logging.FileHandler", "filename": str(access_log)},
+            },
+        }
+
+    def start(self, *, ready_path: str = "/", timeout: float = 60) -> Granian:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                self.argv,
+                cwd=ROOT,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=pinned(self.cpus, die_with_parent=True),
+            )
+        return self._wait_ready(ready_path=ready_path, timeout=timeout)
 
 
 def kill_group(proc: subprocess.Popen, *, first: int = signal.SIGTERM, grace: float = 5) -> None:
@@ -812,7 +890,13 @@ class Stack:
         extra_env: dict[str, str] | None = None,
         server_cpus: set[int] | None = None,
         client_cpus: set[int] | None = None,
+        server: str = "gunicorn",
+        access_log: Path | None = None,
     ) -> None:
+        if server not in WEB_SERVERS:
+            raise ValueError(f"server must be one of {', '.join(WEB_SERVERS)}, got {server!r}")
+        self.server = server
+        self.access_log = access_log  # granian's access lines (gunicorn's come through GUNICORN_CMD_ARGS)
         self.given_url = database_url
         self.server_cpus = server_cpus
         self.client_cpus = client_cpus
@@ -824,7 +908,7 @@ class Stack:
         self.worker_class = worker_class
         self.extra_env = extra_env or {}
         self.postgres: Postgres | None = None
-        self.gunicorn: Gunicorn | None = None
+        self.web: Gunicorn | None = None
         self.tmp = Path(tempfile.mkdtemp(prefix="shop-bench-"))
         self.env: dict[str, str] = {}
         self.database_url = ""
@@ -854,9 +938,9 @@ class Stack:
         if self._closed:
             return
         self._closed = True
-        if self.gunicorn is not None:
+        if self.web is not None:
             with contextlib.suppress(Exception):
-                self.gunicorn.stop()
+                self.web.stop()
         with contextlib.suppress(Exception):
             from django.db import connections
 
@@ -942,22 +1026,28 @@ class Stack:
         self.seconds["collectstatic"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        self.gunicorn = Gunicorn(
-            env=self.env,
-            workers=self.workers,
-            threads=self.threads,
-            worker_class=self.worker_class,
-            log_dir=self.tmp,
-            cpus=self.server_cpus,
-        )
-        self.workers, self.threads = self.gunicorn.workers, self.gunicorn.threads
-        self.worker_class = self.gunicorn.worker_class
-        with console.status("Starting gunicorn..."):
-            self.gunicorn.start()
+        common = {
+            "env": self.env,
+            "workers": self.workers,
+            "threads": self.threads,
+            "worker_class": self.worker_class,
+            "log_dir": self.tmp,
+            "cpus": self.server_cpus,
+        }
+        self.web = Granian(access_log=self.access_log, **common) if self.server == "granian" else Gunicorn(**common)
+        self.workers, self.threads = self.web.workers, self.web.threads
+        self.worker_class = self.web.worker_class
+        with console.status(f"Starting {self.server}..."):
+            self.web.start()
         self.seconds["gunicorn_start"] = time.perf_counter() - t
+        setup = (
+            f"{self.worker_class}, keep-alive {self.web.keepalive} s, {GUNICORN_CONFIG}"
+            if self.server == "gunicorn"
+            else f"blocking threads per process, granian's defaults otherwise; the CPU columns' 'gunicorn' is {self.server}"
+        )
         console.print(
-            f"[bold]gunicorn[/]: {self.gunicorn.base_url}  workers={self.workers} threads={self.threads} "
-            f"({self.worker_class}, keep-alive {self.gunicorn.keepalive} s, {GUNICORN_CONFIG}), DEBUG=false, fresh SECRET_KEY, ALLOWED_HOSTS=127.0.0.1"
+            f"[bold]{self.server}[/]: {self.web.base_url}  workers={self.workers} threads={self.threads} "
+            f"({setup}), DEBUG=false, fresh SECRET_KEY, ALLOWED_HOSTS=127.0.0.1"
         )
         if self.server_cpus or self.client_cpus:
             console.print(
@@ -972,7 +1062,7 @@ class Stack:
         in a row); returns the seconds waited. After an overloaded run gunicorn still works off the
         requests queued in its threads' queues (their clients are gone): a run started before that is
         done measures the previous run's backlog, not its own target."""
-        pids = {"gunicorn": self.gunicorn.pid if self.gunicorn else None, "postgres": self.postgres_pid}
+        pids = {"gunicorn": self.web.pid if self.web else None, "postgres": self.postgres_pid}
         t0 = time.perf_counter()
         quiet = 0
         while time.perf_counter() - t0 < timeout_s and quiet < 2:
@@ -1010,14 +1100,15 @@ class Stack:
             "debug": settings.DEBUG,
             "database_engine": db["ENGINE"],
             "conn_max_age": db.get("CONN_MAX_AGE"),
-            "gunicorn": {
+            "web_server": self.server,
+            "gunicorn": {  # the web server's settings (granian's too, under --server granian)
                 "workers": self.workers,
                 "threads": self.threads,
                 "worker_class": self.worker_class,
-                "keepalive_s": self.gunicorn.keepalive if self.gunicorn else None,
-                "gil_switch_ms": (self.gunicorn.gil_switch_ms or 5.0) if self.gunicorn else None,
-                "reuse_port": self.gunicorn.reuse_port if self.gunicorn else None,
-                "config": GUNICORN_CONFIG,
+                "keepalive_s": self.web.keepalive if self.web else None,
+                "gil_switch_ms": (self.web.gil_switch_ms or 5.0) if self.web else None,
+                "reuse_port": self.web.reuse_port if self.web else None,
+                "config": GUNICORN_CONFIG if self.server == "gunicorn" else None,
             },
             "server_cpus": sorted(self.server_cpus) if self.server_cpus else None,
             "client_cpus": sorted(self.client_cpus) if self.client_cpus else None,

@@ -219,7 +219,7 @@ def measure(
     stats = RunStats(name=name, batch_size=batch_size, concurrency=concurrency, duration_s=duration_s)
     before = event_rows()
     meter = CpuMeter(
-        pids={"gunicorn": stack.gunicorn.pid, "postgres": stack.postgres_pid, "load_generator": os.getpid()},
+        pids={"gunicorn": stack.web.pid, "postgres": stack.postgres_pid, "load_generator": os.getpid()},
         exclude_children={"load_generator"},
     ).start()
     with Progress(
@@ -230,7 +230,7 @@ def measure(
         console=console,
         transient=False,
     ) as progress:
-        asyncio.run(_run(stack.gunicorn.base_url, stream, stats, record=True, progress=progress))
+        asyncio.run(_run(stack.web.base_url, stream, stats, record=True, progress=progress))
     cpu = meter.stop()
     after = event_rows()
     stored = after - before
@@ -267,7 +267,7 @@ def replay_check(stack: Stack, body: bytes | None, cookie: str | None) -> dict[s
         return {"checked": False}
     n = len(json.loads(body)["events"])
     before = event_rows()
-    with httpx.Client(base_url=stack.gunicorn.base_url, timeout=60, trust_env=False) as client:
+    with httpx.Client(base_url=stack.web.base_url, timeout=60, trust_env=False) as client:
         r = client.post("/api/events", content=body, headers={"Content-Type": "application/json", "Cookie": cookie})
     after = event_rows()
     payload = r.json() if r.status_code == 202 else {}
@@ -287,7 +287,7 @@ def warm_up(stack: Stack, stream: EventStream, *, seconds: float, concurrency: i
         return
     stats = RunStats(name="warm-up", batch_size=batch_size, concurrency=concurrency, duration_s=seconds)
     with console.status(f"Warming up ({seconds:g} s, not measured)..."):
-        asyncio.run(_run(stack.gunicorn.base_url, stream, stats, record=False, progress=None))
+        asyncio.run(_run(stack.web.base_url, stream, stats, record=False, progress=None))
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -326,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
         threads=args.threads,
         server_cpus=args.server_cpus,
         client_cpus=args.client_cpus,
+        server=args.server,
         extra_env={"EVENTS_THROTTLE_RATE": args.throttle_rate, "EVENTS_IP_THROTTLE_RATE": args.throttle_rate},
     ) as stack:
         from shop.catalog.models import Product

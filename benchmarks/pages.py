@@ -338,11 +338,11 @@ def measure(
     label = f"{target} · {model}" + (f" ({clients} x {rate_per_client:g} req/s)" if model == "paced" else "")
     if generator == "wrk":
         meter = CpuMeter(
-            pids={"gunicorn": stack.gunicorn.pid, "postgres": stack.postgres_pid},
+            pids={"gunicorn": stack.web.pid, "postgres": stack.postgres_pid},
             finished_children_as="load_generator",
         ).start()
         figures = run_wrk(
-            base_url=stack.gunicorn.base_url,
+            base_url=stack.web.base_url,
             paths=paths,
             cookies=[_cookie_header(b) for b in browsers],
             clients=clients,
@@ -354,11 +354,11 @@ def measure(
         )
     else:
         meter = CpuMeter(
-            pids={"gunicorn": stack.gunicorn.pid, "postgres": stack.postgres_pid, "load_generator": os.getpid()},
+            pids={"gunicorn": stack.web.pid, "postgres": stack.postgres_pid, "load_generator": os.getpid()},
             exclude_children={"load_generator"},
         ).start()
         figures = run_python(
-            base_url=stack.gunicorn.base_url,
+            base_url=stack.web.base_url,
             paths=paths,
             cookies=browsers,
             clients=clients,
@@ -535,6 +535,7 @@ def main(argv: list[str] | None = None) -> int:
         worker_class=args.worker_class,
         server_cpus=args.server_cpus,
         client_cpus=args.client_cpus,
+        server=args.server,
         extra_env={"RECS_STATS_FLUSH_S": "1"},  # the personal rails' serving mix, counted to the end of the run
     ) as stack:
         serving_from = harness.serving_mark()
@@ -542,7 +543,7 @@ def main(argv: list[str] | None = None) -> int:
         targets = {name: all_paths[name] for name in args.pages}
         if not all(targets.values()):
             raise SystemExit(f"nothing to request for {[n for n, p in targets.items() if not p]}")
-        base_url = stack.gunicorn.base_url
+        base_url = stack.web.base_url
         with console.status(f"First visit of {args.clients} browsers (cookie jars)..."):
             browsers, html = first_visits(base_url, all_paths["product"], clients=args.clients, seed=args.seed)
         candidates = (

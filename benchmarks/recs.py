@@ -222,6 +222,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--threads", type=int, default=4)
     p.add_argument(
+        "--server", choices=harness.WEB_SERVERS, default="gunicorn",
+        help="web server: gunicorn (deployed) or granian (the same application and process/thread counts)",
+    )  # fmt: skip
+    p.add_argument(
         "--candidates", type=int, default=None,
         help="RECS_LIVE_CANDIDATES of the web processes: stage-1 candidates the DLRM re-ranks per live request "
         "(default: the deployed setting)",
@@ -305,7 +309,8 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}, "machine": harness.machine_info()}
     try:
         with Stack(database_url=args.database_url, products=args.products, seed=args.seed, workers=args.workers,
-                   threads=args.threads, extra_env=env) as stack:  # fmt: skip
+                   threads=args.threads, extra_env=env, server=args.server,
+                   access_log=access_log if args.server == "granian" else None) as stack:  # fmt: skip
             from django.db import connection
 
             from shop.events.middleware import visitor_cookie_value
@@ -360,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
 
             cookie = staff_cookie()
-            base = stack.gunicorn.base_url
+            base = stack.web.base_url
             result["model_load_wait_s"] = round(
                 wait_serving(base, cookie, snapshot=snap["snapshot"], timeout_s=900, workers=args.workers), 1
             )
@@ -377,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
             for c in shoppers[:20]:  # warm up each worker's first requests (imports, caches)
                 _get_json(base + runs_spec["live"][0], c)
             pids = {
-                "gunicorn": stack.gunicorn.pid,
+                "gunicorn": stack.web.pid,
                 "postgres": stack.postgres.postmaster_pid if stack.postgres else _postmaster_pid(),
             }
             rows = []
@@ -448,9 +453,11 @@ def request_durations(log: Path, *, start: int, path: str) -> dict[str, Any]:
             f.seek(start)
             for line in f.read().decode(errors="replace").splitlines():
                 parts = line.split()
-                if len(parts) == 4 and parts[0] == path:  # path, status, microseconds, "<pid>" that answered
+                if len(parts) == 4 and parts[0] == path:  # path, status, duration, "<pid>" that answered
                     codes[parts[1]] = codes.get(parts[1], 0) + 1
-                    durations.append(int(parts[2]) / 1e6)
+                    # gunicorn's %(D)s: microseconds; granian's dt_ms: milliseconds, "ms" suffixed (harness.Granian)
+                    ms = parts[2].removesuffix("ms")
+                    durations.append(float(ms) / 1e3 if ms != parts[2] else int(parts[2]) / 1e6)
                     per_process[parts[3].strip("<>")] += 1
     out = {"requests": len(durations), "status": codes, **harness.latency_summary_ms(durations)}
     if per_process:
@@ -512,13 +519,20 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> None:
             f"Requests answered by the busiest of {settings.get('workers', '?')} web processes "
             f"(reuse_port {settings.get('reuse_port')}): " + ", ".join(shares)
         )
+    server = result.get("settings", {}).get("web_server", "gunicorn")
+    measured = (
+        "gunicorn access log: parsed request to last byte written"
+        if server == "gunicorn"
+        else "granian access log: the application called to the response handed back, after granian parsed it"
+    )
     console.print(
+        f"Web server: {server}. "
         "ms throughout. p50/p99: client side (wrk, corrected for coordinated omission), including the listen "
         "queue and wrk itself on the same cores. srv p50/p99: the server's own duration of each request "
-        "(gunicorn access log: parsed request to last byte written; middleware, DRF, the service and the "
+        f"({measured}; middleware, DRF, the service and the "
         "response); its 95% CI from the order statistics, below the table (a p99 of 800 requests is about the 8th largest, "
         "so a run's p99 moves within this interval by chance alone; '>' when it reaches past the largest). svc p99: the recommendation service's own timer (upper bound of its latency bucket). "
-        "CPU ms/req: gunicorn + PostgreSQL CPU per request; x plain: that over the plain JSON endpoint's in "
+        "CPU ms/req: web server (the 'gunicorn' of the JSON) + PostgreSQL CPU per request; x plain: that over the plain JSON endpoint's in "
         "the same mode. wait ms/req: the time the server's threads (gunicorn, PostgreSQL) were ready to run but "
         "waited for a core, per request (schedstat run delay: queueing behind other threads and processes, not "
         "work). other CPU: the share of the machine (all cores) used by every process but gunicorn and PostgreSQL "

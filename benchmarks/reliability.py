@@ -658,7 +658,7 @@ def scenario_r1(ctx: Context) -> dict[str, Any]:
     schedule_s = len(batches) / rate
     ack_path = ctx.out_dir / "reliability-r1-acks.jsonl"
     log = AckLog(ack_path)
-    gunicorn = ctx.stack.gunicorn
+    gunicorn = ctx.stack.web
     n_g = args.gunicorn_kills
     g_at = [0.25 + 0.5 * i / max(1, n_g - 1) if n_g > 1 else 0.4 for i in range(n_g)]  # 25% .. 75%
     c_at = [0.45 + 0.2 * i for i in range(args.celery_kills)]
@@ -770,7 +770,7 @@ def scenario_r2(ctx: Context) -> dict[str, Any]:
     args = ctx.args
     tag = f"r2-{uuid.uuid4().hex[:8]}"
     batches = scenario_batches(ctx, tag=tag, events=args.replay_events, seed=args.seed + 2)
-    base_url = ctx.stack.gunicorn.base_url
+    base_url = ctx.stack.web.base_url
     log = AckLog(ctx.out_dir / "reliability-r2-acks.jsonl")
     try:
         asyncio.run(
@@ -911,7 +911,7 @@ def scenario_r3(ctx: Context) -> dict[str, Any]:
     try:
         wall = asyncio.run(
             load_run(
-                ctx.stack.gunicorn.base_url,
+                ctx.stack.web.base_url,
                 batches,
                 rate_batches_per_s=rate,
                 concurrency=args.concurrency,
@@ -1113,7 +1113,7 @@ def first_model_train(ctx: Context, *, name: str, seed: int):
         )  # fmt: skip
         asyncio.run(
             load_run(
-                ctx.stack.gunicorn.base_url,
+                ctx.stack.web.base_url,
                 batches,
                 rate_batches_per_s=None,
                 concurrency=4,
@@ -1168,9 +1168,7 @@ def scenario_r5(ctx: Context) -> dict[str, Any]:
     async def drive() -> None:
         stop = asyncio.Event()
         clients = asyncio.create_task(
-            _recs_clients(
-                ctx.stack.gunicorn.base_url, cookies, clients=args.recs_clients, stop=stop, t0=t0, samples=samples
-            )
+            _recs_clients(ctx.stack.web.base_url, cookies, clients=args.recs_clients, stop=stop, t0=t0, samples=samples)
         )
         # publishing starts once the web processes serve the first model live (loaded off the request path)
         waited = time.perf_counter()
@@ -1394,7 +1392,7 @@ def scenario_r4(ctx: Context) -> dict[str, Any]:
     async def drive() -> None:
         stop = asyncio.Event()
         clients = asyncio.create_task(
-            _storefront_clients(ctx.stack.gunicorn.base_url, targets, clients=8, stop=stop, t0=t0, samples=samples)
+            _storefront_clients(ctx.stack.web.base_url, targets, clients=8, stop=stop, t0=t0, samples=samples)
         )
         await asyncio.sleep(5.0)
         await asyncio.to_thread(outage)
@@ -1709,7 +1707,7 @@ def _meter(ctx: Context) -> harness.CpuMeter:
     everything else on the machine (other work competing for the same cores)."""
     return harness.CpuMeter(
         pids={
-            "gunicorn": ctx.stack.gunicorn.pid,
+            "gunicorn": ctx.stack.web.pid,
             "postgres": ctx.stack.postgres_pid,
             "celery": ctx.worker.proc.pid,
             "redis": ctx.redis.proc.pid if ctx.redis.proc else None,
@@ -1768,7 +1766,7 @@ def scenario_r6(ctx: Context) -> dict[str, Any]:
     model = active.version if active else first_model_train(ctx, name="r6", seed=args.seed + 6).version
     targets = _storefront_targets(ctx, args.seed + 6, tag="r6")
     names = list(targets)
-    base = ctx.stack.gunicorn.base_url
+    base = ctx.stack.web.base_url
     # warm-up, not measured: first requests import, connect and fill caches; and on until the web processes
     # (which load a new model off the request path) answer the recommendations API live
     warm_t = time.perf_counter()
@@ -1993,7 +1991,7 @@ def _sustained_rate(
     rate = start
     for i in range(R6_MAX_STEPS):
         xs = asyncio.run(
-            _mixed_load(ctx.stack.gunicorn.base_url, targets, duration_s=args.step_s, rate=rate,
+            _mixed_load(ctx.stack.web.base_url, targets, duration_s=args.step_s, rate=rate,
                         clients=args.soak_clients * 2, seed=args.seed + 50 + i,
                         progress_title=f"R6 capacity step {i + 1}: {rate:,.0f} req/s (open loop)")
         )  # fmt: skip
@@ -2017,7 +2015,7 @@ def _stack_cpu(ctx: Context) -> float:
     """CPU seconds so far of gunicorn, PostgreSQL, the Celery worker and this process."""
     total = 0.0
     for pid, children in (
-        (ctx.stack.gunicorn.pid, True),
+        (ctx.stack.web.pid, True),
         (ctx.stack.postgres_pid, True),
         (ctx.worker.proc.pid, True),
         (ctx.redis.proc.pid if ctx.redis.proc else None, False),

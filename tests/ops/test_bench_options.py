@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from benchmarks.harness import serving_mark, serving_mix
-from benchmarks.recs import parse_args
+from benchmarks.recs import parse_args, request_durations
 from shop.recs.models import ServingStat
 
 
@@ -67,3 +67,26 @@ def test_the_serving_mix_counts_only_what_came_after_the_mark():
     assert mix["p50_ms_bucket"] == 10 and mix["p99_ms_bucket"] == 35
     assert mix["stage_ms_mean"] == {"rank": 2.0}
     assert serving_mix(after_id=serving_mark(), placement="product.recommended")["requests"] == 0
+
+
+def test_the_web_server_is_chosen_on_the_command_line(capsys):
+    assert parse_args([]).server == "gunicorn"  # the deployed server
+    assert parse_args(["--server", "granian"]).server == "granian"
+    with pytest.raises(SystemExit) as stopped:
+        parse_args(["--server", "uvicorn"])
+    assert stopped.value.code == 2
+    assert "--server: invalid choice: 'uvicorn'" in capsys.readouterr().err
+
+
+def test_server_durations_are_read_from_either_servers_access_log(tmp_path):
+    log = tmp_path / "access.log"
+    log.write_text(
+        "/api/recommendations 200 7421 <101>\n"  # gunicorn: microseconds
+        "/api/recommendations 200 12.500ms <202>\n"  # granian: milliseconds, suffixed
+        "/api/categories 200 2000 <101>\n"  # another path: not counted
+        "/api/recommendations 429 1.000ms <202>\n"
+    )
+    out = request_durations(log, start=0, path="/api/recommendations")
+    assert out["requests"] == 3 and out["status"] == {"200": 2, "429": 1}
+    assert out["max_ms"] == pytest.approx(12.5) and out["p50_ms"] == pytest.approx(7.421)
+    assert out["per_process"] == {"202": 2, "101": 1} and out["busiest_process_share"] == pytest.approx(2 / 3, abs=1e-3)
