@@ -182,6 +182,12 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, default_json: Path)
     parser.add_argument("--json", type=Path, default=default_json, help=f"where to write the results ({default_json})")
 
 
+def check_common_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Stop with the flag named when the common options contradict each other."""
+    if args.server != "gunicorn" and args.worker_class:
+        parser.error(f"--worker-class is gunicorn's: {args.server} runs the application on --threads threads a process")
+
+
 # --------------------------------------------------------------------------- machine facts
 
 
@@ -721,7 +727,7 @@ class Granian(Gunicorn):
         self.access_log = access_log
         self.reuse_port = False  # one listening socket, shared by the processes
         self.worker_class = "granian wsgi"
-        self.keepalive = None  # granian keeps connections alive without gunicorn's idle timeout
+        self.keepalive = None  # granian's own keep-alive handling: no WEB_KEEPALIVE_S
         self.gil_switch_ms = None  # gunicorn_conf's WEB_GIL_SWITCH_MS does not apply
 
     @property

@@ -302,6 +302,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     harness.add_common_arguments(parser, default_json=BENCH_DIR / "ingest.json")
     args = parser.parse_args(argv)
+    harness.check_common_arguments(parser, args)
     if not 1 <= args.batch_size <= 10_000 or not 1 <= args.baseline_batch_size <= 10_000:
         parser.error("batch sizes must be between 1 and 10000")
     if not 0 < args.duration <= 600:
@@ -324,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         workers=args.workers,
         threads=args.threads,
+        worker_class=args.worker_class,
         server_cpus=args.server_cpus,
         client_cpus=args.client_cpus,
         server=args.server,

@@ -489,6 +489,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--baseline-path", help="baseline URL path (default: the stylesheet the product page links)")
     harness.add_common_arguments(parser, default_json=BENCH_DIR / "pages.json")
     args = parser.parse_args(argv)
+    harness.check_common_arguments(parser, args)
     if not 1 <= args.clients <= 500:
         parser.error("--clients must be between 1 and 500")
     if not 0 < args.rate <= 1000:

@@ -90,3 +90,31 @@ def test_server_durations_are_read_from_either_servers_access_log(tmp_path):
     assert out["requests"] == 3 and out["status"] == {"200": 2, "429": 1}
     assert out["max_ms"] == pytest.approx(12.5) and out["p50_ms"] == pytest.approx(7.421)
     assert out["per_process"] == {"202": 2, "101": 1} and out["busiest_process_share"] == pytest.approx(2 / 3, abs=1e-3)
+
+
+def test_gunicorns_worker_class_is_refused_with_another_server(capsys):
+    from benchmarks import pages
+
+    assert pages.parse_args(["--server", "granian"]).server == "granian"
+    with pytest.raises(SystemExit) as stopped:
+        pages.parse_args(["--server", "granian", "--worker-class", "sync"])
+    assert stopped.value.code == 2
+    assert "--worker-class is gunicorn's" in capsys.readouterr().err
+
+
+def test_the_ingest_benchmark_serves_with_the_worker_class_and_server_asked_for(monkeypatch):
+    from benchmarks import ingest
+
+    asked = {}
+
+    class Stop(Exception):
+        pass
+
+    def stack(**kwargs):
+        asked.update(kwargs)
+        raise Stop
+
+    monkeypatch.setattr(ingest, "Stack", stack)
+    with pytest.raises(Stop):
+        ingest.main(["--worker-class", "sync", "--threads", "1"])
+    assert asked["worker_class"] == "sync" and asked["threads"] == 1 and asked["server"] == "gunicorn"
