@@ -657,17 +657,22 @@ class Gunicorn:
             str(self.log),
         ]
 
+    def _output(self) -> contextlib.AbstractContextManager:
+        """(stdout, stderr) of the server process: gunicorn writes its own log (``--error-logfile``)."""
+        return contextlib.nullcontext((subprocess.DEVNULL, subprocess.DEVNULL))
+
     def start(self, *, ready_path: str = "/", timeout: float = 60) -> Gunicorn:
-        self.proc = subprocess.Popen(
-            self.argv,
-            cwd=ROOT,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,  # its own process group: one killpg stops master and workers
-            preexec_fn=pinned(self.cpus, die_with_parent=True),
-        )
+        with self._output() as (stdout, stderr):
+            self.proc = subprocess.Popen(
+                self.argv,
+                cwd=ROOT,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=stdout,
+                stderr=stderr,
+                start_new_session=True,  # its own process group: one killpg stops master and workers
+                preexec_fn=pinned(self.cpus, die_with_parent=True),
+            )
         return self._wait_ready(ready_path=ready_path, timeout=timeout)
 
     @property
@@ -758,19 +763,11 @@ class Granian(Gunicorn):
             },
         }
 
-    def start(self, *, ready_path: str = "/", timeout: float = 60) -> Granian:
+    @contextlib.contextmanager
+    def _output(self):
+        # granian has no log file setting: its output is the log
         with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                self.argv,
-                cwd=ROOT,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=pinned(self.cpus, die_with_parent=True),
-            )
-        return self._wait_ready(ready_path=ready_path, timeout=timeout)
+            yield out, subprocess.STDOUT
 
 
 def kill_group(proc: subprocess.Popen, *, first: int = signal.SIGTERM, grace: float = 5) -> None:

@@ -18,6 +18,13 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
 
+def _run_to_json(module: str, out: Path, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
+    """Run a benchmark that must succeed; its printed output and the JSON it wrote to ``out``."""
+    run = _run(module, *args, "--json", str(out))
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    return run, json.loads(out.read_text())
+
+
 def _run(module: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", module, *args],
@@ -31,12 +38,11 @@ def _run(module: str, *args: str, timeout: int = 300) -> subprocess.CompletedPro
 
 def test_ingest_benchmark_stores_every_event_once_and_reports_figures(tmp_path):
     out = tmp_path / "ingest.json"
-    run = _run(
+    run, result = _run_to_json(
         "benchmarks.ingest",
-        *("--duration", "2", "--warmup", "0", "--products", "200", "--concurrency", "2", "--json", str(out)),
+        out,
+        *("--duration", "2", "--warmup", "0", "--products", "200", "--concurrency", "2"),
     )
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    result = json.loads(out.read_text())
 
     ours, baseline = result["ours"], result["baseline"]
     assert ours["batch_size"] == 500 and baseline["batch_size"] == 1
@@ -56,13 +62,24 @@ def test_ingest_benchmark_stores_every_event_once_and_reports_figures(tmp_path):
 
 def test_pages_benchmark_reports_latency_for_pages_and_baseline(tmp_path):
     out = tmp_path / "pages.json"
-    run = _run(
+    run, result = _run_to_json(
         "benchmarks.pages",
-        *("--duration", "2", "--warmup", "0", "--products", "200", "--clients", "5", "--rate", "5"),
-        *("--generator", "both", "--json", str(out)),
+        out,
+        *(
+            "--duration",
+            "2",
+            "--warmup",
+            "0",
+            "--products",
+            "200",
+            "--clients",
+            "5",
+            "--rate",
+            "5",
+            "--generator",
+            "both",
+        ),
     )
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    result = json.loads(out.read_text())
 
     runs = result["runs"]
     seen = {(r["generator"], r["target"], r["model"]) for r in runs}
@@ -100,13 +117,12 @@ def test_pages_benchmark_reports_latency_for_pages_and_baseline(tmp_path):
 
 def test_pages_benchmark_runs_the_same_application_behind_granian(tmp_path):
     out = tmp_path / "pages-granian.json"
-    run = _run(
+    run, result = _run_to_json(
         "benchmarks.pages",
+        out,
         *("--server", "granian", "--pages", "product,category", "--duration", "2", "--warmup", "0"),
-        *("--products", "200", "--clients", "5", "--rate", "5", "--json", str(out)),
+        *("--products", "200", "--clients", "5", "--rate", "5"),
     )
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    result = json.loads(out.read_text())
     assert result["settings"]["web_server"] == "granian"
     assert result["settings"]["gunicorn"]["worker_class"] == "granian wsgi"
     assert set(result["pages"]) == {"product", "category"}
