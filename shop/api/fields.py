@@ -39,9 +39,10 @@ class QuerySerializer(serializers.Serializer):
 
         DRF deep-copies the declared fields for every instance, which builds each field again from its
         arguments: validating the live recommendations endpoint's four parameters took 150 us of CPU, 92 us
-        with shallow copies (about 1% of that request). A scalar field holds nothing a request changes (binding sets its name and parent
-        on the copy), so a shallow copy serves; a field that holds other fields (a list's child, a
-        nested serializer) is bound to its parent when built, and is deep-copied as DRF does."""
+        with shallow copies (about 1% of that request). A scalar field holds nothing a request changes
+        (binding sets its name and parent on the copy), so a shallow copy serves; a field that holds other
+        fields (a list's child, a nested serializer) is bound to its parent when built, and is deep-copied
+        as DRF does."""
         return {
             name: copy.deepcopy(field) if _holds_fields(field) else copy.copy(field)
             for name, field in self._declared_fields.items()
