@@ -742,11 +742,13 @@ class Granian(Gunicorn):
             "--workers", str(self.workers), "--blocking-threads", str(self.threads),
             "--http1-keep-alive", "--backlog", "2048", "--workers-kill-timeout", "5",
         ]  # fmt: skip
-        if self.access_log is not None:
-            config = self.log.with_name("granian-logging.json")
-            config.write_text(json.dumps(self._log_config(self.access_log)))
-            argv += ["--log-config", str(config), "--access-log", "--access-log-fmt", self.ACCESS_FORMAT]
+        if self.access_log is not None:  # the configuration file is written when the server starts (_output)
+            argv += ["--log-config", str(self._log_config_path), "--access-log", "--access-log-fmt", self.ACCESS_FORMAT]
         return [*argv, "shop.wsgi:application"]
+
+    @property
+    def _log_config_path(self) -> Path:
+        return self.log.with_name("granian-logging.json")
 
     @staticmethod
     def _log_config(access_log: Path) -> dict[str, Any]:
@@ -766,6 +768,8 @@ class Granian(Gunicorn):
     @contextlib.contextmanager
     def _output(self):
         # granian has no log file setting: its output is the log
+        if self.access_log is not None:
+            self._log_config_path.write_text(json.dumps(self._log_config(self.access_log)))
         with self.log.open("ab") as out:
             yield out, subprocess.STDOUT
 
