@@ -1,6 +1,7 @@
-"""Product search on PostgreSQL: full-text prefix matching over name and description, served by the
-GIN index ``product_search_idx`` (migration 0003), ranked with ``ts_rank`` (name above description)
-on top of the storefront's field bonuses. ``selectors.product_search`` uses it on PostgreSQL and
+"""Product search on PostgreSQL: full-text prefix matching over name and description, matched and ranked
+(``ts_rank``, name above description) on the document PostgreSQL stores for each product (migration
+0004), served by its GIN index ``product_search_ranked_idx`` (migration 0006), on top of the
+storefront's field bonuses. ``selectors.product_search`` uses it on PostgreSQL and
 keeps its portable ``icontains`` path elsewhere (SQLite)."""
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 import re
 from functools import reduce
 
-from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector, SearchVectorField
+from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVectorField
 from django.core.cache import cache
 from django.db import connection
 from django.db.models import Q, QuerySet
@@ -20,17 +21,14 @@ CONFIG = "simple"  # no stemming or stop words: brand names and product words ma
 _TOKEN = re.compile(r"[^\W_]+")
 
 
-def product_document() -> SearchVector:
-    """The indexed expression (keep in step with migration 0003's index)."""
-    return SearchVector("name", "description", config=CONFIG)
-
-
-# name weighted A, description D, stored by PostgreSQL (migration 0004): ranking reads it instead of
-# parsing each match's text again
+# name weighted A, description D, stored by PostgreSQL (migration 0004) and indexed (migration 0006):
+# matching and ranking read it instead of parsing each candidate's name and description again
 RANKED_COLUMN = "search_ranked"
 
 
-def _ranked_document() -> RawSQL:
+def product_document() -> RawSQL:
+    """The stored document: what a search filters on (its GIN index) and ranks by. Its lexemes are those
+    of ``to_tsvector(name || ' ' || description)``; the weights change the rank, not what matches."""
     q = connection.ops.quote_name
     # identifiers only (the model's table and a constant), through quote_name; no value reaches the SQL
     return RawSQL(f"{q(Product._meta.db_table)}.{q(RANKED_COLUMN)}", [], output_field=SearchVectorField())  # nosec B611
@@ -85,4 +83,4 @@ def product_search_fts(
         qs = qs.filter(cond)
     if not queries:
         return qs, None
-    return qs, SearchRank(_ranked_document(), reduce(lambda a, b: a | b, queries))
+    return qs, SearchRank(product_document(), reduce(lambda a, b: a | b, queries))

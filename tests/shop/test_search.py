@@ -9,6 +9,7 @@ from django.db import connection
 
 from shop.catalog.models import Product
 from shop.catalog.search import prefix_query, product_document
+from shop.catalog.selectors import product_search
 from tests.factories import BrandFactory, CategoryFactory, ProductFactory
 
 pytestmark = pytest.mark.django_db
@@ -48,18 +49,34 @@ def test_query_syntax_never_reaches_postgres_unescaped(client, catalog):
     ]
 
 
+def _plan(qs) -> str:
+    with connection.cursor() as cur:
+        cur.execute("SET LOCAL enable_seqscan = off")  # a tiny table would otherwise be scanned anyway
+        sql, params = qs.query.sql_with_params()
+        cur.execute("EXPLAIN " + sql, params)
+        return "\n".join(row[0] for row in cur.fetchall())
+
+
 def test_the_text_filter_is_served_by_the_gin_index(catalog):
     if connection.vendor != "postgresql":
         pytest.skip("full-text index is PostgreSQL only")
     # the filter search applies, on its own: its expression must be the index's, or the index is dead
     qs = Product.objects.alias(document=product_document()).filter(document=prefix_query("chocolate"))
-    with connection.cursor() as cur:
-        cur.execute("SET LOCAL enable_seqscan = off")  # a tiny table would otherwise be scanned anyway
-        sql, params = qs.query.sql_with_params()
-        cur.execute("EXPLAIN " + sql, params)
-        plan = "\n".join(row[0] for row in cur.fetchall())
-    assert "product_search_idx" in plan
+    assert "product_search_ranked_idx" in _plan(qs)
     assert {p.pk for p in qs} == {catalog["bar"].pk, catalog["cookie"].pk, catalog["gone"].pk}
+
+
+def test_a_search_never_parses_a_product_text_again(catalog):
+    """Matching and ranking read the stored document: a candidate the index returns is rechecked, and a
+    second word is a filter on each candidate row, both on the stored vector. On an expression index
+    each of those parsed the row's name and description again (50,000 products, two common words that
+    never meet: 38.6 ms against 3.8)."""
+    if connection.vendor != "postgresql":
+        pytest.skip("full-text index is PostgreSQL only")
+    plan = _plan(product_search(query="chocolate chips"))
+    assert "search_ranked" in plan
+    assert "to_tsvector" not in plan, plan
+    assert [p.pk for p in product_search(query="chocolate chips")] == [catalog["cookie"].pk]
 
 
 def test_the_stored_ranked_document_follows_every_write(client, catalog):

@@ -9,7 +9,7 @@ INDEX_NAME = "product_search_idx"
 
 
 def _index() -> GinIndex:
-    # must stay the expression of shop.catalog.search.product_document()
+    # the expression search matched on until migration 0006 replaced this index
     return GinIndex(SearchVector("name", "description", config="simple"), name=INDEX_NAME)
 
 
