@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 from django.core.cache import cache
 from django.db import connection
-from django.db.models import Case, F, IntegerField, Q, QuerySet, Value, When
+from django.db.models import Case, Count, F, IntegerField, Q, QuerySet, Value, When, Window
 from django.http import Http404
 from django.urls import get_script_prefix, reverse
 
@@ -454,16 +454,28 @@ class CachedIds:
     them read their slice. A list may lag the catalog by up to ``LIST_TTL`` seconds. ``queryset`` is
     called only when the list is not shared yet or a page past the shared head is read: building a
     ranked search's queryset costs about as much as the rest of its page.
+
+    ``count_with_head``: read the count beside the head (``count(*) OVER ()``, one query) instead of by a
+    second query once the head is full. For a list that is sorted in full anyway (a ranked search);
+    not for one an index gives in order (a category's), whose head query stops after its first rows.
     """
 
-    def __init__(self, *, key: str, queryset: Callable[[], QuerySet]) -> None:
+    def __init__(self, *, key: str, queryset: Callable[[], QuerySet], count_with_head: bool = False) -> None:
         self._make = queryset
         self._queryset: QuerySet | None = None
         cached = cache.get(key)
         if cached is None:
-            ids = self.queryset.values_list("pk", flat=True)
-            head = list(ids[:LIST_CACHED_IDS])
-            cached = (len(head) if len(head) < LIST_CACHED_IDS else ids.count(), head)
+            if count_with_head:
+                rows = list(
+                    self.queryset.annotate(list_total=Window(Count("pk"))).values_list("pk", "list_total")[
+                        :LIST_CACHED_IDS
+                    ]
+                )
+                cached = (rows[0][1] if rows else 0, [pk for pk, _ in rows])
+            else:
+                ids = self.queryset.values_list("pk", flat=True)
+                head = list(ids[:LIST_CACHED_IDS])
+                cached = (len(head) if len(head) < LIST_CACHED_IDS else ids.count(), head)
             cache.set(key, cached, LIST_TTL)
         self.total, self.head = cached
 
@@ -501,4 +513,4 @@ def search_product_ids(*, query: str, sort: str = "relevance") -> CachedIds:
     """The ids of a search's results, ranked, shared for ``LIST_TTL`` (keyed by the query's words)."""
     raw = repr((search_terms(query), sort)).encode()
     key = "catalog:search:" + hashlib.blake2b(raw, digest_size=16).hexdigest()
-    return CachedIds(key=key, queryset=lambda: product_search(query=query, sort=sort))
+    return CachedIds(key=key, queryset=lambda: product_search(query=query, sort=sort), count_with_head=True)

@@ -524,6 +524,22 @@ def test_search_page_queries_do_not_grow_with_the_results(client, tree, django_a
         client.get("/search/?q=latte&sort=name&page=2")
 
 
+def test_a_long_search_reads_its_count_beside_its_first_pages(client, tree, django_assert_num_queries):
+    # more results than the shared head: the count comes with the head (one ranked query, not a second
+    # one that matches and counts them all again); pages past the head read their slice
+    ProductFactory.create_batch(LIST_CACHED_IDS + 30, name="Oat Latte Mix", category=tree["coffee"])
+    client.get("/search/?q=mix")  # the visitor's cookie, and the same products' cards
+    with django_assert_num_queries(1):  # the ids with the count
+        html = client.get("/search/?q=latte").content.decode()
+    assert f"{LIST_CACHED_IDS + 30} products found" in html
+    last = (LIST_CACHED_IDS + 30 + 23) // 24
+    html = client.get(f"/search/?q=latte&page={last}").content.decode()
+    assert len(card_ids(html, "search.results")) == (LIST_CACHED_IDS + 30) % 24 or 24
+    with django_assert_num_queries(1):  # its ids; the count and its cards are held
+        client.get(f"/search/?q=latte&page={last}")
+    assert "No products match" in client.get("/search/?q=nothing-like-it").content.decode()  # no rows: 0
+
+
 def test_a_returning_shoppers_product_page_runs_exactly_one_query(client, tree, django_assert_num_queries):
     product = ProductFactory(category=tree["ground"], name="French Press")
     ProductFactory.create_batch(10, category=tree["ground"])
