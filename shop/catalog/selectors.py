@@ -260,6 +260,18 @@ def search_terms(query: str) -> list[str]:
     return seen[:MAX_SEARCH_TERMS]
 
 
+def _category_names() -> dict[int, str]:
+    """Every category's lower-cased name by id (the in-memory tree, no query): what a search word may match."""
+    return {node.id: node.name.lower() for node in category_tree_get().nodes.values()}
+
+
+def _resolved_terms(query: str) -> list:
+    """The words of ``query`` with what each matches besides the text (``catalog.search``, PostgreSQL only)."""
+    from .search import search_terms_resolved  # django.contrib.postgres: PostgreSQL only
+
+    return search_terms_resolved(search_terms(query), category_names=_category_names())
+
+
 def product_search(*, query: str, sort: str = "relevance") -> QuerySet[Product]:
     """Products matching every word of ``query`` in name, description, brand or category.
 
@@ -276,8 +288,7 @@ def product_search(*, query: str, sort: str = "relevance") -> QuerySet[Product]:
     if connection.vendor == "postgresql":
         from .search import product_search_fts  # django.contrib.postgres: PostgreSQL only
 
-        names = {node.id: node.name.lower() for node in category_tree_get().nodes.values()}
-        qs, rank = product_search_fts(qs, terms=terms, category_names=names)
+        qs, rank = product_search_fts(qs, terms=terms, category_names=_category_names())
     else:
         for term in terms:
             qs = qs.filter(
@@ -321,11 +332,18 @@ def search_suggestions(*, query: str, limit: int = 8) -> list[dict[str, str]]:
         if needle in node.name.lower()
     ][: max(1, limit // 3)]
     seen = {s["label"].lower() for s in out}
-    rows = product_search(query=query).select_related(None).only("pk", "slug", "name")[: limit * 2]
-    for p in rows:
-        if p.name.lower() not in seen and len(out) < limit:
-            seen.add(p.name.lower())
-            out.append({"label": p.name, "kind": "product", "url": p.get_absolute_url()})
+    if connection.vendor == "postgresql":  # the search page's statement (catalog.search), not the queryset
+        from .search import search_ids
+
+        rows = search_ids(_resolved_terms(query), sort="relevance", offset=0, limit=limit * 2, names=True)
+    else:
+        rows = product_search(query=query).values_list("pk", "slug", "name")[: limit * 2]
+    for pk, slug, name in rows:
+        if name.lower() not in seen and len(out) < limit:
+            seen.add(name.lower())
+            out.append(
+                {"label": name, "kind": "product", "url": reverse("catalog:product", kwargs={"pk": pk, "slug": slug})}
+            )
     return out
 
 
@@ -463,21 +481,27 @@ class CachedIds:
     def __init__(self, *, key: str, queryset: Callable[[], QuerySet], count_with_head: bool = False) -> None:
         self._make = queryset
         self._queryset: QuerySet | None = None
+        self._count_with_head = count_with_head
         cached = cache.get(key)
         if cached is None:
-            if count_with_head:
-                rows = list(
-                    self.queryset.annotate(list_total=Window(Count("pk"))).values_list("pk", "list_total")[
-                        :LIST_CACHED_IDS
-                    ]
-                )
-                cached = (rows[0][1] if rows else 0, [pk for pk, _ in rows])
-            else:
-                ids = self.queryset.values_list("pk", flat=True)
-                head = list(ids[:LIST_CACHED_IDS])
-                cached = (len(head) if len(head) < LIST_CACHED_IDS else ids.count(), head)
+            cached = self._read_head()
             cache.set(key, cached, LIST_TTL)
         self.total, self.head = cached
+
+    def _read_head(self) -> tuple[int, list[int]]:
+        """The list's total and its first ``LIST_CACHED_IDS`` ids."""
+        if self._count_with_head:
+            rows = list(
+                self.queryset.annotate(list_total=Window(Count("pk"))).values_list("pk", "list_total")[:LIST_CACHED_IDS]
+            )
+            return (rows[0][1] if rows else 0, [pk for pk, _ in rows])
+        ids = self.queryset.values_list("pk", flat=True)
+        head = list(ids[:LIST_CACHED_IDS])
+        return (len(head) if len(head) < LIST_CACHED_IDS else ids.count(), head)
+
+    def _read(self, start: int, stop: int) -> list[int]:
+        """Ids ``start:stop`` of the list (a page past the shared head)."""
+        return list(self.queryset.values_list("pk", flat=True)[start:stop])
 
     @property
     def queryset(self) -> QuerySet:
@@ -497,7 +521,41 @@ class CachedIds:
         start, stop = index.start or 0, self.total if index.stop is None else index.stop
         if stop <= len(self.head) or len(self.head) == self.total:
             return self.head[start:stop]
-        return list(self.queryset.values_list("pk", flat=True)[start:stop])
+        return self._read(start, stop)
+
+
+class SearchIds(CachedIds):
+    """A search's ranked ids, shared like any list; on PostgreSQL read by one fixed statement per shape
+    (``catalog.search.search_ids``) rather than through ``product_search``'s queryset."""
+
+    def __init__(self, *, key: str, query: str, sort: str) -> None:
+        self._query, self._sort = query, sort
+        self._terms: list | None = None
+        super().__init__(key=key, queryset=lambda: product_search(query=query, sort=sort), count_with_head=True)
+
+    def _resolved(self) -> list:
+        if self._terms is None:
+            self._terms = _resolved_terms(self._query)
+        return self._terms
+
+    def _read_head(self) -> tuple[int, list[int]]:
+        if connection.vendor != "postgresql":
+            return super()._read_head()
+        if not self._resolved():
+            return (0, [])
+        from .search import search_ids
+
+        rows = search_ids(self._resolved(), sort=self._sort, offset=0, limit=LIST_CACHED_IDS, count=True)
+        return (rows[0][1] if rows else 0, [row[0] for row in rows])
+
+    def _read(self, start: int, stop: int) -> list[int]:
+        if connection.vendor != "postgresql":
+            return super()._read(start, stop)
+        if not self._resolved() or stop <= start:
+            return []
+        from .search import search_ids
+
+        return [row[0] for row in search_ids(self._resolved(), sort=self._sort, offset=start, limit=stop - start)]
 
 
 def category_product_ids(*, category_id: int, category_ids: Iterable[int], sort: str) -> CachedIds:
@@ -511,6 +569,7 @@ def category_product_ids(*, category_id: int, category_ids: Iterable[int], sort:
 
 def search_product_ids(*, query: str, sort: str = "relevance") -> CachedIds:
     """The ids of a search's results, ranked, shared for ``LIST_TTL`` (keyed by the query's words)."""
+    sort = sort if sort in SEARCH_SORTS else "relevance"
     raw = repr((search_terms(query), sort)).encode()
     key = "catalog:search:" + hashlib.blake2b(raw, digest_size=16).hexdigest()
-    return CachedIds(key=key, queryset=lambda: product_search(query=query, sort=sort), count_with_head=True)
+    return SearchIds(key=key, query=query, sort=sort)

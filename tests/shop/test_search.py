@@ -132,21 +132,116 @@ def test_search_box_carries_the_suggestion_hooks(client, catalog):
 
 
 def test_a_shared_search_list_is_not_rebuilt_per_page(client, monkeypatch):
-    """Building a ranked search's queryset costs about as much as the rest of its page: a page served
-    from the shared list builds none (only a miss or a page past the shared head does)."""
+    """Reading a ranked search's list costs about as much as the rest of its page: a page served from the
+    shared list reads none (only a miss or a page past the shared head does)."""
     from shop.catalog import selectors
 
     ProductFactory.create_batch(3, name="Oolong Tea")
     built = []
-    real = selectors.product_search
+    real = selectors.SearchIds._read_head
 
-    def counting(**kwargs):
-        built.append(kwargs)
-        return real(**kwargs)
+    def counting(self):
+        built.append(self._query)
+        return real(self)
 
-    monkeypatch.setattr(selectors, "product_search", counting)
+    monkeypatch.setattr(selectors.SearchIds, "_read_head", counting)
     first = client.get("/search/?q=oolong")
     again = client.get("/search/?q=Oolong")  # the same words: the same shared list
     assert first.status_code == again.status_code == 200
-    assert len(built) == 1
+    assert built == ["oolong"]
     assert again.content.decode().count('data-placement="search.results"') == 3
+
+
+@pytest.fixture
+def ranked_catalog():
+    """Products whose words, brands, categories, prices, ages and popularity tie and differ, so every
+    sort and every relevance bonus decides some order."""
+    import datetime as dt
+
+    from django.utils import timezone
+
+    snacks, teas = CategoryFactory(name="Snacks"), CategoryFactory(name="Green Teas")
+    acme, navy = BrandFactory(name="Acme Foods"), BrandFactory(name="Navy 100% Co_op")
+    now = timezone.now()
+    rows = [
+        ("Green Tea", teas, acme, "Loose leaf.", "4.00", 2.0),
+        ("Green Tea Bags", teas, None, "Twenty bags of green tea.", "4.00", None),
+        ("Tea Green Blend", teas, navy, "Green and black.", "6.50", 1.0),
+        ("Chocolate Bar", snacks, acme, "Dark, with green mint.", "2.00", 2.0),
+        ("Navy Beans", snacks, navy, "Tinned.", "1.20", None),
+        ("Green Navy Mix", snacks, None, "Beans and peas.", "3.00", 0.5),
+        ("Oat Cookies", snacks, navy, "100% oats_and honey.", "2.00", 3.0),
+        ("Green Tea", snacks, None, "The same name elsewhere.", "4.00", 2.0),
+    ]
+    out = []
+    for i, (name, category, brand, description, price, popularity) in enumerate(rows):
+        p = ProductFactory(name=name, category=category, brand=brand, description=description, price=price)
+        Product.objects.filter(pk=p.pk).update(popularity=popularity, created_at=now - dt.timedelta(days=i % 3))
+        out.append(p)
+    ProductFactory(name="Green Tea Retired", category=teas, is_active=False)
+    return out
+
+
+SEARCHES = [
+    "green",
+    "green tea",
+    "tea green",
+    "navy",
+    "acme",
+    "snacks",
+    "green navy",
+    "100%",
+    "co_op",
+    "oat",
+    "choc)!",
+    "gr",
+    "-",
+    "green -",
+    "zzz",
+    "Green TEA bags",
+    "teas navy",
+]
+
+
+def test_a_search_list_read_by_its_statement_is_the_querysets(ranked_catalog):
+    """The fixed statement a search page reads its ids with (one per shape, no ORM) answers what
+    ``product_search``'s queryset does: the same products, the same order under every sort, the same
+    total, the same page past the head."""
+    if connection.vendor != "postgresql":
+        pytest.skip("the search statement is PostgreSQL only (SQLite reads the queryset)")
+    from shop.catalog.search import search_ids, search_terms_resolved
+    from shop.catalog.selectors import SEARCH_SORTS, category_tree_get, search_terms
+
+    names = {node.id: node.name.lower() for node in category_tree_get().nodes.values()}
+    compared = 0
+    for query in SEARCHES:
+        terms = search_terms_resolved(search_terms(query), category_names=names)
+        for sort in SEARCH_SORTS:
+            orm = product_search(query=query, sort=sort)
+            rows = search_ids(terms, sort=sort, offset=0, limit=50, count=True) if terms else []
+            assert [r[0] for r in rows] == list(orm.values_list("pk", flat=True)), (query, sort)
+            assert (rows[0][1] if rows else 0) == orm.count(), (query, sort)
+            if terms:
+                page = search_ids(terms, sort=sort, offset=1, limit=2)
+                assert [r[0] for r in page] == list(orm.values_list("pk", flat=True)[1:3]), (query, sort)
+            compared += len(rows)
+    assert compared > 100  # the searches found things to order
+
+
+def test_a_search_page_builds_no_queryset_and_one_statement_per_shape(client, ranked_catalog, monkeypatch):
+    if connection.vendor != "postgresql":
+        pytest.skip("the search statement is PostgreSQL only (SQLite reads the queryset)")
+    from shop.catalog import search, selectors
+
+    def refused(**kwargs):
+        raise AssertionError("a search page built the ranked queryset")
+
+    monkeypatch.setattr(selectors, "product_search", refused)
+    monkeypatch.setattr(selectors, "LIST_CACHED_IDS", 2)  # so page 2 of 1-per-page reads past the head
+    monkeypatch.setattr("shop.catalog.views.PER_PAGE", 1)
+    search._ids_sql.cache_clear()
+    assert len(result_ids(client.get("/search/?q=green").content.decode())) == 1
+    assert len(result_ids(client.get("/search/?q=green&page=3").content.decode())) == 1
+    compiled = search._ids_sql.cache_info().misses
+    client.get("/search/?q=tea")  # another word of the same shape (text, a category name): the same statement
+    assert search._ids_sql.cache_info().misses == compiled
