@@ -134,8 +134,8 @@ _ORDER = {
 def _ids_sql(shape: tuple[tuple[bool, bool, bool], ...], sort: str, ranked: bool, count: bool, names: bool) -> str:
     """The statement for one shape: per word (text query?, category ids?, brand ids?), the sort, whether
     the text rank orders ties (``ranked``), whether each row carries the list's total (``count``) and the
-    product's slug and name (``names``).
-    Identifiers come from the model's meta through ``quote_name``; every value is a named parameter."""
+    product's slug and name (``names``). Identifiers come from the model's meta through ``quote_name``;
+    every value is a named parameter."""
     q = connection.ops.quote_name
     meta = Product._meta
 
@@ -197,9 +197,9 @@ def search_ids(
     terms: Sequence[SearchTerm], *, sort: str, offset: int, limit: int, count: bool = False, names: bool = False
 ) -> list[tuple]:
     """Rows ``(id,)`` (``(id, total)`` with ``count``, then ``slug, name`` with ``names``) of the active
-    products matching every term, in the
-    order of ``sort`` ("relevance" or a storefront sort), ``limit`` from ``offset``. PostgreSQL only.
-    The same products and order as ``selectors.product_search``'s queryset, without building it."""
+    products matching every term, in the order of ``sort`` ("relevance" or a storefront sort), ``limit``
+    from ``offset``. PostgreSQL only. The same products and order as ``selectors.product_search``'s
+    queryset, without building it. ``terms`` must not be empty."""
     if sort != "relevance" and sort not in _ORDER:
         raise ValueError(f"unknown sort {sort!r}")
     queries = [t.text_query for t in terms if t.text_query is not None]
