@@ -129,6 +129,32 @@ def test_the_interpreter_switch_interval_is_set_only_when_asked(settings, monkey
         importlib.reload(gunicorn_conf)
 
 
+@pytest.mark.parametrize(("env", "expected"), [(None, 100), ("10", 10), ("250", 250)])
+def test_a_full_collection_waits_for_more_middle_ones(settings, monkeypatch, env, expected):
+    """WEB_GC_FULL_EVERY (100; Python's own 10) sets how many middle passes of the collector go by before a
+    full one, which walks every object made since the freeze and stalls the process's requests meanwhile."""
+    import gc
+    import importlib
+
+    from shop.ops import gunicorn_conf
+
+    settings.RECS_GC_FREEZE = False
+    before = gc.get_threshold()
+    if env is None:
+        monkeypatch.delenv("WEB_GC_FULL_EVERY", raising=False)
+    else:
+        monkeypatch.setenv("WEB_GC_FULL_EVERY", env)
+    try:
+        conf = importlib.reload(gunicorn_conf)
+        gc.set_threshold(700, 10, 10)
+        conf.post_worker_init(None)
+        assert gc.get_threshold() == (700, 10, expected)
+    finally:
+        gc.set_threshold(*before)
+        monkeypatch.delenv("WEB_GC_FULL_EVERY", raising=False)
+        importlib.reload(gunicorn_conf)
+
+
 def test_a_slow_thread_keeps_the_connection_alive(monkeypatch):
     """After a response that announced keep-alive, gunicorn drains any unread request body within a deadline.
     WEB_FIRST_BYTES_WAIT_MS (10 ms) used to set that deadline too, so a thread that waited more than 10 ms for
@@ -210,7 +236,7 @@ def test_the_access_log_setting(monkeypatch, value, expected):
     ("name", "value"),
     [("WEB_GIL_SWITCH_MS", "fast"), ("WEB_GIL_SWITCH_MS", "nan"), ("WEB_GIL_SWITCH_MS", "-1"), ("WEB_THREADS", "0"),
      ("WEB_CONCURRENCY", "two"), ("WEB_FIRST_BYTES_WAIT_MS", "1.5"), ("WEB_REUSE_PORT", "yes"),
-     ("WEB_REUSE_PORT", "2")],
+     ("WEB_REUSE_PORT", "2"), ("WEB_GC_FULL_EVERY", "0"), ("WEB_GC_FULL_EVERY", "often")],
 )  # fmt: skip
 def test_a_bad_serving_setting_is_one_line_naming_it(name, value):
     """gunicorn reads its settings from the environment: a bad value stops it with a line naming the variable."""
