@@ -3,6 +3,7 @@ samples, whichever process answers the scrape."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -104,29 +105,38 @@ def test_the_loaded_application_is_frozen_out_of_the_collectors_passes(settings)
         gc.unfreeze()
 
 
-@pytest.mark.parametrize(("env", "expected_s"), [(None, None), ("0", None), ("1", 0.001), ("2.5", 0.0025)])
-def test_the_interpreter_switch_interval_is_set_only_when_asked(settings, monkeypatch, env, expected_s):
-    """WEB_GIL_SWITCH_MS sets how long a thread may hold the interpreter while another waits (applied in each
-    worker once the application is loaded); unset or 0 leaves Python's own interval."""
+@contextlib.contextmanager
+def _conf_with(monkeypatch, name: str, value: str | None):
+    """``shop.ops.gunicorn_conf`` read again with ``name`` set to ``value`` (unset when None), and read again
+    without it afterwards."""
     import importlib
 
     from shop.ops import gunicorn_conf
 
+    if value is None:
+        monkeypatch.delenv(name, raising=False)
+    else:
+        monkeypatch.setenv(name, value)
+    try:
+        yield importlib.reload(gunicorn_conf)
+    finally:
+        monkeypatch.delenv(name, raising=False)
+        importlib.reload(gunicorn_conf)
+
+
+@pytest.mark.parametrize(("env", "expected_s"), [(None, None), ("0", None), ("1", 0.001), ("2.5", 0.0025)])
+def test_the_interpreter_switch_interval_is_set_only_when_asked(settings, monkeypatch, env, expected_s):
+    """WEB_GIL_SWITCH_MS sets how long a thread may hold the interpreter while another waits (applied in each
+    worker once the application is loaded); unset or 0 leaves Python's own interval."""
     settings.RECS_GC_FREEZE = False
     before = sys.getswitchinterval()
-    if env is None:
-        monkeypatch.delenv("WEB_GIL_SWITCH_MS", raising=False)
-    else:
-        monkeypatch.setenv("WEB_GIL_SWITCH_MS", env)
     try:
-        conf = importlib.reload(gunicorn_conf)
-        sys.setswitchinterval(0.005)
-        conf.post_worker_init(None)
-        assert sys.getswitchinterval() == pytest.approx(expected_s or 0.005)
+        with _conf_with(monkeypatch, "WEB_GIL_SWITCH_MS", env) as conf:
+            sys.setswitchinterval(0.005)
+            conf.post_worker_init(None)
+            assert sys.getswitchinterval() == pytest.approx(expected_s or 0.005)
     finally:
         sys.setswitchinterval(before)
-        monkeypatch.delenv("WEB_GIL_SWITCH_MS", raising=False)
-        importlib.reload(gunicorn_conf)
 
 
 @pytest.mark.parametrize(("env", "expected"), [(None, 100), ("10", 10), ("250", 250)])
@@ -134,25 +144,16 @@ def test_a_full_collection_waits_for_more_middle_ones(settings, monkeypatch, env
     """WEB_GC_FULL_EVERY (100; Python's own 10) sets how many middle passes of the collector go by before a
     full one, which walks every object made since the freeze and stalls the process's requests meanwhile."""
     import gc
-    import importlib
-
-    from shop.ops import gunicorn_conf
 
     settings.RECS_GC_FREEZE = False
     before = gc.get_threshold()
-    if env is None:
-        monkeypatch.delenv("WEB_GC_FULL_EVERY", raising=False)
-    else:
-        monkeypatch.setenv("WEB_GC_FULL_EVERY", env)
     try:
-        conf = importlib.reload(gunicorn_conf)
-        gc.set_threshold(700, 10, 10)
-        conf.post_worker_init(None)
-        assert gc.get_threshold() == (700, 10, expected)
+        with _conf_with(monkeypatch, "WEB_GC_FULL_EVERY", env) as conf:
+            gc.set_threshold(700, 10, 10)
+            conf.post_worker_init(None)
+            assert gc.get_threshold() == (700, 10, expected)
     finally:
         gc.set_threshold(*before)
-        monkeypatch.delenv("WEB_GC_FULL_EVERY", raising=False)
-        importlib.reload(gunicorn_conf)
 
 
 def test_a_slow_thread_keeps_the_connection_alive(monkeypatch):
