@@ -45,10 +45,14 @@ def product_document() -> RawSQL:
 def prefix_query(term: str) -> SearchQuery | None:
     """``word:*`` for each word of ``term`` (so "choc" finds "chocolate"); None when it has no word.
     Only letters and digits reach the query syntax."""
+    text = _text_query(term)
+    return None if text is None else SearchQuery(text, search_type="raw", config=CONFIG)
+
+
+def _text_query(term: str) -> str | None:
+    """The ``to_tsquery`` input of ``term``: ``word:*`` for each of its words; None when it has none."""
     tokens = _TOKEN.findall(term.lower())
-    if not tokens:
-        return None
-    return SearchQuery(" & ".join(f"{t}:*" for t in tokens), search_type="raw", config=CONFIG)
+    return " & ".join(f"{t}:*" for t in tokens) if tokens else None
 
 
 BRANDS_CACHE_KEY = "catalog:brand_names"
@@ -75,17 +79,14 @@ def product_search_fts(
     scanning the catalog."""
     queries: list[SearchQuery] = []
     qs = qs.alias(document=product_document())
-    brands = _brand_names()
-    for term in terms:
+    for term in search_terms_resolved(terms, category_names=category_names):
         cond = Q(pk__in=[])  # matches nothing; each branch below widens it
-        category_ids = [pk for pk, name in category_names.items() if term in name]
-        if category_ids:
-            cond |= Q(category_id__in=category_ids)
-        brand_ids = [pk for pk, name in brands if term in name]
-        if brand_ids:
-            cond |= Q(brand_id__in=brand_ids)
-        query = prefix_query(term)
-        if query is not None:
+        if term.category_ids:
+            cond |= Q(category_id__in=term.category_ids)
+        if term.brand_ids:
+            cond |= Q(brand_id__in=term.brand_ids)
+        if term.text_query is not None:
+            query = SearchQuery(term.text_query, search_type="raw", config=CONFIG)
             cond |= Q(document=query)
             queries.append(query)
         qs = qs.filter(cond)
@@ -108,11 +109,10 @@ def search_terms_resolved(terms: Sequence[str], *, category_names: dict[int, str
     brands = _brand_names()
     out = []
     for term in terms:
-        tokens = _TOKEN.findall(term.lower())
         out.append(
             SearchTerm(
                 word=term,
-                text_query=" & ".join(f"{t}:*" for t in tokens) if tokens else None,
+                text_query=_text_query(term),
                 category_ids=tuple(pk for pk, name in category_names.items() if term in name),
                 brand_ids=tuple(pk for pk, name in brands if term in name),
             )
