@@ -274,6 +274,105 @@ def load_ranker(*, model_dir: Path, version: str, snapshot: Path | None = None, 
     return PipelineRanker(pipeline, now=now)
 
 
+def fit_stage1_pipeline(
+    *, snapshot: Path, max_events: int, train_overrides: Mapping[str, Any] | None, max_per_category: int | None
+):
+    """A model-free pipeline on ``snapshot``: stage 1 fitted on its newest ``max_events`` events (0: all; the
+    same fit a retrain saves with its model, :func:`recommender.stage1.fit_retriever`), the rules, no ranker.
+    Returns (pipeline, events used, events in the snapshot)."""
+    import numpy as np
+
+    from recommender.features import FeatureSpace, Vocab
+    from recommender.pipeline import PipelineConfig, RecPipeline
+
+    data = load_snapshot(snapshot)
+    history, items = data.interactions, data.items
+    total = len(history)
+    if 0 < max_events < total:  # the newest events: the snapshot is written in event order, but sort to be sure
+        newest = np.argsort(history.timestamp, kind="stable")[total - max_events :]
+        history = history.take(np.sort(newest))
+    config = config_from_overrides(train_overrides)
+    # No ranker reads features here; the pipeline's feature object only needs the catalogue keyed (ids it
+    # does not know fall into an out-of-vocabulary row, as they would for a model).
+    none = np.zeros(0, dtype=str)
+    space = FeatureSpace(
+        config.features,
+        {
+            "user": Vocab.fit(none, oov_buckets=1),
+            "item": Vocab.fit(items.item_id, oov_buckets=1),
+            "category": Vocab.fit(items.category, oov_buckets=1),
+            "brand": Vocab.fit(items.brand, oov_buckets=1),
+            "device": Vocab.fit(none, oov_buckets=1),
+        },
+        np.zeros(0),
+    )
+    pipeline = RecPipeline.build(
+        history=history,
+        items=items,
+        model=None,
+        space=space,
+        config=config,
+        pipeline_config=PipelineConfig(max_per_category=max_per_category),
+    )
+    return pipeline, len(history), total
+
+
+# What the build server imports once, so that each build's child starts with torch and the recommender loaded.
+_BUILD_PRELOAD = ["shop.recs.engine", "recommender.pipeline", "recommender.registry", "recommender.serving"]
+
+
+def _build_child_start(nice: int) -> None:
+    import os
+
+    import torch
+
+    if nice > 0:
+        os.nice(nice)  # the web process's requests come first on a busy CPU
+    torch.set_num_threads(1)
+
+
+def build_apart(fn: Callable[..., Any], /, *, nice: int = 10, **kwargs: Any) -> tuple[Any, int]:
+    """Run ``fn(**kwargs)`` (a function of this module) in a child process and return (its result, the child's
+    pid). The result comes back whole, by pickle.
+
+    Why: building a serving pipeline converts and sorts arrays as long as the snapshot (about 20 s at 50,000
+    products and 5 million events), mostly inside numpy and pandas calls that hold the interpreter lock for up
+    to a second each. In a web process, no request thread runs meanwhile. Here the web process only unpickles
+    the result (``benchmarks.reload`` measures both).
+
+    The child is forked from multiprocessing's fork server (started on the first build, from a fresh
+    interpreter, never from this process's threads), which imports torch and the recommender once; it runs at
+    ``nice`` and with one torch thread. It writes the result to a temporary file with pickle protocol 5,
+    which this process reads back array by array: the file is read with the lock released, and each array
+    wraps the bytes read for it without a copy (through a pipe, the whole result would be joined into one
+    buffer first, one copy of it all with the lock held). An exception raised by ``fn`` is raised here, with
+    its type and message.
+    """
+    import multiprocessing
+    import pickle
+    import tempfile
+    from concurrent.futures import ProcessPoolExecutor
+
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(_BUILD_PRELOAD)
+    with tempfile.TemporaryDirectory(prefix="shop-serving-build-") as folder:
+        path = Path(folder) / "result.pickle"
+        with ProcessPoolExecutor(1, mp_context=ctx, initializer=_build_child_start, initargs=(nice,)) as pool:
+            pid = pool.submit(_in_child, fn, kwargs, path).result()
+        with path.open("rb") as f:
+            return pickle.load(f), pid
+
+
+def _in_child(fn: Callable[..., Any], kwargs: Mapping[str, Any], path: Path) -> int:
+    import os
+    import pickle
+
+    result = fn(**kwargs)
+    with path.open("wb") as f:
+        pickle.dump(result, f, protocol=5)
+    return os.getpid()
+
+
 # -------------------------------------------------------------------------------------- evaluate/bench
 
 

@@ -6,6 +6,10 @@ history, :func:`shop.recs.engine.load_ranker`) and replaces :data:`_current` in 
 takes that reference once and uses it to the end, so it never sees half of an old and half of a new
 catalogue; nothing mutates a published :class:`ServingModel`.
 
+The pipeline is built in a child process and handed back whole (RECS_SERVING_BUILD_APART,
+:func:`shop.recs.engine.build_apart`): building it in this process held the interpreter lock for up to a second
+at a time (numpy and pandas converting and sorting the snapshot's arrays), and no request thread ran meanwhile.
+
 A version that cannot be loaded (artifact missing or corrupt) leaves the previous model serving, and the
 error is kept for the fallback reason. The same thread flushes the serving counters (:mod:`.stats`) and
 reads the products' cards (:mod:`.cards`), so a request shows its items without a query.
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -53,6 +58,7 @@ class ServingModel:
     max_event_id: int  # events with a larger id are "fresh": read per request from the database
     load_seconds: float
     stage1_only: bool = False  # stage 1 fitted on the snapshot, no ranker (the heuristic arm without a model)
+    built_in_pid: int = 0  # the process that built the pipeline (a child: RECS_SERVING_BUILD_APART)
 
 
 @dataclass(frozen=True)
@@ -134,7 +140,8 @@ def serving_reload() -> ServingModel | None:
 
         t0 = time.perf_counter()
         try:
-            ranker = engine.load_ranker(
+            ranker, pid = _build(
+                engine.load_ranker,
                 model_dir=Path(settings.MODEL_DIR),
                 version=version,
                 snapshot=snap,
@@ -154,6 +161,7 @@ def serving_reload() -> ServingModel | None:
             snapshot=snap.name,
             max_event_id=int(manifest["max_event_id"]),
             load_seconds=time.perf_counter() - t0,
+            built_in_pid=pid,
         )
         _current = model  # the swap: one reference
         heap_freeze()
@@ -161,52 +169,18 @@ def serving_reload() -> ServingModel | None:
         while len(_kept) > max(1, settings.RECS_SERVING_KEEP):
             del _kept[next(iter(_kept))]  # the oldest
         _error = ""
-        log.info("serving: model %s on %s loaded in %.1fs", version, snap.name, model.load_seconds)
+        log.info("serving: model %s on %s loaded in %.1fs%s", version, snap.name, model.load_seconds, _by(pid))
         return model
 
 
-def _stage1_pipeline(snap: Path):
-    """A model-free pipeline on ``snap``: stage 1 fitted on its newest RECS_STAGE1_MAX_EVENTS events (the
-    same fit a retrain saves with its model, :func:`recommender.stage1.fit_retriever`), the rules, no ranker.
-    Returns (pipeline, events used, events in the snapshot)."""
-    import numpy as np
-
-    from recommender.features import FeatureSpace, Vocab
-    from recommender.pipeline import PipelineConfig, RecPipeline
-
+def _build(fn, **kwargs):
+    """``fn(**kwargs)`` (a function of :mod:`.engine`) in a child process (RECS_SERVING_BUILD_APART, the
+    default; :func:`.engine.build_apart` says why) or in this thread. Returns (result, pid that built it)."""
     from . import engine
 
-    data = engine.load_snapshot(snap)
-    history, items = data.interactions, data.items
-    total = len(history)
-    cap = int(settings.RECS_STAGE1_MAX_EVENTS)
-    if 0 < cap < total:  # the newest events: the snapshot is written in event order, but sort to be sure
-        newest = np.argsort(history.timestamp, kind="stable")[total - cap :]
-        history = history.take(np.sort(newest))
-    config = engine.config_from_overrides(settings.RECS_TRAIN_CONFIG)
-    # No ranker reads features here; the pipeline's feature object only needs the catalogue keyed (ids it
-    # does not know fall into an out-of-vocabulary row, as they would for a model).
-    none = np.zeros(0, dtype=str)
-    space = FeatureSpace(
-        config.features,
-        {
-            "user": Vocab.fit(none, oov_buckets=1),
-            "item": Vocab.fit(items.item_id, oov_buckets=1),
-            "category": Vocab.fit(items.category, oov_buckets=1),
-            "brand": Vocab.fit(items.brand, oov_buckets=1),
-            "device": Vocab.fit(none, oov_buckets=1),
-        },
-        np.zeros(0),
-    )
-    pipeline = RecPipeline.build(
-        history=history,
-        items=items,
-        model=None,
-        space=space,
-        config=config,
-        pipeline_config=PipelineConfig(max_per_category=settings.RECS_MAX_PER_CATEGORY or None),
-    )
-    return pipeline, len(history), total
+    if settings.RECS_SERVING_BUILD_APART:
+        return engine.build_apart(fn, nice=settings.RECS_SERVING_BUILD_NICE, **kwargs)
+    return fn(**kwargs), os.getpid()
 
 
 def serving_stage1_reload() -> ServingModel | None:
@@ -228,7 +202,15 @@ def serving_stage1_reload() -> ServingModel | None:
             return held
         t0 = time.perf_counter()
         try:
-            pipeline, used, total = _stage1_pipeline(snap)
+            from . import engine
+
+            (pipeline, used, total), pid = _build(
+                engine.fit_stage1_pipeline,
+                snapshot=snap,
+                max_events=int(settings.RECS_STAGE1_MAX_EVENTS),
+                train_overrides=settings.RECS_TRAIN_CONFIG,
+                max_per_category=settings.RECS_MAX_PER_CATEGORY or None,
+            )
             manifest = snapshot_manifest(snap)
         except Exception as exc:  # an unreadable snapshot: keep what serves, say why
             _stage1_error = f"stage 1 unavailable: {type(exc).__name__}: {exc}"[:300]
@@ -241,18 +223,24 @@ def serving_stage1_reload() -> ServingModel | None:
             max_event_id=int(manifest["max_event_id"]),
             load_seconds=time.perf_counter() - t0,
             stage1_only=True,
+            built_in_pid=pid,
         )
         _stage1, _stage1_error = stage1, ""
         heap_freeze()
         log.info(
-            "serving: no model serves; stage 1 fitted on %s (%d of %d events, RECS_STAGE1_MAX_EVENTS=%d) in %.1fs",
+            "serving: no model serves; stage 1 fitted on %s (%d of %d events, RECS_STAGE1_MAX_EVENTS=%d) in %.1fs%s",
             snap.name,
             used,
             total,
             settings.RECS_STAGE1_MAX_EVENTS,
             stage1.load_seconds,
+            _by(pid),
         )
         return stage1
+
+
+def _by(pid: int) -> str:
+    return "" if pid == os.getpid() else f" (built in child process {pid})"
 
 
 def heap_freeze() -> None:

@@ -311,6 +311,12 @@ RECS_LIVE_CANDIDATES = env.int("RECS_LIVE_CANDIDATES", default=500)  # stage-1 c
 RECS_FRESH_EVENTS = env.int("RECS_FRESH_EVENTS", default=100)  # newest events since the snapshot read per request
 RECS_DB_TIMEOUT_MS = env.int("RECS_DB_TIMEOUT_MS", default=50)  # statement timeout of that read (PostgreSQL)
 RECS_SERVING_LOAD = env.bool("RECS_SERVING_LOAD", default=True)  # load the model in web processes (a thread)
+# ... and build each pipeline in a child process, handed back whole (shop.recs.engine.build_apart): a build
+# holds the interpreter lock for up to a second at a time, which would stop the process's requests
+RECS_SERVING_BUILD_APART = env.bool("RECS_SERVING_BUILD_APART", default=True)
+RECS_SERVING_BUILD_NICE = env.int("RECS_SERVING_BUILD_NICE", default=10)  # that child's niceness (0-19)
+if not 0 <= RECS_SERVING_BUILD_NICE <= 19:
+    raise ImproperlyConfigured(f"RECS_SERVING_BUILD_NICE must be 0-19, got {RECS_SERVING_BUILD_NICE}")
 RECS_SERVING_POLL_S = env.float("RECS_SERVING_POLL_S", default=0.5)  # how often that thread checks the version
 # models a web process keeps after serving them (the current one included): a rollback to one of them is a swap
 RECS_SERVING_KEEP = env.int("RECS_SERVING_KEEP", default=2)
