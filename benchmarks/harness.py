@@ -1282,6 +1282,43 @@ def verdict(ok: bool) -> str:
     return "[bold green]meets target[/]" if ok else "[bold red]misses target[/]"
 
 
+def wait_serving_live(
+    base_url: str,
+    cookies: Sequence[str],
+    *,
+    placement: str = "home.recommended",
+    in_a_row: int = 20,
+    timeout_s: float = 300.0,
+) -> float | None:
+    """Wait until ``in_a_row`` answers in a row of the recommendations API are ranked ``live``, each asked on
+    a new connection (the kernel spreads new connections over the web processes, each on its own socket) by
+    the next of ``cookies`` (``Cookie`` headers of visitors with activity; one visitor would meet its
+    throttle). Then every web process has built its model off the request path (a process starts building
+    at its first request that wants one; at 5 million events a build takes 20-25 s of CPU) and a measured
+    run is not sharing the cores with builds. Returns the seconds waited, or None at ``timeout_s``."""
+    if not cookies:
+        raise ValueError("wait_serving_live needs at least one visitor's cookie")
+    t0 = time.perf_counter()
+    streak, n = 0, 0
+    while streak < in_a_row:
+        if time.perf_counter() - t0 > timeout_s:
+            return None
+        req = urllib.request.Request(
+            f"{base_url}/api/recommendations?placement={placement}&k=8",
+            headers={"Cookie": cookies[n % len(cookies)], "Accept": "application/json", "Connection": "close"},
+        )
+        n += 1
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:  # noqa: S310 (loopback)
+                live = json.loads(r.read()).get("source") == "live"
+        except (urllib.error.URLError, OSError, ValueError):
+            live = False
+        streak = streak + 1 if live else 0
+        if not live:
+            time.sleep(0.25)
+    return time.perf_counter() - t0
+
+
 # -- the recommendation service's own counters (written by the web processes every RECS_STATS_FLUSH_S)
 def serving_mark() -> int:
     """The newest serving counter row now: :func:`serving_mix` counts what was written after it."""

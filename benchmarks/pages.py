@@ -547,6 +547,16 @@ def main(argv: list[str] | None = None) -> int:
         base_url = stack.web.base_url
         with console.status(f"First visit of {args.clients} browsers (cookie jars)..."):
             browsers, html = first_visits(base_url, all_paths["product"], clients=args.clients, seed=args.seed)
+        from shop.recs.models import ModelVersion
+
+        if ModelVersion.objects.filter(is_active=True).exists():
+            with console.status("Waiting until every web process ranks the personal rails live..."):
+                waited = harness.wait_serving_live(base_url, [_cookie_header(b) for b in browsers])
+            console.print(
+                f"Every web process serves its model (waited {waited:.0f} s)."
+                if waited is not None
+                else "[yellow]The personal rails were not ranked live within 300 s: measuring anyway.[/]"
+            )
         candidates = (
             [args.baseline_path]
             if args.baseline_path
