@@ -345,10 +345,12 @@ def build_apart(fn: Callable[..., Any], /, *, nice: int = 10, **kwargs: Any) -> 
     ``nice`` and with one torch thread. It writes the result to a temporary file with pickle protocol 5,
     which this process reads back array by array: the file is read with the lock released, and each array
     wraps the bytes read for it without a copy (through a pipe, the whole result would be joined into one
-    buffer first, one copy of it all with the lock held). An exception raised by ``fn`` is raised here, with
-    its type and message.
+    buffer first, one copy of it all with the lock held). A child whose web process died meanwhile writes
+    nothing (nobody would read or delete the file). An exception raised by ``fn`` is raised here, with its
+    type and message.
     """
     import multiprocessing
+    import os
     import pickle
     import tempfile
     from concurrent.futures import ProcessPoolExecutor
@@ -358,16 +360,20 @@ def build_apart(fn: Callable[..., Any], /, *, nice: int = 10, **kwargs: Any) -> 
     with tempfile.TemporaryDirectory(prefix="shop-serving-build-") as folder:
         path = Path(folder) / "result.pickle"
         with ProcessPoolExecutor(1, mp_context=ctx, initializer=_build_child_start, initargs=(nice,)) as pool:
-            pid = pool.submit(_in_child, fn, kwargs, path).result()
+            pid = pool.submit(_in_child, fn, kwargs, path, os.getpid()).result()
         with path.open("rb") as f:
             return pickle.load(f), pid
 
 
-def _in_child(fn: Callable[..., Any], kwargs: Mapping[str, Any], path: Path) -> int:
+def _in_child(fn: Callable[..., Any], kwargs: Mapping[str, Any], path: Path, asker: int) -> int:
     import os
     import pickle
 
     result = fn(**kwargs)
+    try:
+        os.kill(asker, 0)  # the web process that asked is still there
+    except ProcessLookupError:  # gone meanwhile: nobody would read (nor delete) the file
+        return os.getpid()
     with path.open("wb") as f:
         pickle.dump(result, f, protocol=5)
     return os.getpid()

@@ -101,3 +101,35 @@ def test_the_reload_benchmark_measures_both_ways_of_building(served):  # noqa: F
         assert r["build_s"] > 0 and r["ticks"] > 0 and r["longest_wait_ms"] >= r["p999_wait_ms"] >= 0
         assert r["version"] == served[1].version
     assert serving.serving_model().built_in_pid != os.getpid()
+
+
+def test_a_build_whose_web_process_died_leaves_no_file_behind(tmp_path):
+    """A web process killed while its child builds (a worker restart, an OOM kill): the child finishes but
+    writes nothing, since nobody would read or delete its file (600 MB at 5 million events)."""
+    import signal
+    import subprocess
+    import sys
+
+    # the "build": says it started, then takes 3 s (a module of its own: the child imports it by name)
+    (tmp_path / "slow_build.py").write_text(
+        "import time\nfrom pathlib import Path\n\n"
+        "def run(flag):\n    Path(flag).touch()\n    time.sleep(3)\n    return 'built'\n"
+    )
+    flag = tmp_path / "started"
+    script = (
+        f"from slow_build import run\nfrom shop.recs.engine import build_apart\nbuild_apart(run, flag={str(flag)!r})\n"
+    )
+    builds = tmp_path / "tmp"
+    builds.mkdir()
+    paths = os.pathsep.join([str(tmp_path), str(Path.cwd()), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "TMPDIR": str(builds), "PYTHONPATH": paths}
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env)
+    deadline = time.monotonic() + 60
+    while not flag.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)  # the fork server starts (it imports torch), then forks the child that builds
+    assert flag.exists() and proc.poll() is None
+    proc.send_signal(signal.SIGKILL)  # the web process dies while its child builds
+    proc.wait(10)
+    time.sleep(5)  # past the end of the child's build
+    (folder,) = builds.glob("shop-serving-build-*")  # left behind by the killed process (empty)
+    assert list(folder.iterdir()) == []
