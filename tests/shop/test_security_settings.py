@@ -71,6 +71,15 @@ def test_a_negative_number_of_scoring_threads_is_refused_at_start():
     assert "RECS_SERVING_THREADS must be 0 or more, got -1" in out.stderr
 
 
+@pytest.mark.parametrize("value", ["-1", "20"])
+def test_a_build_niceness_outside_0_19_is_refused_at_start(value):
+    out = _settings_in_a_fresh_process(
+        "print('started')", SECRET_KEY=secrets.token_urlsafe(50), RECS_SERVING_BUILD_NICE=value
+    )
+    assert out.returncode != 0 and "started" not in out.stdout
+    assert f"RECS_SERVING_BUILD_NICE must be 0-19, got {value}" in out.stderr
+
+
 @pytest.mark.parametrize("value", ["1.5", "-0.1"])
 def test_a_revenue_cap_percentile_outside_0_1_is_refused_at_start(value):
     out = _settings_in_a_fresh_process(
