@@ -22,6 +22,6 @@ from shop.settings import *  # noqa: E402, F403
 # The test process loads a serving model only where a test asks for it (shop.recs.serving), never from a
 # loader thread that would poll the database between tests.
 RECS_SERVING_LOAD = False
-# ... and builds it in the test's own process (a child per build costs a fork server's start); the child path has
-# its own tests (tests/shop/test_recs_build_apart.py), and the servers tests start use it.
+# ... and builds it in the test's own process (a first build apart would start a fork server, which imports torch
+# again); the child path has its own tests (tests/shop/test_recs_build_apart.py), and the servers tests start use it.
 RECS_SERVING_BUILD_APART = False

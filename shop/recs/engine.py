@@ -332,8 +332,8 @@ def _build_child_start(nice: int) -> None:
 
 
 def build_apart(fn: Callable[..., Any], /, *, nice: int = 10, **kwargs: Any) -> tuple[Any, int]:
-    """Run ``fn(**kwargs)`` (a function of this module) in a child process and return (its result, the child's
-    pid). The result comes back whole, by pickle.
+    """Run ``fn(**kwargs)`` in a child process and return (its result, the child's pid). ``fn`` is passed by
+    name (a function of this module, or any the child can import); the result comes back whole, by pickle.
 
     Why: building a serving pipeline converts and sorts arrays as long as the snapshot (about 20 s at 50,000
     products and 5 million events), mostly inside numpy and pandas calls that hold the interpreter lock for up
