@@ -133,3 +133,4 @@ def test_a_build_whose_web_process_died_leaves_no_file_behind(tmp_path):
     time.sleep(5)  # past the end of the child's build
     (folder,) = builds.glob("shop-serving-build-*")  # left behind by the killed process (empty)
     assert list(folder.iterdir()) == []
+    assert folder.stat().st_mode & 0o077 == 0  # only this user may open the folder the result is read from

@@ -49,6 +49,12 @@ def test_a_malicious_pickle_in_the_registry_is_refused_without_running(tmp_path,
     assert MARKER not in capsys.readouterr().out
 
 
+# The only unpickling allowed: a web process reading back the serving pipeline its own child process built, from
+# a private temporary folder (shop.recs.engine.build_apart; the folder's mode is checked in
+# tests/shop/test_recs_build_apart.py). Any other site fails below.
+UNPICKLE_ALLOWED = {("shop/recs/engine.py", "return pickle.load(f), pid")}
+
+
 @pytest.mark.parametrize("package", ["shop", "recommender", "worker", "dashboard", "benchmarks"])
 def test_every_torch_load_is_weights_only_and_nothing_unpickles(package):
     root = REPO / package
@@ -56,9 +62,12 @@ def test_every_torch_load_is_weights_only_and_nothing_unpickles(package):
         pytest.skip(f"{package}/ is not in this checkout")
     for path in root.rglob("*.py"):
         text = path.read_text()
+        name = str(path.relative_to(REPO))
         for call in re.findall(r"torch\.load\((?:[^()]|\([^()]*\))*\)", text):
-            assert "weights_only=True" in call, f"{path.relative_to(REPO)}: {call}"
-        assert not re.search(r"\bpickle\.loads?\(|allow_pickle=True", text), path.relative_to(REPO)
+            assert "weights_only=True" in call, f"{name}: {call}"
+        for line in text.splitlines():
+            if re.search(r"\bpickle\.loads?\(|allow_pickle=True", line):
+                assert any(name == f and code in line for f, code in UNPICKLE_ALLOWED), f"{name}: {line.strip()}"
 
 
 BANDIT_TARGETS = ["shop", "recommender", "worker", "dashboard", "benchmarks"]
