@@ -114,7 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     for r in range(args.rounds):
         for apart in (False, True):
             with console.status(f"round {r + 1}: {'apart' if apart else 'inline'}"):
-                runs.append(one_build(apart))
+                try:
+                    runs.append(one_build(apart))
+                except RuntimeError as exc:  # the version cannot be built (artifact missing or corrupt)
+                    raise SystemExit(f"benchmarks.reload: {exc}") from None
             console.print(runs[-1])
     table = Table(title="A request thread's waits while a web process builds its pipeline")
     for col in ("mode", "build s", "longest wait ms", "p99.9 ms", "> 20 ms", "> 100 ms", "waited s"):
