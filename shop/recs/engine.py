@@ -375,8 +375,10 @@ def _in_child(fn: Callable[..., Any], kwargs: Mapping[str, Any], path: Path, ask
     result = fn(**kwargs)
     try:
         os.kill(asker, 0)  # the web process that asked is still there
-    except ProcessLookupError:  # gone meanwhile: nobody would read (nor delete) the file
-        return os.getpid()
+    except ProcessLookupError:  # gone meanwhile: nobody would read (nor delete) the file,
+        # nor ever send this pool worker more work or shut it down; its exit also lets the fork server go
+        # (which waits for every process holding its pipe, this one included)
+        os._exit(0)
     with path.open("wb") as f:
         pickle.dump(result, f, protocol=5)
     return os.getpid()

@@ -112,8 +112,8 @@ def test_a_build_whose_web_process_died_leaves_no_file_behind(tmp_path):
 
     # the "build": says it started, then takes 3 s (a module of its own: the child imports it by name)
     (tmp_path / "slow_build.py").write_text(
-        "import time\nfrom pathlib import Path\n\n"
-        "def run(flag):\n    Path(flag).touch()\n    time.sleep(3)\n    return 'built'\n"
+        "import os, time\nfrom pathlib import Path\n\n"
+        "def run(flag):\n    Path(flag).write_text(f'{os.getpid()} {os.getppid()}')\n    time.sleep(3)\n    return 'built'\n"
     )
     flag = tmp_path / "started"
     script = (
@@ -128,9 +128,25 @@ def test_a_build_whose_web_process_died_leaves_no_file_behind(tmp_path):
     while not flag.exists() and time.monotonic() < deadline:
         time.sleep(0.05)  # the fork server starts (it imports torch), then forks the child that builds
     assert flag.exists() and proc.poll() is None
+    child, server = (int(x) for x in flag.read_text().split())
     proc.send_signal(signal.SIGKILL)  # the web process dies while its child builds
     proc.wait(10)
     time.sleep(5)  # past the end of the child's build
     (folder,) = builds.glob("shop-serving-build-*")  # left behind by the killed process (empty)
     assert list(folder.iterdir()) == []
+    # and neither the child nor its fork server lingers (each holds torch: 300-400 MB resident)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_running(pid) for pid in (child, server)):
+        time.sleep(0.1)
+    assert not _running(child) and not _running(server)
     assert folder.stat().st_mode & 0o077 == 0  # only this user may open the folder the result is read from
+
+
+def _running(pid: int) -> bool:
+    """``pid`` is a live process (not gone, not a zombie waiting to be reaped)."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
