@@ -113,7 +113,8 @@ def test_a_build_whose_web_process_died_leaves_no_file_behind(tmp_path):
     # the "build": says it started, then takes 3 s (a module of its own: the child imports it by name)
     (tmp_path / "slow_build.py").write_text(
         "import os, time\nfrom pathlib import Path\n\n"
-        "def run(flag):\n    Path(flag).write_text(f'{os.getpid()} {os.getppid()}')\n    time.sleep(3)\n    return 'built'\n"
+        "def run(flag):\n    Path(flag + '.tmp').write_text(f'{os.getpid()} {os.getppid()}')\n"
+        "    os.replace(flag + '.tmp', flag)  # whole when it appears\n    time.sleep(3)\n    return 'built'\n"
     )
     flag = tmp_path / "started"
     script = (
