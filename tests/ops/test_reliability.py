@@ -16,7 +16,16 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.reliability import TimedSample, _window_stats, ack_log_read, ledger_compare
+from benchmarks.reliability import (
+    LEAK_TASKS,
+    TimedSample,
+    _window_stats,
+    ack_log_read,
+    ledger_compare,
+    parse_args,
+    rss_growth_check,
+    soak_task_rate,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -64,6 +73,28 @@ def test_soak_tail_in_quiet_windows_counts_only_requests_sent_while_other_work_w
     assert (out["windows"], out["quiet_windows"], out["quiet_requests"]) == (2, 1, 1)
     assert out["quiet_latency"]["p99_ms"] == 10.0
     assert _window_stats(samples, windows[1:])["quiet_latency"] is None
+
+
+def test_worker_memory_is_judged_over_enough_tasks_to_tell_a_leak_from_a_step():
+    # the two-minute soak of a CI run: a 3 MB step over 200 tasks read as 15 MB per 1,000; not judged on so few
+    growth, figure, ok = rss_growth_check(715.2, 718.3, 200)
+    assert round(growth, 1) == 15.5 and not ok and "too few tasks" in figure
+    # the same step over 1,000 tasks is under 5 MB per 1,000; a leak of 6 KB a task is not
+    assert rss_growth_check(715.2, 718.3, LEAK_TASKS)[2]
+    assert not rss_growth_check(715.2, 715.2 + 6.0, LEAK_TASKS)[2]
+    assert rss_growth_check(715.2, 714.0, 1_620)[2]  # memory given back is no leak
+
+
+def test_soak_task_rate_is_beats_two_a_second_unless_the_soak_is_too_short_to_judge_memory():
+    assert soak_task_rate(15) == 2.0
+    for minutes in (0.5, 2, 5, 15, 60):
+        rate = soak_task_rate(minutes)
+        assert rate >= 2.0 and rate * 60 * minutes * 0.9 >= LEAK_TASKS, (minutes, rate)
+    assert parse_args(["r6", "--soak-minutes", "2"]).soak_tasks_per_s == soak_task_rate(2) > 2
+    assert parse_args(["r6", "--soak-tasks-per-s", "3"]).soak_tasks_per_s == 3
+    for bad in (["--soak-minutes", "0"], ["--soak-load", "1.5"], ["--soak-tasks-per-s", "-1"]):
+        with pytest.raises(SystemExit):
+            parse_args(["r6", *bad])
 
 
 # --------------------------------------------------------------------------- the scenarios, end to end
