@@ -47,12 +47,12 @@ uses its own idempotency keys and visitors and checks only its own rows.
   (2; the documented run is 15) open loop (Poisson arrivals) at ``--soak-load`` (70%) of it with the
   same task flow. The mix is a browser's: each home and product page is matched by a request for the
   personal rail it fetches after load. Pass: each type's p99 within its own target (pages, their rails
-  and the beacon 50 ms as bench-pages,
-  the recommendations API 15 ms as the live-serving target), errors < 0.1%, every task run, worker RSS
-  growth after the first tenth of the soak < 5 MB per 1,000 tasks, judged over at least 1,000 tasks (the
-  task rate's default rises above beat's 2 a second where the soak is too short for that). It also reports the CPU each part
-  took (gunicorn, PostgreSQL, the worker, Redis, this load generator, everything else on the machine)
-  and the p99 over the 10 s windows where other processes used under 10% of the machine.
+  and the beacon 50 ms as bench-pages, the recommendations API 15 ms as the live-serving target), errors
+  < 0.1%, every task run, worker RSS growth after the first tenth of the soak < 5 MB per 1,000 tasks,
+  judged over at least 1,000 tasks (the task rate's default rises above beat's 2 a second where the soak
+  is too short for that). It also reports the CPU each part took (gunicorn, PostgreSQL, the worker,
+  Redis, this load generator, everything else on the machine) and the p99 over the 10 s windows where
+  other processes used under 10% of the machine.
 
 Baselines in the same run: post latency in the undisturbed part of the run beside the part around
 the faults (r1, r3), the first post of a batch beside its replays (r2), the capacity run beside the
