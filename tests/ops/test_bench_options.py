@@ -4,6 +4,8 @@ rails were served, from the service's own counters."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from django.utils import timezone
 
@@ -118,3 +120,20 @@ def test_the_ingest_benchmark_serves_with_the_worker_class_and_server_asked_for(
     with pytest.raises(Stop):
         ingest.main(["--worker-class", "sync", "--threads", "1"])
     assert asked["worker_class"] == "sync" and asked["threads"] == 1 and asked["server"] == "gunicorn"
+
+
+def test_the_cold_core_probe_times_every_mode_beside_its_baseline_and_names_a_bad_option(tmp_path, capsys):
+    from benchmarks import idle
+
+    out = tmp_path / "idle.json"
+    assert (
+        idle.main(["--objects", "20000", "--touch", "500", "--gap-ms", "1", "--rounds", "5", "--json", str(out)]) == 0
+    )
+    modes = json.loads(out.read_text())["modes"]
+    assert set(modes) == set(idle.MODES)
+    assert all(0 < m["median_ms"] <= m["p90_ms"] for m in modes.values()), modes
+    assert "median x back to back" in capsys.readouterr().out
+    for bad, name in ((["--touch", "0"], "--touch"), (["--gap-ms", "0"], "--gap-ms"), (["--rounds", "2"], "--rounds")):
+        with pytest.raises(SystemExit) as stopped:
+            idle.parse_args(bad)
+        assert stopped.value.code == 2 and name in capsys.readouterr().err
