@@ -25,7 +25,7 @@ from typing import Any
 
 from rich.table import Table
 
-from .harness import console, cpu_model
+from .harness import console, cpu_model, percentile
 
 MODES = ("back to back", "after sleeping", "after spinning")
 
@@ -68,7 +68,7 @@ def measure(*, objects: int, touch: int, gap_s: float, rounds: int) -> dict[str,
     out = {}
     for mode, xs in samples.items():
         xs.sort()
-        out[mode] = {"median_ms": round(statistics.median(xs), 4), "p90_ms": round(xs[int(0.9 * (len(xs) - 1))], 4)}
+        out[mode] = {"median_ms": round(statistics.median(xs), 4), "p90_ms": round(percentile(xs, 90), 4)}
     return out
 
 

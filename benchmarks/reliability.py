@@ -1650,12 +1650,13 @@ async def _mixed_load(
 # leak of 5 KB a task still fails it.
 LEAK_TASKS = 1_000
 LEAK_MB_PER_1000 = 5.0
+LEAK_WARM_UP_SHARE = 0.1  # the soak's first tenth: imports and caches warming up, not a leak
 
 
 def soak_task_rate(soak_minutes: float) -> float:
     """Tasks a second for a soak of ``soak_minutes``: beat's 2, or enough that ``LEAK_TASKS`` (and a tenth more)
     run after the soak's first tenth, which the memory check leaves out as warm-up."""
-    return round(max(2.0, 1.1 * LEAK_TASKS / (0.9 * 60 * soak_minutes)), 1)
+    return round(max(2.0, 1.1 * LEAK_TASKS / ((1 - LEAK_WARM_UP_SHARE) * 60 * soak_minutes)), 1)
 
 
 def rss_growth_check(warm_rss_mb: float, end_rss_mb: float, tasks_after_warm: float) -> tuple[float, str, bool]:
@@ -1889,7 +1890,9 @@ def scenario_r6(ctx: Context) -> dict[str, Any]:
     done = len(run_times)
     rss1 = _worker_rss_mb(ctx.worker)
     # growth after the first tenth of the soak (imports and caches warming up are not a leak)
-    warm_t, warm_rss = next(((t, r) for t, r in rss_series if t >= 6 * args.soak_minutes), (0.0, rss0))
+    warm_t, warm_rss = next(
+        ((t, r) for t, r in rss_series if t >= LEAK_WARM_UP_SHARE * 60 * args.soak_minutes), (0.0, rss0)
+    )
     tasks_after_warm = done * (1 - warm_t / (60 * args.soak_minutes)) if done else 0
     growth_per_1000, rss_figure, rss_ok = rss_growth_check(warm_rss, rss1, tasks_after_warm)
     answered = [x for x in soak if x.status is not None]
