@@ -35,6 +35,18 @@ def _no_pending_serving_counters():
         stats.serving_stats_forget()
 
 
+@pytest.fixture(autouse=True)
+def _no_sold_out_held():
+    """Each process holds the sold-out products' ids for a few seconds; another test's catalog may reuse them."""
+    stock = sys.modules.get("shop.catalog.stock")
+    if stock is not None:
+        stock.sold_out_forget()
+    yield
+    stock = sys.modules.get("shop.catalog.stock")
+    if stock is not None:
+        stock.sold_out_forget()
+
+
 @pytest.fixture(scope="session")
 def django_db_modify_db_settings(postgresql_proc):
     """Point Django at the throwaway PostgreSQL before pytest-django creates the test database."""

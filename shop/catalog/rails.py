@@ -38,6 +38,7 @@ from .selectors import (
     ranked_product_ids,
     trending_product_ids,
 )
+from .stock import sold_out_ids
 
 DEFAULT_RAIL_SIZE = 8
 # A lone card does not read as a row; a rail with fewer candidates is left out (its products stay free).
@@ -218,13 +219,15 @@ def rails_plan(
 ) -> list[RailPlan]:
     """Choose each placement's products in page order; a product appears in one rail of a page at most.
 
-    Queries: each cold source once (then cached); no product is loaded; one statement for the
+    Sold-out products are left out (:mod:`.stock`). Queries: each cold source once (then cached); the
+    sold-out set when this process's is older than SOLD_OUT_TTL_S; no product is loaded; one statement for the
     served rails' impressions together with ``with_events`` (the page's own events of this visitor,
     e.g. its view), none when there is nothing to write.
     """
     shown: set[int] = set(context.exclude_ids)
     if context.product_id is not None:
         shown.add(context.product_id)
+    sold_out = sold_out_ids()  # lists ranked before a product sold out still name it: never shown in a rail
     plans: list[RailPlan] = []
     for req in requests:
         req = RailRequest(req) if isinstance(req, str) else req
@@ -234,7 +237,7 @@ def rails_plan(
         cands = raw if isinstance(raw, Candidates) else Candidates(ids=raw)
         picked: list[int] = []
         for pid in cands.ids:
-            if pid not in shown:
+            if pid not in shown and pid not in sold_out:
                 picked.append(pid)
                 shown.add(pid)
                 if len(picked) >= placement.size:

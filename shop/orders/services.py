@@ -19,6 +19,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from shop.catalog.models import Product
+from shop.catalog.stock import sold_out_note
 from shop.events.models import Event, EventType
 from shop.events.services import event_record, events_record, visitor_get_or_create, web_event_in
 
@@ -295,6 +296,9 @@ def order_create(
     for item in items:
         products[item.product_id].stock -= item.quantity
     Product.objects.bulk_update(list(products.values()), ["stock"])
+    sold_out = [pk for pk, product in products.items() if product.stock <= 0]
+    if sold_out:  # this process's rails leave them out at once; other processes within SOLD_OUT_TTL_S
+        transaction.on_commit(lambda: sold_out_note(sold_out))
     events_record(
         visitor_id=visitor_id,
         user=user,

@@ -15,8 +15,9 @@ latest snapshot: the arm never waits for a DLRM to pass the gate); ``dlrm`` (and
 full pipeline. When a source cannot serve, the next one does and the response says why (``reason``): no
 active model (``no_model``), the model still loading, the artifact missing,
 the scorer raising, the latency budget (RECS_LATENCY_BUDGET_MS) spent, the database slow. Every request is
-counted with its source and reason (:mod:`.stats`). Items in the cart or bought since the snapshot, and
-the product on the page, are never recommended.
+counted with its source and reason (:mod:`.stats`). Items in the cart or bought since the snapshot, the
+product on the page and products sold out since their list was ranked (``shop.catalog.stock``) are never
+recommended.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 
 from shop.catalog.rails import RailContext, popular_ids, trending_ids
+from shop.catalog.stock import sold_out_ids
 from shop.events.models import Event, EventType
 from shop.experiments.selectors import assignment_for
 from shop.orders.models import CartItem
@@ -63,6 +65,9 @@ PLACEMENTS = {
 TRENDING = "home.trending"
 ARMS = ("popularity", "heuristic", "dlrm")
 DEFAULT_ARM = "dlrm"  # no running experiment: the full pipeline
+
+#: how many more than asked each source ranks, so that sold-out products (``shop.catalog.stock``) can be left out
+SOLD_OUT_SLACK = 8
 
 T = TypeVar("T")
 
@@ -429,6 +434,9 @@ def recommendations_serve(
         if arm_override not in ARMS:
             raise ValueError(f"unknown arm {arm_override!r}")
         arm = arm_override
+    # what sold out after its list was ranked is left out; each source ranks a few more to fill k without it
+    sold_out, want = sold_out_ids(), k
+    k += SOLD_OUT_SLACK
     t = time.perf_counter_ns()
     timings["assign"] = _ms(t - t_start)
     exclude = set(exclude_ids)
@@ -498,6 +506,10 @@ def recommendations_serve(
         timings["popularity"] = _ms(time.perf_counter_ns() - t)
     if not scores or len(scores) != len(ids):
         scores = [None] * len(ids)
+    if sold_out and not sold_out.isdisjoint(ids):
+        keep = [n for n, i in enumerate(ids) if i not in sold_out]
+        ids, scores = [ids[n] for n in keep], [scores[n] for n in keep]
+    ids, scores = ids[:want], scores[:want]
     timings["total"] = _ms(time.perf_counter_ns() - t_start)
     served = Served(
         placement=placement,
