@@ -20,6 +20,8 @@ the same embedding tables (same state-dict keys); din adds the attention's few p
 
 from __future__ import annotations
 
+import logging
+
 import torch
 from torch import nn
 from torchrec.models.dlrm import DLRM, DLRM_DCN, InteractionArch
@@ -30,6 +32,16 @@ from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 from recommender.attention import HISTORY_KEY, QUERY_KEY, HistoryAttentionSparseArch, slot_keys
 from recommender.config import ModelConfig, TrainConfig
 from recommender.features import DENSE_FEATURES, PRIOR_FEATURE, Batch
+
+
+def _not_fx_tracing_notice(record: logging.LogRecord) -> bool:
+    # torchrec's modules ask torch.fx whether they are being traced on every forward; torch answers the first
+    # time with a warning meant for torch's own callers (the function's two meanings), once per process: in
+    # a worker's log or `make demo`'s it reads as a fault of the model. Only that message is dropped.
+    return not str(record.msg).startswith("is_fx_tracing will return true")
+
+
+logging.getLogger("torch.fx._symbolic_trace").addFilter(_not_fx_tracing_notice)
 
 
 def table_configs(

@@ -126,3 +126,18 @@ def test_training_interaction_matches_torchrec():
     ours.pow(2).sum().backward()
     torch.testing.assert_close(d2.grad, d.grad)
     torch.testing.assert_close(s2.grad, s.grad)
+
+
+def test_torchs_once_per_process_fx_tracing_notice_is_dropped_and_nothing_else():
+    import logging
+
+    from recommender.model import _not_fx_tracing_notice
+
+    log = logging.getLogger("torch.fx._symbolic_trace")
+    assert _not_fx_tracing_notice in log.filters
+
+    def record(msg: str) -> logging.LogRecord:
+        return logging.LogRecord(log.name, logging.WARNING, __file__, 1, msg, None, None)
+
+    assert not log.filter(record("is_fx_tracing will return true for both fx.symbolic_trace and torch.export."))
+    assert log.filter(record("symbolic tracing failed"))
