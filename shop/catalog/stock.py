@@ -8,7 +8,7 @@ otherwise stay on it, flagged "Sold out", until the list is rebuilt.
 Each process holds the set for ``SOLD_OUT_TTL_S`` and then reads it again (one statement, answered from
 the partial index ``product_sold_out_idx``); a checkout in this process adds what it sold out at once.
 Another process sees a sell-out within ``SOLD_OUT_TTL_S``. A failed read keeps the set held before (a
-rail never breaks a page) and is tried again on the next call.
+rail never breaks a page) for ``SOLD_OUT_RETRY_S`` before the next try.
 """
 
 from __future__ import annotations
@@ -23,26 +23,34 @@ from django.db import DatabaseError
 from .models import Product
 
 SOLD_OUT_TTL_S = 10.0
+SOLD_OUT_RETRY_S = 1.0  # after a failed read
 
 log = logging.getLogger(__name__)
 
 _held: tuple[float, frozenset[int]] = (0.0, frozenset())  # (monotonic expiry, sold-out ids)
+_failing = False  # the last read failed (its warning is logged once per outage)
 _lock = threading.Lock()
 
 
 def sold_out_ids() -> frozenset[int]:
     """The active products with no stock left, as this process last read them (at most SOLD_OUT_TTL_S old)."""
-    global _held
+    global _held, _failing
     expiry, ids = _held
     if time.monotonic() < expiry:
         return ids
     try:
         fresh = frozenset(Product.objects.filter(is_active=True, stock=0).values_list("id", flat=True))
-    except DatabaseError:
-        log.warning("sold-out products not read; rails keep the set held before", exc_info=True)
+    except DatabaseError as exc:
+        # held a little longer: while the database is down, not one more failing statement per request
+        with _lock:
+            _held = (time.monotonic() + SOLD_OUT_RETRY_S, _held[1])
+            first, _failing = not _failing, True
+        if first:  # once per outage, not per try
+            log.warning("sold-out products not read (%s): rails keep the set held before", exc)
         return ids
     with _lock:
         _held = (time.monotonic() + SOLD_OUT_TTL_S, fresh | (_held[1] - ids))
+        _failing = False
         return _held[1]
 
 
@@ -57,6 +65,6 @@ def sold_out_note(product_ids: Iterable[int]) -> None:
 
 def sold_out_forget() -> None:
     """Drop what this process holds (tests: each builds its own catalog)."""
-    global _held
+    global _held, _failing
     with _lock:
-        _held = (0.0, frozenset())
+        _held, _failing = (0.0, frozenset()), False

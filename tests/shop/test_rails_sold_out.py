@@ -3,6 +3,7 @@ list was ranked (a cached popular list, a model's snapshot) leaves every rail, a
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 
@@ -88,15 +89,25 @@ def test_a_sell_out_in_another_process_leaves_the_rails_within_the_held_time(cli
     assert best_seller.pk not in all_card_ids(html)
 
 
-def test_a_failed_read_keeps_the_set_held_before_and_never_breaks_a_page(client, best_seller, monkeypatch):
+def test_a_failed_read_keeps_the_set_held_before_and_never_breaks_a_page(client, best_seller, monkeypatch, caplog):
     def down(self):
         raise DatabaseError("connection lost")
 
     stock.sold_out_note([best_seller.pk])  # a checkout here sold it out; the held set is due for a read
-    monkeypatch.setattr(QuerySet, "_fetch_all", down)
-    assert stock.sold_out_ids() == frozenset({best_seller.pk})  # kept, tried again on the next call
+    tries = []
+    monkeypatch.setattr(QuerySet, "_fetch_all", lambda self: tries.append(1) or down(self))
+    with caplog.at_level(logging.WARNING, logger="shop.catalog.stock"):
+        assert stock.sold_out_ids() == frozenset({best_seller.pk})  # kept
+        assert stock.sold_out_ids() == frozenset({best_seller.pk})  # and not read again at once
+        assert len(tries) == 1
+        later = stock.time.monotonic() + stock.SOLD_OUT_RETRY_S + 0.1
+        monkeypatch.setattr(stock.time, "monotonic", lambda: later)
+        assert stock.sold_out_ids() == frozenset({best_seller.pk})  # tried again after SOLD_OUT_RETRY_S
+        assert len(tries) == 2
+    assert len([r for r in caplog.records if "sold-out products not read" in r.getMessage()]) == 1  # per outage
     monkeypatch.undo()
     Product.objects.filter(pk=best_seller.pk).update(stock=3)  # restocked
+    stock.sold_out_forget()
     assert stock.sold_out_ids() == frozenset()
     assert best_seller.pk in all_card_ids(client.get("/").content.decode())
 
