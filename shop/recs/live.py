@@ -434,11 +434,13 @@ def recommendations_serve(
         if arm_override not in ARMS:
             raise ValueError(f"unknown arm {arm_override!r}")
         arm = arm_override
-    # what sold out after its list was ranked is left out; each source ranks a few more to fill k without it
-    sold_out, want = sold_out_ids(), k
-    k += SOLD_OUT_SLACK
     t = time.perf_counter_ns()
     timings["assign"] = _ms(t - t_start)
+    # what sold out after its list was ranked is left out (a read every SOLD_OUT_TTL_S: database time); each
+    # source ranks a few more to fill k without it
+    sold_out, want = sold_out_ids(), k
+    k += SOLD_OUT_SLACK
+    timings["db"] = _ms(time.perf_counter_ns() - t)
     exclude = set(exclude_ids)
     if product_id is not None:
         exclude.add(product_id)
