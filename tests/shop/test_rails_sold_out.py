@@ -16,13 +16,9 @@ from shop.catalog.models import Product
 from shop.events.models import EventType
 from shop.orders.services import cart_add_item, order_create
 from tests.factories import EventFactory, ProductFactory
-from tests.shop.test_pages import scores_refresh
+from tests.shop.test_pages import card_ids, scores_refresh
 
 pytestmark = pytest.mark.django_db
-
-
-def card_ids(html: str, placement: str) -> list[int]:
-    return [int(m) for m in re.findall(rf'data-product-id="(\d+)" data-placement="{re.escape(placement)}"', html)]
 
 
 def all_card_ids(html: str) -> list[int]:
