@@ -3,6 +3,12 @@
 A visitor enters the experiment at its first event that carries one of the experiment's arms (its
 first rail render); its arm is that event's arm. Conversion and revenue count its orders placed
 from that moment until the experiment stopped; add-to-cart and rail clicks/impressions likewise.
+
+Conversion through a rail counts a visitor whose order holds a product it had clicked on one of the
+experiment's rails before (click-through attribution, as merchants' recommendation reports count it):
+the arms differ only in their rails, and most orders come from browsing and search, which every arm
+shares, so site-wide conversion dilutes whatever the rails do. It is a diagnostic beside the primary
+metric, not a replacement: a rail can win purchases another page would have made anyway.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ class VisitorRow:
     added_to_cart: bool
     impressions: int  # rail impressions
     clicks: int  # rail clicks
+    rail_orders: int = 0  # orders holding a product this visitor had clicked on a rail before
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,10 +53,21 @@ class Metric:
     label: str
     kind: str  # "proportion", "mean" or "ratio"
     primary: bool = False
+    note: str = ""  # how to read it, in words (beside the lift table)
 
 
 METRICS: tuple[Metric, ...] = (
     Metric("conversion", "Conversion (visitors with an order)", "proportion", primary=True),
+    Metric(
+        "rail_conversion",
+        "Conversion through a rail (clicked, then bought)",
+        "proportion",
+        note=(
+            "Conversion through a rail: visitors whose order holds a product they had clicked on one of the "
+            "experiment's rails. The arms differ only in their rails, so this is where a ranking shows first; "
+            "it is not the verdict, since a rail can take a sale that browsing or search would have made anyway."
+        ),
+    ),
     Metric("revenue_per_visitor", "Revenue per visitor", "mean"),
     Metric("add_to_cart", "Add-to-cart rate (visitors)", "proportion"),
     Metric("rail_ctr", "Rail CTR (clicks / impressions)", "ratio"),
@@ -60,6 +78,9 @@ def metric_stat(metric: str, rows: Sequence[VisitorRow], *, revenue_cap: float |
     """The metric over ``rows``; revenue per visitor counts each visitor's revenue up to ``revenue_cap``."""
     if metric == "conversion":
         k = sum(1 for r in rows if r.orders > 0)
+        return MeanStat(n=len(rows), sum=k, sum_squares=k, nonzero=k)
+    if metric == "rail_conversion":
+        k = sum(1 for r in rows if r.rail_orders > 0)
         return MeanStat(n=len(rows), sum=k, sum_squares=k, nonzero=k)
     if metric == "add_to_cart":
         k = sum(1 for r in rows if r.added_to_cart)

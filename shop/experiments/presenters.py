@@ -76,7 +76,7 @@ def results_as_dict(*, experiment: Experiment, results: Results, serving_mix: Se
                 "kind": m.metric.kind,
                 "primary": m.metric.primary,
                 "cap": None if m.cap is None else dataclasses.asdict(m.cap),
-                "note": m.cap.note(m.metric.label) if m.cap is not None and m.cap.visitors_capped else "",
+                "note": m.cap.note(m.metric.label) if m.cap is not None and m.cap.visitors_capped else m.metric.note,
                 "arms": [dataclasses.asdict(v) for v in m.arms],
                 "comparisons": [
                     {

@@ -8,10 +8,10 @@ import uuid
 from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import Count, F, Max, Min, Q
+from django.db.models import Count, Exists, F, Max, Min, OuterRef, Q
 
 from shop.events.models import Event, EventType
-from shop.orders.models import Order, OrderStatus
+from shop.orders.models import Order, OrderLine, OrderStatus
 
 from .analysis import Results, VisitorRow, results_compute
 from .assignment import ArmSpec, Assignment, ExperimentSpec, assign
@@ -93,7 +93,8 @@ def experiment_current_get() -> Experiment | None:
 
 
 def experiment_visitor_rows(*, experiment: Experiment) -> tuple[list[VisitorRow], int]:
-    """One row per visitor exposed to the experiment (two grouped queries: events, then orders).
+    """One row per visitor exposed to the experiment (grouped queries: events, orders, then the orders
+    holding a product their visitor had clicked on a rail first).
 
     Returns the rows and the number of visitors seen under more than one arm (left out).
     """
@@ -138,6 +139,27 @@ def experiment_visitor_rows(*, experiment: Experiment) -> tuple[list[VisitorRow]
         .iterator(chunk_size=5000)
     ):
         orders.setdefault(visitor_id, []).append((placed_at, total))
+    # an order "through a rail": one of its lines is a product its visitor clicked on a rail placement in the
+    # window before the order was placed (the click's product and visitor, not the arm: the beacon's clicks of
+    # older releases carry none)
+    rail_click = Event.objects.filter(
+        window,
+        type=EventType.CLICK,
+        placement__in=rail_placements,
+        visitor_id=OuterRef("order__visitor_id"),
+        product_id=OuterRef("product_id"),
+        occurred_at__lt=OuterRef("order__placed_at"),
+    )
+    through_rail: dict[uuid.UUID, list] = {}
+    for visitor_id, placed_at, _order in (
+        OrderLine.objects.filter(Exists(rail_click), order__placed_at__gte=experiment.started_at)
+        .filter(**({"order__placed_at__lt": experiment.stopped_at} if experiment.stopped_at is not None else {}))
+        .exclude(order__status=OrderStatus.CANCELLED)
+        .values_list("order__visitor_id", "order__placed_at", "order_id")
+        .distinct()
+        .iterator(chunk_size=5000)
+    ):
+        through_rail.setdefault(visitor_id, []).append(placed_at)
 
     rows: list[VisitorRow] = []
     crossovers = 0
@@ -148,6 +170,7 @@ def experiment_visitor_rows(*, experiment: Experiment) -> tuple[list[VisitorRow]
             crossovers += 1
             continue
         mine = [total for placed_at, total in orders.get(visitor_id, ()) if placed_at >= first_seen]
+        via_rail = sum(1 for placed_at in through_rail.get(visitor_id, ()) if placed_at >= first_seen)
         rows.append(
             VisitorRow(
                 arm=arm_min,
@@ -158,6 +181,7 @@ def experiment_visitor_rows(*, experiment: Experiment) -> tuple[list[VisitorRow]
                 added_to_cart=carts > 0,
                 impressions=impressions,
                 clicks=clicks,
+                rail_orders=via_rail,
             )
         )
     return rows, crossovers

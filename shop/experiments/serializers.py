@@ -96,7 +96,7 @@ class ExperimentMetricSerializer(serializers.Serializer):
         allow_null=True,
         help_text="Revenue per visitor is winsorized (EXPERIMENTS_REVENUE_CAP_PERCENTILE); null: not capped.",
     )
-    note = serializers.CharField(allow_blank=True, help_text="How the metric was capped, in words.")
+    note = serializers.CharField(allow_blank=True, help_text="How to read the metric, or how it was capped, in words.")
     arms = ExperimentArmValueSerializer(many=True)
     comparisons = ExperimentComparisonSerializer(many=True)
 

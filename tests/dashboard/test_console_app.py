@@ -323,7 +323,9 @@ def test_experiment_page_shows_the_api_results(api, accounts, experiment_traffic
         for m in results["metrics"]
         for c in m["comparisons"]
     }
-    assert len(table) == len(comparisons) == 8  # four metrics x two arms against control
+    assert len(table) == len(comparisons) == 10  # five metrics x two arms against control
+    rail = next(m for m in results["metrics"] if m["metric"] == "rail_conversion")
+    assert rail["note"].startswith("Conversion through a rail") and rail["note"] in text  # how to read it
     for row in table.itertuples():
         c = comparisons[(row.metric, row.arm)]
         assert (row.control, row.arm_value, row.control_n, row.arm_n) == (

@@ -12,7 +12,7 @@ from rest_framework.authtoken.models import Token
 from shop.events.models import Event, EventType
 from shop.experiments.models import Experiment
 from shop.orders.models import OrderStatus
-from tests.factories import OrderFactory, ProductFactory, UserFactory, VisitorFactory
+from tests.factories import OrderFactory, OrderLineFactory, ProductFactory, UserFactory, VisitorFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -94,7 +94,7 @@ def _comparison(metric, arm):
 
 
 def test_results_api_reports_per_arm_metrics_lifts_and_srm(logged, admin_client, django_assert_max_num_queries):
-    with django_assert_max_num_queries(9):  # ... and one for the serving mix
+    with django_assert_max_num_queries(10):  # ... and one for the serving mix
         response = admin_client.get("/api/experiments/current/results")
     assert response.status_code == 200
     data = response.json()
@@ -128,6 +128,9 @@ def test_results_api_reports_per_arm_metrics_lifts_and_srm(logged, admin_client,
     assert ctr == {"popularity": (10, 41), "heuristic": (10, 41), "dlrm": (20, 40)}
     atc = {a["arm"]: a["value"] for a in _metric(data, "add_to_cart")["arms"]}
     assert atc == pytest.approx({"popularity": 2 / 11, "heuristic": 3 / 11, "dlrm": 5 / 10})
+    # these orders hold no lines, so none went through a rail
+    through = {a["arm"]: (a["numerator"], a["denominator"]) for a in _metric(data, "rail_conversion")["arms"]}
+    assert through == {"popularity": (0, 11), "heuristic": (0, 11), "dlrm": (0, 10)}
 
     assert data["srm"]["mismatch"] is False and data["srm"]["p_value"] > 0.9
     assert data["verdict"]
@@ -203,3 +206,46 @@ def test_experiment_report_prints_the_lift_table(logged):
 
     with pytest.raises(CommandError, match="No experiment 'nope'"):
         call_command("experiment_report", "--key", "nope")
+
+
+def test_conversion_through_a_rail_counts_orders_of_products_clicked_on_a_rail_first(experiment, admin_client):
+    """A visitor converts through a rail when its order holds a product it clicked on one of the experiment's
+    rails before the order; a click elsewhere, on another product, after the order, or a cancelled order does
+    not count, and site-wide conversion counts them all."""
+    clicked, other, filler = ProductFactory(), ProductFactory(), ProductFactory()
+    when = START + dt.timedelta(hours=1)
+    events = []
+
+    def visitor(arm, click=None, placement="home.recommended", click_at=when, buys=None, status=OrderStatus.PLACED):
+        v = VisitorFactory()
+        events.append(_event(v, clicked, EventType.IMPRESSION, when, arm, None, "home.recommended"))
+        if click is not None:
+            events.append(_event(v, click, EventType.CLICK, click_at, None, None, placement))
+        if buys is not None:
+            order = OrderFactory(visitor=v, total=Decimal(20), placed_at=when + dt.timedelta(minutes=5), status=status)
+            OrderLineFactory(order=order, product=filler)
+            OrderLineFactory(order=order, product=buys)
+        return v
+
+    visitor("dlrm", click=clicked, buys=clicked)  # counts
+    visitor("dlrm", click=clicked, placement="product.recommended", buys=clicked)  # counts: another rail
+    visitor("dlrm", click=clicked, placement="category.grid", buys=clicked)  # a grid is not a rail
+    visitor("dlrm", buys=clicked)  # bought without a click
+    visitor("heuristic", click=clicked, buys=clicked)  # counts
+    visitor("heuristic", click=other, buys=clicked)  # clicked another product on the rail
+    visitor("heuristic", click=clicked, click_at=when + dt.timedelta(minutes=10), buys=clicked)  # click after the order
+    visitor("popularity", click=clicked, buys=clicked, status=OrderStatus.CANCELLED)
+    visitor("popularity", click=clicked)  # clicked, never bought
+    # a rail placement is one where the experiment's rails rendered
+    events.append(
+        _event(VisitorFactory(), clicked, EventType.IMPRESSION, when, "popularity", None, "product.recommended")
+    )
+    Event.objects.bulk_create(events)
+
+    data = admin_client.get("/api/experiments/current/results").json()
+    through = {a["arm"]: (a["numerator"], a["denominator"]) for a in _metric(data, "rail_conversion")["arms"]}
+    assert through == {"popularity": (0, 3), "heuristic": (1, 3), "dlrm": (2, 4)}
+    conv = {a["arm"]: (a["numerator"], a["denominator"]) for a in _metric(data, "conversion")["arms"]}
+    assert conv == {"popularity": (0, 3), "heuristic": (3, 3), "dlrm": (4, 4)}
+    rail = _metric(data, "rail_conversion")
+    assert rail["primary"] is False and rail["kind"] == "proportion"

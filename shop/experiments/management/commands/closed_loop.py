@@ -172,12 +172,13 @@ class Command(BaseCommand):
         self.console.print(line + ".")
 
     def _print_power(self, results) -> None:
-        head = proportion_head_to_head(results=results, metric="conversion", baseline="heuristic", arm="dlrm")
-        if head is not None and head.lift is not None and head.ci_low is not None:
-            self.console.print(
-                f"dlrm against heuristic, conversion: {head.arm_value:.2%} vs {head.control_value:.2%}, lift "
-                f"{head.lift:+.1%} (95% CI {head.ci_low:+.1%} to {head.ci_high:+.1%}, p = {head.p_value:.3f})."
-            )
+        for metric, label in (("conversion", "conversion"), ("rail_conversion", "conversion through a rail")):
+            head = proportion_head_to_head(results=results, metric=metric, baseline="heuristic", arm="dlrm")
+            if head is not None and head.lift is not None and head.ci_low is not None:
+                self.console.print(
+                    f"dlrm against heuristic, {label}: {head.arm_value:.2%} vs {head.control_value:.2%}, lift "
+                    f"{head.lift:+.1%} (95% CI {head.ci_low:+.1%} to {head.ci_high:+.1%}, p = {head.p_value:.3f})."
+                )
         conv = next(m for m in results.metrics if m.metric.primary)
         control = next((v for v in conv.arms if v.arm == results.control), None)
         if control is None or not 0 < control.value < 1:
