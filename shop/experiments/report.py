@@ -7,6 +7,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from .composition import CONTROL_TOP
+
 
 def _fmt(value: float, kind: str, metric: str) -> str:
     if kind == "mean":
@@ -50,6 +52,32 @@ def serving_mix_table(mix: dict, arms: list[str]) -> Table:
             *[_share(by_arm[arm]["fallback_reasons"].get(reason, 0), by_arm[arm]["requests"]) if arm in by_arm else "-"
               for arm in arms],
         )  # fmt: skip
+    return table
+
+
+def _rate(x: float | None) -> str:
+    return "-" if x is None else f"{x * 100:.2f}%"
+
+
+def composition_table(rows: list, control: str | None) -> Table:
+    """``rows``: :class:`shop.experiments.composition.ArmComposition` per arm."""
+    table = Table(title="What the personalised rails showed (cards in the experiment's window)")
+    table.add_column("cards")
+    for r in rows:
+        table.add_column(r.arm + (" (control)" if r.arm == control else ""), justify="right")
+    lines = [
+        ("cards shown", lambda r: f"{r.cards:,}"),
+        ("distinct products", lambda r: f"{r.products:,}"),
+        ("the visitor's own (viewed, clicked or carted before)", lambda r: _rate(r.own_share)),
+        ("  click rate on those", lambda r: f"{_rate(r.own_ctr)} ({r.own_clicks:,}/{r.own_cards:,})"),
+        ("click rate on the others", lambda r: f"{_rate(r.other_ctr)} ({r.other_clicks:,}/{r.other_cards:,})"),
+        (
+            f"  of the others, among the control's {CONTROL_TOP} most shown",
+            lambda r: "-" if r.arm == control else _rate(r.other_control_share),
+        ),
+    ]
+    for label, cell in lines:
+        table.add_row(label, *[cell(r) for r in rows])
     return table
 
 

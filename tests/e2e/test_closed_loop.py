@@ -93,3 +93,8 @@ def test_closed_loop_on_sqlite_trains_a_model_and_prints_the_lift_table(server, 
     assert all(int(v.replace(",", "")) > 0 for v in renders.groups())  # every arm's renders were counted
     popular = re.search(r"│ popular list \(the arm's ranking\)\s+│\s+([\d,]+) \(100%\)", out)
     assert popular is not None, out[-3000:]  # the control serves nothing but the popular list
+    # what the rails showed, read back from the cards the pages recorded
+    assert "What the personalised rails showed" in out
+    cards = re.search(r"│ cards shown\s+│\s+([\d,]+)\s+│\s+([\d,]+)\s+│\s+([\d,]+)\s+│", out)
+    assert cards is not None, out[-3000:]
+    assert all(int(v.replace(",", "")) > 0 for v in cards.groups())

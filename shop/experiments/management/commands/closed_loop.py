@@ -35,9 +35,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.rule import Rule
 
 from shop.experiments.analysis import proportion_head_to_head
+from shop.experiments.composition import experiment_composition
 from shop.experiments.models import Experiment
 from shop.experiments.presenters import results_as_dict
-from shop.experiments.report import results_renderable
+from shop.experiments.report import composition_table, results_renderable
 from shop.experiments.selectors import experiment_exposed_count, experiment_results, running_experiment_forget
 from shop.experiments.services import DEFAULT_ARMS, experiment_create, experiment_start
 from shop.experiments.serving_mix import experiment_serving_mix
@@ -141,6 +142,7 @@ class Command(BaseCommand):
             experiment=experiment, results=results, serving_mix=experiment_serving_mix(experiment=experiment)
         )
         self.console.print(results_renderable(data), soft_wrap=False)  # wrap the verdicts, never crop them
+        self.console.print(composition_table(experiment_composition(experiment=experiment), results.control))
         self._print_power(results)
 
     def _serving_model(self) -> str | None:

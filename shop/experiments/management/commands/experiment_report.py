@@ -8,8 +8,9 @@ from django.core.management.base import BaseCommand, CommandError
 from django.core.serializers.json import DjangoJSONEncoder
 from rich.console import Console
 
+from shop.experiments.composition import experiment_composition
 from shop.experiments.presenters import results_as_dict
-from shop.experiments.report import results_renderable
+from shop.experiments.report import composition_table, results_renderable
 from shop.experiments.selectors import experiment_current_get, experiment_get, experiment_results
 from shop.experiments.serving_mix import experiment_serving_mix
 
@@ -23,8 +24,14 @@ class Command(BaseCommand):
             "--json", dest="as_json", action="store_true", help="Print the API's JSON instead of the table."
         )
         parser.add_argument("--width", type=int, default=None, help="Console width (default: the terminal's).")
+        parser.add_argument(
+            "--composition",
+            action="store_true",
+            help="Also print what each arm's rails showed: the visitor's own products, click rates, distinct "
+            "products, the control's products (reads every card of the window: a report, not a dashboard).",
+        )
 
-    def handle(self, *args, key=None, as_json=False, width=None, **options):
+    def handle(self, *args, key=None, as_json=False, width=None, composition=False, **options):
         experiment = experiment_get(key=key) if key else experiment_current_get()
         if experiment is None:
             raise CommandError(f"No experiment {key!r}." if key else "No experiment has run yet.")
@@ -38,3 +45,7 @@ class Command(BaseCommand):
             return
         console = Console(file=self.stdout, width=width or 160, force_terminal=False, soft_wrap=False)
         console.print(results_renderable(data))
+        if composition:
+            console.print(
+                composition_table(experiment_composition(experiment=experiment), data["experiment"]["control"])
+            )
