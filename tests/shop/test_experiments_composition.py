@@ -13,6 +13,7 @@ from shop.events.models import Event, EventType
 from shop.experiments.composition import composition_compute, experiment_composition
 from shop.experiments.models import Experiment
 from tests.factories import ProductFactory, VisitorFactory
+from tests.shop.test_experiments_results import _event
 
 T0 = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
 
@@ -84,18 +85,9 @@ def test_the_report_reads_the_experiments_window_from_the_log():
     seen, fresh, popular = ProductFactory(), ProductFactory(), ProductFactory()
     shopper, other, early = VisitorFactory(), VisitorFactory(), VisitorFactory()
     at = start + dt.timedelta(minutes=30)
-    n = iter(range(1000))
 
     def ev(visitor, product, type_, when, arm=None, placement=""):
-        return Event(
-            idempotency_key=f"c:{next(n)}",
-            visitor=visitor,
-            product=product,
-            type=type_,
-            placement=placement,
-            arm=arm,
-            occurred_at=when,
-        )
+        return _event(visitor, product, type_, when, arm, None, placement)
 
     Event.objects.bulk_create(
         [
