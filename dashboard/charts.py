@@ -333,12 +333,16 @@ def guardrails_frame(rows: list[Mapping[str, Any]]) -> pd.DataFrame:
 
 def quality_frame(versions: list[Mapping[str, Any]]) -> pd.DataFrame:
     """One row per version and ranker (the version, stage 1 alone, popularity) as the models API reports
-    them: NDCG@10, Recall@10, HR@10 on the same holdout users, and NDCG@10 over popularity's."""
+    them: NDCG@10, Recall@10, HR@10 on the same holdout users, NDCG@10 over popularity's, and how far each
+    leans on the best sellers (share of its top-10 places, distinct products)."""
     rows = [{"version": v["version"], **q} for v in versions for q in v.get("quality") or []]
     return pd.DataFrame(
         rows,
-        columns=["version", "label", "ndcg_at_10", "recall_at_10", "hr_at_10", "users", "ndcg_vs_popularity"],
-    )
+        columns=[
+            "version", "label", "ndcg_at_10", "recall_at_10", "hr_at_10", "users", "ndcg_vs_popularity",
+            "best_sellers_at_10", "distinct_at_10",
+        ],
+    )  # fmt: skip
 
 
 def gate_frame(versions: list[Mapping[str, Any]]) -> pd.DataFrame:

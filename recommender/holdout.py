@@ -13,9 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from recommender.baselines import PopularityBaseline
 from recommender.config import Config
 from recommender.data import Interactions, ItemTable, ShopData
-from recommender.metrics import ranking_metrics, user_ndcg
+from recommender.metrics import BEST_SELLERS, best_seller_reach, ranking_metrics, user_ndcg
 from recommender.pipeline import PipelineConfig, RecPipeline
 
 
@@ -59,7 +60,8 @@ def served_ranking(
     use_model: bool = True,
 ) -> dict:
     """Recall@k / NDCG@k / HR@k of the served pipeline on the holdout, plus ``per_user_ndcg`` (U,) in the
-    holdout's user order. ``use_model`` False: stage 1's own order through the same rules."""
+    holdout's user order, and :func:`recommender.metrics.best_seller_reach` against the holdout history's
+    best sellers. ``use_model`` False: stage 1's own order through the same rules."""
     if not len(holdout.users):
         return {}
     pipe = RecPipeline.build(
@@ -75,6 +77,8 @@ def served_ranking(
     out = pipe.recommend_batch(list(holdout.users), now=holdout.cutoff, k=k, use_model=use_model)
     ranked = [r.item_ids.tolist() for r in out.results]
     metrics = ranking_metrics(ranked, holdout.truth, k)
+    best = PopularityBaseline(holdout.history, tuple(config.data.positive_weights)).top[:BEST_SELLERS]
+    metrics.update(best_seller_reach(ranked, best, k))
     metrics["per_user_ndcg"] = user_ndcg(ranked, holdout.truth, k)
     metrics["ranked_users"] = len(ranked)
     return metrics

@@ -59,6 +59,22 @@ def ranking_metrics(ranked: Sequence[Sequence[str]], truth: Sequence[Sequence[st
     }
 
 
+#: how many of the most engaged items count as the best sellers in :func:`best_seller_reach`
+BEST_SELLERS = 40
+
+
+def best_seller_reach(ranked: Sequence[Sequence[str]], best_sellers: Sequence[str], k: int = 10) -> dict:
+    """Beyond accuracy: ``best_sellers@k``, the share of all users' top-k places held by ``best_sellers`` (the
+    most engaged items: how far a ranking leans on what every shopper is already shown), and ``distinct@k``,
+    the distinct items across those places (how much of the catalogue it reaches). None without places."""
+    top = set(np.asarray(best_sellers).tolist())
+    places = [x for r in ranked for x in list(r)[:k]]
+    return {
+        f"best_sellers@{k}": sum(1 for x in places if x in top) / len(places) if places else None,
+        f"distinct@{k}": len(set(places)),
+    }
+
+
 def user_ndcg(ranked: Sequence[Sequence[str]], truth: Sequence[Sequence[str]], k: int = 10) -> np.ndarray:
     """Per-user NDCG@k (binary relevance), (U,) float64, in input order (users with an empty truth get NaN)."""
     disc = 1.0 / np.log2(np.arange(2, k + 2))

@@ -260,6 +260,14 @@ class QualityRowSerializer(serializers.Serializer):
     ndcg_vs_popularity = serializers.FloatField(
         allow_null=True, help_text="This row's NDCG@10 divided by popularity's on the same users."
     )
+    best_sellers_at_10 = serializers.FloatField(
+        allow_null=True,
+        help_text="Share of the users' top-10 places held by the 40 best sellers of the holdout's history "
+        "(how far the ranking leans on what every shopper is already shown); null for versions trained before.",
+    )
+    distinct_at_10 = serializers.IntegerField(
+        allow_null=True, help_text="Distinct products across the users' top 10s (null for versions trained before)."
+    )
 
 
 class GateFiguresSerializer(serializers.Serializer):
@@ -293,6 +301,8 @@ def model_version_quality(metrics: dict | None) -> list[dict]:
                 "hr_at_10": f.get(f"hr@{QUALITY_K}"),
                 "users": f.get("users", f.get("ranked_users")),
                 "ndcg_vs_popularity": ndcg / popular if popular else None,
+                "best_sellers_at_10": f.get(f"best_sellers@{QUALITY_K}"),
+                "distinct_at_10": f.get(f"distinct@{QUALITY_K}"),
             }
         )
     return rows

@@ -59,7 +59,7 @@ def _ranking_metrics_at(model, space, data, config, cutoff: int, *, k: int = 10,
     rules (``retrieval_only``), so a version's quality is read beside what it replaces."""
     from recommender.baselines import PopularityBaseline
     from recommender.holdout import make_holdout, served_ranking
-    from recommender.metrics import ranking_metrics
+    from recommender.metrics import BEST_SELLERS, best_seller_reach, ranking_metrics
 
     holdout = make_holdout(data, cutoff, config, users=users, seed=config.train.seed)
     out = served_ranking(holdout, model, space, config, k=k)
@@ -70,8 +70,10 @@ def _ranking_metrics_at(model, space, data, config, cutoff: int, *, k: int = 10,
     stage1.pop("per_user_ndcg", None)
     stage1.pop("ranked_users", None)
     popular = PopularityBaseline(holdout.history, tuple(config.data.positive_weights))
+    popular_ranked = [popular.rank(u, holdout.cutoff, k) for u in holdout.users]
     out["baselines"] = {
-        "popularity": ranking_metrics([popular.rank(u, holdout.cutoff, k) for u in holdout.users], holdout.truth, k),
+        "popularity": ranking_metrics(popular_ranked, holdout.truth, k)
+        | best_seller_reach(popular_ranked, popular.top[:BEST_SELLERS], k),
         "retrieval_only": stage1,
     }
     return out

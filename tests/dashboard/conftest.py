@@ -202,9 +202,25 @@ def model_versions(db):
             "hr@10": 0.4,
             "ranked_users": 50,
             "logloss": 0.55,
+            "best_sellers@10": 0.6,
+            "distinct@10": 90,
             "baselines": {
-                "popularity": {"ndcg@10": 0.08, "recall@10": 0.15, "hr@10": 0.3, "users": 50},
-                "retrieval_only": {"ndcg@10": 0.1, "recall@10": 0.2, "hr@10": 0.36, "users": 50},
+                "popularity": {
+                    "ndcg@10": 0.08,
+                    "recall@10": 0.15,
+                    "hr@10": 0.3,
+                    "users": 50,
+                    "best_sellers@10": 1.0,
+                    "distinct@10": 10,
+                },
+                "retrieval_only": {
+                    "ndcg@10": 0.1,
+                    "recall@10": 0.2,
+                    "hr@10": 0.36,
+                    "users": 50,
+                    "best_sellers@10": 0.4,
+                    "distinct@10": 150,
+                },
             },
             "holdout_gate": {
                 "passed": True,

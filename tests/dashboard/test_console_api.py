@@ -162,6 +162,11 @@ def test_models_carry_quality_beside_the_baselines_and_the_gate_figures(accounts
         ("popularity", 0.08, 0.15, 0.3, 50),
     ]
     assert [q["ndcg_vs_popularity"] for q in new["quality"]] == pytest.approx([1.5, 1.25, 1.0])
+    assert [(q["best_sellers_at_10"], q["distinct_at_10"]) for q in new["quality"]] == [
+        (0.6, 90),
+        (0.4, 150),
+        (1.0, 10),
+    ]
     assert new["gate"] == {
         "users": 40,
         "challenger_ndcg": 0.11,
@@ -171,6 +176,7 @@ def test_models_carry_quality_beside_the_baselines_and_the_gate_figures(accounts
     }
     # a version trained before baselines were stored: its own row only, no ratio, no gate figures
     assert [(q["ranker"], q["ndcg_at_10"], q["ndcg_vs_popularity"]) for q in old["quality"]] == [("model", 0.1, None)]
+    assert (old["quality"][0]["best_sellers_at_10"], old["quality"][0]["distinct_at_10"]) == (None, None)
     assert old["gate"] is None
 
 
@@ -194,6 +200,10 @@ def test_a_trained_version_stores_its_baselines_on_the_same_users(accounts):
     for q in rows.values():
         assert 0.0 <= q["ndcg_at_10"] <= 1.0 and 0.0 <= q["recall_at_10"] <= 1.0
     assert rows["popularity"]["ndcg_vs_popularity"] == pytest.approx(1.0) or rows["popularity"]["ndcg_at_10"] == 0
+    # the popular list is the best sellers, one list for everyone
+    assert rows["popularity"]["best_sellers_at_10"] == 1.0 and rows["popularity"]["distinct_at_10"] <= 10
+    for q in (rows["model"], rows["retrieval_only"]):
+        assert 0.0 <= q["best_sellers_at_10"] <= 1.0 and q["distinct_at_10"] >= 1
     assert version["gate"]["users"] > 0
 
 

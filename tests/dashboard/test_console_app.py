@@ -176,7 +176,10 @@ def test_models_page_shows_each_versions_quality_beside_the_baselines_as_the_api
     assert len(quality) == len(expected) == 4  # v0002: itself, stage 1 alone, popularity; v0001: itself only
     for row, (version, q) in zip(quality.itertuples(), expected, strict=True):
         assert (row.version, row.label) == (version, q["label"])
-        for col in ("ndcg_at_10", "recall_at_10", "hr_at_10", "users", "ndcg_vs_popularity"):
+        for col in (
+            "ndcg_at_10", "recall_at_10", "hr_at_10", "users", "ndcg_vs_popularity", "best_sellers_at_10",
+            "distinct_at_10",
+        ):  # fmt: skip
             assert _same(getattr(row, col), q[col]), (version, col)
     assert list(quality["ndcg_at_10"][:3]) == [0.12, 0.1, 0.08]
     gate = at.dataframe[2].value

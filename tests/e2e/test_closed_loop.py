@@ -78,6 +78,10 @@ def test_closed_loop_on_sqlite_trains_a_model_and_prints_the_lift_table(server, 
     assert result.returncode == 0, out[-3000:] + result.stderr[-3000:]
     assert "retrain succeeded" in out and "batch_score succeeded" in out
     assert re.search(r"version v\d+: promoted=True", out)
+    # how far the version leans on the best sellers, beside stage 1's order, on its training holdout
+    assert re.search(
+        r"best sellers: \d+% of its top-10 places hold the shop's 40 best sellers \(stage 1's order \d+%\)", out
+    )
     assert "Lift table: closed-loop-" in out
     for arm in ("popularity (control)", "heuristic", "dlrm"):
         assert arm in out

@@ -19,6 +19,7 @@ from recommender.evaluate import (
     rank_all_items,
     ranking_metrics,
 )
+from recommender.metrics import best_seller_reach
 from recommender.rules import choose_explore_policy
 
 DAY = 86_400
@@ -37,6 +38,13 @@ def test_ranking_metrics_by_hand():
     assert m["hr@3"] == pytest.approx(0.5)
     ideal = 1 + 1 / np.log2(3)
     assert m["ndcg@3"] == pytest.approx(((1 + 1 / np.log2(4)) / ideal) / 2)
+
+
+def test_best_seller_reach_by_hand():
+    m = best_seller_reach([["a", "x", "b", "late"], ["a", "y"], []], ["a", "b", "c"], k=3)
+    assert m["best_sellers@3"] == pytest.approx(3 / 5)  # a, b and a of the places a, x, b, a, y
+    assert m["distinct@3"] == 4  # a, x, b, y ("late" is past k)
+    assert best_seller_reach([], ["a"], k=3) == {"best_sellers@3": None, "distinct@3": 0}
 
 
 def _baskets() -> Interactions:

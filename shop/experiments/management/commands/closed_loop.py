@@ -34,6 +34,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.rule import Rule
 
+from recommender.metrics import BEST_SELLERS
 from shop.experiments.analysis import proportion_head_to_head
 from shop.experiments.composition import experiment_composition
 from shop.experiments.models import Experiment
@@ -46,6 +47,8 @@ from shop.experiments.stats import minimum_detectable_lift, visitors_for_lift
 from shop.recs import execution, runs, selectors
 from shop.recs.models import ModelVersion, TaskRun
 from shop.simulator.run import Config, session_count, simulate
+
+QUALITY_K = 10  # the retrain's ranking metrics are at 10 (shop.recs.engine)
 
 _DONE = ("succeeded", "failed")
 
@@ -255,6 +258,19 @@ class Command(BaseCommand):
             execution.task_run_execute(run_id=run.id)
         return run
 
+    def _print_best_sellers(self, version: str | None) -> None:
+        """How far the version leans on the best sellers, beside stage 1's order (its training holdout)."""
+        metrics = ModelVersion.objects.filter(version=version).values_list("metrics", flat=True).first() or {}
+        stage1 = (metrics.get("baselines") or {}).get("retrieval_only") or {}
+        mine, theirs = metrics.get(f"best_sellers@{QUALITY_K}"), stage1.get(f"best_sellers@{QUALITY_K}")
+        if mine is None or theirs is None:
+            return
+        self.console.print(
+            f"    best sellers: {mine:.0%} of its top-{QUALITY_K} places hold the shop's {BEST_SELLERS} best sellers "
+            f"(stage 1's order {theirs:.0%}); {metrics.get(f'distinct@{QUALITY_K}')} distinct products against "
+            f"{stage1.get(f'distinct@{QUALITY_K}')}, over {metrics.get('users')} holdout users"
+        )
+
     def _retrain_and_score(self, *, inline: bool, timeout: float) -> str | None:
         run = self._wait_run(self._start(TaskRun.Kind.RETRAIN, inline).id, timeout)
         if run.state != "succeeded":
@@ -266,6 +282,7 @@ class Command(BaseCommand):
         )
         for reason in result.get("reasons") or []:  # the gate's own words: why it was (not) promoted
             self.console.print(f"    gate: {reason}")
+        self._print_best_sellers(result.get("version"))
         batch_id = result.get("batch_score_run")
         if batch_id:
             if inline:
