@@ -189,6 +189,12 @@ def _interval(low: float | None, high: float | None) -> str:
     return f"[{low:+.1%}, {high:+.1%}]"
 
 
+def composition_frame(composition: Mapping[str, Any]) -> pd.DataFrame:
+    """One row per arm: what its personalised rails showed (the composition API's figures)."""
+    columns = ["arm", "cards", "products", "own_share", "own_ctr", "other_ctr", "other_control_share"]
+    return pd.DataFrame([{c: a.get(c) for c in columns} for a in composition.get("arms") or []], columns=columns)
+
+
 def experiment_table(results: Mapping[str, Any]) -> pd.DataFrame:
     """One row per metric and non-control arm: values with their counts, lift, CIs, p-value, verdict."""
     rows = []

@@ -135,6 +135,7 @@ BENCHMARK = "/api/console/benchmark"
 SERVING_STATS = "/api/recs/serving-stats"
 RECOMMENDATIONS = "/api/recommendations"
 EXPERIMENT_RESULTS = "/api/experiments/current/results"
+EXPERIMENT_COMPOSITION = "/api/experiments/current/composition"
 GUARDRAILS = "/api/console/guardrails"
 
 

@@ -17,6 +17,36 @@ FILL = (
 st.title("Experiment")
 
 
+def composition() -> None:
+    """What each arm's rails put in front of the shoppers: where a ranking's lift (or its absence) comes from."""
+    st.subheader("What the rails showed")
+    data = session.read(client.EXPERIMENT_COMPOSITION, what="What the rails showed")
+    if data is None:
+        return
+    frame = charts.composition_frame(data)
+    if frame.empty or not frame["cards"].sum():
+        st.info(f"No personalised rail has shown a card in this experiment yet. {FILL}")
+        return
+    st.caption(
+        "Every card of the personalised rails (home, product page, cart) in the experiment's window, read at "
+        f'most once a minute. "The visitor\'s own": products the visitor had viewed, clicked or carted before; '
+        f"the last column: of the other cards, the share among the control's {data['control_top']} most-shown "
+        "products. A ranking that leans on them shows shoppers what the control already shows."
+    )
+    st.dataframe(
+        frame,
+        hide_index=True,
+        column_config=charts.number_columns(
+            cards=("cards", "%d"),
+            products=("distinct products", "%d"),
+            own_share=("the visitor's own", "percent"),
+            own_ctr=("click rate: own", "percent"),
+            other_ctr=("click rate: others", "percent"),
+            other_control_share=("others among the control's", "percent"),
+        ),
+    )
+
+
 @st.fragment(run_every=REFRESH_S)
 def results() -> None:
     try:
@@ -124,6 +154,8 @@ def results() -> None:
                 "seq_ci": st.column_config.TextColumn("always-valid 95% CI"),
             },
         )
+
+    composition()
 
     st.subheader("Conversion lift over time")
     days = charts.lift_over_time_frame(data)

@@ -1,7 +1,12 @@
-"""Staff-only experiment results: ``/api/experiments/current/results`` and ``/api/experiments/<key>/results``."""
+"""Staff-only experiment results: ``/api/experiments/current/results`` and ``/api/experiments/<key>/results``;
+what the running experiment's rails showed: ``/api/experiments/current/composition``."""
 
 from __future__ import annotations
 
+import dataclasses
+
+from django.core.cache import cache
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.exceptions import NotFound
 from rest_framework.permissions import IsAdminUser
@@ -10,9 +15,10 @@ from rest_framework.views import APIView
 
 from shop.api.schema import detail_response
 
+from .composition import CONTROL_TOP, experiment_composition
 from .presenters import results_as_dict
 from .selectors import experiment_current_get, experiment_get, experiment_results
-from .serializers import ExperimentResultsSerializer
+from .serializers import ExperimentCompositionSerializer, ExperimentResultsSerializer
 from .serving_mix import experiment_serving_mix
 
 _RESPONSES = {
@@ -51,3 +57,46 @@ class ExperimentResultsApi(_ResultsApi):
     @extend_schema(operation_id="experiments_results", summary="Results of one experiment", responses=_RESPONSES)
     def get(self, request, key: str):
         return self._respond(experiment_get(key=key))
+
+
+COMPOSITION_CACHE_S = 60  # it reads every card of the window: once a minute at most, on the shared cache
+
+
+class CurrentExperimentCompositionApi(APIView):
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(
+        operation_id="experiments_current_composition",
+        summary="What the running experiment's rails showed, per arm (else the last stopped one's)",
+        description="Per arm, over every card of the personalised rails in the window: cards, distinct products, "
+        "the visitor's own products and their click rate, the others' click rate, and the others among the "
+        "control's most-shown products. Read from the log at most once a minute.",
+        responses={**_RESPONSES, 200: ExperimentCompositionSerializer},
+    )
+    def get(self, request):
+        experiment = experiment_current_get()
+        if experiment is None:
+            raise NotFound("No such experiment.")
+        window = [t.timestamp() if t is not None else "" for t in (experiment.started_at, experiment.stopped_at)]
+        key = "experiments:composition:{}:{}:{}".format(experiment.pk, *window)  # a restart re-reads
+        data = cache.get(key)
+        if data is None:
+            rows = experiment_composition(experiment=experiment)
+            data = {
+                "experiment": experiment.key,
+                "control": next((a.key for a in experiment.arms.all() if a.is_control), None),
+                "control_top": CONTROL_TOP,
+                "computed_at": timezone.now(),
+                "arms": [
+                    dataclasses.asdict(r)
+                    | {
+                        "own_share": r.own_share,
+                        "own_ctr": r.own_ctr,
+                        "other_ctr": r.other_ctr,
+                        "other_control_share": r.other_control_share,
+                    }
+                    for r in rows
+                ],
+            }
+            cache.set(key, data, COMPOSITION_CACHE_S)
+        return Response(ExperimentCompositionSerializer(data).data)

@@ -163,3 +163,30 @@ class ExperimentResultsSerializer(serializers.Serializer):
     by_day = ExperimentDaySerializer(many=True)
     by_model_version = ExperimentModelVersionSerializer(many=True)
     generated_at = serializers.DateTimeField()
+
+
+class ArmCompositionSerializer(serializers.Serializer):
+    arm = serializers.CharField()
+    cards = serializers.IntegerField(help_text="Cards shown on the personalised rails (home, product page, cart).")
+    products = serializers.IntegerField(help_text="Distinct products among them.")
+    own_cards = serializers.IntegerField(
+        help_text="Cards of a product the visitor had viewed, clicked or carted before."
+    )
+    own_clicks = serializers.IntegerField()
+    other_cards = serializers.IntegerField()
+    other_clicks = serializers.IntegerField()
+    other_from_control = serializers.IntegerField(
+        help_text="Other cards among the control's most-shown products (0 for the control itself)."
+    )
+    own_share = serializers.FloatField(allow_null=True)
+    own_ctr = serializers.FloatField(allow_null=True)
+    other_ctr = serializers.FloatField(allow_null=True)
+    other_control_share = serializers.FloatField(allow_null=True)
+
+
+class ExperimentCompositionSerializer(serializers.Serializer):
+    experiment = serializers.CharField(help_text="The experiment's key.")
+    control = serializers.CharField(allow_null=True)
+    control_top = serializers.IntegerField(help_text="How many of the control's most-shown products count.")
+    computed_at = serializers.DateTimeField(help_text="When these figures were read (cached for a minute).")
+    arms = ArmCompositionSerializer(many=True)

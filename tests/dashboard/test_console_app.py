@@ -3,6 +3,8 @@ data: the figures on the page are the API's; logged-out visitors and non-staff a
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
@@ -344,6 +346,50 @@ def test_experiment_page_shows_the_api_results(api, accounts, experiment_traffic
     versions = _frame(at, "model_version")
     assert set(versions["model_version"]) == {r["model_version"] or "(none)" for r in results["by_model_version"]}
     assert len(at.get("vega_lite_chart")) >= 2  # the lift CI bars and the lift over time
+
+
+def test_experiment_page_shows_what_the_rails_showed_as_the_api_gives_it(api, accounts, experiment_traffic):
+    from django.utils import timezone
+
+    from shop.events.models import Event, EventType
+    from tests.factories import EventFactory, ProductFactory
+
+    # the fixture's cards are on a plain "home" placement: add personalised rail cards, one of them the
+    # visitor's own product (viewed before), one clicked
+    shopper = Event.objects.filter(arm="dlrm").values_list("visitor_id", flat=True).first()
+    mine, other = ProductFactory(), ProductFactory()
+    now = timezone.now()
+    EventFactory(visitor_id=shopper, product=mine, type=EventType.VIEW, occurred_at=now)
+    for product in (mine, other):
+        EventFactory(
+            visitor_id=shopper,
+            product=product,
+            type=EventType.IMPRESSION,
+            placement="product.recommended",
+            arm="dlrm",
+            occurred_at=now + dt.timedelta(seconds=1),
+        )
+    EventFactory(
+        visitor_id=shopper,
+        product=mine,
+        type=EventType.CLICK,
+        placement="product.recommended",
+        occurred_at=now + dt.timedelta(seconds=2),
+    )
+    at = _open(_login(_app(), "staffer"), "experiment")
+    _assert_clean(at)
+    composition = api_get(api, "/api/experiments/current/composition", at.session_state["token"])
+    frame = _frame(at, "other_control_share")
+    assert list(frame["arm"]) == [a["arm"] for a in composition["arms"]] == ["popularity", "heuristic", "dlrm"]
+    dlrm = frame[frame["arm"] == "dlrm"].iloc[0]
+    assert (dlrm["cards"], dlrm["products"], dlrm["own_share"], dlrm["own_ctr"], dlrm["other_ctr"]) == (
+        2,
+        2,
+        0.5,
+        1.0,
+        0.0,
+    )
+    assert "What the rails showed" in _texts(at) or any(h.value == "What the rails showed" for h in at.subheader)
 
 
 def test_experiment_page_says_how_revenue_per_visitor_was_capped(api, accounts, experiment_traffic):

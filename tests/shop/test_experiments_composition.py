@@ -112,3 +112,37 @@ def test_the_report_reads_the_experiments_window_from_the_log():
     assert "What the personalised rails showed" in text
     assert "100.00% (1/1)" in text  # the click on the visitor's own product
     assert "50.00%" in text  # of dlrm's two other cards, one among the control's most shown
+
+
+@pytest.mark.django_db
+def test_the_composition_api_is_for_staff_and_reads_the_log_once_a_minute(client, admin_client):
+    from django.core.cache import cache
+
+    from tests.factories import UserFactory
+
+    cache.clear()
+    experiment = Experiment.objects.get(status=Experiment.Status.RUNNING)
+    experiment.started_at = timezone.now() - dt.timedelta(hours=1)
+    experiment.save(update_fields=["started_at"])
+    product, visitor = ProductFactory(), VisitorFactory()
+    at = timezone.now() - dt.timedelta(minutes=5)
+    Event.objects.bulk_create(
+        [_event(visitor, product, EventType.IMPRESSION, at, "heuristic", None, "cart.recommended")]
+    )
+
+    assert client.get("/api/experiments/current/composition").status_code in (401, 403)
+    client.force_login(UserFactory())
+    assert client.get("/api/experiments/current/composition").status_code == 403
+
+    data = admin_client.get("/api/experiments/current/composition").json()
+    assert (data["experiment"], data["control"], data["control_top"]) == ("rails-ranking", "popularity", 40)
+    arms = {a["arm"]: a for a in data["arms"]}
+    assert arms["heuristic"]["cards"] == 1 and arms["heuristic"]["own_share"] == 0.0
+    assert arms["dlrm"]["cards"] == 0 and arms["dlrm"]["own_share"] is None
+    # within the minute the cached figures answer, even after more cards arrive
+    Event.objects.bulk_create([_event(visitor, product, EventType.IMPRESSION, at, "dlrm", None, "home.recommended")])
+    again = admin_client.get("/api/experiments/current/composition").json()
+    assert again["computed_at"] == data["computed_at"] and {a["arm"]: a["cards"] for a in again["arms"]}["dlrm"] == 0
+    cache.clear()
+    fresh = admin_client.get("/api/experiments/current/composition").json()
+    assert {a["arm"]: a["cards"] for a in fresh["arms"]}["dlrm"] == 1
