@@ -33,6 +33,7 @@ ORDER_NUMBER_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I
 class CartChange:
     item: CartItem | None
     changed: bool  # False when the nonce was already used (a replayed form)
+    missing: bool = False  # the line was not in the cart, and not because this nonce removed it
 
 
 def _user_or_none(user: AbstractBaseUser | None) -> AbstractBaseUser | None:
@@ -131,9 +132,13 @@ def cart_update_item(
     device: str = "",
 ) -> CartChange:
     """Set a line's quantity (0 removes it). An increase logs ``add_to_cart`` (``add:{nonce}``),
-    a decrease ``remove_from_cart`` (``rm:{nonce}``), each with the difference as quantity."""
+    a decrease ``remove_from_cart`` (``rm:{nonce}``), each with the difference as quantity. A line not in the
+    cart is refused (``not_in_cart``) whatever the quantity, unless this nonce is what removed it (a retry)."""
     if quantity <= 0:
-        return cart_remove_item(visitor_id=visitor_id, user=user, product_id=product_id, nonce=nonce, device=device)
+        change = cart_remove_item(visitor_id=visitor_id, user=user, product_id=product_id, nonce=nonce, device=device)
+        if change.missing:
+            raise ValidationError("That product is not in your cart.", code="not_in_cart")
+        return change
     _check_quantity(quantity)
     nonce = str(nonce) if nonce else str(uuid.uuid4())
     add_key, rm_key = _nonce_key("add", nonce), _nonce_key("rm", nonce)
@@ -173,12 +178,14 @@ def cart_remove_item(
     device: str = "",
 ) -> CartChange:
     """Remove a line and log ``remove_from_cart`` (``rm:{nonce}``) with the quantity removed.
-    Removing what is not in the cart (e.g. a replayed form) is a no-op."""
+    Removing what is not in the cart (e.g. a replayed form) is a no-op (``missing`` says whether it was this
+    nonce's own removal or never there)."""
     key = _nonce_key("rm", nonce)
     cart = cart_get_or_create(visitor_id=visitor_id, user=user, lock=True)
     item = CartItem.objects.filter(cart=cart, product_id=product_id).first()
-    if item is None or Event.objects.filter(visitor_id=visitor_id, idempotency_key=key).exists():
-        return CartChange(item=None, changed=False)
+    replayed = Event.objects.filter(visitor_id=visitor_id, idempotency_key=key).exists()
+    if item is None or replayed:
+        return CartChange(item=None, changed=False, missing=item is None and not replayed)
     removed = item.quantity
     item.delete()
     event_record(

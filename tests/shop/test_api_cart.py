@@ -133,6 +133,27 @@ def test_update_over_stock_is_400_and_missing_line_is_404(shopper):
     assert "not in your cart" in missing.json()["detail"]
 
 
+def test_setting_quantity_zero_on_a_line_not_in_the_cart_is_404_unless_it_repeats_the_removal(shopper):
+    """PATCH says 404 for a product not in the cart; quantity 0 said 200 instead (a fuzzer's finding: a line
+    deleted, then PATCHed to 0, still "there"). A retry of the request that removed it (same nonce) stays 200."""
+    product, never = ProductFactory(), ProductFactory()
+    add(shopper, product.pk, 2)
+    url = f"/api/cart/items/{product.pk}"
+
+    first = shopper.patch(url, {"quantity": 0, "nonce": "rm-1"}, "application/json")
+    retry = shopper.patch(url, {"quantity": 0, "nonce": "rm-1"}, "application/json")
+    again = shopper.patch(url, {"quantity": 0}, "application/json")
+    not_there = shopper.patch(f"/api/cart/items/{never.pk}", {"quantity": 0}, "application/json")
+
+    assert first.status_code == 200 and first.json()["lines"] == []
+    assert retry.status_code == 200 and retry.json()["lines"] == []
+    assert again.status_code == 404 and "not in your cart" in again.json()["detail"]
+    assert not_there.status_code == 404
+    assert [(e.product_id, e.quantity) for e in events("remove_from_cart")] == [(product.pk, 2)]
+    # DELETE stays idempotent: removing what is not in the cart changes nothing
+    assert shopper.delete(url).status_code == 200
+
+
 def test_delete_removes_the_line(shopper):
     keep, drop = ProductFactory(), ProductFactory()
     add(shopper, keep.pk)
