@@ -8,15 +8,15 @@ comes back too, so two models scored on the same holdout can be compared pairwis
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from recommender.baselines import PopularityBaseline
 from recommender.config import Config
 from recommender.data import Interactions, ItemTable, ShopData
-from recommender.metrics import BEST_SELLERS, best_seller_reach, ranking_metrics, user_ndcg
+from recommender.metrics import best_seller_reach, ranking_metrics, user_ndcg
 from recommender.pipeline import PipelineConfig, RecPipeline
 
 
@@ -58,10 +58,12 @@ def served_ranking(
     k: int = 10,
     n_candidates: int | None = None,
     use_model: bool = True,
+    best_sellers: Sequence[str] | None = None,
 ) -> dict:
     """Recall@k / NDCG@k / HR@k of the served pipeline on the holdout, plus ``per_user_ndcg`` (U,) in the
-    holdout's user order, and :func:`recommender.metrics.best_seller_reach` against the holdout history's
-    best sellers. ``use_model`` False: stage 1's own order through the same rules."""
+    holdout's user order; with ``best_sellers`` (e.g. popularity's top on the holdout history), also
+    :func:`recommender.metrics.best_seller_reach`. ``use_model`` False: stage 1's own order through the same
+    rules."""
     if not len(holdout.users):
         return {}
     pipe = RecPipeline.build(
@@ -77,8 +79,8 @@ def served_ranking(
     out = pipe.recommend_batch(list(holdout.users), now=holdout.cutoff, k=k, use_model=use_model)
     ranked = [r.item_ids.tolist() for r in out.results]
     metrics = ranking_metrics(ranked, holdout.truth, k)
-    best = PopularityBaseline(holdout.history, tuple(config.data.positive_weights)).top[:BEST_SELLERS]
-    metrics.update(best_seller_reach(ranked, best, k))
+    if best_sellers is not None:
+        metrics.update(best_seller_reach(ranked, best_sellers, k))
     metrics["per_user_ndcg"] = user_ndcg(ranked, holdout.truth, k)
     metrics["ranked_users"] = len(ranked)
     return metrics

@@ -29,6 +29,7 @@ from shop.api.schema import detail_response, validation_response
 from shop.events.selectors import event_traffic, visitor_list_recent, visitor_recent_events
 from shop.orders.selectors import order_revenue
 from shop.recs import promotion, runs
+from shop.recs.engine import QUALITY_K
 from shop.recs.models import TaskRun
 from shop.recs.selectors import (
     accelerator_benchmarks_latest,
@@ -242,7 +243,6 @@ class OverviewApi(StaffApi):
 # -------------------------------------------------------------------------------------------- models
 
 
-QUALITY_K = 10
 RANKERS = (
     ("model", "this version (full pipeline)"),
     ("retrieval_only", "stage 1 alone (its own order, same rules)"),

@@ -3,8 +3,6 @@ what the running experiment's rails showed: ``/api/experiments/current/compositi
 
 from __future__ import annotations
 
-import dataclasses
-
 from django.core.cache import cache
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -17,7 +15,7 @@ from shop.api.schema import detail_response
 
 from .composition import CONTROL_TOP, experiment_composition
 from .presenters import results_as_dict
-from .selectors import experiment_current_get, experiment_get, experiment_results
+from .selectors import experiment_current_get, experiment_get, experiment_results, experiment_spec_get
 from .serializers import ExperimentCompositionSerializer, ExperimentResultsSerializer
 from .serving_mix import experiment_serving_mix
 
@@ -81,22 +79,12 @@ class CurrentExperimentCompositionApi(APIView):
         key = "experiments:composition:{}:{}:{}".format(experiment.pk, *window)  # a restart re-reads
         data = cache.get(key)
         if data is None:
-            rows = experiment_composition(experiment=experiment)
             data = {
                 "experiment": experiment.key,
-                "control": next((a.key for a in experiment.arms.all() if a.is_control), None),
+                "control": experiment_spec_get(experiment=experiment).control,
                 "control_top": CONTROL_TOP,
                 "computed_at": timezone.now(),
-                "arms": [
-                    dataclasses.asdict(r)
-                    | {
-                        "own_share": r.own_share,
-                        "own_ctr": r.own_ctr,
-                        "other_ctr": r.other_ctr,
-                        "other_control_share": r.other_control_share,
-                    }
-                    for r in rows
-                ],
+                "arms": experiment_composition(experiment=experiment),  # read field by field, properties too
             }
             cache.set(key, data, COMPOSITION_CACHE_S)
         return Response(ExperimentCompositionSerializer(data).data)

@@ -28,6 +28,7 @@ from shop.events.models import Event, EventType
 from shop.recs.live import PLACEMENTS, TRENDING
 
 from .models import Experiment
+from .selectors import experiment_spec_get
 
 CONTROL_TOP = 40
 PERSONAL_PLACEMENTS = tuple(p for p in PLACEMENTS if p != TRENDING)
@@ -124,8 +125,8 @@ def composition_compute(
 
 def experiment_composition(*, experiment: Experiment) -> list[ArmComposition]:
     """:func:`composition_compute` on the experiment's window (three queries; a report, not a page)."""
-    arms = [a.key for a in experiment.arms.all()]
-    control = next((a.key for a in experiment.arms.all() if a.is_control), None)
+    spec = experiment_spec_get(experiment=experiment)
+    arms, control = [a.key for a in spec.arms], spec.control
     if experiment.started_at is None:
         return composition_compute(arms=arms, control=control, cards=(), clicks=(), first_engaged={})
     window = Q(occurred_at__gte=experiment.started_at)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 EVAL_USERS = 200  # users ranked over the whole catalogue for NDCG@10 / Recall@10 at training time
+QUALITY_K = 10  # the k of the ranking metrics stored with each version (``ndcg@10``, ``best_sellers@10`` ...)
 
 
 @dataclass
@@ -52,7 +53,9 @@ def load_snapshot(snapshot: Path):
     return load_parquet(snapshot / "interactions.parquet", snapshot / "items.parquet")
 
 
-def _ranking_metrics_at(model, space, data, config, cutoff: int, *, k: int = 10, users: int = EVAL_USERS) -> dict:
+def _ranking_metrics_at(
+    model, space, data, config, cutoff: int, *, k: int = QUALITY_K, users: int = EVAL_USERS
+) -> dict:
     """Recall@k / NDCG@k of the served pipeline (stage 1 fitted before ``cutoff``, ``model`` ranking, rules)
     for up to ``users`` users, against what they engaged with after ``cutoff``; and under ``baselines`` the
     same figures on the same users for global popularity and for stage 1's own order through the same
@@ -62,18 +65,18 @@ def _ranking_metrics_at(model, space, data, config, cutoff: int, *, k: int = 10,
     from recommender.metrics import BEST_SELLERS, best_seller_reach, ranking_metrics
 
     holdout = make_holdout(data, cutoff, config, users=users, seed=config.train.seed)
-    out = served_ranking(holdout, model, space, config, k=k)
+    popular = PopularityBaseline(holdout.history, tuple(config.data.positive_weights))
+    best = popular.top[:BEST_SELLERS]
+    out = served_ranking(holdout, model, space, config, k=k, best_sellers=best)
     out.pop("per_user_ndcg", None)
     if not len(holdout.users):
         return out
-    stage1 = served_ranking(holdout, None, space, config, k=k, use_model=False)
+    stage1 = served_ranking(holdout, None, space, config, k=k, use_model=False, best_sellers=best)
     stage1.pop("per_user_ndcg", None)
     stage1.pop("ranked_users", None)
-    popular = PopularityBaseline(holdout.history, tuple(config.data.positive_weights))
     popular_ranked = [popular.rank(u, holdout.cutoff, k) for u in holdout.users]
     out["baselines"] = {
-        "popularity": ranking_metrics(popular_ranked, holdout.truth, k)
-        | best_seller_reach(popular_ranked, popular.top[:BEST_SELLERS], k),
+        "popularity": ranking_metrics(popular_ranked, holdout.truth, k) | best_seller_reach(popular_ranked, best, k),
         "retrieval_only": stage1,
     }
     return out

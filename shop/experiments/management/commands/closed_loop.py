@@ -45,10 +45,9 @@ from shop.experiments.services import DEFAULT_ARMS, experiment_create, experimen
 from shop.experiments.serving_mix import experiment_serving_mix
 from shop.experiments.stats import minimum_detectable_lift, visitors_for_lift
 from shop.recs import execution, runs, selectors
+from shop.recs.engine import QUALITY_K
 from shop.recs.models import ModelVersion, TaskRun
 from shop.simulator.run import Config, session_count, simulate
-
-QUALITY_K = 10  # the retrain's ranking metrics are at 10 (shop.recs.engine)
 
 _DONE = ("succeeded", "failed")
 
