@@ -49,6 +49,13 @@ class DataConfig:
     candidates_per_user: int = 200
     label_horizon_s: int = 7 * DAY
     basket_window_s: int = DAY
+    # Exposure weighting of those rows (inverse propensity): a positive on an item the shop showed often in the
+    # label window (its impressions there, every placement) weighs (1 + impressions) ** -exposure_power, scaled
+    # so the window's positives keep their mean weight of 1 and capped at exposure_weight_cap. A log's clicks
+    # follow what its rankings showed; unweighted, a ranker learns "what was shown sells". 0 turns it off; a log
+    # without impressions (a retail log) is unchanged either way.
+    exposure_power: float = 0.5
+    exposure_weight_cap: float = 10.0
 
 
 @dataclass

@@ -100,7 +100,7 @@ def candidate_examples(
     n_candidates = n_candidates or d.candidates_per_user
     types = list(d.positive_weights)
     pos = np.isin(history.event_type, types)
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("user", "item", "ts", "label", "device", "signals")}
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("user", "item", "ts", "label", "device", "signals", "weight")}
     for c in cutoffs:
         before = history.take(np.flatnonzero(history.timestamp < c))
         if not len(before):
@@ -111,8 +111,10 @@ def candidate_examples(
             {"u": history.user_id[sel], "i": history.item_id[sel], "t": history.timestamp[sel],
              "dev": history.device[sel]}
         )  # fmt: skip
+        exposure = _window_exposure(history, c, c + horizon_s) if d.exposure_power > 0 else None
         first = df.groupby("u")["t"].transform("min")
         df = df[(df["t"] >= first) & (df["t"] < first + d.basket_window_s)]
+        n_before = len(parts["label"])
         for u, g in df.groupby("u", sort=True):
             t1 = int(g["t"].min())
             uh = index.user_history(str(u), t1)
@@ -129,6 +131,15 @@ def candidate_examples(
             parts["label"].append(np.isin(cand, g["i"].to_numpy()).astype(np.float32))
             parts["device"].append(np.full(n, g["dev"].iloc[0]))
             parts["signals"].append(cands.signals)
+        if exposure is not None and len(parts["label"]) > n_before:
+            items_c = np.concatenate(parts["item"][n_before:])
+            labels_c = np.concatenate(parts["label"][n_before:])
+            weights = exposure_weights(
+                exposure.reindex(items_c, fill_value=0).to_numpy(), labels_c, d.exposure_power, d.exposure_weight_cap
+            )
+            parts["weight"].extend(np.split(weights, np.cumsum([len(x) for x in parts["label"][n_before:]])[:-1]))
+        else:
+            parts["weight"].extend(np.ones(len(x), np.float32) for x in parts["label"][n_before:])
     if not parts["user"]:
         return examples_for(index, np.zeros(0, str), np.zeros(0, str), np.zeros(0, np.int64))
     ex = examples_for(
@@ -138,9 +149,29 @@ def candidate_examples(
         np.concatenate(parts["ts"]),
         device=np.concatenate(parts["device"]),
         label=np.concatenate(parts["label"]),
+        weight=np.concatenate(parts["weight"]),
         signals=np.concatenate(parts["signals"]),
     )
     return ex.take(np.argsort(ex.timestamp, kind="stable"))
+
+
+def _window_exposure(history: Interactions, start: int, end: int) -> pd.Series:
+    """Impressions per item id in ``[start, end)``, every placement."""
+    shown = (history.event_type == "impression") & (history.timestamp >= start) & (history.timestamp < end)
+    return pd.Series(history.item_id[shown]).value_counts()
+
+
+def exposure_weights(impressions: np.ndarray, label: np.ndarray, power: float, cap: float) -> np.ndarray:
+    """Row weights: 1 for negatives; for positives ``(1 + impressions) ** -power`` (the inverse of a propensity
+    that grows with how often the item was shown), scaled so the positives' mean weight is 1, then capped at
+    ``cap`` (a rarely shown item's weight is the estimate's variance)."""
+    weight = np.ones(len(label), np.float32)
+    pos = label > 0
+    if not pos.any():
+        return weight
+    raw = (1.0 + np.asarray(impressions, np.float64)[pos]) ** -float(power)
+    weight[pos] = np.minimum(raw / raw.mean(), cap)
+    return weight
 
 
 def training_rows(
