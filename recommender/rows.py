@@ -8,6 +8,11 @@ labelled 1 if it is in that basket, else 0. Validation rows are the same at the 
 (Pointwise rows with random negatives teach "a past item is a positive", and adding the user's past
 items as negatives mis-calibrates them against non-past candidates: both measured worse on Ta Feng.)
 
+A positive weighs less the more often the shop showed its item in the label window (``DataConfig.exposure_power``,
+:func:`exposure_weights`): on a shop's own log, what its rankings put in front of everyone is what gets clicked,
+and unweighted rows teach a ranker to lean on what was shown (the experiment's rails measured it). A retail log
+without impressions is left as it is.
+
 When no user engages after any cutoff (a log too short to split), the rows fall back to pointwise
 examples (:func:`recommender.data.build_examples`) split by time, and say so in ``kind``.
 """

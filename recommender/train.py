@@ -424,6 +424,8 @@ def train_rows(rows: TrainingRows, config: Config, *, refit: bool = True) -> Tra
     candidates = rows.kind == "stage-1 candidates"
     validated = train(rows.train, config, valid=rows.valid, stage1_order=candidates)
     validated.metrics.update(split_cutoff=rows.cutoff, training_rows=rows.kind)
+    if candidates and config.data.exposure_power > 0:
+        validated.metrics["exposure_weighting"] = exposure_summary(rows.train, config)
     if rows.kind == "stage-1 candidates" and len(rows.valid):
         table = explore_validation(validated, rows.valid)
         config.model.explore_slots, config.model.explore_boost = choose_explore_policy(table)
@@ -448,6 +450,18 @@ def train_rows(rows: TrainingRows, config: Config, *, refit: bool = True) -> Tra
     final.wall_time_s += validated.wall_time_s
     final.validated = validated
     return final
+
+
+def exposure_summary(rows: Examples, config: Config) -> dict:
+    """How far exposure weighting (``DataConfig.exposure_power``) moved the training positives' weights."""
+    w = rows.weight[rows.label > 0]
+    return {
+        "power": config.data.exposure_power,
+        "positives": int(len(w)),
+        "weight_min": round(float(w.min()), 4) if len(w) else None,
+        "weight_max": round(float(w.max()), 4) if len(w) else None,
+        "capped": int(np.count_nonzero(w >= config.data.exposure_weight_cap)),
+    }
 
 
 def explore_validation(result: TrainResult, valid: Examples, k: int = 10) -> dict:

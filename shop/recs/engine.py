@@ -111,6 +111,10 @@ def train_and_register(
         "logloss": _finite(result.metrics.get("valid_logloss")),
         **{k: v for k, v in ranking.items()},
         "training_rows": result.metrics.get("training_rows"),
+        # updates the shipped ranker had after its start (0: no update improved the validation loss, and on a
+        # small log it then ranks exactly as stage 1's order does)
+        "model_updates": result.metrics.get("refit_steps", result.metrics.get("best_steps")),
+        "exposure_weighting": result.metrics.get("exposure_weighting"),
         "refit_examples": int(result.metrics.get("refit_examples", 0)),
         "train_examples": int(result.metrics.get("train_examples", 0)),
         "valid_examples": int(result.metrics.get("valid_examples", 0)),

@@ -205,6 +205,14 @@ def test_a_trained_version_stores_its_baselines_on_the_same_users(accounts):
     for q in (rows["model"], rows["retrieval_only"]):
         assert 0.0 <= q["best_sellers_at_10"] <= 1.0 and q["distinct_at_10"] >= 1
     assert version["gate"]["users"] > 0
+    # the ranker's rows were weighted by exposure (the shop logs impressions), and the version says how many
+    # updates it kept after its start
+    stored = ModelVersion.objects.get(version=version["version"]).metrics
+    assert stored["training_rows"] == "stage-1 candidates"
+    weighting = stored["exposure_weighting"]
+    assert weighting["power"] == 0.5 and weighting["positives"] > 0
+    assert 0 < weighting["weight_min"] < 1 < weighting["weight_max"] <= 10.0
+    assert isinstance(stored["model_updates"], int) and stored["model_updates"] >= 0
 
 
 def test_promote_and_rollback_need_the_permission(accounts, model_versions):

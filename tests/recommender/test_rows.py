@@ -98,3 +98,44 @@ def test_the_shops_retrain_and_the_evaluation_build_rows_with_the_same_function(
     # the shipped model is refit on all rows (training + validation) after validation
     assert result.metrics["refit_examples"] == result.metrics["train_examples"] + result.metrics["valid_examples"]
     assert result.validated is not None and result.validated.model is not result.model
+
+
+def test_exposure_weights_by_hand():
+    # positives shown 0, 3 and 99 times in the label window weigh 1, 1/2 and 1/10 before scaling to mean 1
+    w = rows_module.exposure_weights(np.array([0, 3, 99, 8]), np.array([1, 1, 1, 0]), 0.5, 10.0)
+    np.testing.assert_allclose(w, [1 / 0.5333333, 0.5 / 0.5333333, 0.1 / 0.5333333, 1.0], rtol=1e-6)
+    # the cap bounds a rarely shown item's weight; negatives always weigh 1; no positives: all 1
+    w = rows_module.exposure_weights(np.array([0, 999, 5]), np.array([1, 1, 0]), 1.0, 1.5)
+    np.testing.assert_allclose(w, [1.5, 0.001 / 0.5005, 1.0], rtol=1e-6)
+    assert (rows_module.exposure_weights(np.array([4, 2]), np.array([0, 0]), 0.5, 10.0) == 1).all()
+
+
+def test_candidate_rows_weigh_a_positive_by_how_often_its_item_was_shown_in_the_label_window():
+    shop = synthetic_shop(n_users=150, n_items=80, sessions_per_user=6, seed=4)
+    inter = shop.interactions
+    cfg = Config()
+    cut = int(np.quantile(inter.timestamp, 0.6))
+    horizon = 5 * DAY
+    index = HistoryIndex(inter, shop.items, history_types=cfg.data.history_types)
+
+    def rows(power):
+        cfg.data.exposure_power = power
+        return candidate_examples(inter, shop.items, cfg, index=index, cutoffs=[cut], horizon_s=horizon)
+
+    plain, weighted = rows(0.0), rows(0.5)
+    assert (plain.weight == 1).all()
+    # the same rows, labels and features; only the positives' weights move
+    assert np.array_equal(plain.item_id, weighted.item_id) and np.array_equal(plain.label, weighted.label)
+    pos = weighted.label == 1
+    assert pos.sum() > 20 and (weighted.weight[~pos] == 1).all()
+    shown = (inter.event_type == "impression") & (inter.timestamp >= cut) & (inter.timestamp < cut + horizon)
+    imps = np.array([np.count_nonzero(shown & (inter.item_id == i)) for i in weighted.item_id[pos]])
+    raw = (1.0 + imps) ** -0.5
+    np.testing.assert_allclose(weighted.weight[pos], np.minimum(raw / raw.mean(), 10.0), rtol=1e-5)
+    assert len(np.unique(imps)) > 3  # the log shows items unevenly, so the weights differ
+    # a log without impressions (a retail log) is left as it was
+    bought = inter.take(np.flatnonzero(inter.event_type != "impression"))
+    idx = HistoryIndex(bought, shop.items, history_types=cfg.data.history_types)
+    cfg.data.exposure_power = 0.5
+    retail = candidate_examples(bought, shop.items, cfg, index=idx, cutoffs=[cut], horizon_s=horizon)
+    assert len(retail) and (retail.weight == 1).all()

@@ -257,11 +257,20 @@ class Command(BaseCommand):
             execution.task_run_execute(run_id=run.id)
         return run
 
-    def _print_best_sellers(self, version: str | None) -> None:
-        """How far the version leans on the best sellers, beside stage 1's order (its training holdout)."""
+    def _print_version_quality(self, version: str | None) -> None:
+        """How the version was trained (exposure weighting, updates kept) and how far it leans on the best sellers,
+        beside stage 1's order (its training holdout)."""
         metrics = ModelVersion.objects.filter(version=version).values_list("metrics", flat=True).first() or {}
         stage1 = (metrics.get("baselines") or {}).get("retrieval_only") or {}
         mine, theirs = metrics.get(f"best_sellers@{QUALITY_K}"), stage1.get(f"best_sellers@{QUALITY_K}")
+        weighting, updates = metrics.get("exposure_weighting"), metrics.get("model_updates")
+        if weighting:
+            self.console.print(
+                f"    exposure weighting {weighting['power']}: {weighting['positives']} training positives weigh "
+                f"{weighting['weight_min']}-{weighting['weight_max']} ({weighting['capped']} at the cap)"
+            )
+        if updates == 0:
+            self.console.print("    no update improved its validation loss: it ranks as stage 1's order does")
         if mine is None or theirs is None:
             return
         self.console.print(
@@ -281,7 +290,7 @@ class Command(BaseCommand):
         )
         for reason in result.get("reasons") or []:  # the gate's own words: why it was (not) promoted
             self.console.print(f"    gate: {reason}")
-        self._print_best_sellers(result.get("version"))
+        self._print_version_quality(result.get("version"))
         batch_id = result.get("batch_score_run")
         if batch_id:
             if inline:
