@@ -351,6 +351,25 @@ def quality_frame(versions: list[Mapping[str, Any]]) -> pd.DataFrame:
     )  # fmt: skip
 
 
+def training_frame(versions: list[Mapping[str, Any]]) -> pd.DataFrame:
+    """One row per version: its training rows, their exposure weighting and the updates its ranker kept, with
+    a plain note where it ranks as stage 1's order does."""
+    rows = []
+    for v in versions:
+        t = v.get("training") or {}
+        if t.get("rows") is None:
+            continue
+        note = ""
+        if t.get("model_updates") == 0:
+            note = "no update improved its validation loss: ranks as stage 1's order does"
+        rows.append({"version": v["version"], **t, "note": note})
+    return pd.DataFrame(
+        rows,
+        columns=["version", "rows", "exposure_power", "positives", "weight_min", "weight_max", "capped",
+                 "model_updates", "note"],
+    )  # fmt: skip
+
+
 def gate_frame(versions: list[Mapping[str, Any]]) -> pd.DataFrame:
     """The promotion gate's fresh-holdout NDCG@10: the version, popularity and the champion it faced."""
     rows = [{"version": v["version"], **v["gate"]} for v in versions if v.get("gate")]

@@ -97,6 +97,26 @@ else:
             )
             | {"champion": st.column_config.TextColumn("champion version")},
         )
+    training = charts.training_frame(versions)
+    if not training.empty:
+        st.caption(
+            "How each version was trained: a positive weighs less the more often the shop showed its item in the "
+            "label window (exposure weighting), so the ranker learns what shoppers pick rather than what the "
+            "shop put in front of them; and how many updates its ranker kept after starting from stage 1's order."
+        )
+        st.dataframe(
+            training,
+            hide_index=True,
+            column_config=charts.number_columns(
+                exposure_power=("exposure weighting", "%.2f"),
+                positives=("positives", "%d"),
+                weight_min=("lowest weight", "%.3f"),
+                weight_max=("highest weight", "%.3f"),
+                capped=("at the cap", "%d"),
+                model_updates=("updates kept", "%d"),
+            )
+            | {"rows": st.column_config.TextColumn("training rows"), "note": st.column_config.TextColumn("")},
+        )
     st.subheader("The gate's decisions")
     for v in versions[:10]:
         verdict = {"active": "active", "rejected": "rejected by the gate", "retired": "retired"}.get(

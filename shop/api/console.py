@@ -278,6 +278,36 @@ class GateFiguresSerializer(serializers.Serializer):
     champion = serializers.CharField(allow_null=True, help_text="The version it was compared with (null: none).")
 
 
+class TrainingFiguresSerializer(serializers.Serializer):
+    rows = serializers.CharField(
+        allow_null=True, help_text='How its rows were built: "stage-1 candidates" or "pointwise" (a log too short).'
+    )
+    exposure_power = serializers.FloatField(
+        allow_null=True, help_text="Exposure weighting of the training positives (null: none, or trained before)."
+    )
+    positives = serializers.IntegerField(allow_null=True, help_text="Training positives (weighted rows).")
+    weight_min = serializers.FloatField(allow_null=True)
+    weight_max = serializers.FloatField(allow_null=True)
+    capped = serializers.IntegerField(allow_null=True, help_text="Positives at the weight cap.")
+    model_updates = serializers.IntegerField(
+        allow_null=True,
+        help_text="Updates the ranker kept after its start (0: no update improved the validation loss, and on a "
+        "small log it then ranks as stage 1's order does); null for versions trained before.",
+    )
+
+
+def model_version_training(metrics: dict | None) -> dict:
+    """How the version was trained: its rows, their exposure weighting and the updates its ranker kept."""
+    metrics = metrics if isinstance(metrics, dict) else {}
+    weighting = metrics.get("exposure_weighting") if isinstance(metrics.get("exposure_weighting"), dict) else {}
+    return {
+        "rows": metrics.get("training_rows"),
+        "exposure_power": weighting.get("power"),
+        **{k: weighting.get(k) for k in ("positives", "weight_min", "weight_max", "capped")},
+        "model_updates": metrics.get("model_updates"),
+    }
+
+
 def model_version_quality(metrics: dict | None) -> list[dict]:
     """The version's ranking quality at training time beside the baselines measured on the same holdout
     users in the same run (``metrics["baselines"]``; versions trained before baselines were stored have the
@@ -325,6 +355,9 @@ class ModelVersionSerializer(serializers.Serializer):
         help_text="NDCG@10 / Recall@10 / HR@10 of this version and of the baselines on the same users, same run."
     )
     gate = serializers.SerializerMethodField(help_text="The promotion gate's holdout figures (null: not recorded).")
+    training = serializers.SerializerMethodField(
+        help_text="Its training rows, their exposure weighting and the updates its ranker kept."
+    )
     gate_reasons = serializers.ListField(child=serializers.CharField())
     training_seconds = serializers.FloatField()
     examples = serializers.IntegerField(help_text="Training examples.")
@@ -338,6 +371,10 @@ class ModelVersionSerializer(serializers.Serializer):
     @extend_schema_field(GateFiguresSerializer(allow_null=True))
     def get_gate(self, obj) -> dict | None:
         return model_version_gate(obj.metrics)
+
+    @extend_schema_field(TrainingFiguresSerializer)
+    def get_training(self, obj) -> dict:
+        return model_version_training(obj.metrics)
 
 
 class ModelListSerializer(serializers.Serializer):

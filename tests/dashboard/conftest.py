@@ -204,6 +204,15 @@ def model_versions(db):
             "logloss": 0.55,
             "best_sellers@10": 0.6,
             "distinct@10": 90,
+            "training_rows": "stage-1 candidates",
+            "exposure_weighting": {
+                "power": 0.5,
+                "positives": 88,
+                "weight_min": 0.2454,
+                "weight_max": 3.9077,
+                "capped": 0,
+            },
+            "model_updates": 0,
             "baselines": {
                 "popularity": {
                     "ndcg@10": 0.08,

@@ -213,6 +213,12 @@ def test_a_trained_version_stores_its_baselines_on_the_same_users(accounts):
     assert weighting["power"] == 0.5 and weighting["positives"] > 0
     assert 0 < weighting["weight_min"] < 1 < weighting["weight_max"] <= 10.0
     assert isinstance(stored["model_updates"], int) and stored["model_updates"] >= 0
+    assert version["training"] == {
+        "rows": "stage-1 candidates",
+        "exposure_power": 0.5,
+        **{k: weighting[k] for k in ("positives", "weight_min", "weight_max", "capped")},
+        "model_updates": stored["model_updates"],
+    }
 
 
 def test_promote_and_rollback_need_the_permission(accounts, model_versions):

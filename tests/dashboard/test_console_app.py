@@ -192,6 +192,13 @@ def test_models_page_shows_each_versions_quality_beside_the_baselines_as_the_api
         versions[0]["gate"]["champion_ndcg"],
     )
     assert "v0001: trained before baselines were stored" in _texts(at)
+    # how each version was trained, as the API gives it (v0001 predates it), and a plain word where it ranks as
+    # stage 1's order does
+    training = at.dataframe[3].value
+    assert list(training["version"]) == ["v0002"]
+    for col, value in versions[0]["training"].items():
+        assert _same(training[col][0], value), col
+    assert training["note"][0] == "no update improved its validation loss: ranks as stage 1's order does"
 
 
 def test_models_page_promotion_needs_confirmation_and_reports_the_registry_refusal(
