@@ -352,17 +352,13 @@ def quality_frame(versions: list[Mapping[str, Any]]) -> pd.DataFrame:
 
 
 def training_frame(versions: list[Mapping[str, Any]]) -> pd.DataFrame:
-    """One row per version: its training rows, their exposure weighting and the updates its ranker kept, with
-    a plain note where it ranks as stage 1's order does."""
-    rows = []
-    for v in versions:
-        t = v.get("training") or {}
-        if t.get("rows") is None:
-            continue
-        note = ""
-        if t.get("model_updates") == 0:
-            note = "no update improved its validation loss: ranks as stage 1's order does"
-        rows.append({"version": v["version"], **t, "note": note})
+    """One row per version as the models API reports it: its training rows, their exposure weighting, the
+    updates its ranker kept and the API's plain note when it kept none."""
+    rows = [
+        {"version": v["version"], **v["training"], "note": v["training"].get("note") or ""}
+        for v in versions
+        if (v.get("training") or {}).get("rows") is not None
+    ]
     return pd.DataFrame(
         rows,
         columns=["version", "rows", "exposure_power", "positives", "weight_min", "weight_max", "capped",

@@ -29,7 +29,7 @@ from shop.api.schema import detail_response, validation_response
 from shop.events.selectors import event_traffic, visitor_list_recent, visitor_recent_events
 from shop.orders.selectors import order_revenue
 from shop.recs import promotion, runs
-from shop.recs.engine import QUALITY_K
+from shop.recs.engine import QUALITY_K, training_note
 from shop.recs.models import TaskRun
 from shop.recs.selectors import (
     accelerator_benchmarks_latest,
@@ -294,6 +294,9 @@ class TrainingFiguresSerializer(serializers.Serializer):
         help_text="Updates the ranker kept after its start (0: no update improved the validation loss, and on a "
         "small log it then ranks as stage 1's order does); null for versions trained before.",
     )
+    note = serializers.CharField(
+        allow_null=True, help_text="A plain sentence when its ranker kept no update (null otherwise)."
+    )
 
 
 def model_version_training(metrics: dict | None) -> dict:
@@ -305,6 +308,7 @@ def model_version_training(metrics: dict | None) -> dict:
         "exposure_power": weighting.get("power"),
         **{k: weighting.get(k) for k in ("positives", "weight_min", "weight_max", "capped")},
         "model_updates": metrics.get("model_updates"),
+        "note": training_note(metrics),
     }
 
 

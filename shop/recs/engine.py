@@ -17,6 +17,17 @@ EVAL_USERS = 200  # users ranked over the whole catalogue for NDCG@10 / Recall@1
 QUALITY_K = 10  # the k of the ranking metrics stored with each version (``ndcg@10``, ``best_sellers@10`` ...)
 
 
+def training_note(metrics: Mapping[str, Any] | None) -> str | None:
+    """A plain sentence when a version's ranker kept no update after its start (None otherwise). On stage-1
+    candidate rows it starts from stage 1's order, so it then ranks as that order does; on pointwise rows (a
+    log too short to cut) it starts untrained."""
+    if not isinstance(metrics, Mapping) or metrics.get("model_updates") != 0:
+        return None
+    if metrics.get("training_rows") == "stage-1 candidates":
+        return "no update improved its validation loss: it ranks as stage 1's order does"
+    return "no update improved its validation loss: its ranker is untrained"
+
+
 @dataclass
 class Trained:
     version: str

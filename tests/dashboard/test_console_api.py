@@ -9,6 +9,7 @@ import pytest
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from shop.recs.engine import training_note
 from shop.recs.models import ModelVersion, TaskRun
 from tests.dashboard.conftest import PASSWORD
 from tests.worker.conftest import recs_dirs  # noqa: F401 - fixture
@@ -218,7 +219,18 @@ def test_a_trained_version_stores_its_baselines_on_the_same_users(accounts):
         "exposure_power": 0.5,
         **{k: weighting[k] for k in ("positives", "weight_min", "weight_max", "capped")},
         "model_updates": stored["model_updates"],
+        "note": training_note(stored),
     }
+
+
+def test_the_training_note_says_what_a_ranker_that_kept_no_update_ranks_by():
+    # it starts from stage 1's order on candidate rows, untrained on pointwise rows; said only when it kept none
+    kept_none = {"model_updates": 0, "training_rows": "stage-1 candidates"}
+    assert training_note(kept_none) == "no update improved its validation loss: it ranks as stage 1's order does"
+    assert training_note(kept_none | {"training_rows": "pointwise"}).endswith("its ranker is untrained")
+    assert training_note(kept_none | {"model_updates": 40}) is None
+    assert training_note({"training_rows": "stage-1 candidates"}) is None  # trained before the figure was stored
+    assert training_note(None) is None
 
 
 def test_promote_and_rollback_need_the_permission(accounts, model_versions):

@@ -198,7 +198,7 @@ def test_models_page_shows_each_versions_quality_beside_the_baselines_as_the_api
     assert list(training["version"]) == ["v0002"]
     for col, value in versions[0]["training"].items():
         assert _same(training[col][0], value), col
-    assert training["note"][0] == "no update improved its validation loss: ranks as stage 1's order does"
+    assert training["note"][0] == "no update improved its validation loss: it ranks as stage 1's order does"
 
 
 def test_models_page_promotion_needs_confirmation_and_reports_the_registry_refusal(

@@ -45,7 +45,7 @@ from shop.experiments.services import DEFAULT_ARMS, experiment_create, experimen
 from shop.experiments.serving_mix import experiment_serving_mix
 from shop.experiments.stats import minimum_detectable_lift, visitors_for_lift
 from shop.recs import execution, runs, selectors
-from shop.recs.engine import QUALITY_K
+from shop.recs.engine import QUALITY_K, training_note
 from shop.recs.models import ModelVersion, TaskRun
 from shop.simulator.run import Config, session_count, simulate
 
@@ -263,14 +263,14 @@ class Command(BaseCommand):
         metrics = ModelVersion.objects.filter(version=version).values_list("metrics", flat=True).first() or {}
         stage1 = (metrics.get("baselines") or {}).get("retrieval_only") or {}
         mine, theirs = metrics.get(f"best_sellers@{QUALITY_K}"), stage1.get(f"best_sellers@{QUALITY_K}")
-        weighting, updates = metrics.get("exposure_weighting"), metrics.get("model_updates")
+        weighting, note = metrics.get("exposure_weighting"), training_note(metrics)
         if weighting:
             self.console.print(
                 f"    exposure weighting {weighting['power']}: {weighting['positives']} training positives weigh "
                 f"{weighting['weight_min']}-{weighting['weight_max']} ({weighting['capped']} at the cap)"
             )
-        if updates == 0:
-            self.console.print("    no update improved its validation loss: it ranks as stage 1's order does")
+        if note:
+            self.console.print(f"    {note}")
         if mine is None or theirs is None:
             return
         self.console.print(
