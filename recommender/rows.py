@@ -116,7 +116,8 @@ def candidate_examples(
             {"u": history.user_id[sel], "i": history.item_id[sel], "t": history.timestamp[sel],
              "dev": history.device[sel]}
         )  # fmt: skip
-        exposure = _window_exposure(history, c, c + horizon_s) if d.exposure_power > 0 else None
+        # power 0: no count needed, every weight is 1
+        exposure = _window_exposure(history, c, c + horizon_s) if d.exposure_power > 0 else pd.Series(dtype=np.int64)
         first = df.groupby("u")["t"].transform("min")
         df = df[(df["t"] >= first) & (df["t"] < first + d.basket_window_s)]
         n_before = len(parts["label"])
@@ -136,15 +137,10 @@ def candidate_examples(
             parts["label"].append(np.isin(cand, g["i"].to_numpy()).astype(np.float32))
             parts["device"].append(np.full(n, g["dev"].iloc[0]))
             parts["signals"].append(cands.signals)
-        if exposure is not None and len(parts["label"]) > n_before:
-            items_c = np.concatenate(parts["item"][n_before:])
-            labels_c = np.concatenate(parts["label"][n_before:])
-            weights = exposure_weights(
-                exposure.reindex(items_c, fill_value=0).to_numpy(), labels_c, d.exposure_power, d.exposure_weight_cap
-            )
-            parts["weight"].extend(np.split(weights, np.cumsum([len(x) for x in parts["label"][n_before:]])[:-1]))
-        else:
-            parts["weight"].extend(np.ones(len(x), np.float32) for x in parts["label"][n_before:])
+        if len(parts["label"]) > n_before:  # this cutoff's rows: one window, one array of weights
+            items_c, labels_c = np.concatenate(parts["item"][n_before:]), np.concatenate(parts["label"][n_before:])
+            shown = exposure.reindex(items_c, fill_value=0).to_numpy()
+            parts["weight"].append(exposure_weights(shown, labels_c, d.exposure_power, d.exposure_weight_cap))
     if not parts["user"]:
         return examples_for(index, np.zeros(0, str), np.zeros(0, str), np.zeros(0, np.int64))
     ex = examples_for(

@@ -122,8 +122,7 @@ def train_and_register(
         "logloss": _finite(result.metrics.get("valid_logloss")),
         **{k: v for k, v in ranking.items()},
         "training_rows": result.metrics.get("training_rows"),
-        # updates the shipped ranker had after its start (0: no update improved the validation loss, and on a
-        # small log it then ranks exactly as stage 1's order does)
+        # updates the shipped ranker had after its start (0: no update improved the validation loss; training_note)
         "model_updates": result.metrics.get("refit_steps", result.metrics.get("best_steps")),
         "exposure_weighting": result.metrics.get("exposure_weighting"),
         "refit_examples": int(result.metrics.get("refit_examples", 0)),
