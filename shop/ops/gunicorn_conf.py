@@ -101,13 +101,32 @@ gil_switch_interval_s = _number("WEB_GIL_SWITCH_MS", "0", cast=float) / 1000.0
 gc_full_every = _number("WEB_GC_FULL_EVERY", "100", minimum=1)
 
 
+def url_conf_load() -> None:
+    """Import every module the URL configuration names (the views and what they import), as Django's first
+    resolve of a URL would. Done in each worker before it answers anyone: otherwise a process's first request
+    paid for it, about 0.3 s of a 0.5 s first request in one process and 1.0-1.7 s behind gunicorn under
+    load (README "Serving"). A URL configuration that cannot be imported stops the worker here."""
+    from django.urls import get_resolver
+
+    resolver = get_resolver()
+    resolver.check()  # walks every pattern, importing each included URL module and its views
+    resolver.reverse_dict  # noqa: B018  # builds the names' table that reverse() and {% url %} read
+
+
 def post_worker_init(worker) -> None:
     if gil_switch_interval_s > 0:
         sys.setswitchinterval(gil_switch_interval_s)
     young, middle, _ = gc.get_threshold()
     gc.set_threshold(young, middle, gc_full_every)
-    # the application is loaded (Django's apps, URLs, views): long-lived objects the cyclic collector need
-    # not scan again; the serving thread freezes again after each model load (shop.recs.serving.heap_freeze)
+    url_conf_load()
+    # torch imported and the model's loader thread started before this worker answers anyone: started by the
+    # first recommendation request instead, that request paid for the import (1.3-1.7 s behind gunicorn) and
+    # the model began to load only then (README "Serving")
+    from shop.recs.serving import serving_start
+
+    serving_start()
+    # the application is loaded (Django's apps, URLs, views, torch): long-lived objects the cyclic collector
+    # need not scan again; the serving thread freezes again after each model load (serving.heap_freeze)
     from django.conf import settings
 
     if settings.RECS_GC_FREEZE:

@@ -105,6 +105,31 @@ def test_the_loaded_application_is_frozen_out_of_the_collectors_passes(settings)
         gc.unfreeze()
 
 
+def test_each_worker_loads_the_url_configuration_before_it_answers(settings):
+    """post_worker_init imports every URL module and view and builds the names' table: a process's first request
+    no longer pays for it (0.5 s of CPU in one process before, 0.1 s after)."""
+    from django.urls import URLResolver, clear_url_caches, get_resolver
+
+    from shop.ops import gunicorn_conf
+
+    settings.RECS_GC_FREEZE = False
+    clear_url_caches()
+    try:
+        fresh = get_resolver()
+        assert "url_patterns" not in fresh.__dict__  # a new resolver: nothing imported through it yet
+        gunicorn_conf.post_worker_init(None)
+        assert get_resolver() is fresh
+
+        def loaded(resolver: URLResolver) -> int:
+            assert "url_patterns" in resolver.__dict__, resolver  # its URL module imported, views with it
+            return 1 + sum(loaded(p) for p in resolver.url_patterns if isinstance(p, URLResolver))
+
+        assert loaded(fresh) > 5  # the root and the apps' included configurations
+        assert fresh._populated  # reverse() and {% url %} read a table already built
+    finally:
+        clear_url_caches()
+
+
 @contextlib.contextmanager
 def _conf_with(monkeypatch, name: str, value: str | None):
     """``shop.ops.gunicorn_conf`` read again with ``name`` set to ``value`` (unset when None), and read again
