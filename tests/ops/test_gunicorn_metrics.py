@@ -130,6 +130,32 @@ def test_each_worker_loads_the_url_configuration_before_it_answers(settings):
         clear_url_caches()
 
 
+@pytest.mark.parametrize("load", [True, False])
+def test_each_worker_starts_the_models_loader_before_it_answers(settings, monkeypatch, load):
+    """post_worker_init starts this process's model loader (torch imported, the thread running) when the web
+    processes load models (RECS_SERVING_LOAD), so the first recommendation request neither pays for the import
+    nor waits for the load to begin; with it off, no loader starts."""
+    import threading
+
+    from shop.ops import gunicorn_conf
+    from shop.recs import serving
+
+    settings.RECS_GC_FREEZE = False
+    settings.RECS_SERVING_LOAD = load
+    ran: list[str] = []
+    monkeypatch.setattr(serving, "_loop", lambda: ran.append(threading.current_thread().name))  # no database
+    assert serving._thread is None
+    try:
+        gunicorn_conf.post_worker_init(None)
+        if load:
+            serving._thread.join(10)
+            assert ran == ["recs-serving"] and "torch" in sys.modules
+        else:
+            assert serving._thread is None and ran == []
+    finally:
+        serving.serving_stop()
+
+
 @contextlib.contextmanager
 def _conf_with(monkeypatch, name: str, value: str | None):
     """``shop.ops.gunicorn_conf`` read again with ``name`` set to ``value`` (unset when None), and read again
