@@ -104,8 +104,8 @@ gc_full_every = _number("WEB_GC_FULL_EVERY", "100", minimum=1)
 def url_conf_load() -> None:
     """Import every module the URL configuration names (the views and what they import), as Django's first
     resolve of a URL would. Done in each worker before it answers anyone: otherwise a process's first request
-    paid for it, about 0.3 s of a 0.5 s first request in one process and 1.0-1.7 s behind gunicorn under
-    load (README "Serving"). A URL configuration that cannot be imported stops the worker here."""
+    paid for it (in one process 0.5 s for the first request without it, 0.1 s with it; README "Serving"). A
+    URL configuration that cannot be imported stops the worker here."""
     from django.urls import get_resolver
 
     resolver = get_resolver()
@@ -120,7 +120,7 @@ def post_worker_init(worker) -> None:
     gc.set_threshold(young, middle, gc_full_every)
     url_conf_load()
     # torch imported and the model's loader thread started before this worker answers anyone: started by the
-    # first recommendation request instead, that request paid for the import (1.3-1.7 s behind gunicorn) and
+    # first recommendation request instead, that request paid for the import (1.0-1.7 s behind gunicorn) and
     # the model began to load only then (README "Serving")
     from shop.recs.serving import serving_start
 

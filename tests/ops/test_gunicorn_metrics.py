@@ -137,9 +137,12 @@ def test_each_worker_starts_the_models_loader_before_it_answers(settings, monkey
     nor waits for the load to begin; with it off, no loader starts."""
     import threading
 
+    import torch
+
     from shop.ops import gunicorn_conf
     from shop.recs import serving
 
+    torch_threads = torch.get_num_threads()  # the loader's start sets the web process's own (one)
     settings.RECS_GC_FREEZE = False
     settings.RECS_SERVING_LOAD = load
     ran: list[str] = []
@@ -154,6 +157,7 @@ def test_each_worker_starts_the_models_loader_before_it_answers(settings, monkey
             assert serving._thread is None and ran == []
     finally:
         serving.serving_stop()
+        torch.set_num_threads(torch_threads)
 
 
 @contextlib.contextmanager
