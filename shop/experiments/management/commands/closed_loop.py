@@ -179,13 +179,12 @@ class Command(BaseCommand):
         for metric, label in (("conversion", "conversion"), ("rail_conversion", "conversion through a rail")):
             head = proportion_head_to_head(results=results, metric=metric, baseline="heuristic", arm="dlrm")
             if head is not None and head.lift is not None and head.ci_low is not None:
+                # with the interval that holds at any look, as the lift table gives it (set with the 95% one)
                 line = (
                     f"dlrm against heuristic, {label}: {head.arm_value:.2%} vs {head.control_value:.2%}, lift "
-                    f"{head.lift:+.1%} (95% CI {head.ci_low:+.1%} to {head.ci_high:+.1%}, p = {head.p_value:.3f}"
+                    f"{head.lift:+.1%} (95% CI {head.ci_low:+.1%} to {head.ci_high:+.1%}, p = {head.p_value:.3f}; "
+                    f"always-valid {head.seq_ci_low:+.1%} to {head.seq_ci_high:+.1%})."
                 )
-                if head.seq_ci_low is not None:  # as the lift table gives it: the interval that holds at any look
-                    line += f"; always-valid {head.seq_ci_low:+.1%} to {head.seq_ci_high:+.1%}"
-                line += ")."
                 if head.significant and not head.sequentially_significant:
                     line += " Significant at this single look only: the always-valid interval does not confirm it."
                 self.console.print(line)
