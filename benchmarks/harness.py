@@ -15,6 +15,7 @@ import math
 import os
 import platform
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -44,7 +45,7 @@ DEFAULT_PRODUCTS = 5000
 # The deployed gunicorn settings (worker class, workers, threads, keep-alive, backlog): the benchmark
 # serves with the very file the Procfile and the images use; flags given here override it.
 GUNICORN_CONFIG = "python:shop.ops.gunicorn_conf"
-WEB_SERVERS = ("gunicorn", "granian")
+WEB_SERVERS = ("gunicorn", "granian", "nginx")
 # Far above anything a benchmark can post, so ingest is measured, not the throttle. DRF keeps one
 # timestamp per request in the window, so a per-second window also keeps that history short.
 BENCH_THROTTLE_RATE = "1000000/s"
@@ -167,9 +168,10 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, default_json: Path)
         "--server",
         choices=WEB_SERVERS,
         default="gunicorn",
-        help="the web server in front of shop.wsgi: gunicorn (deployed: shop/ops/gunicorn_conf.py) or granian "
+        help="the web server in front of shop.wsgi: gunicorn (deployed: shop/ops/gunicorn_conf.py), granian "
         "(a Rust HTTP server running the same WSGI application on as many processes and threads), to compare "
-        "what the server itself costs a request",
+        "what the server itself costs a request, or nginx (in front of --workers gunicorns of one process each, "
+        "each request sent to the process with the fewest in flight), to compare where requests queue",
     )
     parser.add_argument(
         "--server-cpus",
@@ -184,7 +186,7 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, default_json: Path)
 
 def check_common_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Stop with the flag named when the common options contradict each other."""
-    if args.server != "gunicorn" and args.worker_class:
+    if args.server == "granian" and args.worker_class:
         parser.error(f"--worker-class is gunicorn's: {args.server} runs the application on --threads threads a process")
 
 
@@ -774,6 +776,105 @@ class Granian(Gunicorn):
             yield out, subprocess.STDOUT
 
 
+class NginxGunicorn(Gunicorn):
+    """nginx in front of ``--workers`` gunicorn servers of one process each (``--threads`` threads, the deployed
+    configuration otherwise), for comparison. nginx keeps the clients' connections and sends each request to the
+    process with the fewest requests in flight (``least_conn``) over kept-alive upstream connections: a burst of
+    requests is spread over the processes instead of queueing in the one its connections were accepted by.
+    ``access_log``: nginx's line per request, ``path status duration`` (seconds, ``s`` suffixed, millisecond
+    resolution: from the request's first byte read to the response's last byte sent, the wait for a process
+    included) ``<upstream address>``; the gunicorns' own lines go to ``access-upstream.log`` beside it."""
+
+    def __init__(self, *, access_log: Path | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.access_log = access_log
+        self.upstream_ports = [free_port() for _ in range(self.workers)]
+        self.conf = self.log.with_name("nginx.conf")
+        self.reuse_port = False  # one process per gunicorn: nothing to spread
+        self.worker_class = f"{self.worker_class} behind nginx (least_conn)"
+
+    def _gunicorn_argv(self, port: int) -> list[str]:
+        argv = super().argv
+        argv[argv.index("--bind") + 1] = f"{LOOPBACK}:{port}"
+        argv[argv.index("--workers") + 1] = "1"
+        argv[argv.index("--error-logfile") + 1] = str(self.log.with_name(f"gunicorn-{port}.log"))
+        argv[argv.index("--worker-class") + 1] = self.worker_class.split()[0]
+        return argv
+
+    @property
+    def argv(self) -> list[str]:
+        # one shell leads the group: its tree holds the gunicorns and nginx (the CPU meter counts the tree)
+        lines = [" ".join(shlex.quote(a) for a in self._gunicorn_argv(p)) + " &" for p in self.upstream_ports]
+        lines.append(f"{shlex.quote(shutil.which('nginx') or '/usr/sbin/nginx')} -c {shlex.quote(str(self.conf))} &")
+        lines.append("wait")
+        return ["sh", "-c", "\n".join(lines)]
+
+    def _nginx_conf(self) -> str:
+        tmp = self.log.parent
+        access = f"access_log {self.access_log} bench;" if self.access_log else "access_log off;"
+        servers = "\n".join(f"        server {LOOPBACK}:{p};" for p in self.upstream_ports)
+        keepalive = self.keepalive if self.keepalive is not None else 5
+        return f"""daemon off;
+worker_processes 1;
+pid {tmp}/nginx.pid;
+error_log {tmp}/nginx-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    log_format bench '$uri $status ${{request_time}}s <$upstream_addr>';
+    {access}
+    client_body_temp_path {tmp}/nginx-body;
+    proxy_temp_path {tmp}/nginx-proxy;
+    fastcgi_temp_path {tmp}/nginx-fastcgi;
+    uwsgi_temp_path {tmp}/nginx-uwsgi;
+    scgi_temp_path {tmp}/nginx-scgi;
+    keepalive_timeout {keepalive}s;
+    upstream shop {{
+        least_conn;
+{servers}
+        keepalive 64;
+    }}
+    server {{
+        listen {LOOPBACK}:{self.port} backlog=2048;
+        location / {{
+            proxy_pass http://shop;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $http_host;
+            proxy_buffers 16 32k;
+            proxy_max_temp_file_size 0;
+        }}
+    }}
+}}
+"""
+
+    def _output(self) -> contextlib.AbstractContextManager:
+        self.conf.write_text(self._nginx_conf())
+        env = dict(self.env)
+        if self.access_log is not None and "GUNICORN_CMD_ARGS" in env:  # gunicorn's own lines beside nginx's
+            env["GUNICORN_CMD_ARGS"] = env["GUNICORN_CMD_ARGS"].replace(
+                str(self.access_log), str(self.access_log.with_name("access-upstream.log"))
+            )
+        self.env = env
+        return contextlib.nullcontext((subprocess.DEVNULL, subprocess.DEVNULL))
+
+    def _all_workers_up(self) -> bool:
+        for port in self.upstream_ports:
+            try:
+                with urllib.request.urlopen(f"http://{LOOPBACK}:{port}/", timeout=5) as r:  # nosec B310  # loopback
+                    r.read()
+            except urllib.error.HTTPError as exc:
+                if exc.code >= 500:
+                    return False
+            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+                return False
+        return True
+
+    def log_tail(self, chars: int = 3000) -> str:
+        logs = [self.log.with_name(f"gunicorn-{p}.log") for p in self.upstream_ports]
+        logs.append(self.log.with_name("nginx-error.log"))
+        return "".join(f.read_text(errors="replace")[-chars:] for f in logs if f.exists())
+
+
 def kill_group(proc: subprocess.Popen, *, first: int = signal.SIGTERM, grace: float = 5) -> None:
     """Signal the process group (``first``), then SIGKILL it if it is still there after ``grace`` s."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -1041,17 +1142,22 @@ class Stack:
             "log_dir": self.tmp,
             "cpus": self.server_cpus,
         }
-        self.web = Granian(access_log=self.access_log, **common) if self.server == "granian" else Gunicorn(**common)
+        servers = {"granian": Granian, "nginx": NginxGunicorn}
+        if self.server in servers:
+            self.web = servers[self.server](access_log=self.access_log, **common)
+        else:
+            self.web = Gunicorn(**common)
         self.workers, self.threads = self.web.workers, self.web.threads
         self.worker_class = self.web.worker_class
         with console.status(f"Starting {self.server}..."):
             self.web.start()
         self.seconds["gunicorn_start"] = time.perf_counter() - t
-        setup = (
-            f"{self.worker_class}, keep-alive {self.web.keepalive} s, {GUNICORN_CONFIG}"
-            if self.server == "gunicorn"
-            else f"blocking threads per process, granian's defaults otherwise; the CPU columns' 'gunicorn' is {self.server}"
-        )
+        setup = {
+            "gunicorn": f"{self.worker_class}, keep-alive {self.web.keepalive} s, {GUNICORN_CONFIG}",
+            "granian": "blocking threads per process, granian's defaults otherwise; the CPU columns' 'gunicorn' is granian",
+            "nginx": f"{self.worker_class}: one gunicorn a process, {GUNICORN_CONFIG}; the CPU columns' 'gunicorn' is "
+            "nginx and the gunicorns",
+        }[self.server]
         console.print(
             f"[bold]{self.server}[/]: {self.web.base_url}  workers={self.workers} threads={self.threads} "
             f"({setup}), DEBUG=false, fresh SECRET_KEY, ALLOWED_HOSTS=127.0.0.1"
@@ -1108,14 +1214,14 @@ class Stack:
             "database_engine": db["ENGINE"],
             "conn_max_age": db.get("CONN_MAX_AGE"),
             "web_server": self.server,
-            "gunicorn": {  # the web server's settings (granian's too, under --server granian)
+            "gunicorn": {  # the web server's settings (granian's under --server granian; each gunicorn's behind nginx)
                 "workers": self.workers,
                 "threads": self.threads,
                 "worker_class": self.worker_class,
                 "keepalive_s": self.web.keepalive if self.web else None,
                 "gil_switch_ms": (self.web.gil_switch_ms or 5.0) if self.web else None,
                 "reuse_port": self.web.reuse_port if self.web else None,
-                "config": GUNICORN_CONFIG if self.server == "gunicorn" else None,
+                "config": GUNICORN_CONFIG if self.server != "granian" else None,
             },
             "server_cpus": sorted(self.server_cpus) if self.server_cpus else None,
             "client_cpus": sorted(self.client_cpus) if self.client_cpus else None,

@@ -132,3 +132,23 @@ def test_pages_benchmark_runs_the_same_application_behind_granian(tmp_path):
     # the product page wrote its views through the application behind granian
     assert result["pages"]["product"]["queries"] >= 1
     assert "granian" in run.stdout
+
+
+def test_pages_benchmark_runs_the_application_behind_nginx_on_one_gunicorn_a_process(tmp_path):
+    out = tmp_path / "pages-nginx.json"
+    run, result = _run_to_json(
+        "benchmarks.pages",
+        out,
+        *("--server", "nginx", "--workers", "2", "--threads", "1", "--pages", "product,category"),
+        *("--duration", "2", "--warmup", "0", "--products", "200", "--clients", "5", "--rate", "5"),
+    )
+    assert result["settings"]["web_server"] == "nginx"
+    assert result["settings"]["gunicorn"]["worker_class"] == "gthread behind nginx (least_conn)"
+    assert result["settings"]["gunicorn"]["workers"] == 2 and result["settings"]["gunicorn"]["threads"] == 1
+    assert set(result["pages"]) == {"product", "category"}
+    for r in result["runs"]:
+        if r["target"] != "warm-up":
+            assert r["requests"] > 0 and r["error_count"] == 0, r
+    # the product page wrote its views through nginx and the gunicorns behind it
+    assert result["pages"]["product"]["queries"] >= 1
+    assert "nginx" in run.stdout

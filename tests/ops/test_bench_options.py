@@ -74,6 +74,7 @@ def test_the_serving_mix_counts_only_what_came_after_the_mark():
 def test_the_web_server_is_chosen_on_the_command_line(capsys):
     assert parse_args([]).server == "gunicorn"  # the deployed server
     assert parse_args(["--server", "granian"]).server == "granian"
+    assert parse_args(["--server", "nginx", "--workers", "4", "--threads", "1"]).server == "nginx"
     with pytest.raises(SystemExit) as stopped:
         parse_args(["--server", "uvicorn"])
     assert stopped.value.code == 2
@@ -87,11 +88,13 @@ def test_server_durations_are_read_from_either_servers_access_log(tmp_path):
         "/api/recommendations 200 12.500ms <202>\n"  # granian: milliseconds, suffixed
         "/api/categories 200 2000 <101>\n"  # another path: not counted
         "/api/recommendations 429 1.000ms <202>\n"
+        "/api/recommendations 200 0.019s <127.0.0.1:40109>\n"  # nginx: seconds, suffixed; the upstream answering
     )
     out = request_durations(log, start=0, path="/api/recommendations")
-    assert out["requests"] == 3 and out["status"] == {"200": 2, "429": 1}
-    assert out["max_ms"] == pytest.approx(12.5) and out["p50_ms"] == pytest.approx(7.421)
-    assert out["per_process"] == {"202": 2, "101": 1} and out["busiest_process_share"] == pytest.approx(2 / 3, abs=1e-3)
+    assert out["requests"] == 4 and out["status"] == {"200": 3, "429": 1}
+    assert out["max_ms"] == pytest.approx(19.0) and out["min_ms"] == pytest.approx(1.0)
+    assert sorted(out["per_process"].items()) == [("101", 1), ("127.0.0.1:40109", 1), ("202", 2)]
+    assert out["busiest_process_share"] == pytest.approx(2 / 4, abs=1e-3)
 
 
 def test_gunicorns_worker_class_is_refused_with_another_server(capsys):
@@ -102,6 +105,8 @@ def test_gunicorns_worker_class_is_refused_with_another_server(capsys):
         pages.parse_args(["--server", "granian", "--worker-class", "sync"])
     assert stopped.value.code == 2
     assert "--worker-class is gunicorn's" in capsys.readouterr().err
+    # behind nginx the processes are gunicorns: their worker class is still the operator's to choose
+    assert pages.parse_args(["--server", "nginx", "--worker-class", "sync"]).worker_class == "sync"
 
 
 def test_the_ingest_benchmark_serves_with_the_worker_class_and_server_asked_for(monkeypatch):
