@@ -115,40 +115,30 @@ def test_pages_benchmark_reports_latency_for_pages_and_baseline(tmp_path):
     assert "p99" in run.stdout
 
 
-def test_pages_benchmark_runs_the_same_application_behind_granian(tmp_path):
-    out = tmp_path / "pages-granian.json"
+@pytest.mark.parametrize(
+    ("server", "processes", "worker_class"),
+    [
+        ("granian", ("--threads", "2"), "granian wsgi"),
+        # one gunicorn a process behind nginx, which sends each request to the one with the fewest in flight
+        ("nginx", ("--workers", "2", "--threads", "1"), "gthread behind nginx (least_conn)"),
+    ],
+    ids=["granian", "nginx"],
+)
+def test_pages_benchmark_runs_the_same_application_behind_another_server(tmp_path, server, processes, worker_class):
+    out = tmp_path / f"pages-{server}.json"
     run, result = _run_to_json(
         "benchmarks.pages",
         out,
-        *("--server", "granian", "--pages", "product,category", "--duration", "2", "--warmup", "0"),
+        *("--server", server, *processes, "--pages", "product,category", "--duration", "2", "--warmup", "0"),
         *("--products", "200", "--clients", "5", "--rate", "5"),
     )
-    assert result["settings"]["web_server"] == "granian"
-    assert result["settings"]["gunicorn"]["worker_class"] == "granian wsgi"
+    assert result["settings"]["web_server"] == server
+    assert result["settings"]["gunicorn"]["worker_class"] == worker_class
+    assert str(result["settings"]["gunicorn"]["threads"]) == processes[-1]
     assert set(result["pages"]) == {"product", "category"}
     for r in result["runs"]:
         if r["target"] != "warm-up":
             assert r["requests"] > 0 and r["error_count"] == 0, r
-    # the product page wrote its views through the application behind granian
+    # the product page wrote its views through the application behind that server
     assert result["pages"]["product"]["queries"] >= 1
-    assert "granian" in run.stdout
-
-
-def test_pages_benchmark_runs_the_application_behind_nginx_on_one_gunicorn_a_process(tmp_path):
-    out = tmp_path / "pages-nginx.json"
-    run, result = _run_to_json(
-        "benchmarks.pages",
-        out,
-        *("--server", "nginx", "--workers", "2", "--threads", "1", "--pages", "product,category"),
-        *("--duration", "2", "--warmup", "0", "--products", "200", "--clients", "5", "--rate", "5"),
-    )
-    assert result["settings"]["web_server"] == "nginx"
-    assert result["settings"]["gunicorn"]["worker_class"] == "gthread behind nginx (least_conn)"
-    assert result["settings"]["gunicorn"]["workers"] == 2 and result["settings"]["gunicorn"]["threads"] == 1
-    assert set(result["pages"]) == {"product", "category"}
-    for r in result["runs"]:
-        if r["target"] != "warm-up":
-            assert r["requests"] > 0 and r["error_count"] == 0, r
-    # the product page wrote its views through nginx and the gunicorns behind it
-    assert result["pages"]["product"]["queries"] >= 1
-    assert "nginx" in run.stdout
+    assert server in run.stdout
