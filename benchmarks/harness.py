@@ -842,6 +842,10 @@ http {{
             proxy_set_header Host $http_host;
             proxy_buffers 16 32k;
             proxy_max_temp_file_size 0;
+            # bodies pass through as they arrive: nginx's workers may not write temporary files here, and the
+            # application's own limit (413) is the one measured
+            proxy_request_buffering off;
+            client_max_body_size 0;
         }}
     }}
 }}

@@ -36,12 +36,21 @@ def _run(module: str, *args: str, timeout: int = 300) -> subprocess.CompletedPro
     )
 
 
-def test_ingest_benchmark_stores_every_event_once_and_reports_figures(tmp_path):
+@pytest.mark.parametrize(
+    "server",
+    [
+        (),
+        # batches of 500 events through nginx: bodies larger than its memory buffer pass through to the application
+        ("--server", "nginx", "--workers", "2", "--threads", "2"),
+    ],
+    ids=["gunicorn", "nginx"],
+)
+def test_ingest_benchmark_stores_every_event_once_and_reports_figures(tmp_path, server):
     out = tmp_path / "ingest.json"
     run, result = _run_to_json(
         "benchmarks.ingest",
         out,
-        *("--duration", "2", "--warmup", "0", "--products", "200", "--concurrency", "2"),
+        *("--duration", "2", "--warmup", "0", "--products", "200", "--concurrency", "2", *server),
     )
 
     ours, baseline = result["ours"], result["baseline"]
