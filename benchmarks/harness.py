@@ -776,6 +776,11 @@ class Granian(Gunicorn):
             yield out, subprocess.STDOUT
 
 
+def _nginx_quoted(path: Path) -> str:
+    """``path`` as one nginx configuration word (a working directory may hold spaces or quotes)."""
+    return '"' + str(path).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 class NginxGunicorn(Gunicorn):
     """nginx in front of ``--workers`` gunicorn servers of one process each (``--threads`` threads, the deployed
     configuration otherwise), for comparison. nginx keeps the clients' connections and sends each request to the
@@ -791,14 +796,22 @@ class NginxGunicorn(Gunicorn):
         self.upstream_ports = [free_port() for _ in range(self.workers)]
         self.conf = self.log.with_name("nginx.conf")
         self.reuse_port = False  # one process per gunicorn: nothing to spread
+        self.upstream_worker_class = self.worker_class
         self.worker_class = f"{self.worker_class} behind nginx (least_conn)"
+        if access_log is not None and "GUNICORN_CMD_ARGS" in self.env:  # gunicorn's own lines beside nginx's
+            self.env = {
+                **self.env,
+                "GUNICORN_CMD_ARGS": self.env["GUNICORN_CMD_ARGS"].replace(
+                    str(access_log), str(access_log.with_name("access-upstream.log"))
+                ),
+            }
 
     def _gunicorn_argv(self, port: int) -> list[str]:
         argv = super().argv
         argv[argv.index("--bind") + 1] = f"{LOOPBACK}:{port}"
         argv[argv.index("--workers") + 1] = "1"
         argv[argv.index("--error-logfile") + 1] = str(self.log.with_name(f"gunicorn-{port}.log"))
-        argv[argv.index("--worker-class") + 1] = self.worker_class.split()[0]
+        argv[argv.index("--worker-class") + 1] = self.upstream_worker_class
         return argv
 
     @property
@@ -811,22 +824,22 @@ class NginxGunicorn(Gunicorn):
 
     def _nginx_conf(self) -> str:
         tmp = self.log.parent
-        access = f"access_log {self.access_log} bench;" if self.access_log else "access_log off;"
+        access = f"access_log {_nginx_quoted(self.access_log)} bench;" if self.access_log else "access_log off;"
         servers = "\n".join(f"        server {LOOPBACK}:{p};" for p in self.upstream_ports)
         keepalive = self.keepalive if self.keepalive is not None else 5
         return f"""daemon off;
 worker_processes 1;
-pid {tmp}/nginx.pid;
-error_log {tmp}/nginx-error.log warn;
+pid {_nginx_quoted(tmp / "nginx.pid")};
+error_log {_nginx_quoted(tmp / "nginx-error.log")} warn;
 events {{ worker_connections 4096; }}
 http {{
     log_format bench '$uri $status ${{request_time}}s <$upstream_addr>';
     {access}
-    client_body_temp_path {tmp}/nginx-body;
-    proxy_temp_path {tmp}/nginx-proxy;
-    fastcgi_temp_path {tmp}/nginx-fastcgi;
-    uwsgi_temp_path {tmp}/nginx-uwsgi;
-    scgi_temp_path {tmp}/nginx-scgi;
+    client_body_temp_path {_nginx_quoted(tmp / "nginx-body")};
+    proxy_temp_path {_nginx_quoted(tmp / "nginx-proxy")};
+    fastcgi_temp_path {_nginx_quoted(tmp / "nginx-fastcgi")};
+    uwsgi_temp_path {_nginx_quoted(tmp / "nginx-uwsgi")};
+    scgi_temp_path {_nginx_quoted(tmp / "nginx-scgi")};
     keepalive_timeout {keepalive}s;
     upstream shop {{
         least_conn;
@@ -852,13 +865,7 @@ http {{
 """
 
     def _output(self) -> contextlib.AbstractContextManager:
-        self.conf.write_text(self._nginx_conf())
-        env = dict(self.env)
-        if self.access_log is not None and "GUNICORN_CMD_ARGS" in env:  # gunicorn's own lines beside nginx's
-            env["GUNICORN_CMD_ARGS"] = env["GUNICORN_CMD_ARGS"].replace(
-                str(self.access_log), str(self.access_log.with_name("access-upstream.log"))
-            )
-        self.env = env
+        self.conf.write_text(self._nginx_conf())  # written when the server starts, as granian's logging file
         return contextlib.nullcontext((subprocess.DEVNULL, subprocess.DEVNULL))
 
     def _all_workers_up(self) -> bool:
