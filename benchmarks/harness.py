@@ -605,6 +605,18 @@ def deployed_gunicorn_settings(env: dict[str, str]) -> dict[str, Any]:
     return json.loads(out.stdout)
 
 
+def _answers(url: str) -> bool:
+    """Whether the server this harness started answers ``url`` with anything but a server error."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:  # nosec B310  # http URL of a server this harness started
+            r.read()
+        return True
+    except urllib.error.HTTPError as exc:
+        return exc.code < 500
+    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+        return False
+
+
 class Gunicorn:
     """gunicorn serving ``shop.wsgi`` on a free loopback port, in its own process group."""
 
@@ -686,16 +698,8 @@ class Gunicorn:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(self.base_url + ready_path, timeout=5) as r:  # nosec B310  # http URL of the server this harness started
-                    r.read()
-                if self._all_workers_up():
-                    return self
-            except urllib.error.HTTPError as exc:
-                if exc.code < 500 and self._all_workers_up():
-                    return self
-            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
-                pass
+            if _answers(self.base_url + ready_path) and self._all_workers_up():
+                return self
             time.sleep(0.2)
         raise RuntimeError(f"{self.name} did not answer {ready_path} within {timeout:.0f} s:\n{self.log_tail()}")
 
@@ -869,16 +873,7 @@ http {{
         return contextlib.nullcontext((subprocess.DEVNULL, subprocess.DEVNULL))
 
     def _all_workers_up(self) -> bool:
-        for port in self.upstream_ports:
-            try:
-                with urllib.request.urlopen(f"http://{LOOPBACK}:{port}/", timeout=5) as r:  # nosec B310  # loopback
-                    r.read()
-            except urllib.error.HTTPError as exc:
-                if exc.code >= 500:
-                    return False
-            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
-                return False
-        return True
+        return all(_answers(f"http://{LOOPBACK}:{port}/") for port in self.upstream_ports)
 
     def log_tail(self, chars: int = 3000) -> str:
         logs = [self.log.with_name(f"gunicorn-{p}.log") for p in self.upstream_ports]

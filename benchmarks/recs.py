@@ -177,7 +177,7 @@ def wait_serving(base_url: str, cookie: str, *, snapshot: str, timeout_s: float,
             try:
                 _get_json(f"{base_url}/api/recommendations?placement=home.trending&k=1", cookie)
                 # two asks: a proxy that alternates between processes would send every second request to one
-                procs = [_get_json(f"{base_url}/api/recs/serving-stats?minutes=1", cookie)["process"] for _ in "ab"]
+                procs = [_get_json(f"{base_url}/api/recs/serving-stats?minutes=1", cookie)["process"] for _ in range(2)]
             except (TimeoutError, OSError):  # a process busy loading a large snapshot may answer late
                 streak = 0
                 continue
