@@ -222,22 +222,76 @@ def test_the_fresh_read_walks_the_index_without_impressions(served):
         )
         for i in range(4_000)  # 400 a visitor, half of them the user's, all after the snapshot
     )
+    plans = {}
     with connection.cursor() as cur:
         cur.execute("ANALYZE events_event")
+        live.statements_prepare(cur)
         cur.execute("SET enable_seqscan = off")  # a test table is small enough for a sequential scan
         try:
-            cur.execute(
-                "EXPLAIN " + live._reads_sql(model=model, visitor_id=shop.visitors[0], user_id=None, cart=False)[-1]
-            )
-            plan = "\n".join(r[0] for r in cur.fetchall())
-            cur.execute(
-                "EXPLAIN " + live._reads_sql(model=model, visitor_id=shop.visitors[1], user_id=user.pk, cart=False)[-1]
-            )
-            user_plan = "\n".join(r[0] for r in cur.fetchall())
+            # a prepared statement's first runs are planned for their values, later ones by its generic plan
+            for mode in ("force_custom_plan", "force_generic_plan"):
+                cur.execute(f"SET plan_cache_mode = {mode}")
+                for who, user_id in (("visitor", None), ("user", user.pk)):
+                    read = live._reads_sql(model=model, visitor_id=shop.visitors[1], user_id=user_id, cart=False)
+                    cur.execute("EXPLAIN " + read[-1])
+                    plans[mode, who] = "\n".join(r[0] for r in cur.fetchall())
         finally:
             cur.execute("RESET enable_seqscan")
-    assert "event_visitor_interest_idx" in plan, plan
-    assert "event_user_interest_idx" in user_plan, user_plan
+            cur.execute("RESET plan_cache_mode")
+    for mode in ("force_custom_plan", "force_generic_plan"):
+        assert "event_visitor_interest_idx" in plans[mode, "visitor"], plans
+        assert "event_user_interest_idx" in plans[mode, "user"], plans
+
+
+def test_the_fresh_read_is_prepared_once_per_connection_and_survives_losing_it(served):
+    """The read runs statements prepared once per database connection (planning each read cost more than
+    running it). A later read on the same connection prepares nothing; statements deallocated behind the
+    process's back are prepared again within the same read, which still answers."""
+    from django.test.utils import CaptureQueriesContext
+
+    from shop.events.services import event_record
+
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL's prepared statements")
+    shop, _ = served
+    model = serving.serving_model()
+    vid = uuid.uuid4()
+    user = get_user_model().objects.create_user("prepared-shopper", password="pw-prep-123")
+    event_record(visitor_id=vid, user=None, type="view", product_id=shop.products[3], idempotency_key="view:p1")
+    event_record(
+        visitor_id=uuid.uuid4(), user=user, type="view", product_id=shop.products[4], idempotency_key="view:p2"
+    )
+
+    def read(user_id=None) -> tuple[list[int], list[str]]:
+        with CaptureQueriesContext(connection) as sent:
+            reads = live._Reads()
+            live._visitor_read(model=model, visitor_id=vid, user_id=user_id, reads=reads)
+        kinds = [word for q in sent.captured_queries for word in ("PREPARE", "EXECUTE") if word in q["sql"]]
+        return [r[0] for r in reads.rows], kinds
+
+    def session_has() -> int:
+        with connection.cursor() as cur:
+            cur.execute("SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'shop_recs_%%'")
+            return cur.fetchone()[0]
+
+    with connection.cursor() as cur:
+        cur.execute("DEALLOCATE ALL")
+    live._prepared_on.discard(connection.connection)  # as a new connection
+    assert read() == ([shop.products[3]], ["PREPARE", "EXECUTE"])
+    assert session_has() == len(live.PREPARED)
+    assert read() == ([shop.products[3]], ["EXECUTE"])
+    assert read(user.pk) == ([shop.products[4]], ["EXECUTE"])
+
+    with connection.cursor() as cur:
+        cur.execute("DEALLOCATE ALL")  # behind the process's back (as a pooler's DISCARD ALL would)
+    assert read() == ([shop.products[3]], ["EXECUTE", "PREPARE", "EXECUTE"])
+    assert session_has() == len(live.PREPARED)
+
+    with connection.cursor() as cur:
+        cur.execute("DEALLOCATE shop_recs_fresh_user")  # a session that has some of them is completed
+    live._prepared_on.discard(connection.connection)
+    assert read(user.pk) == ([shop.products[4]], ["PREPARE", "EXECUTE"])
+    assert session_has() == len(live.PREPARED)
 
 
 def test_heuristic_rail_follows_the_category_just_browsed(served, client):
@@ -616,7 +670,7 @@ def test_a_live_request_reads_the_database_once_and_that_read_checks_the_connect
 
     body, sql = live_rail()
     assert body["source"] == "live" and body["model_version"] == version.version and len(body["items"]) == 8
-    assert len(sql) == 1 and "orders_cartitem" in sql[0] and "events_event" in sql[0], sql
+    assert len(sql) == 1 and "EXECUTE shop_recs_cart(" in sql[0] and "EXECUTE shop_recs_fresh_" in sql[0], sql
     assert checks == []  # no SELECT 1 of its own
     body, sql = live_rail("home.trending")  # the popular list: the cart only
     assert body["source"] == "popularity" and len(sql) == 1 and "orders_cartitem" in sql[0], sql
@@ -774,11 +828,17 @@ def test_a_rail_after_load_reads_the_cart_only_for_a_browser_the_hint_says_may_h
         ids = re.findall(r'data-product-id="(\d+)" data-placement="product.recommended"', response.content.decode())
         return [int(i) for i in ids], [x["sql"] for x in q.captured_queries]
 
+    def cart_read(s: str) -> bool:  # the live read's prepared statement, or the cart's own statement
+        return "EXECUTE shop_recs_cart(" in s or ("orders_cartitem" in s and "PREPARE" not in s)
+
+    def fresh_read(s: str) -> bool:
+        return "EXECUTE shop_recs_fresh_" in s or ("events_event" in s and "DESC LIMIT" in s and "PREPARE" not in s)
+
     ids, sql = rail()
-    assert len(ids) >= 2 and any("events_event" in s and "DESC LIMIT" in s for s in sql), sql  # ranked live
-    assert not any("orders_cartitem" in s for s in sql), sql
+    assert len(ids) >= 2 and any(map(fresh_read, sql)), sql  # ranked live
+    assert not any(map(cart_read, sql)), sql
     add = client.post("/cart/add/", {"product_id": ids[0], "quantity": 1, "nonce": str(uuid.uuid4())})
     assert add.status_code == 302 and client.cookies["cart_hint"].value == "1"
     after, sql = rail()
-    assert any("orders_cartitem" in s for s in sql), sql
+    assert any(map(cart_read, sql)), sql
     assert ids[0] not in after and len(after) >= 2
