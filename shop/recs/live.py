@@ -196,22 +196,29 @@ PREPARED = {
 _prepared_on: weakref.WeakSet = weakref.WeakSet()  # the psycopg connections that hold them
 
 
-def statements_prepare(cur) -> None:
+def statements_prepare(cur, *, timeout_ms: int = 0) -> None:
     """Prepare the visitor read's statements on ``cur``'s connection, unless this process already did.
 
     Once per connection: it asks which of them the session has (``pg_prepared_statements``) and prepares the
     others, so a session that has some already (``PREPARE`` outlives a rolled-back transaction) is completed
-    rather than refused. Inside a transaction it runs under a savepoint, so a failure leaves the caller's
+    rather than refused. Preparing reads the tables' definitions, so behind a lock on them (a migration, a
+    ``VACUUM FULL``) it waits as the read itself would: at most ``timeout_ms`` (0: no limit), then it raises
+    and the read falls back. Inside a transaction it runs under a savepoint, so a failure leaves the caller's
     transaction usable.
     """
     raw = connection.connection
     if raw in _prepared_on:
         return
-    with transaction.atomic() if connection.in_atomic_block else nullcontext():
+    nested = connection.in_atomic_block
+    with transaction.atomic() if nested else nullcontext():
         cur.execute("SELECT name FROM pg_prepared_statements WHERE name = ANY(%s)", [list(PREPARED)])
         have = {row[0] for row in cur.fetchall()}
         missing = [f"PREPARE {name} {body}" for name, body in PREPARED.items() if name not in have]
         if missing:
+            if timeout_ms > 0:  # one message: one implicit transaction, which the timeout ends with
+                missing.insert(0, f"SET LOCAL statement_timeout = {int(timeout_ms)}")
+                if nested:
+                    missing.append("SET LOCAL statement_timeout = DEFAULT")
             cur.execute("; ".join(missing))
     _prepared_on.add(raw)
 
@@ -273,7 +280,7 @@ def _visitor_read(*, model: ServingModel, visitor_id: uuid.UUID, user_id: int | 
 
         def read() -> None:
             with transaction.atomic() if nested else nullcontext(), connection.cursor() as cur:
-                statements_prepare(cur)
+                statements_prepare(cur, timeout_ms=timeout)
                 cur.execute("; ".join(statements))  # nosec B608: typed values only (see _reads_sql)
                 if timeout > 0:
                     cur.nextset()

@@ -604,9 +604,12 @@ def test_unknown_visitor_uuid_for_staff_is_served(served, staff_client):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_slow_database_falls_back_within_the_statement_timeout(served, settings, staff_client):
+@pytest.mark.timeout(120)  # a read with no limit waits for the lock, and this test with it
+@pytest.mark.parametrize("connection_state", ["prepared", "new"])
+def test_a_slow_database_falls_back_within_the_statement_timeout(served, settings, staff_client, connection_state):
     """The events table is locked by another session (a long migration, a vacuum full): the live read
-    gives up after RECS_DB_TIMEOUT_MS and the popular list answers."""
+    gives up after RECS_DB_TIMEOUT_MS and the popular list answers, on a connection whose statements are
+    prepared and on a new one, where preparing them waits for the same lock (it once waited without limit)."""
 
     import psycopg
     from django.db import connection
@@ -618,6 +621,12 @@ def test_a_slow_database_falls_back_within_the_statement_timeout(served, setting
     shop, _ = served
     settings.RECS_DB_TIMEOUT_MS = 50
     popular_ids(RailContext())  # cached, as on a warm server
+    with connection.cursor() as cur:
+        if connection_state == "new":  # as a connection opened since: nothing prepared on it
+            cur.execute("DEALLOCATE ALL")
+            live._prepared_on.discard(connection.connection)
+        else:
+            live.statements_prepare(cur)
     s = connection.settings_dict
     other = psycopg.connect(
         host=s["HOST"], port=s["PORT"], user=s["USER"], password=s["PASSWORD"] or None, dbname=s["NAME"]
