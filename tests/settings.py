@@ -19,6 +19,10 @@ if "BROKER_DIR" not in os.environ:
 
 from shop.settings import *  # noqa: E402, F403
 
+# `make demo` collects the static files into STATIC_ROOT; a fresh clone's tests never do, and WhiteNoise warned at
+# every handler it built that the folder was missing (570 of a fresh clone's 577 warnings).
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405
+
 # The test process loads a serving model only where a test asks for it (shop.recs.serving), never from a
 # loader thread that would poll the database between tests.
 RECS_SERVING_LOAD = False
