@@ -1,5 +1,5 @@
-"""The shop's own Prometheus metrics (prometheus-client). Request latency per endpoint comes from
-django-prometheus' middleware (``django_http_requests_latency_seconds_by_view_method``).
+"""The shop's own Prometheus metrics (prometheus-client), request latency per endpoint included
+(``django_http_requests_latency_seconds_by_view_method``, recorded by ``shop.ops.middleware``).
 
 Web processes run under gunicorn in multi-process mode (``PROMETHEUS_MULTIPROC_DIR``, see
 ``shop.ops.gunicorn_conf``): every process writes its samples to that folder and ``/metrics`` adds them
@@ -45,6 +45,24 @@ RECS_SERVED = Counter(
     "shop_recs_served",
     "Recommendation rails served, by where the list came from (live, batch, popular).",
     ["source"],
+)
+# Request metrics keep django-prometheus' names, so its dashboards read them; the latency buckets resolve the
+# pages' and the live API's targets (15 and 50 ms), where its defaults start at 10 ms.
+REQUEST_LATENCY = Histogram(
+    "django_http_requests_latency_seconds_by_view_method",
+    "Seconds from the request reaching Django to its response, by view and method (all middleware included).",
+    ["view", "method"],
+    buckets=(0.0025, 0.005, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+RESPONSES_BY_STATUS = Counter(
+    "django_http_responses_total_by_status",
+    "Responses by HTTP status code.",
+    ["status"],
+)
+EXCEPTIONS_BY_TYPE = Counter(
+    "django_http_exceptions_total_by_type",
+    "Exceptions a view raised, by class name (each then answered 4xx/5xx by Django).",
+    ["type"],
 )
 RECS_FALLBACKS = Counter(
     "shop_recs_fallbacks",

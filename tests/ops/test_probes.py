@@ -202,3 +202,30 @@ def test_each_served_rail_feeds_the_prometheus_counters_and_stage_latencies(clie
     assert v("shop_recs_stage_latency_seconds_bucket", stage="rank", le="0.005") >= 1  # 4 ms, in seconds
     assert 'shop_recs_served_total{source="popular"}' in client.get("/metrics").content.decode()
     serving_stats_flush()  # into this test's database, not a later test's serving counters
+
+
+def test_made_up_http_methods_do_not_grow_the_request_metrics(client):
+    """Each label value is a new series kept for the life of the process (and a file entry in multi-process
+    mode): a client that sends a new method name with each request must not be able to grow them without limit."""
+    from prometheus_client import REGISTRY
+
+    def series() -> set[tuple]:
+        return {
+            tuple(sorted(s.labels.items()))
+            for metric in REGISTRY.collect()
+            if metric.name.startswith("django_http_")
+            for s in metric.samples
+        }
+
+    client.generic("BREW1", "/healthz")  # the first one may add the "unknown method" series
+    before = series()
+    for i in range(2, 30):
+        r = client.generic(f"BREW{i}", "/healthz")
+        assert r.status_code == 405
+    assert not any(dict(labels).get("method", "").startswith("BREW") for labels in series())
+    assert series() == before
+    text = client.get("/metrics").content.decode()
+    assert 'method="BREW' not in text
+    # still counted, as one series
+    assert 'django_http_requests_latency_seconds_by_view_method_count{method="OTHER",view="ops:healthz"}' in text
+    assert 'django_http_responses_total_by_status_total{status="405"}' in text
