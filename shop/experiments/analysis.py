@@ -268,7 +268,8 @@ def proportion_head_to_head(
         return None
 
     def stat(v: ArmValue) -> MeanStat:
-        return MeanStat(n=int(v.denominator), sum=v.numerator, sum_squares=v.numerator)  # 0/1 per visitor
+        k = v.numerator  # 0/1 per visitor: the visitors with a 1 are the non-zero ones the minimum sample counts
+        return MeanStat(n=int(v.denominator), sum=k, sum_squares=k, nonzero=int(round(k)))
 
     return compare(control=stat(values[baseline]), arm=stat(values[arm]), alpha=alpha, tuning=tuning)
 

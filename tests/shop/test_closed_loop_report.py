@@ -53,3 +53,18 @@ def test_no_warning_when_the_single_look_interval_crosses_zero():
     line = next(x for x in _printed(results).splitlines() if x.startswith("dlrm against heuristic, conversion:"))
     assert f"always-valid {head.seq_ci_low:+.1%} to {head.seq_ci_high:+.1%})." in line
     assert "single look only" not in line
+
+
+def test_too_few_converters_for_a_verdict_is_said_and_no_difference_is_claimed():
+    # as in a demo run whose two personal arms served identical lists: 12 buyers through a rail in one arm,
+    # 31 in the other, a "difference" at p < 0.001 by the lift's delta method on counts too small to judge
+    results = _results({"popularity": 40, "heuristic": 31, "dlrm": 12}, visitors=170)
+    head = proportion_head_to_head(results=results, metric="conversion", baseline="heuristic", arm="dlrm")
+    assert head.significant and head.p_value < 0.01
+    assert (head.control_nonzero, head.arm_nonzero) == (31, 12) and not head.enough_data
+    line = next(x for x in _printed(results).splitlines() if x.startswith("dlrm against heuristic, conversion:"))
+    assert f"p = {head.p_value:.3f}" in line
+    assert line.endswith(
+        "Too few to judge: 31 and 12 visitors with a conversion; a verdict needs 30 in each arm (and 100 visitors)."
+    )
+    assert "Significant" not in line

@@ -240,8 +240,13 @@ def test_head_to_head_between_two_treatment_arms_matches_compare_on_their_counts
             rows.append(VisitorRow(arm, when, "", int(bought), 10.0 * bought, bought, 4, 1))
     results = results_compute(experiment=spec, rows=rows)
     head = proportion_head_to_head(results=results, metric="conversion", baseline="heuristic", arm="dlrm")
-    expected = compare(control=_binary(25, 100), arm=_binary(35, 100))
+    # a 0/1 metric's non-zero visitors are its successes: the minimum sample counts them
+    expected = compare(
+        control=MeanStat(n=100, sum=25, sum_squares=25, nonzero=25),
+        arm=MeanStat(n=100, sum=35, sum_squares=35, nonzero=35),
+    )
     assert head == expected and head.lift == pytest.approx(0.4)
+    assert (head.control_nonzero, head.arm_nonzero) == (25, 35) and not head.enough_data  # 25 < 30
     assert (
         proportion_head_to_head(results=results, metric="revenue_per_visitor", baseline="heuristic", arm="dlrm") is None
     )

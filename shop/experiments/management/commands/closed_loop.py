@@ -185,7 +185,12 @@ class Command(BaseCommand):
                     f"{head.lift:+.1%} (95% CI {head.ci_low:+.1%} to {head.ci_high:+.1%}, p = {head.p_value:.3f}; "
                     f"always-valid {head.seq_ci_low:+.1%} to {head.seq_ci_high:+.1%})."
                 )
-                if head.significant and not head.sequentially_significant:
+                if not head.enough_data:  # as the lift table's verdicts: no judgement below the minimum sample
+                    line += (
+                        f" Too few to judge: {head.control_nonzero:,} and {head.arm_nonzero:,} visitors with a {label};"
+                        f" a verdict needs {head.min_nonzero:,} in each arm (and {head.min_visitors:,} visitors)."
+                    )
+                elif head.significant and not head.sequentially_significant:
                     line += " Significant at this single look only: the always-valid interval does not confirm it."
                 self.console.print(line)
         conv = next(m for m in results.metrics if m.metric.primary)
