@@ -98,6 +98,7 @@ def results_renderable(data: dict) -> Group:
     for arm in arms:
         table.add_column(arm + (" (control)" if arm == control else ""), justify="right")
     table.add_row("visitors", *[f"{a['visitors']:,}" for a in exp["arms"]])
+    few = None  # a comparison under the minimum sample: its figures are shown, marked, and not judged
     for m in data["metrics"]:
         by_arm = {v["arm"]: v for v in m["arms"]}
         comps = {c["arm"]: c for c in m["comparisons"]}
@@ -124,7 +125,10 @@ def results_renderable(data: dict) -> Group:
             lift_cells.append(Text(_pct(c["lift"]), style=style))
             ci_cells.append(_interval(c["ci_low"], c["ci_high"]))
             seq_cells.append(_interval(c["seq_ci_low"], c["seq_ci_high"]))
-            p_cells.append("n/a" if c["p_value"] is None else f"{c['p_value']:.3f}")
+            mark = ""
+            if c.get("enough_data") is False:
+                few, mark = few or c, " †"
+            p_cells.append(("n/a" if c["p_value"] is None else f"{c['p_value']:.3f}") + mark)
         table.add_row("  lift", *lift_cells)
         table.add_row("  95% CI", *ci_cells)
         table.add_row("  always-valid CI", *seq_cells)
@@ -140,6 +144,13 @@ def results_renderable(data: dict) -> Group:
         parts.append(serving_mix_table(mix, arms))
         lines += [Text("- " + w, style="bold yellow") for w in mix["warnings"]]
     lines += [Text("- " + m["note"]) for m in data["metrics"] if m.get("note")]
+    if few is not None:
+        lines.append(
+            Text(
+                f"- † Too few to judge: under the minimum sample a verdict needs ({few['min_visitors']:,} visitors "
+                f"and {few['min_nonzero']:,} with a non-zero value in each arm), whatever the interval or p-value says."
+            )
+        )
     if exp["crossovers"]:
         lines.append(Text(f"- {exp['crossovers']} visitors were seen under more than one arm and are left out."))
     return Group(*parts, Text.assemble(("SRM: ", "bold"), srm_text), Panel(Group(*lines), title="Verdict"))

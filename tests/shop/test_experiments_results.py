@@ -197,6 +197,10 @@ def test_experiment_report_prints_the_lift_table(logged):
     assert "+175.0%" in text  # dlrm conversion lift: 0.5 / (2/11) - 1
     assert "SRM:" in text and "Visitors split as configured" in text
     assert "Revenue per visitor: each visitor counts up to 29.10, the 99th percentile" in text
+    # 10-11 visitors an arm: every comparison is under the minimum sample, so its p-value is marked and not judged
+    assert (
+        text.count(" †") >= 5 and "† Too few to judge: under the minimum sample a verdict needs (100 visitors" in text
+    )
 
     out = io.StringIO()
     call_command("experiment_report", "--json", "--key", "rails-ranking", stdout=out)
